@@ -1,0 +1,155 @@
+"""The Gaussian map: a structure of arrays on the pipeline's device.
+
+Raw (unactivated) parameters are stored so optimisers work in an unconstrained space:
+log-scales, unnormalised quaternions (w, x, y, z) and opacity logits, as in 3DGS.
+Colours are linear RGB in [0, 1]; semantics are class logits; `features` is the latent
+vector the refinement network reads. Book-keeping per Gaussian: how often it was
+updated (frozen after a limit), the frame that created it and the keyframe it is
+anchored to (so a back-end correction of that keyframe moves it rigidly).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+import torch
+
+from . import se3
+
+# Fields with one row per Gaussian, in storage order.
+FLOAT_FIELDS = ("means", "log_scales", "quats", "opacity_logits", "colors", "sem_logits", "features")
+INT_FIELDS = ("update_count", "birth_frame", "keyframe_id")
+
+
+@dataclass
+class GaussianParams:
+    """Activated parameters, the form every renderer backend takes."""
+
+    means: torch.Tensor      # [N, 3]
+    quats: torch.Tensor      # [N, 4] unit, (w, x, y, z)
+    scales: torch.Tensor     # [N, 3]
+    opacities: torch.Tensor  # [N]
+    colors: torch.Tensor     # [N, 3]
+    sem_probs: Optional[torch.Tensor] = None  # [N, K]
+
+    def __len__(self):
+        return self.means.shape[0]
+
+
+class GaussianMap:
+    def __init__(self, num_classes: int = 20, feature_dim: int = 0, device="cpu",
+                 dtype=torch.float32):
+        self.num_classes = int(num_classes)
+        self.feature_dim = int(feature_dim)
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.clear()
+
+    # -- storage -------------------------------------------------------------------
+    def _shapes(self) -> Dict[str, tuple]:
+        return {"means": (3,), "log_scales": (3,), "quats": (4,), "opacity_logits": (),
+                "colors": (3,), "sem_logits": (self.num_classes,), "features": (self.feature_dim,)}
+
+    def clear(self):
+        for name, shp in self._shapes().items():
+            setattr(self, name, torch.zeros((0,) + shp, device=self.device, dtype=self.dtype))
+        for name in INT_FIELDS:
+            setattr(self, name, torch.zeros(0, device=self.device, dtype=torch.int32))
+        self.frozen = torch.zeros(0, device=self.device, dtype=torch.bool)
+
+    def __len__(self) -> int:
+        return int(self.means.shape[0])
+
+    def state(self) -> Dict[str, torch.Tensor]:
+        out = {k: getattr(self, k) for k in FLOAT_FIELDS + INT_FIELDS}
+        out["frozen"] = self.frozen
+        return out
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.state().values())
+
+    def insert(self, means, log_scales, quats, opacity_logits, colors, sem_logits=None,
+               features=None, birth_frame: int = 0, keyframe_id: int = -1) -> torch.Tensor:
+        """Append Gaussians; returns their indices. Missing semantics/features are zeros."""
+        n = means.shape[0]
+        dev, dt = self.device, self.dtype
+        if sem_logits is None:
+            sem_logits = torch.zeros(n, self.num_classes, device=dev, dtype=dt)
+        if features is None:
+            features = torch.zeros(n, self.feature_dim, device=dev, dtype=dt)
+        new = {"means": means, "log_scales": log_scales, "quats": quats,
+               "opacity_logits": opacity_logits.reshape(n), "colors": colors,
+               "sem_logits": sem_logits, "features": features}
+        for name, shp in self._shapes().items():
+            t = new[name].to(device=dev, dtype=dt).detach()
+            if t.shape != (n,) + shp:
+                raise ValueError(f"insert: {name} has shape {tuple(t.shape)}, expected {(n,) + shp}")
+            setattr(self, name, torch.cat([getattr(self, name), t], 0))
+        start = len(self) - n
+        for name, val in (("update_count", 0), ("birth_frame", birth_frame), ("keyframe_id", keyframe_id)):
+            setattr(self, name, torch.cat([getattr(self, name),
+                                           torch.full((n,), val, device=dev, dtype=torch.int32)]))
+        self.frozen = torch.cat([self.frozen, torch.zeros(n, device=dev, dtype=torch.bool)])
+        return torch.arange(start, start + n, device=dev)
+
+    def keep(self, mask: torch.Tensor):
+        """Keep only rows where mask is True (used by pruning)."""
+        for name in FLOAT_FIELDS + INT_FIELDS + ("frozen",):
+            setattr(self, name, getattr(self, name)[mask])
+
+    def prune(self, min_opacity: float = 0.005) -> int:
+        """Drop Gaussians below min_opacity; returns how many went."""
+        if len(self) == 0:
+            return 0
+        keep = torch.sigmoid(self.opacity_logits) >= min_opacity
+        removed = int((~keep).sum())
+        if removed:
+            self.keep(keep)
+        return removed
+
+    def mark_updated(self, idx: torch.Tensor, freeze_after: int = 8):
+        """Count an update of rows idx and freeze those that reached freeze_after."""
+        if idx.numel() == 0:
+            return
+        self.update_count[idx] += 1
+        self.frozen[idx] |= self.update_count[idx] >= freeze_after
+
+    # -- views ---------------------------------------------------------------------
+    def params(self, idx: Optional[torch.Tensor] = None, with_semantics: bool = False) -> GaussianParams:
+        sel = (lambda t: t) if idx is None else (lambda t: t[idx])
+        q = sel(self.quats)
+        return GaussianParams(
+            means=sel(self.means),
+            quats=q / q.norm(dim=-1, keepdim=True).clamp(min=1e-12),
+            scales=torch.exp(sel(self.log_scales)),
+            opacities=torch.sigmoid(sel(self.opacity_logits)),
+            colors=sel(self.colors).clamp(0, 1),
+            sem_probs=torch.softmax(sel(self.sem_logits), -1) if with_semantics and self.num_classes else None,
+        )
+
+    def labels(self) -> torch.Tensor:
+        if self.num_classes == 0 or len(self) == 0:
+            return torch.zeros(len(self), dtype=torch.long, device=self.device)
+        return self.sem_logits.argmax(-1)
+
+    # -- rigid corrections -----------------------------------------------------------
+    def transform_rows(self, idx: torch.Tensor, T: torch.Tensor):
+        """Move rows idx rigidly by world transform T (4x4): means and orientations."""
+        if idx.numel() == 0:
+            return
+        T = T.to(self.means)
+        self.means[idx] = se3.transform_points(T, self.means[idx])
+        qT = se3.rotmat_to_quat(T[:3, :3])
+        self.quats[idx] = se3.quat_multiply(qT.expand(idx.numel(), 4), self.quats[idx])
+
+    def apply_keyframe_corrections(self, corrections: Dict[int, torch.Tensor]):
+        """corrections: keyframe id -> world delta (T_new @ T_old^-1) of that keyframe."""
+        for kf, T in corrections.items():
+            idx = torch.nonzero(self.keyframe_id == int(kf)).flatten()
+            self.transform_rows(idx, T)
+
+    def to(self, device) -> "GaussianMap":
+        self.device = torch.device(device)
+        for name in FLOAT_FIELDS + INT_FIELDS + ("frozen",):
+            setattr(self, name, getattr(self, name).to(self.device))
+        return self
