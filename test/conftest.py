@@ -1,0 +1,33 @@
+"""Shared test fixtures: the repository on sys.path (tests run from a plain clone) and a
+random, fully populated Gaussian map."""
+import os
+import sys
+
+import pytest
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from gs4_ros.core.gaussian_map import GaussianMap  # noqa: E402
+
+
+def make_random_map(n=50, num_classes=20, feature_dim=8, seed=0) -> GaussianMap:
+    """A map with every field non-trivial (so a dropped or swapped field shows up)."""
+    g = torch.Generator().manual_seed(seed)
+    gm = GaussianMap(num_classes=num_classes, feature_dim=feature_dim)
+    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    half = n // 2
+    for part, (lo, hi) in enumerate(((0, half), (half, n))):
+        m = hi - lo
+        gm.insert(means=r(m, 3) * 2, log_scales=r(m, 3) * 0.5 - 3, quats=r(m, 4),
+                  opacity_logits=r(m), colors=torch.rand(m, 3, generator=g),
+                  sem_logits=r(m, num_classes) * 3, features=r(m, feature_dim),
+                  birth_frame=10 + part, keyframe_id=part)
+    gm.update_count = torch.randint(0, 9, (n,), generator=g, dtype=torch.int32)
+    gm.frozen = gm.update_count >= 8
+    return gm
+
+
+@pytest.fixture
+def random_map():
+    return make_random_map
