@@ -24,7 +24,10 @@ def _so3_coeffs(theta: torch.Tensor):
     small = theta < 1e-3
     ts = torch.where(small, torch.ones_like(theta), theta)
     A = torch.where(small, 1 - t2 / 6 + t2 * t2 / 120, torch.sin(ts) / ts)
-    B = torch.where(small, 0.5 - t2 / 24 + t2 * t2 / 720, (1 - torch.cos(ts)) / (ts * ts))
+    # B as 2 sin^2(t/2) / t^2: (1 - cos t) cancels catastrophically in float32 (12% off at
+    # t = 1e-3), which se3_log's D then amplifies into centimetre translation errors.
+    sh = torch.sin(0.5 * ts) / ts
+    B = torch.where(small, 0.5 - t2 / 24 + t2 * t2 / 720, 2 * sh * sh)
     C = torch.where(small, 1.0 / 6 - t2 / 120 + t2 * t2 / 5040, (ts - torch.sin(ts)) / (ts * ts * ts))
     return A, B, C
 
@@ -39,10 +42,12 @@ def so3_exp(phi: torch.Tensor) -> torch.Tensor:
 
 def so3_log(R: torch.Tensor) -> torch.Tensor:
     tr = R[..., 0, 0] + R[..., 1, 1] + R[..., 2, 2]
-    cos = ((tr - 1) * 0.5).clamp(-1 + 1e-7, 1 - 1e-7)
-    theta = torch.acos(cos)
     w = torch.stack([R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0],
                      R[..., 1, 0] - R[..., 0, 1]], dim=-1)
+    # atan2(sin, cos) is accurate over the whole range; a clamped acos of the trace capped
+    # the angle 4.5e-4 rad short of pi.
+    cos = (tr - 1) * 0.5
+    theta = torch.atan2(0.5 * w.norm(dim=-1), cos)
     small = theta < 1e-3
     ts = torch.where(small, torch.ones_like(theta), theta)
     factor = torch.where(small, 0.5 + theta * theta / 12, ts / (2 * torch.sin(ts)))
@@ -57,6 +62,10 @@ def so3_log(R: torch.Tensor) -> torch.Tensor:
         sign = torch.sign(torch.gather(S, -1, i.unsqueeze(-1).expand(S.shape[:-1] + (1,))).squeeze(-1))
         sign = torch.where(sign == 0, torch.ones_like(sign), sign)
         axis = axis * sign
+        # The symmetric part fixes the axis only up to sign; below pi exp(-phi) != exp(phi),
+        # so take the sign the antisymmetric part (2 sin(theta) axis) still carries.
+        s2 = torch.sign((axis * w).sum(-1, keepdim=True))
+        axis = axis * torch.where(s2 == 0, torch.ones_like(s2), s2)
         axis = axis / axis.norm(dim=-1, keepdim=True).clamp(min=1e-9)
         phi = torch.where(near_pi[..., None], axis * theta[..., None], phi)
     return phi
@@ -80,11 +89,11 @@ def se3_log(T: torch.Tensor) -> torch.Tensor:
     R, t = T[..., :3, :3], T[..., :3, 3]
     phi = so3_log(R)
     theta = phi.norm(dim=-1, keepdim=True).unsqueeze(-1)
-    A, B, _ = _so3_coeffs(theta)
     K = skew(phi)
     small = theta < 1e-3
     ts = torch.where(small, torch.ones_like(theta), theta)
-    D = torch.where(small, torch.full_like(theta, 1.0 / 12), (1 - A / (2 * B)) / (ts * ts))
+    half = 0.5 * ts
+    D = torch.where(small, torch.full_like(theta, 1.0 / 12), (1 - half * torch.cos(half) / torch.sin(half)) / (ts * ts))
     eye = torch.eye(3, dtype=T.dtype, device=T.device).expand(K.shape)
     Vinv = eye - 0.5 * K + D * (K @ K)
     rho = (Vinv @ t.unsqueeze(-1)).squeeze(-1)
