@@ -80,10 +80,12 @@ class GaussianMap:
         new = {"means": means, "log_scales": log_scales, "quats": quats,
                "opacity_logits": opacity_logits.reshape(n), "colors": colors,
                "sem_logits": sem_logits, "features": features}
+        # Check every field before appending any, so a bad call leaves the map consistent.
         for name, shp in self._shapes().items():
+            if tuple(new[name].shape) != (n,) + shp:
+                raise ValueError(f"insert: {name} has shape {tuple(new[name].shape)}, expected {(n,) + shp}")
+        for name in self._shapes():
             t = new[name].to(device=dev, dtype=dt).detach()
-            if t.shape != (n,) + shp:
-                raise ValueError(f"insert: {name} has shape {tuple(t.shape)}, expected {(n,) + shp}")
             setattr(self, name, torch.cat([getattr(self, name), t], 0))
         start = len(self) - n
         for name, val in (("update_count", 0), ("birth_frame", birth_frame), ("keyframe_id", keyframe_id)):
