@@ -163,5 +163,22 @@ def pose_distance(Ta: torch.Tensor, Tb: torch.Tensor):
     """(translation metres, rotation radians) between two poses."""
     D = inv(Ta) @ Tb
     trans = D[..., :3, 3].norm(dim=-1)
-    cos = ((D[..., 0, 0] + D[..., 1, 1] + D[..., 2, 2] - 1) * 0.5).clamp(-1, 1)
-    return trans, torch.acos(cos)
+    return trans, rotation_angle(D[..., :3, :3])
+
+
+def rotation_angle(R: torch.Tensor) -> torch.Tensor:
+    """Angle of a rotation via atan2, accurate near zero (acos of the trace is not in float32)."""
+    w = torch.stack([R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0],
+                     R[..., 1, 0] - R[..., 0, 1]], dim=-1)
+    tr = R[..., 0, 0] + R[..., 1, 1] + R[..., 2, 2]
+    return torch.atan2(0.5 * w.norm(dim=-1), 0.5 * (tr - 1))
+
+
+def orthonormalize(T: torch.Tensor) -> torch.Tensor:
+    """Nearest proper rotation (SVD) for poses from files that drift off SO(3)."""
+    U, _, Vh = torch.linalg.svd(T[..., :3, :3])
+    d = torch.sign(torch.det(U @ Vh))
+    D = torch.ones(T.shape[:-2] + (3,), dtype=T.dtype, device=T.device)
+    D[..., 2] = d
+    R = U @ torch.diag_embed(D) @ Vh
+    return make_T(R, T[..., :3, 3])

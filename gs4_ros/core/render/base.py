@@ -49,12 +49,45 @@ class RenderOutput:
     semantics: Optional[torch.Tensor]   # [C, H, W, K] composited class probabilities
     visible: torch.Tensor               # [C, N]
     depth_acc: torch.Tensor             # [C, H, W] accumulated depth (differentiable target)
+    points: Optional[torch.Tensor] = None   # [C, H, W, 3] blended Gaussian centres, camera frame
+    normals: Optional[torch.Tensor] = None  # [C, H, W, 3] blended Gaussian normals, camera frame
+    surface_depth: Optional[torch.Tensor] = None  # [C, H, W] ray / blended-plane intersection
+
+
+def gaussian_normals(quats: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """World-frame axis of least extent of each Gaussian (its surface normal when flat)."""
+    R = se3.quat_to_rotmat(quats)
+    idx = scales.argmin(-1)
+    return torch.gather(R, 2, idx[:, None, None].expand(-1, 3, 1))[..., 0]
+
+
+def _geometry_maps(rasterizer, params, poses_c2w, Ks, width, height, base_feats, bg):
+    """Render colour(+semantics) together with Gaussian centres and normals, per camera.
+
+    Compositing is linear, so alpha-normalised blended centres of Gaussians on one plane
+    stay on that plane and the blended normal is the plane's: a point-to-plane residual
+    against these maps is exact for flat regions, unlike the centre-depth of tilted discs
+    that plain depth rendering returns.
+    """
+    normals_w = gaussian_normals(params.quats, params.scales)
+    outs = []
+    for c in range(poses_c2w.shape[0]):
+        cam = poses_c2w[c, :3, 3]
+        # Orient every normal towards this camera before blending.
+        facing = ((cam - params.means) * normals_w).sum(-1, keepdim=True)
+        n = torch.where(facing < 0, -normals_w, normals_w)
+        feats = torch.cat([base_feats, params.means, n], -1)
+        vm = se3.inv(poses_c2w[c:c + 1])
+        outs.append(rasterizer.rasterize(params.means, params.quats, params.scales, params.opacities,
+                                         feats, vm, Ks[c:c + 1], width, height,
+                                         None if bg is None else torch.cat([bg[c:c + 1], torch.zeros(1, 6, device=bg.device, dtype=bg.dtype)], -1)))
+    return RasterOutput(*(torch.cat(x) for x in zip(*[(o.features, o.depth, o.alpha, o.visible) for o in outs])))
 
 
 def render_views(rasterizer: Rasterizer, params: GaussianParams, poses_c2w: torch.Tensor,
                  K: torch.Tensor, width: int, height: int, semantics: bool = False,
                  background: Optional[torch.Tensor] = None,
-                 min_alpha_for_depth: float = 1e-3) -> RenderOutput:
+                 min_alpha_for_depth: float = 1e-3, geometry: bool = False) -> RenderOutput:
     """Render colour, depth, silhouette and optionally semantics at camera-to-world poses.
 
     poses_c2w [C, 4, 4] or [4, 4]; K [3, 3] or [C, 3, 3]. Differentiable with respect to
@@ -77,23 +110,49 @@ def render_views(rasterizer: Rasterizer, params: GaussianParams, poses_c2w: torc
         bg[:, :3] = background.to(feats)
     if len(params) == 0:
         z = torch.zeros(C, height, width, device=poses_c2w.device, dtype=poses_c2w.dtype)
-        f = torch.zeros(C, height, width, feats.shape[-1], device=z.device, dtype=z.dtype)
+        f = torch.zeros(C, height, width, feats.shape[-1] + (6 if geometry else 0), device=z.device, dtype=z.dtype)
         if bg is not None:
-            f = f + bg[:, None, None]
+            f[..., : bg.shape[-1]] += bg[:, None, None]
         out = RasterOutput(f, z, z.clone(), torch.zeros(C, 0, dtype=torch.bool, device=z.device))
+    elif geometry:
+        out = _geometry_maps(rasterizer, params, poses_c2w, Ks, width, height, feats, bg)
     else:
         out = rasterizer.rasterize(params.means, params.quats, params.scales, params.opacities,
                                    feats, viewmats, Ks, width, height, bg)
     a = out.alpha
-    depth = torch.where(a > min_alpha_for_depth, out.depth / a.clamp(min=1e-8), torch.zeros_like(a))
-    return RenderOutput(
+    has = a > min_alpha_for_depth
+    ainv = 1.0 / a.clamp(min=1e-8)
+    depth = torch.where(has, out.depth * ainv, torch.zeros_like(a))
+    nf = 3 + (params.sem_probs.shape[-1] if semantics else 0)
+    res = RenderOutput(
         color=out.features[..., :3],
         depth=depth,
         alpha=a,
-        semantics=out.features[..., 3:] if semantics else None,
+        semantics=out.features[..., 3:nf] if semantics else None,
         visible=out.visible,
         depth_acc=out.depth,
     )
+    if geometry:
+        R = viewmats[:, None, None, :3, :3]
+        t = viewmats[:, None, None, :3, 3]
+        pw = out.features[..., nf:nf + 3] * ainv[..., None]
+        pts = (R @ pw[..., None])[..., 0] + t
+        nw = out.features[..., nf + 3:nf + 6]
+        nrm = (R @ nw[..., None])[..., 0]
+        nrm = nrm / nrm.norm(dim=-1, keepdim=True).clamp(min=1e-8)
+        # Depth where each pixel's ray meets the blended plane (point pts, normal nrm).
+        Kinv = torch.linalg.inv(Ks)
+        v, u = torch.meshgrid(torch.arange(height, device=a.device, dtype=a.dtype),
+                              torch.arange(width, device=a.device, dtype=a.dtype), indexing="ij")
+        pix = torch.stack([u, v, torch.ones_like(u)], -1)
+        rays = (Kinv[:, None, None] @ pix[None, ..., None])[..., 0]
+        den = (nrm * rays).sum(-1)
+        zs = (nrm * pts).sum(-1) / torch.where(den.abs() > 1e-3, den, torch.full_like(den, 1e-3))
+        ok = has & (den.abs() > 0.1) & (zs > 0)
+        res.points = torch.where(has[..., None], pts, torch.zeros_like(pts))
+        res.normals = torch.where(has[..., None], nrm, torch.zeros_like(nrm))
+        res.surface_depth = torch.where(ok, zs, depth)
+    return res
 
 
 def make_rasterizer(backend: str = "auto", device="cpu") -> Rasterizer:

@@ -1,0 +1,163 @@
+"""Pipeline configuration: nested dataclasses with documented defaults.
+
+The same tree is read from YAML (config/*.yaml), from CLI overrides ("tracking.photo_weight=0.2")
+and from ROS parameters (flattened with dots, e.g. `pipeline.tracking.iterations`).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Tuple
+
+SCANNET20_CLASSES = [
+    "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window", "bookshelf",
+    "picture", "counter", "desk", "curtain", "refrigerator", "shower curtain", "toilet", "sink",
+    "bathtub", "otherfurniture",
+]
+
+
+@dataclass
+class TrackingConfig:
+    """Dense RGB-D frame-to-model alignment against views rendered from the map."""
+
+    pyramid_levels: int = 3                 # finest level is `finest_level`; each coarser halves
+    finest_level: int = 0                   # 0 = input resolution, 1 = half, ...
+    iterations: List[int] = field(default_factory=lambda: [4, 6, 10])  # finest ... coarsest
+    photo_weight: float = 0.05              # weight of the photometric term (metres per unit intensity)
+    huber_depth: float = 0.01               # metres
+    huber_photo: float = 0.05               # intensity in [0, 1]
+    max_correspondence: float = 0.08        # metres; ICP outlier gate (scaled up at coarse levels)
+    max_normal_angle_deg: float = 35.0
+    min_depth: float = 0.1
+    max_depth: float = 8.0
+    render_alpha_min: float = 0.8           # rendered pixels below this silhouette are not model
+    min_inlier_fraction: float = 0.2        # health: below this tracking is "lost"
+    motion_model: str = "constant_velocity"  # or "static"
+
+
+@dataclass
+class MappingConfig:
+    """Geometric (v0) initialiser, co-visibility insertion, pruning and keyframes."""
+
+    stride: int = 8                         # one Gaussian per stride x stride block
+    scale_multiplier: float = 0.7           # tangential sigma relative to the block footprint
+    thickness_ratio: float = 0.1            # normal-axis sigma relative to tangential sigma
+    init_opacity: float = 0.95
+    silhouette_threshold: float = 0.5       # insert where the rendered silhouette is below this
+    front_margin: float = 0.04              # ... or where observed depth is this far (m, x depth) in front
+    prune_opacity: float = 0.005
+    freeze_after: int = 8
+    keyframe_translation: float = 0.05      # metres since the last keyframe
+    keyframe_rotation_deg: float = 5.0
+    keyframe_max_interval: int = 10         # frames
+    max_depth: float = 6.0                  # do not map beyond (noisy)
+    min_depth: float = 0.1
+
+
+@dataclass
+class PipelineConfig:
+    device: str = "auto"                    # auto | cpu | cuda[:N]
+    renderer: str = "auto"                  # auto | gsplat | torch
+    class_names: List[str] = field(default_factory=lambda: list(SCANNET20_CLASSES))
+    initializer: str = "geometric"          # geometric | network (see the networks issue)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    mapping: MappingConfig = field(default_factory=MappingConfig)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    # -- (de)serialisation -----------------------------------------------------------
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any] | None) -> "PipelineConfig":
+        cfg = cls()
+        if d:
+            _update(cfg, d, "")
+        return cfg
+
+    def override(self, dotted: Dict[str, Any]) -> "PipelineConfig":
+        """Apply {"tracking.photo_weight": 0.1, ...} in place; unknown keys raise."""
+        for key, value in dotted.items():
+            obj = self
+            parts = key.split(".")
+            for p in parts[:-1]:
+                if not hasattr(obj, p):
+                    raise KeyError(f"unknown configuration key '{key}'")
+                obj = getattr(obj, p)
+            _set(obj, parts[-1], value, key)
+        return self
+
+    def flatten(self) -> Dict[str, Any]:
+        out: Dict[str, Any] = {}
+
+        def rec(prefix, obj):
+            for f in dataclasses.fields(obj):
+                v = getattr(obj, f.name)
+                k = f"{prefix}{f.name}"
+                if dataclasses.is_dataclass(v):
+                    rec(k + ".", v)
+                else:
+                    out[k] = v
+        rec("", self)
+        return out
+
+
+def _set(obj, name, value, key):
+    if not hasattr(obj, name) or dataclasses.is_dataclass(getattr(obj, name)):
+        raise KeyError(f"unknown configuration key '{key}'")
+    cur = getattr(obj, name)
+    if isinstance(value, str) and not isinstance(cur, str):
+        import yaml
+
+        value = yaml.safe_load(value)
+    if isinstance(cur, bool):
+        value = bool(value)
+    elif isinstance(cur, int) and not isinstance(cur, bool):
+        value = int(value)
+    elif isinstance(cur, float):
+        value = float(value)
+    elif isinstance(cur, (list, tuple)):
+        value = list(value)
+    setattr(obj, name, value)
+
+
+def _update(obj, d: Dict[str, Any], prefix: str):
+    for k, v in d.items():
+        key = prefix + k
+        if not hasattr(obj, k):
+            raise KeyError(f"unknown configuration key '{key}'")
+        cur = getattr(obj, k)
+        if dataclasses.is_dataclass(cur):
+            if not isinstance(v, dict):
+                raise TypeError(f"configuration key '{key}' needs a mapping")
+            _update(cur, v, key + ".")
+        else:
+            _set(obj, k, v, key)
+
+
+def load_config(path: str | None = None, overrides: Dict[str, Any] | None = None) -> PipelineConfig:
+    """YAML file plus overrides.
+
+    Accepts the bare tree, a top-level 'pipeline' key, or a ROS 2 parameter file
+    (`<node or /**>: ros__parameters: pipeline: ...`), so one config/*.yaml serves the node
+    and the CLI.
+    """
+    d: Dict[str, Any] = {}
+    if path:
+        import yaml
+
+        with open(path) as f:
+            d = yaml.safe_load(f) or {}
+        for v in list(d.values()):
+            if isinstance(v, dict) and "ros__parameters" in v:
+                d = v["ros__parameters"]
+                break
+        if "pipeline" in d:
+            d = d["pipeline"]
+    cfg = PipelineConfig.from_dict(d)
+    if overrides:
+        cfg.override(overrides)
+    return cfg

@@ -1,0 +1,111 @@
+"""Geometric (v0) Gaussian initialiser: one surfel-like Gaussian per stride x stride block.
+
+Each block's valid depth pixels (those near the block's median depth, so blocks on an
+occlusion edge keep only the dominant surface) are fitted by PCA: the mean is the
+Gaussian centre, the least-variance axis its normal, the tangential extent sets the
+in-plane scales and a thin normal-axis scale makes it a disc. Averaging a block's pixels
+also removes most of the sensor's per-pixel depth noise. Colour is the block's mean
+colour. This is the baseline the learned predictor (networks issue) replaces.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from . import se3
+from .config import MappingConfig
+from .geometry import backproject, pixel_grid
+
+
+@dataclass
+class BlockGaussians:
+    """Candidate Gaussians in the camera frame, one per block (rows where valid)."""
+
+    means: torch.Tensor        # [B, 3] camera frame
+    rotmats: torch.Tensor      # [B, 3, 3] columns: tangent1, tangent2, normal
+    scales: torch.Tensor       # [B, 3]
+    colors: torch.Tensor       # [B, 3]
+    labels: Optional[torch.Tensor]  # [B] long (255 unknown) or None
+    depth: torch.Tensor        # [B] median depth of the block
+    valid: torch.Tensor        # [B] bool
+    grid_shape: tuple          # (hb, wb)
+
+
+def _blocks(x: torch.Tensor, s: int) -> torch.Tensor:
+    """[H, W, C] -> [hb*wb, s*s, C] (crops the ragged border)."""
+    H, W, C = x.shape
+    hb, wb = H // s, W // s
+    x = x[: hb * s, : wb * s].reshape(hb, s, wb, s, C).permute(0, 2, 1, 3, 4)
+    return x.reshape(hb * wb, s * s, C)
+
+
+def block_gaussians(depth: torch.Tensor, rgb: torch.Tensor, K: torch.Tensor, cfg: MappingConfig,
+                    labels: Optional[torch.Tensor] = None, stride: Optional[int] = None) -> BlockGaussians:
+    s = stride or cfg.stride
+    H, W = depth.shape
+    hb, wb = H // s, W // s
+    dv = (depth > cfg.min_depth) & (depth < cfg.max_depth)
+    d = torch.where(dv, depth, torch.zeros_like(depth))
+    pts = backproject(d, K)
+    P = _blocks(pts, s)                                  # [B, s2, 3]
+    Dd = P[..., 2]
+    V = _blocks(dv[..., None].float(), s)[..., 0] > 0    # [B, s2]
+    # Median of valid depths per block (invalid pushed to +inf, then pick the middle valid).
+    big = torch.where(V, Dd, torch.full_like(Dd, float("inf")))
+    srt, _ = big.sort(-1)
+    cnt = V.sum(-1)
+    med = srt.gather(-1, ((cnt - 1).clamp(min=0) // 2)[:, None])[:, 0]
+    inl = V & ((Dd - med[:, None]).abs() < torch.clamp(0.03 * med[:, None], min=0.01))
+    ni = inl.sum(-1)
+    w = inl.float()
+    wsum = w.sum(-1).clamp(min=1)
+    mean = (P * w[..., None]).sum(1) / wsum[:, None]
+    X = (P - mean[:, None]) * w[..., None]
+    cov = X.transpose(1, 2) @ X / wsum[:, None, None]
+    cov = cov + torch.eye(3, device=cov.device, dtype=cov.dtype) * 1e-10
+    evals, evecs = torch.linalg.eigh(cov)                # ascending
+    normal = evecs[..., 0]
+    # Normal faces the camera.
+    flip = (normal * mean).sum(-1) > 0
+    normal = torch.where(flip[:, None], -normal, normal)
+    t1 = evecs[..., 2]
+    t2 = torch.cross(normal, t1, dim=-1)
+    R = torch.stack([t1, t2, normal], -1)
+    foot = s * med / K[0, 0]                             # block side length in metres
+    lam = evals.clamp(min=0)
+    # A fully covered planar block has sqrt(12 * lambda) equal to its side length.
+    ext = torch.sqrt(12.0 * lam[:, 1:])                  # [B, 2]: (minor, major)
+    sig_t = cfg.scale_multiplier * ext.clamp(min=0.5 * foot[:, None], max=3.0 * foot[:, None])
+    sig_n = (cfg.thickness_ratio * sig_t.min(-1).values).clamp(min=1e-4)
+    scales = torch.stack([sig_t[:, 1], sig_t[:, 0], sig_n], -1)
+    C = _blocks(rgb, s)
+    colors = (C * w[..., None]).sum(1) / wsum[:, None]
+    lab = None
+    if labels is not None:
+        Lb = _blocks(labels[..., None].long(), s)[..., 0]
+        Lb = torch.where(inl, Lb, torch.full_like(Lb, 255))
+        lab = torch.mode(Lb, dim=-1).values
+    valid = ni >= max(3, (s * s) // 4)
+    return BlockGaussians(mean, R, scales, colors, lab, med, valid, (hb, wb))
+
+
+def to_world(bg: BlockGaussians, pose_c2w: torch.Tensor, select: torch.Tensor):
+    """World-frame (means, log_scales, quats, colors, labels) of the selected blocks."""
+    Rw = pose_c2w[:3, :3]
+    means = bg.means[select] @ Rw.T + pose_c2w[:3, 3]
+    rot = Rw @ bg.rotmats[select]
+    quats = se3.rotmat_to_quat(rot)
+    return means, torch.log(bg.scales[select]), quats, bg.colors[select], (
+        None if bg.labels is None else bg.labels[select])
+
+
+def labels_to_logits(labels: torch.Tensor, num_classes: int, confidence: float = 4.0) -> torch.Tensor:
+    """Hard labels -> logits (255 = unknown -> uniform)."""
+    out = torch.zeros(labels.shape[0], num_classes, device=labels.device)
+    known = labels < num_classes
+    if known.any():
+        out[known] = F.one_hot(labels[known], num_classes).float() * confidence
+    return out

@@ -1,0 +1,224 @@
+"""The per-frame SLAM pipeline that the ROS node, the bag replay and the dataset runner drive.
+
+Feed it RGBDFrames in time order with `process`; it tracks each frame against the map
+rendered at the predicted pose, decides keyframes by motion, and on keyframes inserts
+Gaussians where the map does not yet explain the observation (co-visibility).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+
+from . import se3
+from .config import PipelineConfig
+from .frame import FrameError, Intrinsics, RGBDFrame
+from .gaussian_map import GaussianMap
+from .initializer import block_gaussians, labels_to_logits, to_world
+from .render import make_rasterizer, render_views
+from .tracker import RGBDTracker, TrackResult
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name in ("auto", "", None):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' asked for but torch sees no CUDA GPU; use --device cpu")
+    return dev
+
+
+@dataclass
+class FrameResult:
+    index: int
+    timestamp: float
+    pose: np.ndarray                 # 4x4 camera-to-world (float64)
+    ok: bool                         # tracking healthy
+    keyframe: bool
+    num_gaussians: int
+    added: int = 0
+    pruned: int = 0
+    timings_ms: Dict[str, float] = field(default_factory=dict)
+    health: Dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Keyframe:
+    id: int
+    frame_index: int
+    timestamp: float
+    pose: torch.Tensor               # [4, 4] camera-to-world (current estimate)
+
+
+class SLAMPipeline:
+    def __init__(self, config: Optional[PipelineConfig] = None, device: Optional[str] = None):
+        self.cfg = config or PipelineConfig()
+        self.device = resolve_device(device or self.cfg.device)
+        self.rasterizer = make_rasterizer(self.cfg.renderer, self.device)
+        self.tracker = RGBDTracker(self.cfg.tracking)
+        self.reset()
+
+    # -- state ------------------------------------------------------------------------
+    def reset(self):
+        self.map = GaussianMap(num_classes=self.cfg.num_classes, feature_dim=0, device=self.device)
+        self.trajectory: List[tuple] = []      # (timestamp, frame index, 4x4 numpy c2w)
+        self.keyframes: List[Keyframe] = []
+        self._poses: List[torch.Tensor] = []
+        self.intrinsics: Optional[Intrinsics] = None
+        self.frames_processed = 0
+        self.frames_lost = 0
+        self.last_result: Optional[FrameResult] = None
+
+    @property
+    def num_gaussians(self) -> int:
+        return len(self.map)
+
+    # -- main entry -------------------------------------------------------------------
+    def process(self, frame: RGBDFrame) -> FrameResult:
+        """Track and map one frame. Raises FrameError (state untouched) for unusable frames."""
+        t0 = time.perf_counter()
+        frame = frame.sanitized().validate()
+        if self.intrinsics is not None and (frame.intrinsics.width, frame.intrinsics.height) != (
+                self.intrinsics.width, self.intrinsics.height):
+            raise FrameError(f"frame is {frame.intrinsics.width}x{frame.intrinsics.height} but the "
+                             f"map was started at {self.intrinsics.width}x{self.intrinsics.height}; "
+                             "reset the pipeline to change resolution")
+        self.intrinsics = frame.intrinsics
+        dev = self.device
+        K = frame.intrinsics.K(dev)
+        depth = torch.from_numpy(frame.depth).to(dev)
+        rgb = torch.from_numpy(frame.rgb).to(dev).float() / 255.0
+        labels = None if frame.labels is None else torch.from_numpy(frame.labels.astype(np.int64)).to(dev)
+        timings: Dict[str, float] = {}
+
+        if not self._poses:
+            pose = (se3.orthonormalize(torch.as_tensor(np.asarray(frame.meta["initial_pose"]), dtype=torch.float64)).float().to(dev)
+                    if "initial_pose" in frame.meta else torch.eye(4, device=dev))
+            track = None
+            timings["track"] = 0.0
+            is_kf = True
+        else:
+            ts = time.perf_counter()
+            pose, track = self._track(depth, rgb, K, frame.intrinsics)
+            timings["track"] = 1000 * (time.perf_counter() - ts)
+            is_kf = self._is_keyframe(pose, frame.index) and track.ok
+        if track is not None and not track.ok:
+            self.frames_lost += 1
+
+        added = pruned = 0
+        if is_kf:
+            ts = time.perf_counter()
+            kf = Keyframe(len(self.keyframes), frame.index, frame.timestamp, pose.clone())
+            self.keyframes.append(kf)
+            added = self._map(depth, rgb, K, frame.intrinsics, pose, labels, kf, frame.index)
+            pruned = self.map.prune(self.cfg.mapping.prune_opacity)
+            timings["map"] = 1000 * (time.perf_counter() - ts)
+        self._poses.append(pose)
+        pose_np = pose.detach().double().cpu().numpy()
+        self.trajectory.append((frame.timestamp, frame.index, pose_np))
+        self.frames_processed += 1
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        timings["total"] = 1000 * (time.perf_counter() - t0)
+        health = {}
+        if track is not None:
+            health = {"inlier_fraction": track.inlier_fraction, "rms_depth_m": track.rms_depth,
+                      "rms_photo": track.rms_photo, "iterations": track.iterations,
+                      "step_m": track.delta_from_prediction[0],
+                      "step_rad": track.delta_from_prediction[1]}
+        res = FrameResult(frame.index, frame.timestamp, pose_np, track is None or track.ok, is_kf,
+                          len(self.map), added, pruned, timings, health)
+        self.last_result = res
+        return res
+
+    # -- tracking ---------------------------------------------------------------------
+    def _predict(self) -> torch.Tensor:
+        last = self._poses[-1]
+        if self.cfg.tracking.motion_model == "constant_velocity" and len(self._poses) >= 2:
+            vel = se3.inv(self._poses[-2]) @ last
+            # Re-project onto SE(3): composing float32 poses (inv = transpose) otherwise
+            # amplifies any non-orthogonality geometrically from frame to frame.
+            return se3.orthonormalize(last @ vel)
+        return last.clone()
+
+    def _track(self, depth, rgb, K, intr: Intrinsics):
+        pred = self._predict()
+        W, H = intr.width, intr.height
+        tc = self.cfg.tracking
+        with torch.no_grad():
+            ref = render_views(self.rasterizer, self.map.params(), pred, K, W, H, geometry=True)
+            ref_levels = self.tracker.reference_levels(ref.points[0], ref.normals[0], ref.color[0],
+                                                       ref.alpha[0], K)
+            cur_levels = self.tracker.levels_for(depth, rgb, K)
+            res = self.tracker.track(cur_levels, ref_levels, pred)
+        if not res.ok:
+            log.warning("tracking weak (inliers %.2f); keeping the prediction", res.inlier_fraction)
+            return pred, res
+        return se3.orthonormalize(res.pose), res
+
+    def _is_keyframe(self, pose: torch.Tensor, index: int) -> bool:
+        m = self.cfg.mapping
+        kf = self.keyframes[-1]
+        dt, dr = se3.pose_distance(kf.pose, pose)
+        return (float(dt) > m.keyframe_translation or math.degrees(float(dr)) > m.keyframe_rotation_deg
+                or index - kf.frame_index >= m.keyframe_max_interval)
+
+    # -- mapping ----------------------------------------------------------------------
+    @torch.no_grad()
+    def _map(self, depth, rgb, K, intr: Intrinsics, pose, labels, kf: Keyframe, frame_index: int) -> int:
+        m = self.cfg.mapping
+        s = m.stride
+        bg = block_gaussians(depth, rgb, K, m, labels)
+        select = bg.valid
+        if len(self.map):
+            r = render_views(self.rasterizer, self.map.params(), pose, K, intr.width, intr.height,
+                             geometry=True)
+            hb, wb = bg.grid_shape
+            a = r.alpha[0, : hb * s, : wb * s].reshape(hb, s, wb, s).mean((1, 3)).flatten()
+            rd = r.surface_depth[0, : hb * s, : wb * s].reshape(hb, s, wb, s)
+            ra = r.alpha[0, : hb * s, : wb * s].reshape(hb, s, wb, s)
+            # Rendered depth where the map is solid, averaged per block.
+            wgt = (ra > 0.5).float()
+            rdm = ((rd * wgt).sum((1, 3)) / wgt.sum((1, 3)).clamp(min=1)).flatten()
+            unseen = a < m.silhouette_threshold
+            in_front = (wgt.sum((1, 3)).flatten() > 0) & (bg.depth < rdm - m.front_margin * bg.depth)
+            select = select & (unseen | in_front)
+        n = int(select.sum())
+        if n == 0:
+            return 0
+        means, log_scales, quats, colors, lab = to_world(bg, pose, select)
+        sem = labels_to_logits(lab, self.cfg.num_classes) if lab is not None else None
+        op = torch.full((n,), m.init_opacity, device=self.device)
+        self.map.insert(means, log_scales, quats, torch.logit(op), colors, sem_logits=sem,
+                        birth_frame=frame_index, keyframe_id=kf.id)
+        return n
+
+    # -- outputs ----------------------------------------------------------------------
+    @torch.no_grad()
+    def render(self, pose_c2w, intrinsics: Optional[Intrinsics] = None, semantics: bool = False,
+               background=None) -> Dict[str, np.ndarray]:
+        """Render the map at a pose: numpy color uint8, depth float32 m, alpha, labels uint8."""
+        intr = intrinsics or self.intrinsics
+        if intr is None:
+            raise RuntimeError("no intrinsics yet: process a frame first or pass intrinsics")
+        pose = torch.as_tensor(np.asarray(pose_c2w), dtype=torch.float32, device=self.device)
+        bgt = None if background is None else torch.as_tensor(background, dtype=torch.float32, device=self.device)
+        r = render_views(self.rasterizer, self.map.params(with_semantics=semantics), pose,
+                         intr.K(self.device), intr.width, intr.height, semantics=semantics, background=bgt)
+        out = {
+            "color": (r.color[0].clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy(),
+            "depth": r.depth[0].float().cpu().numpy(),
+            "alpha": r.alpha[0].float().cpu().numpy(),
+        }
+        if semantics:
+            lab = r.semantics[0].argmax(-1).to(torch.uint8)
+            lab[r.alpha[0] < 0.5] = 255
+            out["labels"] = lab.cpu().numpy()
+        return out
