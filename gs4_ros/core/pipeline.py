@@ -81,8 +81,11 @@ class SLAMPipeline:
         return len(self.map)
 
     # -- main entry -------------------------------------------------------------------
-    def process(self, frame: RGBDFrame) -> FrameResult:
-        """Track and map one frame. Raises FrameError (state untouched) for unusable frames."""
+    def process(self, frame: RGBDFrame, allow_mapping: bool = True) -> FrameResult:
+        """Track and map one frame. Raises FrameError (state untouched) for unusable frames.
+
+        allow_mapping=False tracks only (held-out evaluation frames, paused mapping).
+        """
         t0 = time.perf_counter()
         frame = frame.sanitized().validate()
         if self.intrinsics is not None and (frame.intrinsics.width, frame.intrinsics.height) != (
@@ -108,7 +111,7 @@ class SLAMPipeline:
             ts = time.perf_counter()
             pose, track = self._track(depth, rgb, K, frame.intrinsics)
             timings["track"] = 1000 * (time.perf_counter() - ts)
-            is_kf = self._is_keyframe(pose, frame.index) and track.ok
+            is_kf = allow_mapping and track.ok and self._is_keyframe(pose, frame.index)
         if track is not None and not track.ok:
             self.frames_lost += 1
 

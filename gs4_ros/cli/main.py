@@ -1,0 +1,61 @@
+"""`gs4` command line: run the SLAM pipeline on datasets and bags, convert, demo."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from . import run as run_cmd
+
+# Subcommand modules; each exposes register(subparsers). Optional ones may be absent.
+SUBCOMMANDS = ["gs4_ros.cli.run", "gs4_ros.cli.bag", "gs4_ros.cli.train"]
+
+
+class UserError(Exception):
+    """A problem with the user's input: printed as one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gs4", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name in SUBCOMMANDS:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name == name:
+                continue
+            raise
+        mod.register(sub)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("gs4: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - user-facing errors become one clear line
+        from ..core.frame import FrameError
+
+        user_errors = (UserError, FrameError, FileNotFoundError, NotADirectoryError, KeyError, ValueError)
+        try:
+            from ..io.datasets import DatasetError
+
+            user_errors = user_errors + (DatasetError,)
+        except ImportError:
+            pass
+        if isinstance(e, user_errors) and not args.verbose:
+            msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+            print(f"gs4: error: {msg}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""`gs4 run` and `gs4 demo`: the dataset / bag runner with evaluation and outputs."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger("gs4")
+
+DEMO_SPEC = "synthetic:seed=7,frames=150"
+
+
+def _add_common(p: argparse.ArgumentParser):
+    p.add_argument("--frames", default=None, help="frame range A:B[:S] (python slice)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    p.add_argument("--width", type=int, default=None, help="processing width (default: input, "
+                   "or half of 640-wide input on the CPU)")
+    p.add_argument("--height", type=int, default=None)
+    p.add_argument("--config", default=None, help="YAML config (config/*.yaml or a bare pipeline tree)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set tracking.photo_weight=0.1")
+    p.add_argument("--eval-every", type=int, default=5, help="render-evaluate every N-th frame (GS4 protocol)")
+    p.add_argument("--holdout-every", type=int, default=0,
+                   help="with N>0, every N-th frame is tracked but never mapped and evaluated as novel view")
+    p.add_argument("--no-report", action="store_true", help="skip the PNG report")
+    p.add_argument("--no-map", action="store_true", help="do not write map.ply")
+    p.add_argument("--print-every", type=int, default=25)
+
+
+def register(sub):
+    p = sub.add_parser("run", help="run SLAM on a dataset or a rosbag2 and evaluate")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--dataset", help="KIND:PATH with KIND in tum, 7scenes, replica, synthetic")
+    src.add_argument("--bag", help="rosbag2 folder (sqlite3 or MCAP)")
+    p.add_argument("--color-topic", default=None)
+    p.add_argument("--depth-topic", default=None)
+    p.add_argument("--info-topic", default=None)
+    p.add_argument("--depth-scale", type=float, default=None, help="depth counts per metre override (TUM: 5000)")
+    p.add_argument("--out", required=True, help="output folder")
+    _add_common(p)
+    p.set_defaults(func=cmd_run)
+
+    d = sub.add_parser("demo", help=f"run on a generated sequence ({DEMO_SPEC}) and print the ATE")
+    d.add_argument("--out", default="out/demo")
+    d.add_argument("--dataset", default=DEMO_SPEC, help=argparse.SUPPRESS)
+    d.add_argument("--bag", default=None, help=argparse.SUPPRESS)
+    _add_common(d)
+    d.set_defaults(func=cmd_run)
+
+
+def _parse_sets(items):
+    out = {}
+    for it in items:
+        if "=" not in it:
+            raise ValueError(f"--set needs KEY=VALUE, got '{it}'")
+        k, v = it.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def _resolve_size(args, device):
+    if args.width or args.height:
+        if not (args.width and args.height):
+            raise ValueError("give both --width and --height")
+        return args.width, args.height
+    return None
+
+
+def cmd_run(args) -> int:
+    from ..core.config import load_config
+    from ..core.pipeline import SLAMPipeline, resolve_device
+    from ..eval.runner import evaluate, run_frames, write_outputs
+
+    cfg = load_config(args.config, _parse_sets(args.set))
+    if args.device != "auto":
+        cfg.device = args.device
+    device = resolve_device(cfg.device)
+    size = _resolve_size(args, device)
+    if args.bag:
+        from .bag import bag_frames
+
+        frames = bag_frames(args.bag, color_topic=args.color_topic, depth_topic=args.depth_topic,
+                            info_topic=args.info_topic, depth_scale=args.depth_scale, frames=args.frames,
+                            width=size[0] if size else None, height=size[1] if size else None)
+        source = f"bag:{args.bag}"
+    else:
+        from ..io.datasets import open_dataset
+
+        kw = {"device": str(device)} if args.dataset.startswith("synthetic") else {}
+        if size is None and device.type == "cpu":
+            probe = open_dataset(args.dataset, frames="0:1", **kw)
+            if probe.intrinsics.width >= 640:
+                size = (probe.intrinsics.width // 2, probe.intrinsics.height // 2)
+                log.info("CPU run: processing at %dx%d (pass --width/--height to change)", *size)
+        frames = open_dataset(args.dataset, frames=args.frames, width=size[0] if size else None,
+                              height=size[1] if size else None, **kw)
+        source = args.dataset
+        if len(frames) == 0:
+            raise ValueError(f"no frames selected from {args.dataset} (range {args.frames})")
+    pipe = SLAMPipeline(cfg, device=str(device))
+    log.info("source %s, device %s, renderer %s", source, pipe.device, pipe.rasterizer.name)
+    t0 = time.perf_counter()
+    count = [0]
+
+    def progress(r):
+        count[0] += 1
+        if args.print_every and count[0] % args.print_every == 0:
+            el = time.perf_counter() - t0
+            print(f"[{count[0]:5d}] frame {r.index:6d}  gaussians {r.num_gaussians:7d}  "
+                  f"{count[0] / el:5.1f} fps  track {r.timings_ms.get('track', 0):6.1f} ms  "
+                  f"{'ok' if r.ok else 'LOST'}", flush=True)
+
+    rec = run_frames(pipe, frames, eval_every=args.eval_every, holdout_every=args.holdout_every,
+                     progress=progress)
+    if not rec.results:
+        raise ValueError(f"every frame of {source} was skipped; first reason: "
+                         f"{rec.skipped[0][1] if rec.skipped else 'no frames'}")
+    metrics = evaluate(pipe, rec)
+    metrics["source"] = source
+    paths = write_outputs(pipe, rec, metrics, args.out, save_map=not args.no_map, report=not args.no_report)
+    _print_summary(metrics, paths)
+    return 0
+
+
+def _print_summary(m, paths):
+    def f(k, fmt="{:.2f}"):
+        v = m.get(k)
+        return "n/a" if v is None else (fmt.format(v) if isinstance(v, float) else str(v))
+
+    print("\n== gs4 run summary ==")
+    print(f"source            {m.get('source')}")
+    print(f"device / renderer {m.get('device')} / {m.get('renderer')}")
+    print(f"frames            {m.get('frames_processed')} processed, {m.get('frames_skipped')} skipped, "
+          f"{m.get('frames_lost')} lost, {m.get('keyframes')} keyframes")
+    print(f"ATE RMSE          {f('ate_rmse_cm')} cm   (RPE {f('rpe_trans_rmse_cm')} cm / {f('rpe_rot_rmse_deg', '{:.3f}')} deg)")
+    print(f"PSNR / SSIM       {f('psnr')} dB / {f('ssim', '{:.3f}')}   depth L1 {f('depth_l1_cm')} cm (every 5th frame)")
+    if "heldout_psnr" in m:
+        print(f"held-out          PSNR {f('heldout_psnr')} dB, depth L1 {f('heldout_depth_l1_cm')} cm")
+    if "miou" in m:
+        print(f"semantic mIoU     {100 * m['miou']:.1f} %")
+    print(f"map               {m.get('num_gaussians')} Gaussians, {f('map_mb')} MB")
+    print(f"speed             {f('fps')} frames/s end to end")
+    for k, v in (m.get("stage_ms") or {}).items():
+        print(f"  {k:<15s} {v['mean']:8.2f} ms mean  {v['p95']:8.2f} ms p95")
+    print("outputs           " + ", ".join(str(p) for p in paths.values()))

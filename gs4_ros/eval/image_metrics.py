@@ -1,0 +1,60 @@
+"""Rendering metrics: PSNR, SSIM (pytorch-msssim), depth L1 and semantic mIoU."""
+from __future__ import annotations
+
+from typing import Dict, Iterable, Optional
+
+import numpy as np
+import torch
+from pytorch_msssim import ssim as _ssim
+
+
+def psnr(pred: np.ndarray, gt: np.ndarray, mask: Optional[np.ndarray] = None) -> float:
+    """uint8 or [0,1] float images; mask selects pixels (all by default)."""
+    p = pred.astype(np.float64) / (255.0 if pred.dtype == np.uint8 else 1.0)
+    g = gt.astype(np.float64) / (255.0 if gt.dtype == np.uint8 else 1.0)
+    d = (p - g) ** 2
+    if mask is not None:
+        d = d[mask]
+    mse = float(d.mean()) if d.size else float("nan")
+    return float(10 * np.log10(1.0 / max(mse, 1e-12)))
+
+
+def ssim(pred: np.ndarray, gt: np.ndarray) -> float:
+    p = torch.from_numpy(pred).float().permute(2, 0, 1)[None] / (255.0 if pred.dtype == np.uint8 else 1.0)
+    g = torch.from_numpy(gt).float().permute(2, 0, 1)[None] / (255.0 if gt.dtype == np.uint8 else 1.0)
+    return float(_ssim(p, g, data_range=1.0, size_average=True))
+
+
+def depth_l1_cm(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Mean |pred - gt| in cm over pixels where the sensor has depth (GS4 protocol)."""
+    m = gt > 0
+    if not m.any():
+        return float("nan")
+    return float(100 * np.abs(pred[m] - gt[m]).mean())
+
+
+class ConfusionMatrix:
+    """Accumulates a K x K confusion matrix over frames; 255 in gt is ignored."""
+
+    def __init__(self, num_classes: int):
+        self.K = num_classes
+        self.m = np.zeros((num_classes, num_classes), dtype=np.int64)
+        self.missed = np.zeros(num_classes, dtype=np.int64)  # gt pixels the map left unlabelled
+
+    def add(self, pred: np.ndarray, gt: np.ndarray):
+        ok = gt < self.K
+        p = pred[ok].astype(np.int64)
+        g = gt[ok].astype(np.int64)
+        hit = p < self.K
+        np.add.at(self.m, (g[hit], p[hit]), 1)
+        np.add.at(self.missed, g[~hit], 1)
+
+    def miou(self) -> Dict[str, object]:
+        tp = np.diag(self.m).astype(np.float64)
+        gt_count = self.m.sum(1) + self.missed
+        pred_count = self.m.sum(0)
+        present = gt_count > 0
+        iou = tp / np.maximum(gt_count + pred_count - tp, 1)
+        return {"miou": float(iou[present].mean()) if present.any() else float("nan"),
+                "per_class_iou": {int(k): float(iou[k]) for k in np.nonzero(present)[0]},
+                "pixel_accuracy": float(tp.sum() / max(self.m.sum() + self.missed.sum(), 1))}

@@ -1,0 +1,152 @@
+"""Drive the pipeline over a frame source and evaluate the result.
+
+The dataset runner and the bag replay share this loop; the ROS node drives the same
+pipeline from callbacks. Unusable frames are logged and skipped, never fatal.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, Iterable, List, Optional
+
+import numpy as np
+import torch
+
+from ..core.frame import FrameError, RGBDFrame
+from ..core.pipeline import FrameResult, SLAMPipeline
+from .image_metrics import ConfusionMatrix, depth_l1_cm, psnr, ssim
+from .trajectory_metrics import trajectory_errors
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunRecord:
+    results: List[FrameResult] = field(default_factory=list)
+    skipped: List[tuple] = field(default_factory=list)  # (index, reason)
+    eval_frames: Dict[int, RGBDFrame] = field(default_factory=dict)
+    heldout: List[int] = field(default_factory=list)
+    gt: Dict[int, np.ndarray] = field(default_factory=dict)
+    stamps: Dict[int, float] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+
+def run_frames(pipe: SLAMPipeline, frames: Iterable[RGBDFrame], eval_every: int = 5,
+               holdout_every: int = 0, progress: Optional[Callable[[FrameResult], None]] = None,
+               keep_eval_frames: bool = True) -> RunRecord:
+    """Process frames in order. Every `eval_every`-th frame is kept for rendering metrics;
+    with holdout_every=N, frames with index % N == N // 2 are tracked but never mapped
+    (the novel-view protocol)."""
+    rec = RunRecord()
+    t0 = time.perf_counter()
+    first = True
+    for k, frame in enumerate(frames):
+        held = holdout_every > 0 and k % holdout_every == holdout_every // 2 and not first
+        if first and frame.gt_pose is not None and "initial_pose" not in frame.meta:
+            # Start in the ground-truth frame so maps and trajectories overlay directly.
+            frame.meta["initial_pose"] = frame.gt_pose
+        try:
+            res = pipe.process(frame, allow_mapping=not held)
+        except FrameError as e:
+            log.warning("frame %d skipped: %s", frame.index, e)
+            rec.skipped.append((frame.index, str(e)))
+            continue
+        first = False
+        rec.results.append(res)
+        rec.stamps[frame.index] = frame.timestamp
+        if frame.gt_pose is not None:
+            rec.gt[frame.index] = frame.gt_pose
+        if keep_eval_frames and (held or (eval_every and k % eval_every == 0)):
+            rec.eval_frames[frame.index] = frame
+            if held:
+                rec.heldout.append(frame.index)
+        if progress:
+            progress(res)
+    rec.wall_s = time.perf_counter() - t0
+    return rec
+
+
+def evaluate(pipe: SLAMPipeline, rec: RunRecord) -> Dict[str, object]:
+    """metrics.json content: trajectory errors, rendering metrics, map size, speed."""
+    m: Dict[str, object] = {}
+    res = rec.results
+    n = len(res)
+    m["frames_processed"] = n
+    m["frames_skipped"] = len(rec.skipped)
+    m["frames_lost"] = int(sum(not r.ok for r in res))
+    m["keyframes"] = int(sum(r.keyframe for r in res))
+    m["num_gaussians"] = len(pipe.map)
+    m["map_mb"] = pipe.map.nbytes() / 2 ** 20
+    m["device"] = str(pipe.device)
+    if pipe.device.type == "cuda":
+        m["gpu_name"] = torch.cuda.get_device_name(pipe.device)
+        m["peak_gpu_mem_mb"] = torch.cuda.max_memory_allocated(pipe.device) / 2 ** 20
+    m["renderer"] = pipe.rasterizer.name
+    m["wall_s"] = rec.wall_s
+    m["fps"] = n / rec.wall_s if rec.wall_s > 0 else float("nan")
+    stages = sorted({k for r in res for k in r.timings_ms})
+    m["stage_ms"] = {}
+    for s in stages:
+        v = np.array([r.timings_ms[s] for r in res if s in r.timings_ms])
+        m["stage_ms"][s] = {"mean": float(v.mean()), "median": float(np.median(v)),
+                            "p95": float(np.percentile(v, 95)), "count": int(v.size)}
+    # Trajectory.
+    idx = [r.index for r in res if r.index in rec.gt]
+    if len(idx) >= 3:
+        est = {r.index: r.pose for r in res}
+        m.update(trajectory_errors([rec.stamps[i] for i in idx], [est[i] for i in idx],
+                                   [rec.stamps[i] for i in idx], [rec.gt[i] for i in idx]))
+    # Rendering metrics on the final map at the final pose estimates.
+    pose_of = {r.index: r.pose for r in res}
+    buckets = {"mapped": [], "heldout": []}
+    cm = ConfusionMatrix(pipe.cfg.num_classes)
+    has_labels = False
+    for i, f in sorted(rec.eval_frames.items()):
+        out = pipe.render(pose_of[i], f.intrinsics, semantics=f.labels is not None)
+        row = {"psnr": psnr(out["color"], f.rgb), "ssim": ssim(out["color"], f.rgb),
+               "depth_l1_cm": depth_l1_cm(out["depth"], f.depth)}
+        buckets["heldout" if i in rec.heldout else "mapped"].append(row)
+        if f.labels is not None:
+            has_labels = True
+            cm.add(out["labels"], f.labels)
+    for name, rows in buckets.items():
+        if not rows:
+            continue
+        pre = "" if name == "mapped" else "heldout_"
+        for key in ("psnr", "ssim", "depth_l1_cm"):
+            m[pre + key] = float(np.nanmean([r[key] for r in rows]))
+        m[pre + "eval_frames"] = len(rows)
+    if has_labels:
+        s = cm.miou()
+        m["miou"] = s["miou"]
+        m["pixel_accuracy"] = s["pixel_accuracy"]
+        m["per_class_iou"] = {pipe.cfg.class_names[k]: v for k, v in s["per_class_iou"].items()}
+    return m
+
+
+def write_outputs(pipe: SLAMPipeline, rec: RunRecord, metrics: Dict[str, object], out_dir,
+                  save_map: bool = True, report: bool = True) -> Dict[str, Path]:
+    from ..io.ply import save_ply
+    from ..io.trajectory import write_tum
+    from .report import make_report
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"trajectory": out / "trajectory.txt", "metrics": out / "metrics.json"}
+    write_tum(paths["trajectory"], [r.timestamp for r in rec.results], [r.pose for r in rec.results])
+    if rec.gt:
+        idx = sorted(rec.gt)
+        write_tum(out / "groundtruth.txt", [rec.stamps[i] for i in idx], [rec.gt[i] for i in idx])
+        paths["groundtruth"] = out / "groundtruth.txt"
+    if save_map:
+        paths["map"] = out / "map.ply"
+        save_ply(paths["map"], pipe.map, class_names=pipe.cfg.class_names)
+    with open(paths["metrics"], "w") as f:
+        json.dump(metrics, f, indent=2, sort_keys=True)
+    if report:
+        paths["report"] = out / "report.png"
+        make_report(pipe, rec, metrics, paths["report"])
+    return paths
