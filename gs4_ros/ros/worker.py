@@ -1,0 +1,166 @@
+"""Single-slot hand-off from ROS callbacks to the one thread that does the heavy work.
+
+Callbacks must return in microseconds and memory must not grow with the input rate, so
+the hand-off holds at most one item: a new item overwrites an unprocessed one, and the
+overwritten item is counted as dropped. The tracker always works on the newest frame,
+which is what a live SLAM front-end wants (a queue would add latency instead).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, Optional
+
+
+class LatestSlot:
+    """A one-item mailbox: put() never blocks, take() waits for an item."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._item: Any = None
+        self._full = False
+        self.put_count = 0
+        self.dropped = 0
+
+    def put(self, item: Any) -> bool:
+        """Store `item`; returns True when an unprocessed item was overwritten (a drop)."""
+        with self._cond:
+            dropped = self._full
+            if dropped:
+                self.dropped += 1
+            self._item, self._full = item, True
+            self.put_count += 1
+            self._cond.notify()
+            return dropped
+
+    def take(self, timeout: Optional[float] = None) -> Any:
+        """The item, or None after `timeout` seconds without one."""
+        with self._cond:
+            if not self._full:
+                self._cond.wait(timeout)
+            if not self._full:
+                return None
+            item, self._item, self._full = self._item, None, False
+            return item
+
+    def clear(self) -> bool:
+        """Discard a waiting item (not counted as a drop); True if there was one."""
+        with self._cond:
+            had = self._full
+            self._item, self._full = None, False
+            return had
+
+    def __len__(self) -> int:
+        return int(self._full)
+
+
+class FrameWorker:
+    """One daemon thread that runs `handler(item)` for the newest item in a LatestSlot.
+
+    `idle()` runs whenever no item arrived within `idle_period` seconds (and after each
+    item), so periodic heavy work (map clouds, rendered views) also stays off the
+    callbacks. `call(fn)` runs fn on the worker between frames and returns its result, so
+    services (save, load, reset) never touch the pipeline from another thread and need
+    no lock around it. Exceptions from handler/idle go to `on_error` and the thread keeps going:
+    one bad frame must never kill a robot's SLAM node.
+    """
+
+    def __init__(self, handler: Callable[[Any], Any], idle: Optional[Callable[[], Any]] = None,
+                 on_error: Optional[Callable[[BaseException], Any]] = None,
+                 idle_period: float = 0.05, name: str = "gs4_worker"):
+        self.slot = LatestSlot()
+        self.handler = handler
+        self.idle = idle
+        self.on_error = on_error
+        self.idle_period = idle_period
+        self.processed = 0
+        self.busy = False
+        self.last_duration = 0.0
+        self._commands: list = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    @property
+    def dropped(self) -> int:
+        return self.slot.dropped
+
+    @property
+    def submitted(self) -> int:
+        return self.slot.put_count
+
+    def start(self) -> "FrameWorker":
+        self._thread.start()
+        return self
+
+    def submit(self, item: Any) -> bool:
+        """Hand over an item; True if it replaced one the worker had not started (dropped)."""
+        return self.slot.put(item)
+
+    def call(self, fn: Callable[[], Any], timeout: Optional[float] = None) -> Any:
+        """Run fn() on the worker thread and return its result (or raise its exception).
+
+        Raises TimeoutError if the worker did not finish it within `timeout` seconds.
+        Called from the worker thread itself, it runs fn directly.
+        """
+        if threading.current_thread() is self._thread or not self._thread.is_alive():
+            return fn()
+        done = threading.Event()
+        box: dict = {}
+        with self.slot._cond:
+            self._commands.append((fn, done, box))
+            self.slot._cond.notify_all()
+        if not done.wait(timeout):
+            raise TimeoutError(f"worker did not run the request within {timeout} s")
+        if "error" in box:
+            raise box["error"]
+        return box.get("result")
+
+    def _run_commands(self):
+        with self.slot._cond:
+            cmds, self._commands = self._commands, []
+        for fn, done, box in cmds:
+            try:
+                box["result"] = fn()
+            except BaseException as e:  # noqa: BLE001 - handed back to the caller
+                box["error"] = e
+            done.set()
+
+    def stop(self, timeout: float = 5.0):
+        self._stop.set()
+        with self.slot._cond:
+            self.slot._cond.notify_all()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _call(self, fn, *args):
+        try:
+            fn(*args)
+        except Exception as e:  # noqa: BLE001 - reported, never fatal
+            if self.on_error is not None:
+                try:
+                    self.on_error(e)
+                except Exception:
+                    pass
+
+    def _run(self):
+        while not self._stop.is_set():
+            with self.slot._cond:
+                if not self._commands and not self.slot._full:
+                    self.slot._cond.wait(self.idle_period)
+            if self._stop.is_set():
+                break
+            self._run_commands()
+            item = self.slot.take(0)
+            if item is not None:
+                self.busy = True
+                t0 = time.perf_counter()
+                self._call(self.handler, item)
+                self.last_duration = time.perf_counter() - t0
+                self.processed += 1
+                self.busy = False
+            if self.idle is not None:
+                self._call(self.idle)
+        self._run_commands()  # release callers waiting on a stopped worker
