@@ -1,0 +1,718 @@
+"""gs4_node: the rclpy node that drives SLAMPipeline from synchronised RGB-D topics.
+
+Threads: the executor runs subscriptions, services and the diagnostics timer; one worker
+thread owns the pipeline. Sensor callbacks only synchronise messages and put the newest
+set into a single slot (an unprocessed set is overwritten and counted as dropped), so no
+GPU work ever runs in a callback and memory does not grow with the input rate. Decoding
+happens on the worker, so frames that end up dropped are never decoded. Services hand
+their work to the worker (FrameWorker.call), so nothing touches the pipeline
+concurrently. Map clouds and rendered views are produced by the worker between frames at
+their configured rates.
+"""
+from __future__ import annotations
+
+import collections
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Deque, Dict, List, Optional
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseStamped
+from nav_msgs.msg import Odometry, Path
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rcl_interfaces.msg import SetParametersResult
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_srvs.srv import Trigger
+
+from ..core.config import PipelineConfig
+from ..core.frame import FrameError, RGBDFrame
+from ..core.pipeline import SLAMPipeline
+from . import conversions as conv
+from .params import (NODE_PARAM_NAMES, PIPELINE_PREFIX, check_node_params, declare_all,
+                     expand_path, read_node_params, read_pipeline_config)
+from .qos import image_out_qos, input_qos, latched_qos, stream_qos
+from .sync import ApproxTimeSync, SyncMonitor
+from .tf import TfOutput, inv, link_from_optical, map_transform
+from .worker import FrameWorker
+
+DEFAULT_OPTICAL_FRAME = "camera_color_optical_frame"
+BAD_COVARIANCE = 9999.0  # rtabmap's marker for a pose that should not be trusted
+
+
+@dataclass
+class SyncedSet:
+    """What a callback hands to the worker: raw messages, decoded later on the worker."""
+
+    color: Any
+    depth: Any
+    labels: Any
+    info: Any
+    stamp_ns: int
+    received: float          # time.monotonic() when the set was complete
+    odom_prior: Optional[dict] = None
+
+
+@dataclass
+class Stats:
+    received: List[int] = field(default_factory=lambda: [0, 0, 0])
+    synced: int = 0
+    paused_skipped: int = 0
+    rejected: Dict[str, int] = field(default_factory=lambda: collections.defaultdict(int))
+    processed: int = 0
+    tracking_lost: int = 0
+    keyframes: int = 0
+    sync_arrivals: Deque[float] = field(default_factory=lambda: collections.deque(maxlen=120))
+    done_times: Deque[float] = field(default_factory=lambda: collections.deque(maxlen=120))
+    latency_ms: Deque[float] = field(default_factory=lambda: collections.deque(maxlen=200))
+    timings: Deque[Dict[str, float]] = field(default_factory=lambda: collections.deque(maxlen=30))
+    last_error: str = ""
+
+
+def _rate(times) -> float:
+    """Events per second over the deque of monotonic times (last 10 s)."""
+    if len(times) < 2:
+        return 0.0
+    now = time.monotonic()
+    recent = [t for t in times if now - t <= 10.0]
+    if len(recent) < 2 or recent[-1] <= recent[0]:
+        return 0.0
+    return (len(recent) - 1) / (recent[-1] - recent[0])
+
+
+class GS4Node(Node):
+    def __init__(self, **kwargs):
+        super().__init__("gs4_node", **kwargs)
+        declare_all(self)
+        self.p = read_node_params(self)
+        conv.USE_CV_BRIDGE = bool(self.p["use_cv_bridge"])
+        self.cfg: PipelineConfig = read_pipeline_config(self)
+        self._cfg_changed = False
+        self.pipe = SLAMPipeline(self.cfg)
+        self.stats = Stats()
+        self._warned: Dict[str, float] = {}
+        self._paused = bool(self.p["start_paused"])
+        self._info: List[Optional[CameraInfo]] = [None, None]     # colour, depth
+        self._odom_hist: Deque[tuple] = collections.deque(maxlen=200)
+        # worker-thread state
+        self._index = 0
+        self._last_stamp_ns: Optional[int] = None
+        self._last_pose: Optional[np.ndarray] = None
+        self._last_pose_stamp_ns = 0
+        self._last_intr = None
+        self._optical_frame = self.p["camera_frame"] or DEFAULT_OPTICAL_FRAME
+        self._path: List[PoseStamped] = []
+        self._map_version = 0
+        self._published_map_version = -1
+        self._rendered = (None, -1)
+        self._next_path = self._next_map = self._next_render = 0.0
+        self._path_dirty = False
+
+        g_sensor = MutuallyExclusiveCallbackGroup()
+        g_srv = MutuallyExclusiveCallbackGroup()
+        g_timer = MutuallyExclusiveCallbackGroup()
+
+        # outputs
+        self.pub_pose = self.create_publisher(PoseStamped, "~/pose", stream_qos())
+        self.pub_odom = self.create_publisher(Odometry, "~/odom", stream_qos())
+        self.pub_path = self.create_publisher(Path, "~/path", latched_qos())
+        self.pub_map = self.create_publisher(PointCloud2, "~/map_cloud", latched_qos())
+        self.pub_sem = self.create_publisher(PointCloud2, "~/semantic_cloud", latched_qos())
+        self.pub_rcolor = self.create_publisher(Image, "~/render/color", image_out_qos())
+        self.pub_rdepth = self.create_publisher(Image, "~/render/depth", image_out_qos())
+        self.pub_rsem = self.create_publisher(Image, "~/render/semantic", image_out_qos())
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", stream_qos())
+        need_lookup = bool(self.p["base_frame"]) or self.p["tf_mode"] == "map_to_odom"
+        self.tf = TfOutput(self, need_lookup)
+        if self.p["publish_tf"] and self.tf.backend == "off":
+            self.get_logger().warn("TF broadcasting is off: tf2_ros/tf2_msgs are not installed. "
+                                   "Poses are still published on ~/pose and ~/odom.")
+
+        # inputs
+        qos = input_qos(self.p["input_qos"], int(self.p["input_queue_depth"]))
+        topics = ["color/image_raw", "depth/image_raw"]
+        if self.p["subscribe_labels"]:
+            topics.append("labels/image_raw")
+        self._n_inputs = len(topics)
+        self._monitor = SyncMonitor(self._n_inputs, 3 * int(self.p["sync_queue_size"]))
+        slop = float(self.p["approx_sync_max_interval"]) if self.p["approx_sync"] else 0.0
+        self._mf_subs = None
+        self._sync = None
+        self.sync_backend = "builtin"
+        try:
+            import message_filters as mf
+            self._mf_subs = [mf.Subscriber(self, Image, t, qos_profile=qos, callback_group=g_sensor)
+                             for t in topics]
+            if self.p["approx_sync"]:
+                self._mf_sync = mf.ApproximateTimeSynchronizer(
+                    self._mf_subs, int(self.p["sync_queue_size"]), slop)
+            else:
+                self._mf_sync = mf.TimeSynchronizer(self._mf_subs, int(self.p["sync_queue_size"]))
+            self._mf_sync.registerCallback(self._on_synced)
+            for i, s in enumerate(self._mf_subs):
+                s.registerCallback(lambda m, i=i: self._note_input(i, m))
+            self.sync_backend = "message_filters"
+        except ImportError:
+            self._sync = ApproxTimeSync(self._n_inputs, int(self.p["sync_queue_size"]), slop,
+                                        self._on_synced, on_no_match=self._warn_skew)
+            self._img_subs = [
+                self.create_subscription(Image, t, lambda m, i=i: self._on_image(i, m), qos,
+                                         callback_group=g_sensor)
+                for i, t in enumerate(topics)]
+        self._info_subs = [
+            self.create_subscription(CameraInfo, t, lambda m, i=i: self._on_info(i, m), qos,
+                                     callback_group=g_sensor)
+            for i, t in enumerate(("color/camera_info", "depth/camera_info"))]
+        if self.p["subscribe_odom_prior"]:
+            self._odom_sub = self.create_subscription(Odometry, "odom_prior", self._on_odom_prior,
+                                                      qos, callback_group=g_sensor)
+
+        # services
+        self.create_service(Trigger, "~/save_map", self._srv_save, callback_group=g_srv)
+        self.create_service(Trigger, "~/load_map", self._srv_load, callback_group=g_srv)
+        self.create_service(Trigger, "~/reset", self._srv_reset, callback_group=g_srv)
+        self.create_service(Trigger, "~/pause", self._srv_pause, callback_group=g_srv)
+        self.create_service(Trigger, "~/resume", self._srv_resume, callback_group=g_srv)
+
+        self.add_on_set_parameters_callback(self._validate_params)
+        self.add_post_set_parameters_callback(self._apply_params)
+
+        self.worker = FrameWorker(self._process, idle=self._idle, on_error=self._worker_error)
+        self._diag_timer = self.create_timer(1.0 / max(1e-3, float(self.p["diagnostics_rate_hz"]))
+                                             if self.p["diagnostics_rate_hz"] > 0 else 1e6,
+                                             self._publish_diagnostics, callback_group=g_timer)
+        if self.p["load_map_on_start"]:
+            ok, msg = self._load_map()
+            (self.get_logger().info if ok else self.get_logger().error)(msg)
+        self.worker.start()
+        self.get_logger().info(
+            f"gs4_node ready: device {self.pipe.device}, renderer {type(self.pipe.rasterizer).__name__}, "
+            f"sync {self.sync_backend} (slop {slop * 1000:.0f} ms, queue {self.p['sync_queue_size']}), "
+            f"image decoder {conv.decoder_name()}, input QoS {self.p['input_qos']}, TF {self.tf.backend}"
+            f"{' (paused)' if self._paused else ''}")
+
+    # ------------------------------------------------------------------ logging helpers
+    def _warn_every(self, key: str, msg: str, period: float = 5.0, error: bool = False):
+        """Log at most once per `period` seconds per key (a bad stream must not flood)."""
+        now = time.monotonic()
+        if now - self._warned.get(key, -1e9) >= period:
+            self._warned[key] = now
+            (self.get_logger().error if error else self.get_logger().warn)(msg)
+
+    def _reject(self, key: str, msg: str):
+        self.stats.rejected[key] += 1
+        self.stats.last_error = msg
+        self._warn_every("reject:" + key, f"skipping frame: {msg} "
+                         f"({self.stats.rejected[key]} skipped for this reason so far)")
+
+    def _worker_error(self, e: BaseException):
+        self.stats.rejected["internal_error"] += 1
+        self.stats.last_error = f"{type(e).__name__}: {e}"
+        self._warn_every("worker_error", f"worker error (node keeps running): "
+                         f"{type(e).__name__}: {e}", error=True)
+
+    def _warn_skew(self, skew: float):
+        names = "colour/depth" + ("/labels" if self._n_inputs > 2 else "")
+        self._warn_every("skew", f"no synchronised {names} set in the last "
+                         f"{self._monitor.patience} messages: newest stamps differ by "
+                         f"{skew * 1000:.1f} ms, approx_sync_max_interval is "
+                         f"{self.p['approx_sync_max_interval'] * 1000:.1f} ms"
+                         f"{'' if self.p['approx_sync'] else ' (approx_sync is off: stamps must be equal)'}")
+
+    # ------------------------------------------------------------------ callbacks (cheap)
+    def _note_input(self, i: int, msg):
+        self.stats.received[i] += 1
+        self._monitor.note_input(i, conv.stamp_to_ns(msg.header.stamp))
+        if self._mf_subs is not None:
+            sk = self._monitor.check()
+            if sk is not None:
+                self._warn_skew(sk)
+
+    def _on_image(self, i: int, msg: Image):
+        self.stats.received[i] += 1
+        self._sync.add(i, conv.stamp_to_ns(msg.header.stamp), msg)
+
+    def _on_info(self, i: int, msg: CameraInfo):
+        self._info[i] = msg
+
+    def _on_odom_prior(self, msg: Odometry):
+        self._odom_hist.append((conv.stamp_to_ns(msg.header.stamp), conv.pose_to_matrix(msg.pose.pose),
+                                msg.header.frame_id, msg.child_frame_id))
+
+    def _nearest_odom(self, stamp_ns: int) -> Optional[dict]:
+        if not self._odom_hist:
+            return None
+        best = min(list(self._odom_hist), key=lambda o: abs(o[0] - stamp_ns))
+        if abs(best[0] - stamp_ns) > float(self.p["odom_prior_max_age"]) * 1e9:
+            return None
+        return {"stamp": best[0] * 1e-9, "pose": best[1], "frame_id": best[2],
+                "child_frame_id": best[3]}
+
+    def _on_synced(self, color: Image, depth: Image, labels: Optional[Image] = None):
+        """Runs in the executor: bookkeeping and a single-slot hand-off, nothing else."""
+        self._monitor.note_match()
+        self.stats.synced += 1
+        now = time.monotonic()
+        self.stats.sync_arrivals.append(now)
+        if self._paused:
+            self.stats.paused_skipped += 1
+            return
+        info = self._info[0] or self._info[1]
+        if info is None:
+            self._reject("no_camera_info", "no CameraInfo received yet on color/camera_info or "
+                         "depth/camera_info (remap camera_info to your driver's topic)")
+            return
+        item = SyncedSet(color, depth, labels, info, conv.stamp_to_ns(color.header.stamp), now,
+                         self._nearest_odom(conv.stamp_to_ns(color.header.stamp))
+                         if self.p["subscribe_odom_prior"] else None)
+        self.worker.submit(item)
+
+    # ------------------------------------------------------------------ worker: frames
+    def _decode(self, s: SyncedSet) -> RGBDFrame:
+        rgb = conv.color_to_rgb(s.color)
+        depth = conv.depth_to_metres(s.depth, float(self.p["depth_scale"]))
+        if rgb.shape[:2] != depth.shape:
+            raise FrameError(f"colour is {rgb.shape[1]}x{rgb.shape[0]} but depth is "
+                             f"{depth.shape[1]}x{depth.shape[0]}; the node needs depth "
+                             "registered to colour (e.g. aligned_depth_to_color)")
+        labels = None
+        if s.labels is not None:
+            labels = conv.labels_to_numpy(s.labels)
+            if labels.shape != depth.shape:
+                raise FrameError(f"label image is {labels.shape[1]}x{labels.shape[0]} but depth is "
+                                 f"{depth.shape[1]}x{depth.shape[0]}")
+        if not np.isfinite(depth).any() or not (depth > 0).any():
+            raise FrameError("depth image has no valid pixel (all zero, NaN or negative)")
+        intr = conv.intrinsics_for_image(conv.camera_info_to_intrinsics(s.info),
+                                         depth.shape[1], depth.shape[0])
+        meta: Dict[str, Any] = {"stamp_ns": s.stamp_ns}
+        if self.p["map_alignment"] == "camera_link":
+            meta["initial_pose"] = link_from_optical()
+        if s.odom_prior is not None:
+            meta["odom_prior"] = s.odom_prior
+        frame = RGBDFrame(self._index, s.stamp_ns * 1e-9, rgb, depth, intr, labels=labels, meta=meta)
+        w, h = int(self.p["process_width"]), int(self.p["process_height"])
+        if w or h:
+            w = w or round(intr.width * h / intr.height)
+            h = h or round(intr.height * w / intr.width)
+            frame = frame.resized(w, h)
+        return frame
+
+    def _process(self, s: SyncedSet):
+        if not self.p["camera_frame"]:
+            self._optical_frame = (s.info.header.frame_id or s.color.header.frame_id
+                                   or DEFAULT_OPTICAL_FRAME)
+        if self._last_stamp_ns is not None and s.stamp_ns <= self._last_stamp_ns:
+            back = (self._last_stamp_ns - s.stamp_ns) * 1e-9
+            if self.p["time_jump_policy"] == "reset":
+                self.get_logger().warn(f"stamp jumped back by {back:.3f} s (bag loop?): "
+                                       "resetting the map (time_jump_policy=reset)")
+                self._reset()
+            else:
+                self._reject("time_jump", f"stamp {s.stamp_ns * 1e-9:.3f} is {back:.3f} s at or "
+                             "before the previous frame (bag loop or clock reset); set "
+                             "time_jump_policy=reset or call ~/reset to start over")
+                return
+        try:
+            frame = self._decode(s)
+        except conv.ConversionError as e:
+            self._reject("bad_image", str(e))
+            return
+        except FrameError as e:
+            self._reject("bad_frame", str(e))
+            return
+        try:
+            res = self.pipe.process(frame)
+        except FrameError as e:
+            self._reject("bad_frame", str(e))
+            return
+        self._index += 1
+        self._last_stamp_ns = s.stamp_ns
+        self.stats.processed += 1
+        self.stats.done_times.append(time.monotonic())
+        self.stats.timings.append(dict(res.timings_ms))
+        if not res.ok:
+            self.stats.tracking_lost += 1
+        if res.keyframe:
+            self.stats.keyframes += 1
+        if res.added or res.pruned:
+            self._map_version += 1
+        self._last_intr = frame.intrinsics
+        self._publish_pose(res.pose, s.stamp_ns, res.ok)
+        self.stats.latency_ms.append(1000 * (time.monotonic() - s.received))
+
+    def _publish_pose(self, T: np.ndarray, stamp_ns: int, ok: bool):
+        stamp = conv.ns_to_stamp(stamp_ns)
+        mf = self.p["map_frame"]
+        ps = PoseStamped()
+        ps.header.stamp, ps.header.frame_id = stamp, mf
+        conv.fill_pose(ps.pose, T)
+        self.pub_pose.publish(ps)
+
+        od = Odometry()
+        od.header = ps.header
+        od.child_frame_id = self._optical_frame
+        od.pose.pose = ps.pose
+        var = 1e-4 if ok else BAD_COVARIANCE
+        od.pose.covariance = (np.eye(6) * var).reshape(-1).tolist()
+        if self._last_pose is not None and stamp_ns > self._last_pose_stamp_ns:
+            dt = (stamp_ns - self._last_pose_stamp_ns) * 1e-9
+            rel = inv(self._last_pose) @ T                   # motion in the previous camera frame
+            v = rel[:3, 3] / dt
+            ang = _rotvec(rel[:3, :3]) / dt
+            od.twist.twist.linear.x, od.twist.twist.linear.y, od.twist.twist.linear.z = map(float, v)
+            od.twist.twist.angular.x, od.twist.twist.angular.y, od.twist.twist.angular.z = map(float, ang)
+            od.twist.covariance = (np.eye(6) * var).reshape(-1).tolist()
+        self.pub_odom.publish(od)
+        self._last_pose, self._last_pose_stamp_ns = T, stamp_ns
+
+        self._path.append(ps)
+        self._path_dirty = True
+        if float(self.p["path_rate_hz"]) <= 0:
+            self._publish_path()
+        if self.p["publish_tf"] and self.tf.backend != "off":
+            self._publish_tf(T, stamp_ns)
+
+    def _publish_tf(self, T_map_opt: np.ndarray, stamp_ns: int):
+        child = self.p["base_frame"] or self._optical_frame
+        T_opt_child = None
+        if child != self._optical_frame:
+            T_opt_child = self.tf.lookup(self._optical_frame, child, stamp_ns)
+            if T_opt_child is None:
+                self._warn_every("tf_base", f"no TF from {self._optical_frame} to base_frame "
+                                 f"{child}; not broadcasting map TF")
+                return
+        if self.p["tf_mode"] == "map_to_odom":
+            T_odom_child = None
+            o = self._nearest_odom(stamp_ns) if self.p["subscribe_odom_prior"] else None
+            if o is not None and o["child_frame_id"] == child:
+                T_odom_child = o["pose"]
+            else:
+                T_odom_child = self.tf.lookup(self.p["odom_frame"], child, stamp_ns)
+            if T_odom_child is None:
+                self._warn_every("tf_odom", f"tf_mode map_to_odom: no {self.p['odom_frame']} -> "
+                                 f"{child} transform (TF or odometry prior); not broadcasting")
+                return
+            T = map_transform("map_to_odom", T_map_opt, T_opt_child, T_odom_child)
+            self.tf.send(T, self.p["map_frame"], self.p["odom_frame"], stamp_ns)
+        else:
+            T = map_transform("map_to_camera", T_map_opt, T_opt_child)
+            self.tf.send(T, self.p["map_frame"], child, stamp_ns)
+
+    # ------------------------------------------------------------------ worker: periodic
+    def _idle(self):
+        now = time.monotonic()
+        pr = float(self.p["path_rate_hz"])
+        if self._path_dirty and pr > 0 and now >= self._next_path:
+            self._publish_path()
+            self._next_path = now + 1.0 / pr
+        mr = float(self.p["map_rate_hz"])
+        if mr > 0 and self._published_map_version != self._map_version and now >= self._next_map:
+            self._publish_clouds()
+            self._next_map = now + 1.0 / mr
+        rr = float(self.p["render_rate_hz"])
+        key = (self._last_pose_stamp_ns, self._map_version)
+        if (rr > 0 and self._last_pose is not None and len(self.pipe.map) and self._rendered != key
+                and now >= self._next_render):
+            self._publish_render()
+            self._rendered = key
+            self._next_render = now + 1.0 / rr
+
+    def _publish_path(self):
+        msg = Path()
+        msg.header.frame_id = self.p["map_frame"]
+        msg.header.stamp = self._path[-1].header.stamp if self._path else self.get_clock().now().to_msg()
+        msg.poses = list(self._path)
+        self.pub_path.publish(msg)
+        self._path_dirty = False
+
+    def _cloud_header(self):
+        from std_msgs.msg import Header
+        h = Header()
+        h.frame_id = self.p["map_frame"]
+        h.stamp = (conv.ns_to_stamp(self._last_pose_stamp_ns) if self._last_pose_stamp_ns
+                   else self.get_clock().now().to_msg())
+        return h
+
+    def _cloud_array(self):
+        """CLOUD_DTYPE array of the current map (opacity-filtered, optionally subsampled)."""
+        import torch
+
+        gm = self.pipe.map
+        with torch.no_grad():
+            n = len(gm)
+            if n == 0:
+                return np.empty(0, dtype=conv.CLOUD_DTYPE), np.empty(0, np.int64)
+            op = torch.sigmoid(gm.opacity_logits.reshape(-1)).float().cpu().numpy()
+            keep = np.nonzero(op >= float(self.p["cloud_min_opacity"]))[0]
+            m = int(self.p["cloud_max_points"])
+            if m and keep.size > m:
+                keep = keep[np.linspace(0, keep.size - 1, m).round().astype(np.int64)]
+            idx = torch.as_tensor(keep, device=gm.means.device)
+            q = gm.quats[idx]
+            q = q / q.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+            labels = (gm.labels()[idx].cpu().numpy().astype(np.int64) if gm.num_classes
+                      else np.full(keep.size, 255, np.int64))
+            col = (gm.colors[idx].clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+            arr = conv.gaussian_cloud_array(
+                gm.means[idx].float().cpu().numpy(), col, labels.clip(0, 255).astype(np.uint32),
+                op[keep], torch.exp(gm.log_scales[idx]).float().cpu().numpy(), q.float().cpu().numpy())
+        return arr, labels
+
+    def _publish_clouds(self):
+        arr, labels = self._cloud_array()
+        header = self._cloud_header()
+        self.pub_map.publish(conv.array_to_pointcloud2(arr, header))
+        if self.p["publish_semantic_cloud"]:
+            sem = arr.copy()
+            if sem.size:
+                sem["rgb"] = conv.pack_rgb(conv.colorize_labels(labels, self.cfg.num_classes))
+            self.pub_sem.publish(conv.array_to_pointcloud2(sem, header))
+        self._published_map_version = self._map_version
+
+    def _publish_render(self):
+        from std_msgs.msg import Header
+        sem = bool(self.p["render_semantics"]) and self.cfg.num_classes > 0
+        r = self.pipe.render(self._last_pose, self._last_intr, semantics=sem)
+        h = Header()
+        h.stamp = conv.ns_to_stamp(self._last_pose_stamp_ns)
+        h.frame_id = self._optical_frame
+        self.pub_rcolor.publish(conv.numpy_to_image(r["color"], "rgb8", h))
+        d = r["depth"].astype(np.float32, copy=True)
+        d[r["alpha"] < 0.5] = np.nan                        # REP-118: NaN = no depth
+        self.pub_rdepth.publish(conv.numpy_to_image(d, "32FC1", h))
+        if sem:
+            self.pub_rsem.publish(conv.numpy_to_image(
+                conv.colorize_labels(r["labels"], self.cfg.num_classes), "rgb8", h))
+
+    # ------------------------------------------------------------------ state changes (worker)
+    def _reset(self):
+        if self._cfg_changed:
+            self.cfg = read_pipeline_config(self)
+            self.pipe = SLAMPipeline(self.cfg)
+            self._cfg_changed = False
+        else:
+            self.pipe.reset()
+        self._path = []
+        self._path_dirty = True
+        self._last_stamp_ns = None
+        self._last_pose = None
+        self._last_pose_stamp_ns = 0
+        self._index = 0
+        self._map_version += 1
+        self._next_map = 0.0
+        self._odom_hist.clear()
+
+    def _load_map(self):
+        from ..io.ply import load_ply
+
+        path = expand_path(self.p["map_load_path"] or self.p["map_save_path"])
+        try:
+            gm = load_ply(path, device=self.pipe.device, num_classes=self.cfg.num_classes)
+        except (OSError, ValueError) as e:
+            return False, f"cannot load map from {path}: {e}"
+        if gm.num_classes != self.cfg.num_classes:
+            return False, (f"{path} has {gm.num_classes} classes but the node is configured "
+                           f"for {self.cfg.num_classes}")
+        self.pipe.map = gm
+        self._map_version += 1
+        self._next_map = 0.0
+        return True, f"loaded {len(gm)} Gaussians from {path}"
+
+    def _save_map(self):
+        from ..io.ply import save_ply
+
+        path = expand_path(self.p["map_save_path"])
+        try:
+            save_ply(path, self.pipe.map, class_names=self.cfg.class_names)
+        except (OSError, ValueError) as e:
+            return False, f"cannot save map to {path}: {e}"
+        return True, f"saved {len(self.pipe.map)} Gaussians to {path}"
+
+    # ------------------------------------------------------------------ services
+    def _on_worker(self, fn, response):
+        try:
+            ok, msg = self.worker.call(fn, timeout=60.0)
+        except Exception as e:  # noqa: BLE001 - reported to the caller
+            ok, msg = False, f"{type(e).__name__}: {e}"
+        response.success, response.message = bool(ok), msg
+        (self.get_logger().info if ok else self.get_logger().error)(msg)
+        return response
+
+    def _srv_save(self, request, response):
+        return self._on_worker(self._save_map, response)
+
+    def _srv_load(self, request, response):
+        return self._on_worker(self._load_map, response)
+
+    def _srv_reset(self, request, response):
+        def do():
+            n = len(self.pipe.map)
+            self.worker.slot.clear()
+            if self._sync is not None:
+                self._sync.clear()
+            self._reset()
+            return True, f"reset: cleared {n} Gaussians and the trajectory"
+        return self._on_worker(do, response)
+
+    def _srv_pause(self, request, response):
+        self._paused = True
+        self.worker.slot.clear()
+        response.success, response.message = True, "paused: incoming frames are ignored until ~/resume"
+        self.get_logger().info(response.message)
+        return response
+
+    def _srv_resume(self, request, response):
+        self._paused = False
+        response.success, response.message = True, "resumed"
+        self.get_logger().info(response.message)
+        return response
+
+    # ------------------------------------------------------------------ parameters
+    def _validate_params(self, params: List[Parameter]) -> SetParametersResult:
+        node_vals = {p.name: p.value for p in params if p.name in NODE_PARAM_NAMES}
+        try:
+            check_node_params(node_vals)
+            pipe_vals = {p.name[len(PIPELINE_PREFIX):]: p.value for p in params
+                         if p.name.startswith(PIPELINE_PREFIX)}
+            if pipe_vals:
+                PipelineConfig.from_dict(self.cfg.to_dict()).override(pipe_vals)
+        except (ValueError, KeyError, TypeError) as e:
+            return SetParametersResult(successful=False, reason=str(e))
+        return SetParametersResult(successful=True)
+
+    def _apply_params(self, params: List[Parameter]):
+        for p in params:
+            if p.name in NODE_PARAM_NAMES:
+                self.p[p.name] = p.value
+                if p.name == "use_cv_bridge":
+                    conv.USE_CV_BRIDGE = bool(p.value)
+                if p.name == "camera_frame" and p.value:
+                    self._optical_frame = p.value
+            elif p.name.startswith(PIPELINE_PREFIX):
+                self._cfg_changed = True
+                self.get_logger().info(f"{p.name} changed: applied on the next ~/reset")
+
+    # ------------------------------------------------------------------ diagnostics
+    def _publish_diagnostics(self):
+        """Runs in the executor: reads counters only (no pipeline or GPU work)."""
+        st = self.stats
+        kv: Dict[str, Any] = {}
+        kv["processing_rate_hz"] = f"{_rate(st.done_times):.2f}"
+        kv["input_rate_hz"] = f"{_rate(st.sync_arrivals):.2f}"
+        kv["frames_received_color"] = st.received[0]
+        kv["frames_received_depth"] = st.received[1]
+        if self._n_inputs > 2:
+            kv["frames_received_labels"] = st.received[2]
+        kv["frames_synced"] = st.synced
+        kv["frames_processed"] = st.processed
+        kv["frames_dropped"] = self.worker.dropped
+        total_in = max(1, st.synced - st.paused_skipped)
+        kv["drop_fraction"] = f"{self.worker.dropped / total_in:.3f}"
+        kv["frames_rejected"] = sum(st.rejected.values())
+        for k, v in sorted(st.rejected.items()):
+            kv[f"rejected_{k}"] = v
+        kv["frames_paused"] = st.paused_skipped
+        kv["sync_evicted"] = self._sync.evicted if self._sync is not None else "n/a"
+        kv["tracking_lost"] = st.tracking_lost
+        kv["keyframes"] = st.keyframes
+        kv["gaussians"] = len(self.pipe.map)
+        lat = np.asarray(st.latency_ms, dtype=np.float64)
+        if lat.size:
+            kv["pose_latency_ms_p50"] = f"{np.percentile(lat, 50):.1f}"
+            kv["pose_latency_ms_p95"] = f"{np.percentile(lat, 95):.1f}"
+            kv["pose_latency_ms_max"] = f"{lat.max():.1f}"
+        timings = list(st.timings)
+        for stage in sorted({k for t in timings for k in t}):
+            vals = [t[stage] for t in timings if stage in t]
+            kv[f"latency_ms_{stage}"] = f"{np.mean(vals):.1f}"
+        kv["device"] = str(self.pipe.device)
+        kv["gpu_memory_mb"] = "n/a (cpu)"
+        if self.pipe.device.type == "cuda":
+            import torch
+            kv["gpu_memory_mb"] = f"{torch.cuda.memory_allocated(self.pipe.device) / 2**20:.1f}"
+            kv["gpu_memory_peak_mb"] = f"{torch.cuda.max_memory_allocated(self.pipe.device) / 2**20:.1f}"
+        kv["rss_mb"] = f"{_rss_mb():.1f}"
+        kv["paused"] = str(self._paused).lower()
+        kv["worker_alive"] = str(self.worker.is_alive()).lower()
+        kv["sync"] = self.sync_backend
+        kv["tf"] = self.tf.backend
+        kv["last_error"] = st.last_error
+
+        status = DiagnosticStatus()
+        status.name = f"{self.get_fully_qualified_name()}: SLAM"
+        status.hardware_id = str(self.pipe.device)
+        if not self.worker.is_alive():
+            status.level, status.message = DiagnosticStatus.ERROR, "worker thread stopped"
+        elif self._paused:
+            status.level, status.message = DiagnosticStatus.OK, "paused"
+        elif st.synced == 0:
+            status.level, status.message = DiagnosticStatus.WARN, "waiting for synchronised colour and depth"
+        elif self.pipe.last_result is not None and not self.pipe.last_result.ok:
+            status.level, status.message = DiagnosticStatus.WARN, "tracking weak"
+        else:
+            status.level, status.message = DiagnosticStatus.OK, "tracking"
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in kv.items()]
+        arr = DiagnosticArray()
+        arr.header.stamp = self.get_clock().now().to_msg()
+        arr.status = [status]
+        self.pub_diag.publish(arr)
+
+    def shutdown(self):
+        self.worker.stop()
+        if self.p["save_map_on_shutdown"] and len(self.pipe.map):
+            ok, msg = self._save_map()
+            (self.get_logger().info if ok else self.get_logger().error)(msg)
+
+
+def _rotvec(R: np.ndarray) -> np.ndarray:
+    """Axis-angle vector of a rotation matrix."""
+    c = max(-1.0, min(1.0, (np.trace(R) - 1.0) / 2.0))
+    a = math.acos(c)
+    w = np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
+    if a < 1e-6:
+        return 0.5 * w
+    if abs(math.pi - a) < 1e-4:
+        v = np.sqrt(np.maximum((np.diag(R) + 1.0) / 2.0, 0.0))
+        return a * v
+    return a / (2.0 * math.sin(a)) * w
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError):
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def main(args=None):
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = GS4Node()
+        executor = MultiThreadedExecutor(num_threads=2)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except ValueError as e:  # bad parameter values: say which and exit non-zero
+        print(f"gs4_node: {e}", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        if node is not None:
+            node.shutdown()
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()
