@@ -25,7 +25,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from ..core.frame import FrameError, Intrinsics, RGBDFrame
+from ..core.frame import FrameError, RGBDFrame
 from ..ros import conversions as conv
 
 IMAGE = "sensor_msgs/msg/Image"
