@@ -141,7 +141,8 @@ class GS4Node(Node):
         if self.p["subscribe_labels"]:
             topics.append("labels/image_raw")
         self._n_inputs = len(topics)
-        self._monitor = SyncMonitor(self._n_inputs, 3 * int(self.p["sync_queue_size"]))
+        self._monitor = SyncMonitor(self._n_inputs, 3 * int(self.p["sync_queue_size"]),
+                                    int(self.p["sync_queue_size"]))
         slop = float(self.p["approx_sync_max_interval"]) if self.p["approx_sync"] else 0.0
         self._mf_subs = None
         self._sync = None
@@ -221,8 +222,8 @@ class GS4Node(Node):
     def _warn_skew(self, skew: float):
         names = "colour/depth" + ("/labels" if self._n_inputs > 2 else "")
         self._warn_every("skew", f"no synchronised {names} set in the last "
-                         f"{self._monitor.patience} messages: newest stamps differ by "
-                         f"{skew * 1000:.1f} ms, approx_sync_max_interval is "
+                         f"{self._monitor.patience} messages: the closest stamps are "
+                         f"{skew * 1000:.1f} ms apart, approx_sync_max_interval is "
                          f"{self.p['approx_sync_max_interval'] * 1000:.1f} ms"
                          f"{'' if self.p['approx_sync'] else ' (approx_sync is off: stamps must be equal)'}")
 

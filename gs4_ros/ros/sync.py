@@ -11,6 +11,7 @@ the most common RGB-D integration bug (unsynchronised driver clocks, slop in ms 
 """
 from __future__ import annotations
 
+import collections
 import itertools
 import threading
 from typing import Any, Callable, List, Optional, Sequence
@@ -19,33 +20,34 @@ NS = 1_000_000_000
 
 
 class SyncMonitor:
-    """Counts arrivals since the last matched set and measures the skew between inputs.
+    """Counts arrivals since the last matched set and measures how close the inputs get.
 
-    `check()` returns the smallest |stamp difference| between the newest message of input
-    0 and the newest of each other input (seconds) once `patience` arrivals have gone by
-    without a match, then starts counting again, so a caller warns at most once per
-    `patience` arrivals.
+    `check()` returns, once `patience` arrivals have gone by without a match, the smallest
+    spread (seconds) of any set that could be formed from the recent stamps of each input,
+    i.e. the best pairing the synchroniser could have made: compare it with the slop. It
+    then starts counting again, so a caller warns at most once per `patience` arrivals.
     """
 
-    def __init__(self, n_inputs: int, patience: int = 30):
+    def __init__(self, n_inputs: int, patience: int = 30, history: int = 10):
         self.n = n_inputs
         self.patience = max(1, int(patience))
-        self.latest: List[Optional[int]] = [None] * n_inputs
+        self.recent = [collections.deque(maxlen=max(1, history)) for _ in range(n_inputs)]
         self.since_match = 0
         self.unmatched_total = 0
 
     def note_input(self, i: int, stamp_ns: int):
-        self.latest[i] = stamp_ns
+        self.recent[i].append(stamp_ns)
         self.since_match += 1
 
     def note_match(self):
         self.since_match = 0
 
     def skew(self) -> Optional[float]:
-        """Largest pairwise difference of the newest stamps (s), None until all inputs seen."""
-        if any(s is None for s in self.latest):
+        """Smallest spread of a set from the recent stamps (s), None until all inputs seen."""
+        if any(not r for r in self.recent):
             return None
-        return (max(self.latest) - min(self.latest)) / NS
+        best = min(max(c) - min(c) for c in itertools.product(*self.recent))
+        return best / NS
 
     def check(self) -> Optional[float]:
         if self.since_match < self.patience:
@@ -84,7 +86,7 @@ class ApproxTimeSync:
         self.callback = callback
         self.on_no_match = on_no_match
         self.queues: List[dict] = [dict() for _ in range(n_inputs)]
-        self.monitor = SyncMonitor(n_inputs, patience or 3 * self.queue_size)
+        self.monitor = SyncMonitor(n_inputs, patience or 3 * self.queue_size, self.queue_size)
         self.matched = 0
         self.evicted = 0
         self._lock = threading.Lock()
@@ -146,7 +148,7 @@ class ApproxTimeSync:
         with self._lock:
             for q in self.queues:
                 q.clear()
-            self.monitor = SyncMonitor(self.n, self.monitor.patience)
+            self.monitor = SyncMonitor(self.n, self.monitor.patience, self.queue_size)
 
     def queued(self) -> int:
         with self._lock:

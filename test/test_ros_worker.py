@@ -1,0 +1,115 @@
+"""The single-slot hand-off between ROS callbacks and the worker thread.
+
+Synchronisation is by events, never by sleeping, so the tests do not depend on speed.
+"""
+import threading
+
+import pytest
+
+from gs4_ros.ros.worker import FrameWorker, LatestSlot
+
+
+def test_slot_keeps_only_the_newest_and_counts_drops():
+    s = LatestSlot()
+    assert s.take(0) is None
+    assert s.put(1) is False
+    assert s.put(2) is True
+    assert s.put(3) is True
+    assert len(s) == 1 and s.dropped == 2 and s.put_count == 3
+    assert s.take(0) == 3
+    assert s.take(0) is None and len(s) == 0
+    s.put(4)
+    assert s.clear() is True and s.take(0) is None and s.dropped == 2
+
+
+def test_worker_drops_while_busy_and_never_queues():
+    started, release = threading.Event(), threading.Event()
+    seen = []
+    done = threading.Event()
+
+    def handler(item):
+        seen.append(item)
+        if item == 0:
+            started.set()
+            release.wait(30)
+        if item == 99:
+            done.set()
+
+    w = FrameWorker(handler).start()
+    try:
+        w.submit(0)
+        assert started.wait(30)
+        for k in range(1, 100):           # the worker is busy with item 0 all along
+            w.submit(k)
+            assert len(w.slot) == 1       # never more than one waiting
+        assert w.dropped == 98            # 1..98 overwritten, 99 waits
+        release.set()
+        assert done.wait(30)
+        assert seen == [0, 99]
+        assert w.processed == 2 and w.submitted == 100
+    finally:
+        w.stop()
+    assert not w.is_alive()
+
+
+def test_handler_errors_do_not_stop_the_worker():
+    errors = []
+    ok = threading.Event()
+
+    def handler(item):
+        if item == "bad":
+            raise RuntimeError("broken frame")
+        ok.set()
+
+    w = FrameWorker(handler, on_error=errors.append).start()
+    try:
+        w.call(lambda: w.submit("bad"))   # submitted from the worker: processed next
+        w.submit("good")
+        assert ok.wait(30)
+        assert w.is_alive()
+        assert [str(e) for e in errors] == ["broken frame"]
+    finally:
+        w.stop()
+
+
+def test_call_runs_on_the_worker_thread_and_returns_or_raises():
+    w = FrameWorker(lambda item: None, name="gs4_worker_test").start()
+    try:
+        assert w.call(lambda: threading.current_thread().name, timeout=30) == "gs4_worker_test"
+        with pytest.raises(ValueError, match="nope"):
+            w.call(lambda: (_ for _ in ()).throw(ValueError("nope")), timeout=30)
+    finally:
+        w.stop()
+
+
+def test_call_waits_for_the_current_frame():
+    """A service request never runs concurrently with a frame (no shared pipeline)."""
+    in_frame, release = threading.Event(), threading.Event()
+    log = []
+
+    def handler(item):
+        log.append("frame start")
+        in_frame.set()
+        release.wait(30)
+        log.append("frame end")
+
+    w = FrameWorker(handler).start()
+    try:
+        w.submit(1)
+        assert in_frame.wait(30)
+        t = threading.Thread(target=lambda: w.call(lambda: log.append("service"), timeout=30))
+        t.start()
+        release.set()
+        t.join(30)
+        assert log == ["frame start", "frame end", "service"]
+    finally:
+        w.stop()
+
+
+def test_idle_runs_without_frames():
+    ticks = threading.Event()
+    w = FrameWorker(lambda i: None, idle=ticks.set, idle_period=0.01).start()
+    try:
+        assert ticks.wait(30)
+    finally:
+        w.stop()
