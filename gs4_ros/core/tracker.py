@@ -152,13 +152,14 @@ class RGBDTracker:
             its = c.iterations[lv] if lv < len(c.iterations) else c.iterations[-1]
             gate = c.max_correspondence * (1.5 ** lv)
             for _ in range(its):
-                H, g, st = self._normal_equations(cur[lv], ref[lv], T, gate, cos_max)
+                H, g, n_in = self._normal_equations(cur[lv], ref[lv], T, gate, cos_max)
                 total_it += 1
-                if st["n_in"] < 12:
+                # One device->host transfer per iteration: H, g and the inlier count.
+                packed = torch.cat([H.reshape(-1), g, n_in.reshape(1).to(H.dtype)]).double().cpu().numpy()
+                if packed[42] < 12:
                     break
-                Hd = H.double().cpu().numpy()
-                gd = g.double().cpu().numpy()
-                Hd += np.eye(6) * 1e-9 * max(np.trace(Hd), 1e-12)
+                Hd, gd = packed[:36].reshape(6, 6), packed[36:42]
+                Hd = Hd + np.eye(6) * 1e-9 * max(np.trace(Hd), 1e-12)
                 try:
                     dx = -np.linalg.solve(Hd, gd)
                 except np.linalg.LinAlgError:
@@ -167,9 +168,8 @@ class RGBDTracker:
                 if np.linalg.norm(dx[:3]) < 1e-5 and np.linalg.norm(dx[3:]) < 1e-5:
                     break
             if lv == 0:
-                H, g, st = self._normal_equations(cur[0], ref[0], T, gate, cos_max)
+                H, g, n_in, stats = self._normal_equations(cur[0], ref[0], T, gate, cos_max, with_stats=True)
                 info = H.double().cpu().numpy()
-                stats = st
         n_valid = max(int(cur[0].valid.sum()), 1)
         inl = stats.get("n_in", 0) / n_valid
         pose = ref_pose @ T
@@ -179,7 +179,8 @@ class RGBDTracker:
                            rms_photo=stats.get("rms_p", float("nan")), iterations=total_it,
                            information=info, delta_from_prediction=(float(dt), float(dr)), stats=stats)
 
-    def _normal_equations(self, cur: Level, ref: Level, T: torch.Tensor, gate: float, cos_max: float):
+    def _normal_equations(self, cur: Level, ref: Level, T: torch.Tensor, gate: float, cos_max: float,
+                          with_stats: bool = False):
         c = self.cfg
         m = cur.valid
         p_c = cur.points[m]
@@ -211,9 +212,7 @@ class RGBDTracker:
         Jw = J_d * w_d[:, None]
         H = Jw.T @ J_d
         g = Jw.T @ r_d
-        n_in = int(ok.sum())
-        rms_d = float(torch.sqrt((r_d[ok] ** 2).mean())) if n_in else float("nan")
-        rms_p = float("nan")
+        n_in = ok.sum()
         if c.photo_weight > 0 and ref.gx is not None:
             I_r = bilinear_sample(ref.gray, u, v)
             gx = bilinear_sample(ref.gx, u, v)
@@ -236,6 +235,11 @@ class RGBDTracker:
             Jpw = J_p * w_p[:, None]
             H = H + Jpw.T @ J_p
             g = g + Jpw.T @ r_p
-            if bool(a_ok.any()):
-                rms_p = float(torch.sqrt((r_p[a_ok] ** 2).mean()))
-        return H, g, {"n_in": n_in, "rms_d": rms_d, "rms_p": rms_p}
+        if not with_stats:
+            return H, g, n_in
+        ni = int(n_in)
+        stats = {"n_in": ni, "rms_d": float(torch.sqrt((r_d[ok] ** 2).mean())) if ni else float("nan"),
+                 "rms_p": float("nan")}
+        if c.photo_weight > 0 and ref.gx is not None and bool(a_ok.any()):
+            stats["rms_p"] = float(torch.sqrt((r_p[a_ok] ** 2).mean()))
+        return H, g, n_in, stats
