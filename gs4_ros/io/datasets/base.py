@@ -313,11 +313,17 @@ def coerce_intrinsics(value, width: int, height: int) -> Intrinsics:
 
 
 def valid_pose(T) -> Optional[np.ndarray]:
-    """A finite 4x4 pose with a proper rotation, or None (datasets mark bad poses with inf/NaN)."""
-    T = np.asarray(T, dtype=np.float64)
+    """A finite 4x4 pose with a proper rotation, or None (datasets mark bad poses with inf/NaN).
+
+    Rotations stored with few digits (7-Scenes) are off orthonormal by ~1e-4; they are
+    projected onto the nearest rotation so SE(3) maths downstream stays exact."""
+    T = np.array(T, dtype=np.float64)
     if T.shape != (4, 4) or not np.all(np.isfinite(T)):
         return None
     R = T[:3, :3]
     if abs(np.linalg.det(R) - 1.0) > 1e-2:
         return None
+    U, _, Vt = np.linalg.svd(R)
+    T[:3, :3] = U @ Vt
+    T[3] = (0.0, 0.0, 0.0, 1.0)
     return T
