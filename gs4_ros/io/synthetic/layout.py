@@ -550,16 +550,17 @@ class RoomGen:
             return
 
     def lights(self):
+        """Ambient, sun, floor bounce and 1-2 ceiling lamps; scalar intensities, one tint."""
         r = self.rng
         warm = r.uniform() < 0.6
         tint = np.array([1.0, 0.96, 0.9]) if warm else np.array([0.94, 0.97, 1.0])
-        amb = r.uniform(0.45, 0.6) * tint
+        tint = tint * (1 + r.uniform(-0.02, 0.02, 3))
+        amb = r.uniform(0.45, 0.6)
         el = np.radians(r.uniform(30, 70))
         az = r.uniform(0, 2 * np.pi)
         sun = np.array([np.cos(az) * np.cos(el), np.sin(az) * np.cos(el), np.sin(el)])
         # The sun (or a window) from above, and light bounced off the floor from below.
-        directional = [(sun, r.uniform(0.22, 0.38) * np.array([1.0, 0.98, 0.94])),
-                       (np.array([0.0, 0.0, -1.0]), r.uniform(0.08, 0.16) * tint)]
+        directional = [(sun, r.uniform(0.22, 0.38)), (np.array([0.0, 0.0, -1.0]), r.uniform(0.08, 0.16))]
         points = []
         clear = self.grid.clearance()
         n = 1 if self.W * self.D < 20 else 2
@@ -571,11 +572,11 @@ class RoomGen:
             x, y = self.grid.X[i, j], self.grid.Y[i, j]
             drop = r.uniform(0.1, 0.5)
             z = self.H - drop
-            points.append((np.array([x, y, z - 0.15]), r.uniform(0.35, 0.6) * tint, r.uniform(2.0, 3.0)))
+            points.append((np.array([x, y, z - 0.15]), r.uniform(0.35, 0.6), r.uniform(2.0, 3.0)))
             rad = r.uniform(0.12, 0.25)
             self.B.add([ellipsoid((0, 0, 0), (rad, rad, rad * r.uniform(0.4, 0.8)), lamp_m, label=UNLABELLED),
                         cylinder((0, 0, drop / 2), 0.006, drop / 2, cord, label=UNLABELLED)], (x, y, z), 0.0, UNLABELLED)
-        return {"ambient": amb, "directional": directional, "point": points}
+        return {"ambient": amb, "directional": directional, "point": points, "tint": tint}
 
     def build(self) -> Scene:
         self.shell()

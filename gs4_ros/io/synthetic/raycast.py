@@ -176,7 +176,7 @@ def cast_view(st: Dict, pose: torch.Tensor, fx: float, fy: float, cx: float, cy:
 
     Returns flat per-pixel results for the pixels that hit something: `pix` (linear pixel
     index), `prim`, `depth`, `normal` (world, unit), `point` (world), `uv` (surface
-    coordinates in metres), `fsize` (size of the hit face in metres), `face`, `ray`.
+    coordinates in metres), `fsize` (size of the hit face in metres), `ray`.
     """
     dev = st["centre"].device
     R, tc = pose[:3, :3], pose[:3, 3]
@@ -228,18 +228,33 @@ def cast_view(st: Dict, pose: torch.Tensor, fx: float, fy: float, cx: float, cy:
     keys = keys.view(TH * tile, Wp)[:H, :W].reshape(-1)
     pix = torch.nonzero(keys != _KEY_MISS).squeeze(1)
     prim = keys[pix] & ((1 << _KEY_SHIFT) - 1)
-    return _surface(st, M, o_loc, prim, pix, fx, fy, cx, cy, W, R, tc)
+    return _surface(st, M, o_loc, prim, pix, fx, fy, cx, cy, W, H, R, tc)
 
 
-def _surface(st, M, o_loc, prim, pix, fx, fy, cx, cy, W, R, tc):
+_GRIDS: Dict = {}
+
+
+def _pixel_rays(pix, W, H, fx, fy, cx, cy):
+    """Normalised image coordinates (xn, yn) of the given pixels; cached for full images."""
+    if pix.numel() == W * H:
+        key = (W, H, fx, fy, cx, cy, str(pix.device))
+        if key not in _GRIDS:
+            if len(_GRIDS) > 8:
+                _GRIDS.clear()
+            v, u = torch.meshgrid(torch.arange(H, device=pix.device, dtype=torch.float32),
+                                  torch.arange(W, device=pix.device, dtype=torch.float32), indexing="ij")
+            _GRIDS[key] = (((u - cx) / fx).reshape(-1), ((v - cy) / fy).reshape(-1))
+        return _GRIDS[key]
+    return ((pix % W).float() - cx) / fx, (torch.div(pix, W, rounding_mode="floor").float() - cy) / fy
+
+
+def _surface(st, M, o_loc, prim, pix, fx, fy, cx, cy, W, H, R, tc):
     """Exact hit, normal and surface coordinates of the winning primitive at each pixel.
 
     Everything is computed for all pixels as if they hit boxes (the large majority, no
     gathers needed), then cylinder and ellipsoid pixels are overwritten.
     """
-    dev = pix.device
-    xn = ((pix % W).float() - cx) / fx
-    yn = (torch.div(pix, W, rounding_mode="floor").float() - cy) / fy
+    xn, yn = _pixel_rays(pix, W, H, fx, fy, cx, cy)
     Mp = torch.index_select(M.reshape(-1, 9), 0, prim)
     m_ = Mp.unbind(1)
     dx = m_[0] * xn + m_[1] * yn + m_[2]
@@ -255,20 +270,15 @@ def _surface(st, M, o_loc, prim, pix, fx, fy, cx, cy, W, R, tc):
     rx, ry, rz = px.abs() / hx, py.abs() / hy, pz.abs() / hz
     on_x = (rx >= ry) & (rx >= rz)
     on_z = ~on_x & (rz > ry)
-    on_y = ~on_x & ~on_z
-    sx = torch.where(px >= 0, 1.0, -1.0)
-    sy = torch.where(py >= 0, 1.0, -1.0)
-    sz = torch.where(pz >= 0, 1.0, -1.0)
-    zero = torch.zeros_like(px)
-    nx = torch.where(on_x, sx, zero)
-    ny = torch.where(on_y, sy, zero)
-    nz = torch.where(on_z, sz, zero)
+    on_y = ~(on_x | on_z)
+    nx = torch.where(on_x, torch.sign(px), 0.0)
+    ny = torch.where(on_y, torch.sign(py), 0.0)
+    nz = torch.where(on_z, torch.sign(pz), 0.0)
     # In-face coordinates: x-face -> (y, z), y-face -> (x, z), z-face -> (x, y).
     u = torch.where(on_x, py + hy, px + hx)
     v = torch.where(on_z, py + hy, pz + hz)
-    fw = torch.where(on_x, 2 * hy, 2 * hx)
-    fh = torch.where(on_z, 2 * hy, 2 * hz)
-    face = on_y.long() * 2 + on_z.long() * 4 + (torch.where(on_x, sx, torch.where(on_y, sy, sz)) > 0).long()
+    fw = torch.where(on_x, hy, hx) * 2
+    fh = torch.where(on_z, hy, hz) * 2
 
     for k in (CYLINDER, ELLIPSOID):
         m = torch.nonzero(kind == k).squeeze(1)
@@ -293,7 +303,6 @@ def _surface(st, M, o_loc, prim, pix, fx, fy, cx, cy, W, R, tc):
             vk = torch.where(cap, p[:, 1] + r, p[:, 2] + hzz)
             fwk = torch.where(cap, 2 * r, 2 * torch.pi * r)
             fhk = torch.where(cap, 2 * r, 2 * hzz)
-            fk = torch.where(cap, torch.where(p[:, 2] > 0, 2, 1), 0)
         else:
             gr = p / (hh * hh)
             nl = gr / gr.norm(dim=-1, keepdim=True).clamp(min=1e-12)
@@ -302,18 +311,15 @@ def _surface(st, M, o_loc, prim, pix, fx, fy, cx, cy, W, R, tc):
             uk = (torch.atan2(q[:, 1], q[:, 0]) + torch.pi) * rr
             vk = (torch.asin(q[:, 2].clamp(-1, 1)) + torch.pi / 2) * rr
             fwk, fhk = 2 * torch.pi * rr, torch.pi * rr
-            fk = torch.zeros_like(m)
         for dst, src in ((t, tk), (nx, nl[:, 0]), (ny, nl[:, 1]), (nz, nl[:, 2]), (u, uk), (v, vk),
-                         (fw, fwk), (fh, fhk), (face, fk)):
-            dst.index_copy_(0, m, src.to(dst.dtype))
+                         (fw, fwk), (fh, fhk)):
+            dst.index_copy_(0, m, src)
 
     # Camera-frame normal: rot_p = R M_p^T, so R^T rot_p n_l = M_p^T n_l.
-    ncx = m_[0] * nx + m_[3] * ny + m_[6] * nz
-    ncy = m_[1] * nx + m_[4] * ny + m_[7] * nz
-    ncz = m_[2] * nx + m_[5] * ny + m_[8] * nz
-    n_cam = torch.stack([ncx, ncy, ncz], -1)
+    n_cam = torch.stack([m_[0] * nx + m_[3] * ny + m_[6] * nz,
+                         m_[1] * nx + m_[4] * ny + m_[7] * nz,
+                         m_[2] * nx + m_[5] * ny + m_[8] * nz], -1)
     d_cam = torch.stack([xn, yn, torch.ones_like(xn)], -1)
-    point = tc + (d_cam * t[:, None]) @ R.T
+    point = torch.addmm(tc[None], d_cam * t[:, None], R.T)
     return {"pix": pix, "prim": prim, "depth": t, "normal_cam": n_cam, "normal": n_cam @ R.T,
-            "ray": d_cam, "point": point, "uv": torch.stack([u, v], -1), "fsize": torch.stack([fw, fh], -1),
-            "face": face}
+            "ray": d_cam, "point": point, "uv": torch.stack([u, v], -1), "fsize": torch.stack([fw, fh], -1)}

@@ -120,6 +120,11 @@ class Scene:
             "m_emissive": f([m.emissive for m in mats]),
             "m_glass": torch.as_tensor([m.glass for m in mats], dtype=torch.bool, device=device),
         }
+        # Packed per-material and per-primitive attributes: one gather per pixel each.
+        t["m_pack"] = torch.cat([t["m_kind"][:, None].float(), t["m_col"].reshape(-1, 9), t["m_scale"][:, None],
+                                 t["m_params"], t["m_seed"][:, None].float(), t["m_emissive"][:, None],
+                                 t["m_glass"][:, None].float()], 1)
+        t["p_pack"] = torch.stack([t["mat"], t["label"], t["inst"]], 1)
         kinds = self.kind
         t["kind_ranges"] = [(k, int(np.searchsorted(kinds, k, "left")), int(np.searchsorted(kinds, k, "right")))
                             for k in (BOX, CYLINDER, ELLIPSOID)]

@@ -354,5 +354,5 @@ def albedo(kind, uv, fsize, fp, col, scale, params, seed) -> torch.Tensor:
         sel = lambda x: torch.index_select(x, 0, m)
         sc = sel(scale)
         out[m] = _TEXTURES[k](sel(uv) * sc[:, None], sel(fsize) * sc[:, None], sel(fp) * sc, sel(col),
-                              sel(params), sel(seed).int())
+                              sel(params), sel(seed))
     return out.clamp(0, 1)
