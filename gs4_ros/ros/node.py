@@ -12,8 +12,10 @@ their configured rates.
 from __future__ import annotations
 
 import collections
+import logging
 import math
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -92,6 +94,11 @@ class GS4Node(Node):
         super().__init__("gs4_node", **kwargs)
         declare_all(self)
         self.p = read_node_params(self)
+        self._log_bridge = _RosLogBridge(self.get_logger())
+        pkg_log = logging.getLogger("gs4_ros")
+        pkg_log.addHandler(self._log_bridge)
+        pkg_log.setLevel(logging.INFO)
+        pkg_log.propagate = False
         conv.USE_CV_BRIDGE = bool(self.p["use_cv_bridge"])
         self.cfg: PipelineConfig = read_pipeline_config(self)
         self._cfg_changed = False
@@ -191,7 +198,7 @@ class GS4Node(Node):
                                              self._publish_diagnostics, callback_group=g_timer)
         if self.p["load_map_on_start"]:
             ok, msg = self._load_map()
-            (self.get_logger().info if ok else self.get_logger().error)(msg)
+            self._log_result(ok, msg)
         self.worker.start()
         self.get_logger().info(
             f"gs4_node ready: device {self.pipe.device}, renderer {type(self.pipe.rasterizer).__name__}, "
@@ -205,12 +212,24 @@ class GS4Node(Node):
         now = time.monotonic()
         if now - self._warned.get(key, -1e9) >= period:
             self._warned[key] = now
-            (self.get_logger().error if error else self.get_logger().warn)(msg)
+            if error:
+                self.get_logger().error(msg)
+            else:
+                self.get_logger().warn(msg)
+
+    def _log_result(self, ok: bool, msg: str):
+        # Separate call sites: rclpy refuses one call site logging at two severities.
+        if ok:
+            self.get_logger().info(msg)
+        else:
+            self.get_logger().error(msg)
 
     def _reject(self, key: str, msg: str):
         self.stats.rejected[key] += 1
         self.stats.last_error = msg
-        self._warn_every("reject:" + key, f"skipping frame: {msg} "
+        # Throttle per reason (the text without its numbers), so distinct problems all get
+        # logged while a repeating one (every frame of a bad stream) does not flood.
+        self._warn_every(f"reject:{key}:{re.sub(r'[0-9.]+', '#', msg)[:80]}", f"skipping frame: {msg} "
                          f"({self.stats.rejected[key]} skipped for this reason so far)")
 
     def _worker_error(self, e: BaseException):
@@ -289,8 +308,10 @@ class GS4Node(Node):
             if labels.shape != depth.shape:
                 raise FrameError(f"label image is {labels.shape[1]}x{labels.shape[0]} but depth is "
                                  f"{depth.shape[1]}x{depth.shape[0]}")
-        if not np.isfinite(depth).any() or not (depth > 0).any():
-            raise FrameError("depth image has no valid pixel (all zero, NaN or negative)")
+        if not (depth > 0).any():
+            raw = s.depth.encoding in ("32FC1", "64FC1") and not np.isfinite(conv.image_to_numpy(s.depth)).any()
+            raise FrameError("depth image has no valid pixel ("
+                             + ("NaN or inf everywhere" if raw else "all zero or negative") + ")")
         intr = conv.intrinsics_for_image(conv.camera_info_to_intrinsics(s.info),
                                          depth.shape[1], depth.shape[0])
         meta: Dict[str, Any] = {"stamp_ns": s.stamp_ns}
@@ -544,7 +565,7 @@ class GS4Node(Node):
         except Exception as e:  # noqa: BLE001 - reported to the caller
             ok, msg = False, f"{type(e).__name__}: {e}"
         response.success, response.message = bool(ok), msg
-        (self.get_logger().info if ok else self.get_logger().error)(msg)
+        self._log_result(ok, msg)
         return response
 
     def _srv_save(self, request, response):
@@ -668,9 +689,44 @@ class GS4Node(Node):
 
     def shutdown(self):
         self.worker.stop()
+        logging.getLogger("gs4_ros").removeHandler(self._log_bridge)
         if self.p["save_map_on_shutdown"] and len(self.pipe.map):
             ok, msg = self._save_map()
-            (self.get_logger().info if ok else self.get_logger().error)(msg)
+            self._log_result(ok, msg)
+
+
+class _RosLogBridge(logging.Handler):
+    """Sends the pipeline's Python `logging` records to the node's ROS logger (so they reach
+    /rosout and the launch screen with the node name), repeated texts at most every 5 s."""
+
+    def __init__(self, logger, period: float = 5.0):
+        super().__init__(logging.DEBUG)
+        self.ros = logger
+        self.period = period
+        self._last: Dict[str, float] = {}
+
+    def emit(self, record: logging.LogRecord):
+        try:
+            msg = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken format string must not kill the worker
+            msg = str(record.msg)
+        now = time.monotonic()
+        key = f"{record.levelno}:{msg[:32]}"
+        if now - self._last.get(key, -1e9) < self.period:
+            return
+        self._last[key] = now
+        if len(self._last) > 256:
+            self._last.clear()
+        text = f"[{record.name}] {msg}"
+        # One call site per severity: rclpy refuses a call site that changes severity.
+        if record.levelno >= logging.ERROR:
+            self.ros.error(text)
+        elif record.levelno >= logging.WARNING:
+            self.ros.warn(text)
+        elif record.levelno >= logging.INFO:
+            self.ros.info(text)
+        else:
+            self.ros.debug(text)
 
 
 def _rotvec(R: np.ndarray) -> np.ndarray:
@@ -699,15 +755,17 @@ def main(args=None):
     rclpy.init(args=args)
     node = None
     try:
-        node = GS4Node()
+        try:
+            node = GS4Node()
+        except ValueError as e:  # bad parameter values: say which and exit non-zero
+            print(f"gs4_node: invalid parameters: {e}", file=sys.stderr)
+            rclpy.try_shutdown()
+            sys.exit(2)
         executor = MultiThreadedExecutor(num_threads=2)
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except ValueError as e:  # bad parameter values: say which and exit non-zero
-        print(f"gs4_node: {e}", file=sys.stderr)
-        sys.exit(2)
     finally:
         if node is not None:
             node.shutdown()
