@@ -25,6 +25,10 @@ ROOM_TYPES = ["living", "bedroom", "kitchen", "bathroom", "office"]
 ROOM_WEIGHTS = [0.24, 0.22, 0.2, 0.14, 0.2]
 
 
+def _cross2(a, b) -> float:
+    return float(a[0] * b[1] - a[1] * b[0])
+
+
 @dataclass
 class Wall:
     a: np.ndarray
@@ -157,8 +161,8 @@ class RoomGen:
             prev_e = self.walls[i - 1].e
             next_e = self.walls[(i + 1) % n].e
             e = w.e
-            ext0 = WALL_T if np.cross(prev_e, e) > 0 else 0.0
-            ext1 = WALL_T if np.cross(e, next_e) > 0 else 0.0
+            ext0 = WALL_T if _cross2(prev_e, e) > 0 else 0.0
+            ext1 = WALL_T if _cross2(e, next_e) > 0 else 0.0
             L = w.length
             mid_s = (L + ext1 - ext0) / 2
             c2 = w.a + e * mid_s - w.n * (WALL_T / 2)
@@ -583,7 +587,7 @@ class RoomGen:
         self.furnish()
         lights = self.lights()
         clear = self.grid.clearance()
-        labels = sorted({o["label"] for o in self.objects})
+        labels = sorted({o["label"] for o in self.objects} | {CLASS_ID["wall"], CLASS_ID["floor"]})
         info = {
             "seed": self.seed, "room_type": self.type, "shape": self.shape,
             "size": (self.W, self.D, self.H), "polygon": self.poly, "height": self.H,

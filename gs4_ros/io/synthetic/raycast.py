@@ -73,27 +73,6 @@ def hit_ellipsoid(o, d, h, eps=1e-4):
 _HIT = {BOX: hit_box, CYLINDER: hit_cylinder, ELLIPSOID: hit_ellipsoid}
 
 
-def cast_rays(st: Dict, origins: torch.Tensor, dirs: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-    """Nearest hit parameter of arbitrary rays [R, 3] against every primitive (brute force).
-
-    For few rays (path checks); views go through `cast_view`.
-    """
-    out = []
-    for s in range(0, origins.shape[0], chunk):
-        o, d = origins[s:s + chunk], dirs[s:s + chunk]
-        best = torch.full((o.shape[0],), INF, device=o.device)
-        for kind, a, b in st["kind_ranges"]:
-            if b <= a:
-                continue
-            rot, c, h = st["rot"][a:b], st["centre"][a:b], st["half"][a:b]
-            o_l = torch.einsum("pji,rpj->rpi", rot, o[:, None, :] - c[None])
-            d_l = torch.einsum("pji,rj->rpi", rot, d)
-            t = _HIT[kind](o_l, d_l, h[None].expand_as(o_l))
-            best = torch.minimum(best, t.amin(1))
-        out.append(best)
-    return torch.cat(out)
-
-
 def _screen_rects(st, R, tc, fx, fy, cx, cy, W, H, near=0.02):
     """Pixel rectangle [u0, u1] x [v0, v1] that each primitive can cover; empty when culled."""
     cam = (st["corners"] - tc) @ R  # [P, 8, 3]
@@ -164,6 +143,41 @@ def _ell_cw(ox, oy, oz, dx, dy, dz, hx, hy, hz, eps=1e-4):
 
 
 _HIT_CW = {BOX: _box_cw, CYLINDER: _cyl_cw, ELLIPSOID: _ell_cw}
+
+
+def cast_rays(st: Dict, origins: torch.Tensor, dirs: torch.Tensor, chunk: int = 1024,
+              max_t: float = INF) -> torch.Tensor:
+    """Nearest hit parameter of arbitrary rays [R, 3] against every primitive (brute force).
+
+    For few rays (path checks); views go through `cast_view`. With a finite max_t only
+    primitives within reach of a chunk's origins are tested and farther hits may read inf.
+    """
+    out = []
+    radius = st["half"].norm(dim=-1)
+    for s0 in range(0, origins.shape[0], chunk):
+        o, d = origins[s0:s0 + chunk], dirs[s0:s0 + chunk]
+        best = torch.full((o.shape[0],), INF, device=o.device)
+        if max_t < INF:
+            lo, hi = o.amin(0), o.amax(0)
+            gap = (st["centre"] - st["centre"].clamp(lo, hi)).norm(dim=-1) - radius
+            near = gap < max_t * float(d.norm(dim=-1).max())
+        for kind, a, b in st["kind_ranges"]:
+            if b <= a:
+                continue
+            idx = torch.arange(a, b, device=o.device)
+            if max_t < INF:
+                idx = idx[near[a:b]]
+                if idx.numel() == 0:
+                    continue
+            rot, c, h = st["rot"][idx], st["centre"][idx], st["half"][idx]
+            rel = o[:, None, :] - c[None]  # [r, p, 3]
+            o_l = [(rel * rot[None, :, :, i]).sum(-1) for i in range(3)]  # rot^T (o - c)
+            d_l = [d @ rot[:, :, i].T for i in range(3)]
+            hh = [h[None, :, i] for i in range(3)]
+            t = _HIT_CW[kind](*o_l, *d_l, *hh)
+            best = torch.minimum(best, t.amin(1))
+        out.append(best)
+    return torch.cat(out)
 
 
 def cast_view(st: Dict, pose: torch.Tensor, fx: float, fy: float, cx: float, cy: float,

@@ -6,6 +6,7 @@ so a long sequence costs nothing until it is read.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Optional
 
 import numpy as np
@@ -23,6 +24,24 @@ from .sensor import SensorModel
 BASE_INTRINSICS = Intrinsics(525.0, 525.0, 319.5, 239.5, 640, 480)
 
 
+@contextmanager
+def torch_threads(n: Optional[int], device: torch.device):
+    """Run CPU work with n intra-op threads, restoring the previous setting afterwards.
+
+    The renderer is a long chain of small element-wise ops; on a 2-core machine that is
+    busy with other work, torch's spinning worker threads make it 10-20x slower than one
+    thread, so the generator uses one CPU thread unless told otherwise."""
+    if n is None or device.type != "cpu" or torch.get_num_threads() == n:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 class SyntheticSequence:
     """Frames of a generated room seen along a hand-held path.
 
@@ -34,11 +53,12 @@ class SyntheticSequence:
         device: torch device for rendering ('cpu' or 'cuda').
         sensor: noise model (SensorModel.clean() for noise-free frames).
         room_type: living, bedroom, kitchen, bathroom or office (default: drawn by seed).
+        cpu_threads: torch threads while rendering on the CPU (None: leave torch's setting).
     """
 
     def __init__(self, seed: int = 0, n_frames: int = 300, width: int = 640, height: int = 480,
                  loop: bool = False, device="cpu", sensor: Optional[SensorModel] = None,
-                 room_type: Optional[str] = None, fps: float = 30.0):
+                 room_type: Optional[str] = None, fps: float = 30.0, cpu_threads: Optional[int] = 1):
         if n_frames < 2:
             raise ValueError(f"a synthetic sequence needs at least 2 frames, got {n_frames}")
         self.seed = int(seed)
@@ -46,10 +66,12 @@ class SyntheticSequence:
         self.loop = bool(loop)
         self.fps = float(fps)
         self.device = torch.device(device)
+        self.cpu_threads = cpu_threads
         self.sensor = sensor or SensorModel()
         self.intrinsics = BASE_INTRINSICS if (width, height) == (640, 480) else BASE_INTRINSICS.scaled(width, height)
         self.scene = generate_scene(self.seed, room_type)
-        self.poses = self._plan()
+        with torch_threads(self.cpu_threads, torch.device("cpu")):
+            self.poses = self._plan()
         self.timestamps = np.arange(self.n_frames) / self.fps
 
     @property
@@ -77,21 +99,23 @@ class SyntheticSequence:
                 break
         return best
 
-    def view_clearance(self, poses: np.ndarray, max_frames: int = 400):
-        """(min distance along the central rays, min over a sparse ray grid) over the path."""
-        step = max(1, len(poses) // max_frames)
-        P = torch.as_tensor(poses[::step], dtype=torch.float32)
+    def view_clearance(self, poses: np.ndarray, max_frames: int = 150, cap: float = 1.5):
+        """(min distance along the central rays, min over a sparse ray grid) over the path,
+        checked every few frames (the camera moves about a centimetre per frame); distances
+        beyond `cap` metres read as cap."""
+        step = max(1, -(-len(poses) // max_frames))
+        P = torch.as_tensor(np.concatenate([poses[::step], poses[-1:]]), dtype=torch.float32)
         K = BASE_INTRINSICS
-        us = torch.linspace(20, 620, 8)
-        vs = torch.linspace(20, 460, 6)
+        us = torch.linspace(20, 620, 7)
+        vs = torch.linspace(20, 460, 5)
         vv, uu = torch.meshgrid(vs, us, indexing="ij")
         d_cam = torch.stack([(uu - K.cx) / K.fx, (vv - K.cy) / K.fy, torch.ones_like(uu)], -1).reshape(-1, 3)
         central = ((uu - 320).abs() < 200) & ((vv - 240).abs() < 150)
         d_w = torch.einsum("fij,rj->fri", P[:, :3, :3], d_cam)
         o_w = P[:, None, :3, 3].expand_as(d_w)
         st = self.scene.tensors("cpu")
-        t = cast_rays(st, o_w.reshape(-1, 3), d_w.reshape(-1, 3)).reshape(len(P), -1)
-        t = torch.where(torch.isfinite(t), t, torch.full_like(t, 99.0))
+        t = cast_rays(st, o_w.reshape(-1, 3), d_w.reshape(-1, 3), max_t=cap).reshape(len(P), -1)
+        t = t.clamp(max=cap)
         return float(t[:, central.reshape(-1)].min()), float(t.min())
 
     # -- frames -----------------------------------------------------------------------
@@ -102,8 +126,9 @@ class SyntheticSequence:
     def frame(self, i: int) -> RGBDFrame:
         if not 0 <= i < self.n_frames:
             raise IndexError(f"frame {i} out of range for {self.n_frames} frames")
-        clean = self.render_clean(i)
-        rgb, depth = self.sensor.apply(clean, self.seed, i, float(self.timestamps[i]))
+        with torch_threads(self.cpu_threads, self.device):
+            clean = self.render_clean(i)
+            rgb, depth = self.sensor.apply(clean, self.seed, i, float(self.timestamps[i]))
         np_ = lambda x: x.detach().cpu().numpy()
         meta = {
             "depth_clean": np_(clean["depth"]).astype(np.float32),
