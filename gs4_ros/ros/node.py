@@ -480,8 +480,14 @@ class GS4Node(Node):
             idx = torch.as_tensor(keep, device=gm.means.device)
             q = gm.quats[idx]
             q = q / q.norm(dim=-1, keepdim=True).clamp(min=1e-12)
-            labels = (gm.labels()[idx].cpu().numpy().astype(np.int64) if gm.num_classes
-                      else np.full(keep.size, 255, np.int64))
+            if gm.num_classes:
+                sem = gm.sem_logits[idx]
+                labels = sem.argmax(-1).cpu().numpy().astype(np.int64)
+                # Gaussians that never saw a label (all logits equal) are unknown, not class 0
+                flat = ((sem.max(-1).values - sem.min(-1).values) < 1e-6).cpu().numpy()
+                labels[flat] = 255
+            else:
+                labels = np.full(keep.size, 255, np.int64)
             col = (gm.colors[idx].clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
             arr = conv.gaussian_cloud_array(
                 gm.means[idx].float().cpu().numpy(), col, labels.clip(0, 255).astype(np.uint32),
@@ -656,9 +662,11 @@ class GS4Node(Node):
             vals = [t[stage] for t in timings if stage in t]
             kv[f"latency_ms_{stage}"] = f"{np.mean(vals):.1f}"
         kv["device"] = str(self.pipe.device)
+        kv["renderer"] = type(self.pipe.rasterizer).__name__
         kv["gpu_memory_mb"] = "n/a (cpu)"
         if self.pipe.device.type == "cuda":
             import torch
+            kv["gpu"] = torch.cuda.get_device_name(self.pipe.device)
             kv["gpu_memory_mb"] = f"{torch.cuda.memory_allocated(self.pipe.device) / 2**20:.1f}"
             kv["gpu_memory_peak_mb"] = f"{torch.cuda.max_memory_allocated(self.pipe.device) / 2**20:.1f}"
         kv["rss_mb"] = f"{_rss_mb():.1f}"
@@ -670,7 +678,7 @@ class GS4Node(Node):
 
         status = DiagnosticStatus()
         status.name = f"{self.get_fully_qualified_name()}: SLAM"
-        status.hardware_id = str(self.pipe.device)
+        status.hardware_id = kv.get("gpu", str(self.pipe.device))
         if not self.worker.is_alive():
             status.level, status.message = DiagnosticStatus.ERROR, "worker thread stopped"
         elif self._paused:

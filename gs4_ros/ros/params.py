@@ -147,10 +147,14 @@ def expand_path(p: str) -> str:
 
 def markdown_table() -> str:
     """The node parameter table for docs/ros.md (kept in sync by a test)."""
-    rows = ["| parameter | default | restart | meaning |", "|---|---|---|---|"]
+    rows = ["| parameter | default | start-up only | meaning |", "|---|---|---|---|"]
     for p in NODE_PARAMS:
-        d = repr(p.default) if isinstance(p.default, str) else str(p.default).lower() \
-            if isinstance(p.default, bool) else str(p.default)
+        if isinstance(p.default, bool):
+            d = str(p.default).lower()
+        elif isinstance(p.default, str):
+            d = p.default or '""'
+        else:
+            d = str(p.default)
         ch = f" One of: {', '.join(p.choices)}." if p.choices else ""
         rows.append(f"| `{p.name}` | `{d}` | {'yes' if p.read_only else ''} | {p.description}{ch} |")
     return "\n".join(rows)

@@ -113,3 +113,88 @@ class FramePlayer:
             self.publish(ef, st)
             stamps.append(st)
         return stamps
+
+
+# --- running a node process (benchmarks, demos) ---------------------------------------------
+
+def _nest(flat: dict) -> dict:
+    out: dict = {}
+    for k, v in flat.items():
+        d = out
+        parts = k.split(".")
+        for p in parts[:-1]:
+            d = d.setdefault(p, {})
+        d[parts[-1]] = v
+    return out
+
+
+class NodeRunner:
+    """gs4_node as a child process (`python -m gs4_ros.ros.node`, or an installed executable)
+    with parameters, a namespace and camera remaps; its output goes to a log file.
+
+    Benchmarks use a separate process so the node's executor and the publisher's do not
+    share a GIL, as on a robot.
+    """
+
+    def __init__(self, params: dict, namespace: str = "/gs4", prefix: str = "/camera",
+                 log_path=None, executable=None, env: Optional[dict] = None):
+        import os
+        import subprocess
+        import sys
+        import tempfile
+        from pathlib import Path
+
+        import yaml
+
+        self.namespace = namespace.rstrip("/") or ""
+        self._dir = Path(tempfile.mkdtemp(prefix="gs4_node_"))
+        pf = self._dir / "params.yaml"
+        pf.write_text(yaml.safe_dump({"/**": {"ros__parameters": _nest(params)}}))
+        self.log_path = Path(log_path) if log_path else self._dir / "node.log"
+        p = prefix.rstrip("/")
+        cmd = [str(executable)] if executable else [sys.executable, "-m", "gs4_ros.ros.node"]
+        cmd += ["--ros-args", "--params-file", str(pf), "-r", f"__ns:={namespace or '/'}"]
+        for t in ("color/image_raw", "depth/image_raw", "color/camera_info", "depth/camera_info",
+                  "labels/image_raw"):
+            cmd += ["-r", f"{t}:={p}/{t}"]
+        e = dict(os.environ)
+        repo = str(Path(__file__).resolve().parents[2])
+        e["PYTHONPATH"] = repo + (os.pathsep + e["PYTHONPATH"] if e.get("PYTHONPATH") else "")
+        e.setdefault("RCUTILS_LOGGING_BUFFERED_STREAM", "0")
+        e.update(env or {})
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=e,
+                                     start_new_session=True)
+
+    @property
+    def topic_base(self) -> str:
+        return f"{self.namespace}/gs4_node"
+
+    def log(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text()
+
+    def wait_ready(self, timeout: float = 300.0) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if "gs4_node ready" in self.log():
+                return True
+            if self.proc.poll() is not None:
+                return False
+            time.sleep(0.2)
+        return False
+
+    def stop(self, timeout: float = 20.0) -> Optional[int]:
+        import signal
+        import subprocess
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+        return self.proc.returncode
