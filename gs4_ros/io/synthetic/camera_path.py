@@ -235,50 +235,107 @@ def plan_wander(scene: Scene, n: int, rng: np.random.Generator, fps: float = 30.
     return _assemble(rng, pos3, yaw, pitch, roll, fps)
 
 
+def _closed_curve(pts: np.ndarray, harmonics: int = 7, samples: int = 1024) -> np.ndarray:
+    """Resample a closed polygon by arc length and keep its low Fourier harmonics."""
+    seg = np.linalg.norm(np.diff(np.vstack([pts, pts[:1]]), axis=0), axis=1)
+    s = np.concatenate([[0], np.cumsum(seg)])
+    u = np.linspace(0, s[-1], samples, endpoint=False)
+    closed = np.vstack([pts, pts[:1]])
+    z = np.interp(u, s, closed[:, 0]) + 1j * np.interp(u, s, closed[:, 1])
+    Z = np.fft.fft(z)
+    keep = np.zeros_like(Z)
+    keep[:harmonics + 1] = Z[:harmonics + 1]
+    keep[-harmonics:] = Z[-harmonics:]
+    zz = np.fft.ifft(keep)
+    return np.stack([zz.real, zz.imag], -1)
+
+
+def _perimeter(curve: np.ndarray) -> float:
+    return float(np.linalg.norm(np.diff(np.vstack([curve, curve[:1]]), axis=0), axis=1).sum())
+
+
+def _room_loop(fs: FreeSpace, max_len: float):
+    """The widest smooth closed walk around the room's free space that fits max_len:
+    a low-passed iso-clearance contour (it follows L shapes and partitions), shrunk
+    towards its centre when it is too long for the time available."""
+    import cv2
+
+    top = float(fs.clear.max())
+    fallback = None
+    for c in np.arange(0.65, top - 0.05, 0.1):
+        mask = (fs.clear >= c).astype(np.uint8)
+        lab, n = ndimage.label(mask)
+        if n == 0:
+            break
+        sizes = ndimage.sum(mask, lab, index=np.arange(1, n + 1))
+        region = (lab == 1 + int(np.argmax(sizes))).astype(np.uint8)
+        contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        if not contours:
+            break
+        cont = max(contours, key=len)[:, 0, :]  # (col=j, row=i)
+        if len(cont) < 8:
+            break
+        pts = fs.origin + (cont[:, ::-1] + 0.5) * fs.cell
+        curve = _closed_curve(pts)
+        if (fs.at(curve) < 0.5).any():
+            continue
+        perim = _perimeter(curve)
+        if perim <= max_len:
+            return curve
+        centre = curve.mean(0)
+        small = centre + (curve - centre) * (max_len / perim)
+        if (fs.at(small) >= 0.5).all():
+            return small
+        fallback = curve
+    return fallback
+
+
 def plan_loop(scene: Scene, n: int, rng: np.random.Generator, fps: float = 30.0) -> np.ndarray:
-    """An ellipse around the room's freest region, ending at its start with the start view."""
+    """A smooth loop around the room's free space that ends where, and looking where, it
+    started. Long sequences look across the room while circling it (a full 360 degree
+    sweep per lap); short ones keep facing one side and sway."""
     fs = FreeSpace(scene)
     T = max(n - 1, 1) / fps
-    cells = fs.cells(0.6)
-    if len(cells) == 0:
-        cells = fs.cells(0.0)
-    clear = fs.at(cells)
-    c0 = cells[np.argmax(clear + 1e-3 * rng.random(len(clear)))]
     W, D, H = scene.info["size"]
-    theta0 = rng.uniform(0, 2 * np.pi)
-    ang = np.linspace(0, 2 * np.pi, 256, endpoint=False)
-    a0, b0 = max(W / 2 - 0.9, 0.2), max(D / 2 - 0.9, 0.2)
-    best = (0.1, 0.1)
-    for s in np.linspace(1.0, 0.05, 40):
-        a, b = s * a0, s * b0
-        ring = c0 + np.stack([a * np.cos(ang), b * np.sin(ang)], -1)
-        if (fs.at(ring) >= 0.6).all():
-            best = (a, b)
-            break
-    a, b = best
-    perim = np.pi * (3 * (a + b) - np.sqrt((3 * a + b) * (a + 3 * b)))
-    if perim / T > 0.5:  # too long for the time: shrink
-        f = 0.5 * T / perim
-        a, b, perim = a * f, b * f, perim * f
-    laps = max(1, int(np.floor(0.45 * T / max(perim, 1e-3))))
-    laps = min(laps, 3)
+    curve = _room_loop(fs, 0.45 * T)
+    if curve is None:  # cramped: a small circle around the freest point
+        cells = fs.cells(0.0)
+        c0 = cells[np.argmax(fs.at(cells))]
+        ang = np.linspace(0, 2 * np.pi, 1024, endpoint=False)
+        curve = c0 + 0.2 * np.stack([np.cos(ang), np.sin(ang)], -1)
+    centre = curve.mean(0)
+    perim = _perimeter(curve)
+    if perim > 0.5 * T:  # still too long for the time: shrink towards its centre
+        curve = centre + (curve - centre) * (0.5 * T / perim)
+        perim = _perimeter(curve)
+    laps = int(np.clip(np.floor(0.4 * T / max(perim, 1e-3)), 1, 3))
+    if rng.uniform() < 0.5:
+        curve = curve[::-1].copy()  # either direction
+    start = int(rng.integers(len(curve)))
+    curve = np.roll(curve, -start, axis=0)
+    closed = np.vstack([curve, curve[:1]])
+    arc = np.concatenate([[0], np.cumsum(np.linalg.norm(np.diff(closed, axis=0), axis=1))])
+    arc /= arc[-1]
+
     t = np.arange(n) / fps
     j = int(rng.integers(1, 3))
-    eps = rng.uniform(0.0, 0.5)
+    eps = rng.uniform(0.0, 0.4)
     phase = laps * (t / T + eps * np.sin(2 * np.pi * j * t / T) / (2 * np.pi * j))
-    th = theta0 + 2 * np.pi * phase
-    xy = c0 + np.stack([a * np.cos(th), b * np.sin(th)], -1)
+    frac = np.mod(phase, 1.0)
+    xy = np.stack([np.interp(frac, arc, closed[:, 0]), np.interp(frac, arc, closed[:, 1])], -1)
     z = np.clip(rng.uniform(1.25, 1.55) + smooth_noise(rng, n, fps, 0.1, [0.05, 0.11], periodic_T=T), 1.0,
                 min(1.8, H - 0.5))
-    turn_rate = 360.0 * laps / T
-    if turn_rate <= 30.0:  # look outwards, turning once per lap (a full sweep of the room)
-        off = rng.uniform(-0.5, 0.5)
-        yaw = th + off + smooth_noise(rng, n, fps, np.radians(15), [0.04, 0.09], periodic_T=T)
-    else:  # short sequence: keep looking at one side of the room, swaying
-        yaw0 = theta0 + rng.uniform(-0.4, 0.4)
+
+    to_c = centre - xy
+    inward = np.unwrap(np.arctan2(to_c[:, 1], to_c[:, 0]))
+    sway = smooth_noise(rng, n, fps, np.radians(12), [0.04, 0.09], periodic_T=T)
+    yaw = inward + rng.uniform(-0.3, 0.3) + sway
+    rate = np.degrees(np.abs(np.diff(yaw))).max() * fps if n > 1 else 0.0
+    if rate > 35.0:  # a short or tight loop: keep looking at one side of the room
+        yaw0 = inward[0] + rng.uniform(-0.3, 0.3)
         amp = min(np.radians(35), 0.45 * T / (2 * np.pi))
         yaw = yaw0 + amp * np.sin(2 * np.pi * t / T)
-    pitch = np.radians(rng.uniform(-25, -10)) + smooth_noise(rng, n, fps, np.radians(6), [0.05, 0.1], periodic_T=T)
+    pitch = np.radians(rng.uniform(-22, -8)) + smooth_noise(rng, n, fps, np.radians(6), [0.05, 0.1], periodic_T=T)
     roll = smooth_noise(rng, n, fps, np.radians(1.5), [0.07, 0.13], periodic_T=T)
     return _assemble(rng, np.concatenate([xy, z[:, None]], 1), yaw, pitch, roll, fps)
 

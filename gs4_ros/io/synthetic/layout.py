@@ -509,9 +509,12 @@ class RoomGen:
         extras = ["otherfurniture", "plant", "chair", "picture", "cabinet", "bookshelf", "otherfurniture"]
         n_extra = int(r.poisson(max(0.0, self.W * self.D / 8.0 - 1.5)))
         program += [extras[int(r.integers(len(extras)))] for _ in range(n_extra)]
+        wall_items = {"window", "picture", "wall_cabinet", "curtain", "rug"}
         for kind in program:
             if len(self.objects) >= 16:
                 break
+            if kind not in wall_items and self._free_area() < self._min_free:
+                continue  # keep room for the camera to walk around
             if kind == "table":
                 self.table_set(coffee=False, chairs=int(r.integers(1, 5)))
             elif kind == "desk":
@@ -537,6 +540,18 @@ class RoomGen:
                 self._rug()
             else:
                 self.simple(kind)
+
+    @property
+    def _min_free(self) -> float:
+        return min(0.15 * self.W * self.D, 3.0)
+
+    def _free_area(self, clearance: float = 0.65) -> float:
+        """Area (m^2) of the largest floor region at least `clearance` from everything."""
+        ok = self.grid.clearance() >= clearance
+        lab, n = ndimage.label(ok)
+        if n == 0:
+            return 0.0
+        return float(np.bincount(lab.ravel())[1:].max()) * CELL * CELL
 
     def _rug(self):
         r = self.rng
