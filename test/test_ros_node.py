@@ -197,6 +197,8 @@ def live(install, tmp_path_factory):
         rc = proc.stop()
         log = proc.log()
         assert "Traceback" not in log, log[-4000:]
+        if "tf: off" in log.lower() or "TF off" in log:
+            assert log.count("TF broadcasting is off") == 1, "must be logged once, not per frame"
         assert rc in (0, -2, 130), f"gs4_node exited with {rc}:\n{log[-3000:]}"
 
 

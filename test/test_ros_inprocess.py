@@ -1,0 +1,132 @@
+"""gs4_node pieces that are cheaper to check with the node in this process (still real
+rclpy over DDS): simulated time, the odometry prior, TF maths."""
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import ros_helpers as H  # noqa: E402  (DDS domain isolation before rclpy starts)
+
+rclpy = pytest.importorskip("rclpy")
+
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+
+from gs4_ros.ros import conversions as conv  # noqa: E402
+from gs4_ros.ros.tf import R_LINK_OPTICAL, inv, link_from_optical, map_transform  # noqa: E402
+
+
+class InProcess:
+    def __init__(self, *params):
+        from gs4_ros.ros.node import GS4Node
+
+        args = ["--ros-args"]
+        for p in params:
+            args += ["-p", p]
+        self.ctx = rclpy.Context()
+        rclpy.init(args=args, context=self.ctx)
+        self.node = GS4Node(context=self.ctx)
+        self.client = rclpy.create_node("inproc_client", context=self.ctx)
+        self.ex = SingleThreadedExecutor(context=self.ctx)
+        self.ex.add_node(self.node)
+        self.ex.add_node(self.client)
+
+    def close(self):
+        self.node.shutdown()
+        self.node.destroy_node()
+        self.client.destroy_node()
+        rclpy.shutdown(context=self.ctx)
+
+
+def test_use_sim_time_drives_timers_and_stamps():
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rosgraph_msgs.msg import Clock
+
+    t = InProcess("use_sim_time:=true", "diagnostics_rate_hz:=10.0")
+    try:
+        assert t.node.get_clock().ros_time_is_active
+        diags = []
+        t.client.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+        clock = t.client.create_publisher(Clock, "/clock", 10)
+        sim = 42 * 10**9
+        end = time.monotonic() + 60
+        # Timers run on the bag's clock: the diagnostics carry /clock's time, not wall time.
+        while time.monotonic() < end and not any(d.header.stamp.sec in (42, 43) for d in diags):
+            sim += 50_000_000
+            clock.publish(Clock(clock=conv.ns_to_stamp(sim)))
+            t.ex.spin_once(timeout_sec=0.02)
+        assert any(d.header.stamp.sec in (42, 43) for d in diags), \
+            f"no diagnostics stamped with simulated time; got {[d.header.stamp.sec for d in diags][:5]}"
+    finally:
+        t.close()
+
+
+def test_odometry_prior_is_buffered_and_matched_by_stamp():
+    from nav_msgs.msg import Odometry
+
+    t = InProcess("subscribe_odom_prior:=true", "odom_prior_max_age:=0.05")
+    try:
+        pub = t.client.create_publisher(Odometry, "/odom_prior", 10)
+        H.spin_until(t.ex, lambda: pub.get_subscription_count() > 0, 30)
+        for k in range(3):
+            m = Odometry()
+            m.header.stamp = conv.ns_to_stamp(10 * 10**9 + k * 10**8)
+            m.header.frame_id, m.child_frame_id = "odom", "base_link"
+            m.pose.pose.position.x = float(k)
+            m.pose.pose.orientation.w = 1.0
+            pub.publish(m)
+        assert H.spin_until(t.ex, lambda: len(t.node._odom_hist) == 3, 30)
+        o = t.node._nearest_odom(10 * 10**9 + 1 * 10**8 + 20_000_000)
+        assert o["pose"][0, 3] == 1.0 and o["child_frame_id"] == "base_link" and o["frame_id"] == "odom"
+        assert t.node._nearest_odom(11 * 10**9) is None            # older than odom_prior_max_age
+    finally:
+        t.close()
+
+
+def test_tf_is_reported_off_when_tf2_is_missing():
+    try:
+        import tf2_ros  # noqa: F401
+        pytest.skip("tf2_ros is installed")
+    except ImportError:
+        pass
+    t = InProcess()
+    try:
+        assert t.node.tf.backend in ("off", "tf2_msgs")
+        assert not t.node.tf.can_lookup
+    finally:
+        t.close()
+
+
+def rand_T(rng):
+    q = rng.normal(size=4)
+    T = np.eye(4)
+    T[:3, :3] = conv.quat_xyzw_to_rotmat(q / np.linalg.norm(q))
+    T[:3, 3] = rng.normal(size=3)
+    return T
+
+
+def test_tf_maths():
+    rng = np.random.default_rng(0)
+    T_map_opt, T_opt_base, T_odom_base = rand_T(rng), rand_T(rng), rand_T(rng)
+    np.testing.assert_allclose(inv(T_map_opt) @ T_map_opt, np.eye(4), atol=1e-12)
+    # map_to_camera: map -> optical, or map -> base when the base frame is given
+    np.testing.assert_allclose(map_transform("map_to_camera", T_map_opt), T_map_opt)
+    T_map_base = map_transform("map_to_camera", T_map_opt, T_opt_base)
+    np.testing.assert_allclose(T_map_base, T_map_opt @ T_opt_base)
+    # map_to_odom: chaining the published map->odom with the robot's odom->base gives the SLAM pose
+    T_map_odom = map_transform("map_to_odom", T_map_opt, T_opt_base, T_odom_base)
+    np.testing.assert_allclose(T_map_odom @ T_odom_base, T_map_base, atol=1e-12)
+    with pytest.raises(ValueError):
+        map_transform("map_to_odom", T_map_opt)
+    with pytest.raises(ValueError):
+        map_transform("sideways", T_map_opt)
+
+
+def test_optical_to_link_rotation():
+    # optical z (forward) is link x; optical x (right) is link -y; optical y (down) is link -z
+    np.testing.assert_array_equal(R_LINK_OPTICAL @ [0, 0, 1], [1, 0, 0])
+    np.testing.assert_array_equal(R_LINK_OPTICAL @ [1, 0, 0], [0, -1, 0])
+    np.testing.assert_array_equal(R_LINK_OPTICAL @ [0, 1, 0], [0, 0, -1])
+    assert np.linalg.det(link_from_optical()[:3, :3]) == pytest.approx(1.0)
