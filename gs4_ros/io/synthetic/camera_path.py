@@ -117,7 +117,8 @@ class FreeSpace:
 def _gaze_targets(rng, scene: Scene, pos: np.ndarray, fps: float):
     """Per-frame gaze points that dwell 1.5-4 s on scene content and move smoothly between."""
     n = len(pos)
-    pois = np.asarray(scene.info["pois"], float).reshape(-1, 3)
+    pois = np.asarray(scene.info["pois"], float).reshape(-1, 3).copy()
+    pois[:, 2] = np.maximum(pois[:, 2], 0.6)  # look at furniture, not at the floor in front of it
     W, D, H = scene.info["size"]
     # Add points on the walls so bare walls get looked at too.
     poly = np.asarray(scene.info["polygon"], float)
@@ -141,7 +142,8 @@ def _gaze_targets(rng, scene: Scene, pos: np.ndarray, fps: float):
         ok = (dist > 1.0) & (dist < 6.0)
         if prev is not None:
             ok &= np.linalg.norm(cands - prev, axis=1) > 0.3
-        w = ok * prior
+        # Room-scale views: things 2-5 m away are preferred over close-ups.
+        w = ok * prior * (0.2 + np.clip((dist - 1.0) / 1.5, 0, 1))
         hn = np.linalg.norm(heading[:2])
         if hn > 1e-3:  # prefer things ahead of the walking direction
             cosang = (vec[:, :2] @ heading[:2]) / (dist * hn + 1e-9)
@@ -161,7 +163,7 @@ def _wander(rng, scene: Scene, fs: FreeSpace, n: int, fps: float):
     speed = np.clip(rng.uniform(0.28, 0.42) + smooth_noise(rng, n, fps, 0.12, rng.uniform(0.03, 0.15, 3)),
                     0.2, 0.55)
     need = float(np.sum(speed[1:]) / fps) + 0.3
-    for min_clear in (0.75, 0.65, 0.55):
+    for min_clear in (0.7, 0.6, 0.55):
         cells = fs.cells(min_clear)
         if len(cells) < 4:
             continue
@@ -179,7 +181,7 @@ def _wander(rng, scene: Scene, fs: FreeSpace, n: int, fps: float):
                 w = np.ones(len(near))
                 if heading is not None:
                     v = (cells[near] - cur) / d[near, None]
-                    w = 0.05 + np.clip(v @ heading, 0, 1) ** 2
+                    w = 0.02 + np.clip(v @ heading, 0, 1) ** 2  # keep walking on, rarely turn back
                 for _ in range(8):
                     k = near[rng.choice(len(near), p=w / w.sum())]
                     if fs.segment_ok(cur, cells[k], min_clear - 0.1):
@@ -216,7 +218,7 @@ def _orient(rng, pos3: np.ndarray, gaze: np.ndarray, fps: float):
     v = gaze - pos3
     yaw = np.unwrap(np.arctan2(v[:, 1], v[:, 0]))
     pitch = np.arctan2(v[:, 2], np.linalg.norm(v[:, :2], axis=1))
-    pitch = np.clip(pitch, np.radians(-50), np.radians(12))
+    pitch = np.clip(pitch, np.radians(-40), np.radians(12))
     yaw = rate_limit(yaw, np.radians(33) / fps, smooth=0.15 * fps)
     pitch = rate_limit(pitch, np.radians(18) / fps, smooth=0.15 * fps)
     return yaw, pitch

@@ -205,6 +205,7 @@ class RoomGen:
                     box((0, 0, -self.H / 2 + 0.04), (half[0] + 0.006, half[1] + 0.006, 0.04), base_m)],
                    (c[0], c[1], self.H / 2), 0.0, CLASS_ID["wall"], inst=0)
         self.grid.occ[self.grid.cells(c[0], c[1], 0.0, half[0], half[1]) & (self.grid.occ >= 0)] = -1
+        self.partition = (c[0], c[1], half[0], half[1])
         self.ao_boxes.append((c[0], c[1], 0.0, half[0], half[1], 0.12))
 
     # --- placement -------------------------------------------------------------------
@@ -605,6 +606,7 @@ class RoomGen:
         labels = sorted({o["label"] for o in self.objects} | {CLASS_ID["wall"], CLASS_ID["floor"]})
         info = {
             "seed": self.seed, "room_type": self.type, "shape": self.shape,
+            "partition": getattr(self, "partition", None),
             "size": (self.W, self.D, self.H), "polygon": self.poly, "height": self.H,
             "lights": lights, "ao_boxes": np.array(self.ao_boxes, float).reshape(-1, 6),
             "grid_origin": self.grid.origin, "grid_cell": CELL, "clearance": clear,

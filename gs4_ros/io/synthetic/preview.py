@@ -31,6 +31,10 @@ def plan_view(seq, path: Path):
     fig, ax = plt.subplots(figsize=(7, 7))
     poly = np.asarray(info["polygon"])
     ax.add_patch(Polygon(poly, closed=True, fill=False, lw=2.5, ec="k"))
+    if info.get("partition") is not None:
+        cx, cy, hx, hy = info["partition"]
+        ax.add_patch(Polygon([(cx - hx, cy - hy), (cx + hx, cy - hy), (cx + hx, cy + hy), (cx - hx, cy + hy)],
+                             closed=True, fc="k", ec="k"))
     seen = set()
     for o in info["objects"]:
         cx, cy, _ = o["centre"]
