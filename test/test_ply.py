@@ -5,7 +5,7 @@ import pytest
 import torch
 from plyfile import PlyData, PlyElement
 
-from gs4_ros.core.gaussian_map import GaussianMap
+from gs4_ros.core.gaussian_map import INT_FIELDS, GaussianMap
 from gs4_ros.io.ply import C0, load_ply, read_class_names, save_ply
 
 STANDARD = (["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
@@ -48,8 +48,9 @@ def test_standard_layout_and_encodings(tmp_path, random_map):
     v = PlyData.read(str(p))["vertex"]
     names = [pr.name for pr in v.properties]
     assert names[: len(STANDARD)] == STANDARD  # viewers expect this prefix in this order
-    assert names[len(STANDARD):] == (["label", "sem_0", "sem_1", "sem_2", "sem_3", "feat_0", "feat_1",
-                                      "update_count", "birth_frame", "keyframe_id", "frozen"])
+    assert names[len(STANDARD):] == (["label", "sem_0", "sem_1", "sem_2", "sem_3", "feat_0", "feat_1"]
+                                     + list(INT_FIELDS) + ["frozen"])
+    assert {"update_count", "birth_frame", "keyframe_id"} <= set(INT_FIELDS)
     d = v.data
     for n in STANDARD:
         assert d.dtype[n] == np.float32, n

@@ -5,7 +5,8 @@ nx ny nz, f_dc_0..2, f_rest_0..44, opacity, scale_0..2, rot_0..3, all float32), 
 SuperSplat, antimatter15/splat, nerfstudio and gsplat-based tools read our maps. Our
 extra fields follow as further vertex properties: label (uchar, argmax class; 255 when
 the map has no classes), sem_0..K-1 (class logits), feat_0..F-1 (latent features),
-update_count, birth_frame, keyframe_id (int32) and frozen (uchar). Viewers look fields
+GaussianMap's int32 book-keeping columns (update_count, birth_frame, keyframe_id, ...)
+and frozen (uchar). Viewers look fields
 up by name, so the extras are ignored by them.
 
 The INRIA SIBR viewer is the exception: it reads the header line by line assuming the
@@ -31,6 +32,7 @@ import numpy as np
 import torch
 from plyfile import PlyData, PlyElement, PlyParseError
 
+from ..core import gaussian_map as _gm
 from ..core.gaussian_map import GaussianMap
 
 C0 = 0.28209479177387814
@@ -38,9 +40,12 @@ N_SH_REST = 45  # SH degree 3: 15 coefficients x 3 channels beyond DC
 
 REQUIRED = ("x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1",
             "scale_2", "rot_0", "rot_1", "rot_2", "rot_3")
-INT_FIELDS = ("update_count", "birth_frame", "keyframe_id")
+# Book-keeping columns follow GaussianMap's own list, so a field added there round-trips
+# without touching this file; files without a column get the map's default for new rows.
+INT_FIELDS = tuple(_gm.INT_FIELDS)
+_INT_DEFAULTS = dict({"update_count": 0, "birth_frame": 0, "keyframe_id": -1},
+                     **getattr(_gm, "INT_DEFAULTS", {}))
 CLASS_NAMES_TAG = "gs4_ros class_names "
-_INT_DEFAULTS = {"update_count": 0, "birth_frame": 0, "keyframe_id": -1}
 
 
 def _np(t: torch.Tensor, dtype) -> np.ndarray:
@@ -200,7 +205,7 @@ def load_ply(path, device="cpu", num_classes: Optional[int] = None) -> GaussianM
         features=stack([f"feat_{i}" for i in range(f_dim)]),
     )
     for name in INT_FIELDS:
-        vals = col(name, np.int32) if name in fields else np.full(n, _INT_DEFAULTS[name], np.int32)
+        vals = col(name, np.int32) if name in fields else np.full(n, _INT_DEFAULTS.get(name, 0), np.int32)
         setattr(gm, name, torch.from_numpy(vals).to(gm.device))
     if "frozen" in fields:
         gm.frozen = torch.from_numpy(col("frozen", np.uint8) != 0).to(gm.device)
