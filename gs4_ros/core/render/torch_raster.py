@@ -275,30 +275,33 @@ class TorchRasterizer(Rasterizer):
         m2 = proj["means2d"].detach().index_select(0, vis)
         r = proj["radii"].index_select(0, vis).to(m2.dtype)
         con = proj["conics"].detach().index_select(0, vis)
-        x0 = ((m2[:, 0] - r[:, 0]) / ts).floor().clamp(0, tiles_x).long()
-        x1 = ((m2[:, 0] + r[:, 0]) / ts).ceil().clamp(0, tiles_x).long()
-        y0 = ((m2[:, 1] - r[:, 1]) / ts).floor().clamp(0, tiles_y).long()
-        y1 = ((m2[:, 1] + r[:, 1]) / ts).ceil().clamp(0, tiles_y).long()
+        # Tile ranges as in gsplat's intersection kernel (floor / ceil of mean -+ radius).
+        x0 = ((m2[:, 0] - r[:, 0]) / ts).floor().clamp(0, tiles_x)
+        x1 = ((m2[:, 0] + r[:, 0]) / ts).ceil().clamp(0, tiles_x)
+        y0 = ((m2[:, 1] - r[:, 1]) / ts).floor().clamp(0, tiles_y)
+        y1 = ((m2[:, 1] + r[:, 1]) / ts).ceil().clamp(0, tiles_y)
         nx = x1 - x0
-        cnt = nx * (y1 - y0)
+        cnt = (nx * (y1 - y0)).long()
         n_pairs = int(cnt.sum())
         if n_pairs == 0:
             return None
         pg = torch.repeat_interleave(torch.arange(vis.numel(), device=dev), cnt, output_size=n_pairs)
-        ints = torch.stack([x0, y0, nx, torch.cumsum(cnt, 0) - cnt], -1).index_select(0, pg)
+        # One gather for everything per pair (small integers are exact in float).
         thr = torch.log(opacities.detach().index_select(0, vis) / ALPHA_MIN) * (1 + 1e-4) + 1e-4
-        fl = torch.cat([m2, con, thr[:, None]], -1).index_select(0, pg)
-        local = torch.arange(n_pairs, device=dev) - ints[:, 3]
-        row = torch.div(local, ints[:, 2], rounding_mode="floor")
-        px = ints[:, 0] + local - row * ints[:, 2]
-        py = ints[:, 1] + row
+        start = (torch.cumsum(cnt, 0) - cnt).to(m2.dtype)
+        fl = torch.stack([x0, y0, nx, start, m2[:, 0], m2[:, 1], con[:, 0], con[:, 1], con[:, 2], thr],
+                         -1).index_select(0, pg)
+        local = torch.arange(n_pairs, device=dev, dtype=m2.dtype) - fl[:, 3]
+        row = torch.floor((local + 0.5) / fl[:, 2])
+        px = fl[:, 0] + local - row * fl[:, 2]
+        py = fl[:, 1] + row
         # Drop tiles whose pixel centres all lie outside the alpha >= 1/255 ellipse.
-        x_lo = (px * ts).to(m2.dtype) + 0.5
-        y_lo = (py * ts).to(m2.dtype) + 0.5
-        smin = _min_sigma_over_rect(fl[:, 0], fl[:, 1], fl[:, 2], fl[:, 3], fl[:, 4],
+        x_lo = px * ts + 0.5
+        y_lo = py * ts + 0.5
+        smin = _min_sigma_over_rect(fl[:, 4], fl[:, 5], fl[:, 6], fl[:, 7], fl[:, 8],
                                     x_lo, x_lo + (ts - 1), y_lo, y_lo + (ts - 1))
-        keep = torch.nonzero(smin <= fl[:, 5]).flatten()
-        tile = (py * tiles_x + px).index_select(0, keep)
+        keep = torch.nonzero(smin <= fl[:, 9]).flatten()
+        tile = (py * tiles_x + px).index_select(0, keep).long()
         perm = _stable_argsort_small(tile, tiles_x * tiles_y).to(dev)
         return vis.index_select(0, pg.index_select(0, keep.index_select(0, perm))), tile.index_select(0, perm)
 
