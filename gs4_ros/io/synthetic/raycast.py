@@ -1,10 +1,10 @@
 """Exact ray casting of a primitive scene in torch (CPU or CUDA), no per-pixel loops.
 
 A view is cast in two passes. Pass 1 (visibility) projects every primitive's bounding
-box to a screen rectangle and tests only the (pixel, primitive) pairs inside those
-rectangles; the nearest hit per pixel is found with one scatter-min over keys that pack
-the quantised depth with the primitive id. Pass 2 recomputes the exact hit of the winning
-primitive per pixel and returns its depth, normal and surface coordinates.
+box to a screen rectangle and tests the primitive densely over the 8x8 pixel tiles that
+rectangle touches; the nearest hit per pixel is found with one scatter-min over keys that
+pack the depth (to 10 micrometres) with the primitive id. Pass 2 takes the winner and its
+depth per pixel and works out the hit point, normal and surface coordinates.
 
 Rays are parameterised by camera depth: a camera-frame direction ((u-cx)/fx, (v-cy)/fy, 1)
 hits at t = z, so t is the depth image directly.
@@ -25,86 +25,12 @@ _T_QUANT = 1e5  # depth quantum of the visibility keys: 10 micrometres
 _EDGES = torch.tensor([(i, i | b) for b in (1, 2, 4) for i in range(8) if not i & b])
 
 
-def _safe(d: torch.Tensor) -> torch.Tensor:
-    tiny = torch.full_like(d, 1e-12)
-    return torch.where(d.abs() < 1e-12, torch.where(d < 0, -tiny, tiny), d)
+# Ray-primitive tests take origin, direction and half extents in the primitive's frame
+# as separate components, so [n, 1] parameters broadcast against [n, k] rays without
+# materialising [..., 3] tensors. They return the entry distance, or inf for a miss.
 
-
-def hit_box(o, d, h, eps=1e-4):
-    """Entry distance of rays (o, d in the box frame) into boxes of half size h, else inf."""
-    inv = 1.0 / _safe(d)
-    t1 = (-h - o) * inv
-    t2 = (h - o) * inv
-    tn = torch.minimum(t1, t2).amax(-1)
-    tf = torch.maximum(t1, t2).amin(-1)
-    return torch.where((tn <= tf) & (tn > eps), tn, torch.full_like(tn, INF))
-
-
-def hit_cylinder(o, d, h, eps=1e-4):
-    """Entry distance into z-axis cylinders (radius h[0], half height h[2]), else inf."""
-    r, hz = h[..., 0], h[..., 2]
-    ox, oy, oz = o.unbind(-1)
-    dx, dy, dz = d.unbind(-1)
-    a = dx * dx + dy * dy
-    b = ox * dx + oy * dy
-    c = ox * ox + oy * oy - r * r
-    disc = b * b - a * c
-    ts = (-b - disc.clamp(min=0).sqrt()) / a.clamp(min=1e-12)
-    side = (disc >= 0) & (a > 1e-12) & ((oz + ts * dz).abs() <= hz) & (ts > eps)
-    t = torch.where(side, ts, torch.full_like(ts, INF))
-    zc = torch.where(oz >= 0, hz, -hz)
-    tc = (zc - oz) / _safe(dz)
-    xc, yc = ox + tc * dx, oy + tc * dy
-    cap = (oz.abs() > hz) & (tc > eps) & (xc * xc + yc * yc <= r * r)
-    return torch.where(cap & (tc < t), tc, t)
-
-
-def hit_ellipsoid(o, d, h, eps=1e-4):
-    """Entry distance into ellipsoids with semi-axes h, else inf."""
-    os_, ds = o / h, d / h
-    a = (ds * ds).sum(-1)
-    b = (os_ * ds).sum(-1)
-    c = (os_ * os_).sum(-1) - 1.0
-    disc = b * b - a * c
-    t = (-b - disc.clamp(min=0).sqrt()) / a.clamp(min=1e-12)
-    return torch.where((disc >= 0) & (t > eps), t, torch.full_like(t, INF))
-
-
-_HIT = {BOX: hit_box, CYLINDER: hit_cylinder, ELLIPSOID: hit_ellipsoid}
-
-
-def _screen_rects(st, R, tc, fx, fy, cx, cy, W, H, near=0.02):
-    """Pixel rectangle [u0, u1] x [v0, v1] that each primitive can cover; empty when culled."""
-    cam = (st["corners"] - tc) @ R  # [P, 8, 3]
-    z = cam[..., 2]
-    front = z > near
-    e0, e1 = _EDGES[:, 0].to(cam.device), _EDGES[:, 1].to(cam.device)
-    za, zb = z[:, e0], z[:, e1]
-    cross = (za > near) != (zb > near)
-    s = ((near - za) / torch.where(cross, zb - za, torch.ones_like(za))).unsqueeze(-1)
-    xpt = cam[:, e0] + s * (cam[:, e1] - cam[:, e0])
-    pts = torch.cat([cam, xpt], 1)
-    ok = torch.cat([front, cross], 1)
-    zz = pts[..., 2].clamp(min=near)
-    u = fx * pts[..., 0] / zz + cx
-    v = fy * pts[..., 1] / zz + cy
-    big = 1e9
-    u = u.clamp(-big, big)
-    v = v.clamp(-big, big)
-    umin = torch.where(ok, u, torch.full_like(u, big)).amin(1)
-    umax = torch.where(ok, u, torch.full_like(u, -big)).amax(1)
-    vmin = torch.where(ok, v, torch.full_like(v, big)).amin(1)
-    vmax = torch.where(ok, v, torch.full_like(v, -big)).amax(1)
-    u0 = torch.ceil(umin - 1).clamp(0, W - 1).long()
-    u1 = torch.floor(umax + 1).clamp(-1, W - 1).long()
-    v0 = torch.ceil(vmin - 1).clamp(0, H - 1).long()
-    v1 = torch.floor(vmax + 1).clamp(-1, H - 1).long()
-    valid = ok.any(1) & (umax >= -1) & (umin <= W) & (vmax >= -1) & (vmin <= H) & (u1 >= u0) & (v1 >= v0)
-    return u0, u1, v0, v1, valid
-
-
-def _box_cw(ox, oy, oz, dx, dy, dz, hx, hy, hz, eps=1e-4):
-    """hit_box on separate components, for broadcasting [n, 1] against [n, k] cheaply."""
+def hit_box(ox, oy, oz, dx, dy, dz, hx, hy, hz, eps=1e-4):
+    """Slab test against a box of half extents (hx, hy, hz)."""
     tn = tf = None
     for o, d, h in ((ox, dx, hx), (oy, dy, hy), (oz, dz, hz)):
         inv = 1.0 / d
@@ -116,7 +42,8 @@ def _box_cw(ox, oy, oz, dx, dy, dz, hx, hy, hz, eps=1e-4):
     return torch.where((tn <= tf) & (tn > eps), tn, torch.full_like(tn, INF))
 
 
-def _cyl_cw(ox, oy, oz, dx, dy, dz, r, _, hz, eps=1e-4):
+def hit_cylinder(ox, oy, oz, dx, dy, dz, r, _, hz, eps=1e-4):
+    """Side and cap test against a z-axis cylinder of radius r and half height hz."""
     a = dx * dx + dy * dy
     b = ox * dx + oy * dy
     c = ox * ox + oy * oy - r * r
@@ -131,7 +58,8 @@ def _cyl_cw(ox, oy, oz, dx, dy, dz, r, _, hz, eps=1e-4):
     return torch.where(cap & (tc < t), tc, t)
 
 
-def _ell_cw(ox, oy, oz, dx, dy, dz, hx, hy, hz, eps=1e-4):
+def hit_ellipsoid(ox, oy, oz, dx, dy, dz, hx, hy, hz, eps=1e-4):
+    """Quadratic test against an ellipsoid with semi-axes (hx, hy, hz)."""
     ox, oy, oz = ox / hx, oy / hy, oz / hz
     dx, dy, dz = dx / hx, dy / hy, dz / hz
     a = dx * dx + dy * dy + dz * dz
@@ -142,7 +70,7 @@ def _ell_cw(ox, oy, oz, dx, dy, dz, hx, hy, hz, eps=1e-4):
     return torch.where((disc >= 0) & (t > eps), t, torch.full_like(t, INF))
 
 
-_HIT_CW = {BOX: _box_cw, CYLINDER: _cyl_cw, ELLIPSOID: _ell_cw}
+_HIT = {BOX: hit_box, CYLINDER: hit_cylinder, ELLIPSOID: hit_ellipsoid}
 
 
 def cast_rays(st: Dict, origins: torch.Tensor, dirs: torch.Tensor, chunk: int = 1024,
@@ -174,7 +102,7 @@ def cast_rays(st: Dict, origins: torch.Tensor, dirs: torch.Tensor, chunk: int = 
             o_l = [(rel * rot[None, :, :, i]).sum(-1) for i in range(3)]  # rot^T (o - c)
             d_l = [d @ rot[:, :, i].T for i in range(3)]
             hh = [h[None, :, i] for i in range(3)]
-            t = _HIT_CW[kind](*o_l, *d_l, *hh)
+            t = _HIT[kind](*o_l, *d_l, *hh)
             best = torch.minimum(best, t.amin(1))
         out.append(best)
     return torch.cat(out)
@@ -233,7 +161,7 @@ def cast_view(st: Dict, pose: torch.Tensor, fx: float, fy: float, cx: float, cy:
         dx = c[0] * xn + c[1] * yn + c[2]
         dy = c[3] * xn + c[4] * yn + c[5]
         dz = c[6] * xn + c[7] * yn + c[8]
-        t = _HIT_CW[kind](c[9], c[10], c[11], dx, dy, dz, c[12], c[13], c[14])
+        t = _HIT[kind](c[9], c[10], c[11], dx, dy, dz, c[12], c[13], c[14])
         key = torch.where(t < INF, (t * _T_QUANT).long() * (1 << _KEY_SHIFT) + prim[:, None],
                           torch.full(t.shape, _KEY_MISS, dtype=torch.int64, device=dev))
         pix = (tv * (tile * Wp) + tu * tile)[:, None] + loff
@@ -241,8 +169,11 @@ def cast_view(st: Dict, pose: torch.Tensor, fx: float, fy: float, cx: float, cy:
 
     keys = keys.view(TH * tile, Wp)[:H, :W].reshape(-1)
     pix = torch.nonzero(keys != _KEY_MISS).squeeze(1)
-    prim = keys[pix] & ((1 << _KEY_SHIFT) - 1)
-    return _surface(st, M, o_loc, prim, pix, fx, fy, cx, cy, W, H, R, tc)
+    k = torch.index_select(keys, 0, pix)
+    prim = k & ((1 << _KEY_SHIFT) - 1)
+    # The key holds the depth to 10 micrometres: no need to intersect the winner again.
+    t = ((k >> _KEY_SHIFT).float() + 0.5) * (1.0 / _T_QUANT)
+    return _surface(st, M, o_loc, prim, pix, t, fx, fy, cx, cy, W, H, R, tc)
 
 
 _GRIDS: Dict = {}
@@ -262,24 +193,23 @@ def _pixel_rays(pix, W, H, fx, fy, cx, cy):
     return ((pix % W).float() - cx) / fx, (torch.div(pix, W, rounding_mode="floor").float() - cy) / fy
 
 
-def _surface(st, M, o_loc, prim, pix, fx, fy, cx, cy, W, H, R, tc):
-    """Exact hit, normal and surface coordinates of the winning primitive at each pixel.
+def _surface(st, M, o_loc, prim, pix, t, fx, fy, cx, cy, W, H, R, tc):
+    """Hit point, normal and surface coordinates of the winning primitive at each pixel
+    (t: its depth from the visibility pass).
 
     Everything is computed for all pixels as if they hit boxes (the large majority, no
     gathers needed), then cylinder and ellipsoid pixels are overwritten.
     """
     xn, yn = _pixel_rays(pix, W, H, fx, fy, cx, cy)
-    Mp = torch.index_select(M.reshape(-1, 9), 0, prim)
-    m_ = Mp.unbind(1)
+    table = torch.cat([M.reshape(-1, 9), o_loc, st["half"]], 1)  # [P, 15]
+    cols = torch.index_select(table, 0, prim).T.contiguous()
+    m_ = cols[:9]
     dx = m_[0] * xn + m_[1] * yn + m_[2]
     dy = m_[3] * xn + m_[4] * yn + m_[5]
     dz = m_[6] * xn + m_[7] * yn + m_[8]
-    ox, oy, oz = torch.index_select(o_loc, 0, prim).unbind(1)
-    hx, hy, hz = torch.index_select(st["half"], 0, prim).unbind(1)
+    ox, oy, oz, hx, hy, hz = cols[9:15]
     kind = torch.index_select(st["kind"], 0, prim)
 
-    t = _box_cw(ox, oy, oz, dx, dy, dz, hx, hy, hz)
-    t = torch.where(t < INF, t, torch.zeros_like(t))
     px, py, pz = ox + t * dx, oy + t * dy, oz + t * dz
     rx, ry, rz = px.abs() / hx, py.abs() / hy, pz.abs() / hz
     on_x = (rx >= ry) & (rx >= rz)
@@ -302,9 +232,7 @@ def _surface(st, M, o_loc, prim, pix, fx, fy, cx, cy, W, H, R, tc):
         o = torch.stack([g(ox), g(oy), g(oz)], -1)
         d = torch.stack([g(dx), g(dy), g(dz)], -1)
         hh = torch.stack([g(hx), g(hy), g(hz)], -1)
-        tk = _HIT[k](o, d, hh)
-        tk = torch.where(tk < INF, tk, torch.zeros_like(tk))
-        p = o + tk[:, None] * d
+        p = o + g(t)[:, None] * d
         if k == CYLINDER:
             r, hzz = hh[:, 0], hh[:, 2]
             rad = torch.sqrt(p[:, 0] ** 2 + p[:, 1] ** 2)
@@ -325,7 +253,7 @@ def _surface(st, M, o_loc, prim, pix, fx, fy, cx, cy, W, H, R, tc):
             uk = (torch.atan2(q[:, 1], q[:, 0]) + torch.pi) * rr
             vk = (torch.asin(q[:, 2].clamp(-1, 1)) + torch.pi / 2) * rr
             fwk, fhk = 2 * torch.pi * rr, torch.pi * rr
-        for dst, src in ((t, tk), (nx, nl[:, 0]), (ny, nl[:, 1]), (nz, nl[:, 2]), (u, uk), (v, vk),
+        for dst, src in ((nx, nl[:, 0]), (ny, nl[:, 1]), (nz, nl[:, 2]), (u, uk), (v, vk),
                          (fw, fwk), (fh, fhk)):
             dst.index_copy_(0, m, src)
 

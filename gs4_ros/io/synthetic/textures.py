@@ -199,23 +199,47 @@ def tex_carpet(uv, fs, fp, col, p, seed):
     return _mix(col[:, 0], col[:, 1], m.clamp(0, 1))
 
 
-def tex_stripes(uv, fs, fp, col, p, seed):
-    s, t = uv[:, 0], uv[:, 1]
-    period = p[:, 0].clamp(min=0.02)
-    duty = p[:, 1].clamp(0.05, 0.95)
-    pattern = p[:, 2].round().long()
-    # 0: stripes, 1: diamond lattice with dots, 2: polka dots.
-    stripe = line(s + period * duty / 2, period, duty * period, fp)
-    dl = torch.maximum(line((s + t) * 0.7071, period, period * 0.06, fp),
-                       line((s - t) * 0.7071, period, period * 0.06, fp))
+def _stripe_pattern(s, t, period, duty, fp, col):
+    return _mix(col[:, 0], col[:, 1], line(s + period * duty / 2, period, duty * period, fp))
+
+
+def _dots(s, t, period, duty, fp):
     cu = (s + t) * 0.7071 / period
     cv = (s - t) * 0.7071 / period
     dd = torch.sqrt((cu - torch.floor(cu) - 0.5) ** 2 + (cv - torch.floor(cv) - 0.5) ** 2) * period
     dot = ((duty * period * 0.3 - dd) / fp.clamp(min=1e-5) + 0.5).clamp(0, 1)
-    dot = dot * band(1.0 / period, fp) + (math.pi * (duty * 0.3) ** 2) * (1 - band(1.0 / period, fp))
-    out = torch.where((pattern == 0).unsqueeze(-1), _mix(col[:, 0], col[:, 1], stripe),
-                      _mix(_mix(col[:, 0], col[:, 1], dl), col[:, 2], dot))
-    out = torch.where((pattern == 2).unsqueeze(-1), _mix(col[:, 0], col[:, 2], dot), out)
+    w = band(1.0 / period, fp)
+    return dot * w + (math.pi * (duty * 0.3) ** 2) * (1 - w)
+
+
+def _lattice_pattern(s, t, period, duty, fp, col):
+    dl = torch.maximum(line((s + t) * 0.7071, period, period * 0.06, fp),
+                       line((s - t) * 0.7071, period, period * 0.06, fp))
+    return _mix(_mix(col[:, 0], col[:, 1], dl), col[:, 2], _dots(s, t, period, duty, fp))
+
+
+def _dot_pattern(s, t, period, duty, fp, col):
+    return _mix(col[:, 0], col[:, 2], _dots(s, t, period, duty, fp))
+
+
+def tex_stripes(uv, fs, fp, col, p, seed):
+    """Wallpaper: stripes (p2 = 0), a diamond lattice with dots (1) or polka dots (2)."""
+    s, t = uv[:, 0], uv[:, 1]
+    period = p[:, 0].clamp(min=0.02)
+    duty = p[:, 1].clamp(0.05, 0.95)
+    pattern = p[:, 2].round().long()
+    out = None
+    for k, fn in enumerate((_stripe_pattern, _lattice_pattern, _dot_pattern)):
+        m = pattern == k
+        if bool(m.all()):
+            out = fn(s, t, period, duty, fp, col)
+            break
+        if bool(m.any()):  # several wallpapers in view: evaluate each on its own pixels
+            if out is None:
+                out = torch.zeros_like(col[:, 0])
+            i = torch.nonzero(m).squeeze(1)
+            g = lambda a: torch.index_select(a, 0, i)
+            out.index_copy_(0, i, fn(g(s), g(t), g(period), g(duty), g(fp), g(col)))
     low = fbm(s, t, seed, fp, 0.6, 2)
     return out * (0.93 + 0.14 * low).unsqueeze(-1) + _grain(uv, fp, seed, 0.025)
 
