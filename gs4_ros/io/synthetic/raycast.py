@@ -108,6 +108,36 @@ def cast_rays(st: Dict, origins: torch.Tensor, dirs: torch.Tensor, chunk: int = 
     return torch.cat(out)
 
 
+def _screen_rects(st, R, tc, fx, fy, cx, cy, W, H, near=0.02):
+    """Pixel rectangle [u0, u1] x [v0, v1] that each primitive can cover; empty when culled."""
+    cam = (st["corners"] - tc) @ R  # [P, 8, 3]
+    z = cam[..., 2]
+    front = z > near
+    e0, e1 = _EDGES[:, 0].to(cam.device), _EDGES[:, 1].to(cam.device)
+    za, zb = z[:, e0], z[:, e1]
+    cross = (za > near) != (zb > near)
+    s = ((near - za) / torch.where(cross, zb - za, torch.ones_like(za))).unsqueeze(-1)
+    xpt = cam[:, e0] + s * (cam[:, e1] - cam[:, e0])
+    pts = torch.cat([cam, xpt], 1)
+    ok = torch.cat([front, cross], 1)
+    zz = pts[..., 2].clamp(min=near)
+    u = fx * pts[..., 0] / zz + cx
+    v = fy * pts[..., 1] / zz + cy
+    big = 1e9
+    u = u.clamp(-big, big)
+    v = v.clamp(-big, big)
+    umin = torch.where(ok, u, torch.full_like(u, big)).amin(1)
+    umax = torch.where(ok, u, torch.full_like(u, -big)).amax(1)
+    vmin = torch.where(ok, v, torch.full_like(v, big)).amin(1)
+    vmax = torch.where(ok, v, torch.full_like(v, -big)).amax(1)
+    u0 = torch.ceil(umin - 1).clamp(0, W - 1).long()
+    u1 = torch.floor(umax + 1).clamp(-1, W - 1).long()
+    v0 = torch.ceil(vmin - 1).clamp(0, H - 1).long()
+    v1 = torch.floor(vmax + 1).clamp(-1, H - 1).long()
+    valid = ok.any(1) & (umax >= -1) & (umin <= W) & (vmax >= -1) & (vmin <= H) & (u1 >= u0) & (v1 >= v0)
+    return u0, u1, v0, v1, valid
+
+
 def cast_view(st: Dict, pose: torch.Tensor, fx: float, fy: float, cx: float, cy: float,
               W: int, H: int, tile: int = 8) -> Dict[str, torch.Tensor]:
     """Cast one pinhole view (pose: 4x4 camera-to-world, OpenCV axes) against the scene.
