@@ -9,7 +9,7 @@ objects appear in sensible company, and across seeds every class shows up.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Optional
 
 import numpy as np
 from scipy import ndimage
