@@ -16,7 +16,7 @@ from gs4_ros.core import se3
 from gs4_ros.core.gaussian_map import GaussianParams
 from gs4_ros.core.render import render_views
 from gs4_ros.core.render.base import ALPHA_MIN, EPS2D, NEAR
-from gs4_ros.core.render.torch_raster import TorchRasterizer
+from gs4_ros.core.render.torch_raster import TorchRasterizer, project_gaussians
 
 D64 = torch.float64
 EYE = torch.eye(4, dtype=D64)
@@ -200,6 +200,11 @@ def test_culling_near_plane_and_outside_image():
     scales[4] = 0.03
     out = raster(means, scales, torch.full((6,), 0.9, dtype=D64), torch.eye(6, dtype=D64), W, H, K)
     assert out.visible[0].tolist() == [False, False, False, False, True, True]
+    proj = project_gaussians(means, torch.tensor([[1.0, 0, 0, 0]] * 6, dtype=D64), scales,
+                             torch.full((6,), 0.9, dtype=D64), EYE, K, W, H)
+    assert proj["visible"].tolist() == out.visible[0].tolist()
+    assert (proj["radii"][:4] == 0).all() and (proj["radii"][4:] > 0).all()
+    assert proj["means2d"][5].tolist() == pytest.approx([cx, cy])
     per = out.features[0].sum((0, 1))
     assert per[:4].abs().max().item() == 0.0 and per[4] > 0 and per[5] > 0
     # The edge Gaussian contributes exactly its closed-form tail on the last columns.
