@@ -92,8 +92,6 @@ def write_preview(seq, out: Path, n_show: int = 6) -> dict:
 def main(argv=None):
     import argparse
 
-    import torch
-
     from .sequence import SyntheticSequence
 
     ap = argparse.ArgumentParser(prog="python -m gs4_ros.io.synthetic",
@@ -117,5 +115,6 @@ def main(argv=None):
           f"{len(info['objects'])} objects, classes: "
           + ", ".join(SCANNET20_CLASSES[c] for c in info["labels_present"] if c < len(SCANNET20_CLASSES)))
     print(f"setup (scene + path) {t_setup:.2f} s; frame {a.width}x{a.height}: first {t[0]:.3f} s, "
-          f"then median {float(np.median(t[1:])) if len(t) > 1 else t[0]:.3f} s (torch threads {torch.get_num_threads()})")
+          f"then median {float(np.median(t[1:])) if len(t) > 1 else t[0]:.3f} s on {a.device}"
+          + (f" ({seq.cpu_threads} torch thread(s))" if str(a.device) == "cpu" and seq.cpu_threads else ""))
     print(f"wrote {', '.join(sorted(p.name for p in Path(a.out).glob('*.png')))} to {a.out}")
