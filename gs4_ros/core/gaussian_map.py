@@ -17,8 +17,11 @@ import torch
 from . import se3
 
 # Fields with one row per Gaussian, in storage order.
-FLOAT_FIELDS = ("means", "log_scales", "quats", "opacity_logits", "colors", "sem_logits", "features")
+FLOAT_FIELDS = ("means", "log_scales", "quats", "opacity_logits", "colors", "sem_logits", "features",
+                "obs_weight")
 INT_FIELDS = ("update_count", "birth_frame", "keyframe_id")
+# Value of each int field for a new row; birth_frame and keyframe_id come from insert().
+INT_DEFAULTS = {"update_count": 0, "birth_frame": 0, "keyframe_id": -1}
 
 
 @dataclass
@@ -48,7 +51,8 @@ class GaussianMap:
     # -- storage -------------------------------------------------------------------
     def _shapes(self) -> Dict[str, tuple]:
         return {"means": (3,), "log_scales": (3,), "quats": (4,), "opacity_logits": (),
-                "colors": (3,), "sem_logits": (self.num_classes,), "features": (self.feature_dim,)}
+                "colors": (3,), "sem_logits": (self.num_classes,), "features": (self.feature_dim,),
+                "obs_weight": ()}
 
     def clear(self):
         for name, shp in self._shapes().items():
@@ -69,15 +73,21 @@ class GaussianMap:
         return sum(t.numel() * t.element_size() for t in self.state().values())
 
     def insert(self, means, log_scales, quats, opacity_logits, colors, sem_logits=None,
-               features=None, birth_frame: int = 0, keyframe_id: int = -1) -> torch.Tensor:
-        """Append Gaussians; returns their indices. Missing semantics/features are zeros."""
+               features=None, birth_frame: int = 0, keyframe_id: int = -1,
+               obs_weight=None) -> torch.Tensor:
+        """Append Gaussians; returns their indices. Missing semantics/features are zeros.
+
+        obs_weight is the depth-fusion confidence of each row's position (default 1).
+        """
         n = means.shape[0]
         dev, dt = self.device, self.dtype
         if sem_logits is None:
             sem_logits = torch.zeros(n, self.num_classes, device=dev, dtype=dt)
         if features is None:
             features = torch.zeros(n, self.feature_dim, device=dev, dtype=dt)
-        new = {"means": means, "log_scales": log_scales, "quats": quats,
+        if obs_weight is None:
+            obs_weight = torch.ones(n, device=dev, dtype=dt)
+        new = {"obs_weight": obs_weight.reshape(n), "means": means, "log_scales": log_scales, "quats": quats,
                "opacity_logits": opacity_logits.reshape(n), "colors": colors,
                "sem_logits": sem_logits, "features": features}
         # Check every field before appending any, so a bad call leaves the map consistent.
@@ -88,7 +98,8 @@ class GaussianMap:
             t = new[name].to(device=dev, dtype=dt).detach()
             setattr(self, name, torch.cat([getattr(self, name), t], 0))
         start = len(self) - n
-        for name, val in (("update_count", 0), ("birth_frame", birth_frame), ("keyframe_id", keyframe_id)):
+        vals = dict(INT_DEFAULTS, birth_frame=birth_frame, keyframe_id=keyframe_id)
+        for name, val in vals.items():
             setattr(self, name, torch.cat([getattr(self, name),
                                            torch.full((n,), val, device=dev, dtype=torch.int32)]))
         self.frozen = torch.cat([self.frozen, torch.zeros(n, device=dev, dtype=torch.bool)])

@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Run the pipeline on one sequence under several configuration variants and print one
+table (ATE, RPE, PSNR, depth L1, Gaussians, FPS) so design choices are compared in the
+same run on the same device.
+
+    python benchmarks/sweep.py --dataset 7scenes:../shared/data/7scenes_redkitchen_dev \
+        --variant base: --variant fuse:mapping.fuse_max_weight=20 --out out/sweep
+
+A variant is NAME:KEY=VALUE[,KEY=VALUE...] (config keys as for `gs4 run --set`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gs4_ros.core.config import load_config  # noqa: E402
+from gs4_ros.core.pipeline import SLAMPipeline, resolve_device  # noqa: E402
+from gs4_ros.eval.runner import evaluate, run_frames  # noqa: E402
+from gs4_ros.io.datasets import open_dataset  # noqa: E402
+
+
+def parse_variant(text):
+    name, _, rest = text.partition(":")
+    sets = {}
+    for item in filter(None, rest.split(",")):
+        k, v = item.split("=", 1)
+        sets[k] = v
+    return name, sets
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", action="append", required=True, help="may repeat")
+    ap.add_argument("--frames", default=None)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--width", type=int, default=None)
+    ap.add_argument("--height", type=int, default=None)
+    ap.add_argument("--config", default=None)
+    ap.add_argument("--variant", action="append", default=[], help="NAME:KEY=VALUE,...")
+    ap.add_argument("--eval-every", type=int, default=5)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    device = resolve_device(args.device)
+    variants = [parse_variant(v) for v in (args.variant or ["base:"])]
+    rows = []
+    for spec in args.dataset:
+        kw = {"device": str(device)} if spec.startswith("synthetic") else {}
+        ds = open_dataset(spec, frames=args.frames, width=args.width, height=args.height, **kw)
+        frames = [ds[i] for i in range(len(ds))]  # decode once, outside the timed runs
+        for name, sets in variants:
+            cfg = load_config(args.config, sets)
+            pipe = SLAMPipeline(cfg, device=str(device))
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+            rec = run_frames(pipe, [f for f in frames], eval_every=args.eval_every)
+            m = evaluate(pipe, rec)
+            m.update({"variant": name, "sets": sets, "dataset": spec})
+            rows.append(m)
+            print(f"{spec[:40]:40s} {name:16s} ATE {m.get('ate_rmse_cm', float('nan')):6.2f} cm  "
+                  f"PSNR {m.get('psnr', float('nan')):5.2f}  depthL1 {m.get('depth_l1_cm', float('nan')):5.2f} cm  "
+                  f"G {m['num_gaussians']:7d}  {m['fps']:6.1f} fps  lost {m['frames_lost']}", flush=True)
+    dev = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"\n{'dataset':40s} {'variant':16s} {'ATE cm':>7s} {'RPE cm':>7s} {'PSNR':>6s} {'SSIM':>6s} "
+          f"{'dL1 cm':>7s} {'Gauss':>8s} {'FPS':>7s}   device: {dev}")
+    for m in rows:
+        print(f"{m['dataset'][:40]:40s} {m['variant']:16s} {m.get('ate_rmse_cm', float('nan')):7.2f} "
+              f"{m.get('rpe_trans_rmse_cm', float('nan')):7.3f} {m.get('psnr', float('nan')):6.2f} "
+              f"{m.get('ssim', float('nan')):6.3f} {m.get('depth_l1_cm', float('nan')):7.2f} "
+              f"{m['num_gaussians']:8d} {m['fps']:7.1f}")
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        with open(Path(args.out) / "sweep.json", "w") as f:
+            json.dump({"device": dev, "rows": rows}, f, indent=2, default=str)
+
+
+if __name__ == "__main__":
+    main()
