@@ -113,3 +113,43 @@ def test_idle_runs_without_frames():
         assert ticks.wait(30)
     finally:
         w.stop()
+
+
+def test_output_thread_keeps_only_the_newest_job_per_output():
+    from gs4_ros.ros.worker import OutputThread
+
+    gate, started = threading.Event(), threading.Event()
+    ran = []
+
+    def blocker():
+        started.set()
+        gate.wait(30)
+        ran.append("blocker")
+
+    out = OutputThread().start()
+    try:
+        out.submit("render", blocker)
+        assert started.wait(30)
+        for k in range(50):               # a slow subscriber side: clouds pile up
+            out.submit("clouds", lambda k=k: ran.append(f"cloud{k}"))
+        out.submit("path", lambda: ran.append("path"))
+        assert out.pending() == 2 and out.replaced == 49
+        gate.set()
+        assert out.flush(30)
+        assert ran == ["blocker", "cloud49", "path"]
+    finally:
+        out.stop()
+
+
+def test_output_thread_survives_errors():
+    from gs4_ros.ros.worker import OutputThread
+
+    errors = []
+    out = OutputThread(on_error=errors.append).start()
+    try:
+        out.submit("a", lambda: 1 / 0)
+        done = threading.Event()
+        out.submit("b", done.set)
+        assert done.wait(30) and len(errors) == 1
+    finally:
+        out.stop()

@@ -43,7 +43,7 @@ from .params import (NODE_PARAM_NAMES, PIPELINE_PREFIX, check_node_params, decla
 from .qos import image_out_qos, input_qos, latched_qos, stream_qos
 from .sync import ApproxTimeSync, SyncMonitor
 from .tf import TfOutput, inv, link_from_optical, map_transform
-from .worker import FrameWorker
+from .worker import FrameWorker, OutputThread
 
 DEFAULT_OPTICAL_FRAME = "camera_color_optical_frame"
 BAD_COVARIANCE = 9999.0  # rtabmap's marker for a pose that should not be trusted
@@ -90,6 +90,9 @@ def _rate(times) -> float:
 
 
 class GS4Node(Node):
+    _NO_INFO = ("no CameraInfo received yet on color/camera_info or depth/camera_info "
+                "(remap camera_info to your driver's topic)")
+
     def __init__(self, **kwargs):
         super().__init__("gs4_node", **kwargs)
         declare_all(self)
@@ -107,6 +110,7 @@ class GS4Node(Node):
         self._warned: Dict[str, float] = {}
         self._paused = bool(self.p["start_paused"])
         self._info: List[Optional[CameraInfo]] = [None, None]     # colour, depth
+        self._pending: Optional[SyncedSet] = None                 # set waiting for a CameraInfo
         self._odom_hist: Deque[tuple] = collections.deque(maxlen=200)
         # worker-thread state
         self._index = 0
@@ -193,6 +197,7 @@ class GS4Node(Node):
         self.add_post_set_parameters_callback(self._apply_params)
 
         self.worker = FrameWorker(self._process, idle=self._idle, on_error=self._worker_error)
+        self.outputs = OutputThread(on_error=self._worker_error).start()
         self._diag_timer = self.create_timer(1.0 / max(1e-3, float(self.p["diagnostics_rate_hz"]))
                                              if self.p["diagnostics_rate_hz"] > 0 else 1e6,
                                              self._publish_diagnostics, callback_group=g_timer)
@@ -261,6 +266,15 @@ class GS4Node(Node):
 
     def _on_info(self, i: int, msg: CameraInfo):
         self._info[i] = msg
+        # A set that arrived just before the first CameraInfo (the executor does not keep
+        # the publishers' order across topics) is not lost: hand it over now if recent.
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            if time.monotonic() - pending.received <= 0.5:
+                pending.info = msg
+                self.worker.submit(pending)
+            else:
+                self._reject("no_camera_info", self._NO_INFO)
 
     def _on_odom_prior(self, msg: Odometry):
         self._odom_hist.append((conv.stamp_to_ns(msg.header.stamp), conv.pose_to_matrix(msg.pose.pose),
@@ -285,13 +299,15 @@ class GS4Node(Node):
             self.stats.paused_skipped += 1
             return
         info = self._info[0] or self._info[1]
-        if info is None:
-            self._reject("no_camera_info", "no CameraInfo received yet on color/camera_info or "
-                         "depth/camera_info (remap camera_info to your driver's topic)")
-            return
         item = SyncedSet(color, depth, labels, info, conv.stamp_to_ns(color.header.stamp), now,
                          self._nearest_odom(conv.stamp_to_ns(color.header.stamp))
                          if self.p["subscribe_odom_prior"] else None)
+        if info is None:
+            # Keep one set for the first CameraInfo; an older waiting set is skipped.
+            if self._pending is not None:
+                self._reject("no_camera_info", self._NO_INFO)
+            self._pending = item
+            return
         self.worker.submit(item)
 
     # ------------------------------------------------------------------ worker: frames
@@ -448,11 +464,16 @@ class GS4Node(Node):
             self._next_render = now + 1.0 / rr
 
     def _publish_path(self):
-        msg = Path()
-        msg.header.frame_id = self.p["map_frame"]
-        msg.header.stamp = self._path[-1].header.stamp if self._path else self.get_clock().now().to_msg()
-        msg.poses = list(self._path)
-        self.pub_path.publish(msg)
+        poses = list(self._path)                 # snapshot (references only) for the output thread
+        frame = self.p["map_frame"]
+
+        def job():
+            msg = Path()
+            msg.header.frame_id = frame
+            msg.header.stamp = poses[-1].header.stamp if poses else self.get_clock().now().to_msg()
+            msg.poses = poses
+            self.pub_path.publish(msg)
+        self.outputs.submit("path", job)
         self._path_dirty = False
 
     def _cloud_header(self):
@@ -495,14 +516,19 @@ class GS4Node(Node):
         return arr, labels
 
     def _publish_clouds(self):
-        arr, labels = self._cloud_array()
+        arr, labels = self._cloud_array()        # device -> host copies stay on the worker
         header = self._cloud_header()
-        self.pub_map.publish(conv.array_to_pointcloud2(arr, header))
-        if self.p["publish_semantic_cloud"]:
-            sem = arr.copy()
-            if sem.size:
-                sem["rgb"] = conv.pack_rgb(conv.colorize_labels(labels, self.cfg.num_classes))
-            self.pub_sem.publish(conv.array_to_pointcloud2(sem, header))
+        semantic = bool(self.p["publish_semantic_cloud"])
+        n_classes = self.cfg.num_classes
+
+        def job():
+            self.pub_map.publish(conv.array_to_pointcloud2(arr, header))
+            if semantic:
+                sem = arr.copy()
+                if sem.size:
+                    sem["rgb"] = conv.pack_rgb(conv.colorize_labels(labels, n_classes))
+                self.pub_sem.publish(conv.array_to_pointcloud2(sem, header))
+        self.outputs.submit("clouds", job)
         self._published_map_version = self._map_version
 
     def _publish_render(self):
@@ -512,13 +538,17 @@ class GS4Node(Node):
         h = Header()
         h.stamp = conv.ns_to_stamp(self._last_pose_stamp_ns)
         h.frame_id = self._optical_frame
-        self.pub_rcolor.publish(conv.numpy_to_image(r["color"], "rgb8", h))
-        d = r["depth"].astype(np.float32, copy=True)
-        d[r["alpha"] < 0.5] = np.nan                        # REP-118: NaN = no depth
-        self.pub_rdepth.publish(conv.numpy_to_image(d, "32FC1", h))
-        if sem:
-            self.pub_rsem.publish(conv.numpy_to_image(
-                conv.colorize_labels(r["labels"], self.cfg.num_classes), "rgb8", h))
+        n_classes = self.cfg.num_classes
+
+        def job():
+            self.pub_rcolor.publish(conv.numpy_to_image(r["color"], "rgb8", h))
+            d = r["depth"].astype(np.float32, copy=True)
+            d[r["alpha"] < 0.5] = np.nan                    # REP-118: NaN = no depth
+            self.pub_rdepth.publish(conv.numpy_to_image(d, "32FC1", h))
+            if sem:
+                self.pub_rsem.publish(conv.numpy_to_image(
+                    conv.colorize_labels(r["labels"], n_classes), "rgb8", h))
+        self.outputs.submit("render", job)
 
     # ------------------------------------------------------------------ state changes (worker)
     def _reset(self):
@@ -697,6 +727,7 @@ class GS4Node(Node):
 
     def shutdown(self):
         self.worker.stop()
+        self.outputs.stop()
         logging.getLogger("gs4_ros").removeHandler(self._log_bridge)
         if self.p["save_map_on_shutdown"] and len(self.pipe.map):
             ok, msg = self._save_map()

@@ -72,7 +72,7 @@ NODE_PARAMS: List[Param] = [
     Param("publish_semantic_cloud", True, "Publish ~/semantic_cloud (coloured by class)."),
     Param("cloud_min_opacity", 0.05, "Gaussians below this opacity are left out of the clouds."),
     Param("cloud_max_points", 0, "Subsample the clouds to at most this many points (0 = all)."),
-    Param("diagnostics_rate_hz", 1.0, "Rate of /diagnostics."),
+    Param("diagnostics_rate_hz", 1.0, "Rate of /diagnostics.", read_only=True),
     # map files and state
     Param("map_save_path", "~/.ros/gs4_map.ply", "PLY file written by ~/save_map."),
     Param("map_load_path", "", "PLY file read by ~/load_map; empty = map_save_path."),

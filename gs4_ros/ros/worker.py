@@ -164,3 +164,82 @@ class FrameWorker:
             if self.idle is not None:
                 self._call(self.idle)
         self._run_commands()  # release callers waiting on a stopped worker
+
+
+class OutputThread:
+    """Publishes heavy outputs (clouds, path, rendered images) off the tracking thread.
+
+    Building and serialising a large PointCloud2 or Path takes milliseconds of CPU, which
+    would delay the next frame if done by the worker. Jobs are keyed by output: a new job
+    replaces a pending one with the same key (only the newest map matters), so at most one
+    job per output waits and memory stays bounded.
+    """
+
+    def __init__(self, on_error: Optional[Callable[[BaseException], Any]] = None,
+                 name: str = "gs4_outputs"):
+        self._cond = threading.Condition()
+        self._jobs: dict = {}
+        self._stop = False
+        self.on_error = on_error
+        self.replaced = 0
+        self.done = 0
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> "OutputThread":
+        self._thread.start()
+        return self
+
+    def submit(self, key: str, fn: Callable[[], Any]) -> bool:
+        """Queue fn under key; True if it replaced a job of that key not yet started."""
+        with self._cond:
+            replaced = key in self._jobs
+            if replaced:
+                self.replaced += 1
+            self._jobs.pop(key, None)
+            self._jobs[key] = fn                 # re-insert: oldest-first order across keys
+            self._cond.notify()
+            return replaced
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._jobs)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued job has run (for shutdown and tests)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with self._cond:
+                if not self._jobs and not getattr(self, "_running", False):
+                    return True
+            time.sleep(0.005)
+        return False
+
+    def stop(self, timeout: float = 5.0):
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _run(self):
+        while True:
+            with self._cond:
+                while not self._jobs and not self._stop:
+                    self._cond.wait()
+                if self._stop and not self._jobs:
+                    return
+                key = next(iter(self._jobs))
+                fn = self._jobs.pop(key)
+                self._running = True
+            try:
+                fn()
+            except Exception as e:  # noqa: BLE001 - reported, never fatal
+                if self.on_error is not None:
+                    try:
+                        self.on_error(e)
+                    except Exception:
+                        pass
+            finally:
+                with self._cond:
+                    self._running = False
+                self.done += 1
