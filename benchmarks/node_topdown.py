@@ -31,6 +31,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", default=str(REPO / "docs" / "node_topdown.png"))
+    ap.add_argument("--save-npz", default=None, help="also keep the received cloud and path")
     args = ap.parse_args(argv)
 
     import rclpy
@@ -91,6 +92,9 @@ def main(argv=None) -> int:
         rclpy.try_shutdown()
         node.stop()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    if args.save_npz:
+        import numpy as np
+        np.savez_compressed(args.save_npz, cloud=cloud, path=path)
     plot_topdown(cloud, path, args.out, SCANNET20_CLASSES,
                  title=f"gs4_node on a synthetic room ({len(idx)} frames, {args.width}x{args.height}, "
                        f"labels from a stand-in segmenter)\n~/semantic_cloud ({cloud.size} Gaussians) "

@@ -251,3 +251,49 @@ def test_frames_are_rgbdframes(tmp_path, frames):
     rosbag.write_bag(frames[:1], tmp_path / "b")
     (f,) = rosbag.read_frames(tmp_path / "b")
     assert isinstance(f, RGBDFrame) and f.depth.dtype == np.float32 and f.meta["stamp_ns"] > 0
+
+
+def test_reads_ros1_bag_like_tum(tmp_path):
+    """TUM RGB-D ships ROS 1 bags (rgb8 colour, 32FC1 depth in metres, ROS 1 CameraInfo
+    with upper-case K/P); they are read directly, no conversion step."""
+    from rosbags.rosbag1 import Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    ts = get_typestore(Stores.ROS1_NOETIC)
+    T = ts.types
+    Header, Time = T["std_msgs/msg/Header"], T["builtin_interfaces/msg/Time"]
+    Image, CameraInfo = T["sensor_msgs/msg/Image"], T["sensor_msgs/msg/CameraInfo"]
+    rng = np.random.default_rng(5)
+    rgb = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    depth = rng.uniform(0.5, 4.0, (6, 8)).astype(np.float32)
+    depth[0, 0] = np.nan                                   # Kinect holes are NaN in TUM bags
+    path = tmp_path / "fr1.bag"
+    with Writer(path) as w:
+        c_rgb = w.add_connection("/camera/rgb/image_color", "sensor_msgs/msg/Image", typestore=ts)
+        c_d = w.add_connection("/camera/depth/image", "sensor_msgs/msg/Image", typestore=ts)
+        c_i = w.add_connection("/camera/rgb/camera_info", "sensor_msgs/msg/CameraInfo", typestore=ts)
+        for k in range(4):
+            t = 1_305_031_102_000_000_000 + k * 33_333_333
+            hdr = Header(seq=k, stamp=Time(sec=t // 10**9, nanosec=t % 10**9), frame_id="/openni_rgb_optical_frame")
+            info = CameraInfo(header=hdr, height=6, width=8, distortion_model="plumb_bob",
+                              D=np.zeros(5), K=np.array([7.0, 0, 3.5, 0, 7.5, 2.5, 0, 0, 1]),
+                              R=np.eye(3).reshape(-1), P=np.zeros(12), binning_x=0, binning_y=0,
+                              roi=T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0,
+                                                                        width=0, do_rectify=False))
+            w.write(c_i, t, bytes(ts.serialize_ros1(info, "sensor_msgs/msg/CameraInfo")))
+            w.write(c_rgb, t, bytes(ts.serialize_ros1(Image(header=hdr, height=6, width=8, encoding="rgb8",
+                                                             is_bigendian=0, step=24, data=rgb.reshape(-1)),
+                                                       "sensor_msgs/msg/Image")))
+            td = t + 8_000_000                                # depth 8 ms after colour, as in TUM
+            hd = Header(seq=k, stamp=Time(sec=td // 10**9, nanosec=td % 10**9), frame_id="/openni_depth_optical_frame")
+            w.write(c_d, td, bytes(ts.serialize_ros1(Image(header=hd, height=6, width=8, encoding="32FC1",
+                                                            is_bigendian=0, step=32,
+                                                            data=depth.view(np.uint8).reshape(-1)),
+                                                      "sensor_msgs/msg/Image")))
+    out = list(rosbag.read_frames(path))
+    assert len(out) == 4
+    np.testing.assert_array_equal(out[2].rgb, rgb)
+    assert out[2].depth[0, 0] == 0.0
+    np.testing.assert_allclose(out[2].depth[1:], depth[1:])
+    assert out[0].intrinsics == Intrinsics(7.0, 7.5, 3.5, 2.5, 8, 6)
+    assert out[1].timestamp == pytest.approx(1_305_031_102.033333333)

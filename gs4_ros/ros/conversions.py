@@ -197,12 +197,13 @@ def camera_info_to_intrinsics(msg) -> Intrinsics:
 
     ROI is not applied: drivers publishing RGB-D for SLAM send full frames.
     """
-    k = np.asarray(msg.k, dtype=np.float64).reshape(-1)
+    # ROS 1 messages (rosbag1 replays, via `rosbags`) spell the matrices K and P.
+    k = np.asarray(msg.k if hasattr(msg, "k") else msg.K, dtype=np.float64).reshape(-1)
     w, h = int(msg.width), int(msg.height)
     if k.size == 9 and k[0] > 0 and k[4] > 0:
         fx, fy, cx, cy = k[0], k[4], k[2], k[5]
     else:
-        p = np.asarray(msg.p, dtype=np.float64).reshape(-1)
+        p = np.asarray(msg.p if hasattr(msg, "p") else msg.P, dtype=np.float64).reshape(-1)
         if p.size != 12 or p[0] <= 0 or p[5] <= 0:
             raise ConversionError("CameraInfo has neither K nor P set (all zero); the camera "
                                   "is uncalibrated")

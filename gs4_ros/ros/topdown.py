@@ -20,7 +20,7 @@ from . import conversions as conv
 
 def plot_topdown(points: np.ndarray, path_xyz: Optional[np.ndarray], out,
                  class_names: Optional[Sequence[str]] = None, title: str = "",
-                 max_points: int = 60000, dpi: int = 110):
+                 max_points: int = 60000, dpi: int = 110, point_size: float = 5.0):
     """Scatter of a CLOUD_DTYPE semantic cloud (x, y, rgb, label, opacity) plus the path."""
     import matplotlib
 
@@ -35,7 +35,7 @@ def plot_topdown(points: np.ndarray, path_xyz: Optional[np.ndarray], out,
     pts = pts[order]
     cols = conv.unpack_rgb(pts["rgb"]).astype(np.float32) / 255.0
     fig, ax = plt.subplots(figsize=(7.2, 6.0))
-    ax.scatter(pts["x"], pts["y"], c=cols, s=3.0, marker="s", linewidths=0,
+    ax.scatter(pts["x"], pts["y"], c=cols, s=point_size, marker="s", linewidths=0,
                alpha=np.clip(pts["opacity"], 0.35, 1.0), rasterized=True)
     handles = []
     if path_xyz is not None and len(path_xyz):
