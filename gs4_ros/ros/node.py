@@ -111,6 +111,7 @@ class GS4Node(Node):
         self._paused = bool(self.p["start_paused"])
         self._info: List[Optional[CameraInfo]] = [None, None]     # colour, depth
         self._pending: Optional[SyncedSet] = None                 # set waiting for a CameraInfo
+        self._static_tf: Dict[tuple, np.ndarray] = {}
         self._odom_hist: Deque[tuple] = collections.deque(maxlen=200)
         # worker-thread state
         self._index = 0
@@ -422,7 +423,13 @@ class GS4Node(Node):
         child = self.p["base_frame"] or self._optical_frame
         T_opt_child = None
         if child != self._optical_frame:
-            T_opt_child = self.tf.lookup(self._optical_frame, child, stamp_ns)
+            # camera-internal transform (driver's static TF): looked up once, then cached
+            key = (self._optical_frame, child)
+            T_opt_child = self._static_tf.get(key)
+            if T_opt_child is None:
+                T_opt_child = self.tf.lookup(self._optical_frame, child)
+                if T_opt_child is not None:
+                    self._static_tf[key] = T_opt_child
             if T_opt_child is None:
                 self._warn_every("tf_base", f"no TF from {self._optical_frame} to base_frame "
                                  f"{child}; not broadcasting map TF")

@@ -93,17 +93,23 @@ class TfOutput:
     def can_lookup(self) -> bool:
         return self.buffer is not None
 
-    def lookup(self, target: str, source: str, stamp_ns: int, timeout_s: float = 0.05
+    def lookup(self, target: str, source: str, stamp_ns: Optional[int] = None
                ) -> Optional[np.ndarray]:
-        """T_target_source at the stamp (latest if not yet available), or None."""
+        """T_target_source at the stamp if the buffer has it, else the latest; None if unknown.
+
+        Never waits: this runs on the tracking thread, and a robot's odometry is normally
+        ahead of the camera anyway.
+        """
         if self.buffer is None:
             return None
-        from rclpy.duration import Duration
         from rclpy.time import Time
-        try:
-            tr = self.buffer.lookup_transform(target, source, Time(nanoseconds=int(stamp_ns)),
-                                              timeout=Duration(seconds=timeout_s))
-        except Exception:
+        tr = None
+        if stamp_ns is not None:
+            try:
+                tr = self.buffer.lookup_transform(target, source, Time(nanoseconds=int(stamp_ns)))
+            except Exception:  # tf2 raises several lookup/extrapolation error types
+                tr = None
+        if tr is None:
             try:
                 tr = self.buffer.lookup_transform(target, source, Time())
             except Exception:
