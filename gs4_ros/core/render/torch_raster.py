@@ -352,7 +352,7 @@ class TorchRasterizer(Rasterizer):
         exponent of every (pixel, Gaussian) in it, and no per-segment gathers are needed
         unless saturated tiles have to be skipped.
         """
-        ts, P, S = self.tile, self.tile * self.tile, self.segment
+        ts, P = self.tile, self.tile * self.tile
         dt, dev = gauss.dtype, gauss.device
         Dt = gauss.shape[-1] - 6
         tiles_x = math.ceil(W / ts)
@@ -362,6 +362,8 @@ class TorchRasterizer(Rasterizer):
         srt = torch.argsort(cnt, descending=True, stable=True)
         busy, cnt = busy[srt], cnt[srt]
         nb = busy.numel()
+        # Short lists (sparse maps) get shorter segments: less padding and fewer scan steps.
+        S = min(self.segment, 1 << max(0, int(cnt[0]) - 1).bit_length())
         # Segment-major row of every pair.
         inv = torch.empty(n_tiles, dtype=torch.long, device=dev)
         inv[busy] = torch.arange(nb, device=dev)
