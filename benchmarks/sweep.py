@@ -66,7 +66,8 @@ def main():
             rows.append(m)
             print(f"{spec[:40]:40s} {name:16s} ATE {m.get('ate_rmse_cm', float('nan')):6.2f} cm  "
                   f"PSNR {m.get('psnr', float('nan')):5.2f}  depthL1 {m.get('depth_l1_cm', float('nan')):5.2f} cm  "
-                  f"G {m['num_gaussians']:7d}  {m['fps']:6.1f} fps  lost {m['frames_lost']}", flush=True)
+                  f"G {m['num_gaussians']:7d}  {m['fps']:6.1f} fps  lost {m['frames_lost']}  stages "
+                  + " ".join(f"{k}={v['mean']:.1f}" for k, v in m.get("stage_ms", {}).items()), flush=True)
     dev = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"\n{'dataset':40s} {'variant':16s} {'ATE cm':>7s} {'RPE cm':>7s} {'PSNR':>6s} {'SSIM':>6s} "
           f"{'dL1 cm':>7s} {'Gauss':>8s} {'FPS':>7s}   device: {dev}")

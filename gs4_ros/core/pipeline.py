@@ -110,8 +110,10 @@ class SLAMPipeline:
             is_kf = True
         else:
             ts = time.perf_counter()
+            self._stage_ms = {}
             pose, track = self._track(depth, rgb, K, frame.intrinsics)
             timings["track"] = 1000 * (time.perf_counter() - ts)
+            timings.update(self._stage_ms)
             is_kf = allow_mapping and track.ok and self._is_keyframe(pose, frame.index)
         if track is not None and not track.ok:
             self.frames_lost += 1
@@ -121,6 +123,7 @@ class SLAMPipeline:
         if track is not None and track.ok and allow_mapping and m.fuse_max_weight > 0:
             ts = time.perf_counter()
             fuse_depth(self.map, depth, K, pose, m.fuse_gate, m.fuse_max_weight, m.min_depth, m.max_depth)
+            self._sync()
             timings["fuse"] = 1000 * (time.perf_counter() - ts)
         if is_kf:
             ts = time.perf_counter()
@@ -128,6 +131,7 @@ class SLAMPipeline:
             self.keyframes.append(kf)
             added = self._map(depth, rgb, K, frame.intrinsics, pose, labels, kf, frame.index)
             pruned = self.map.prune(self.cfg.mapping.prune_opacity)
+            self._sync()
             timings["map"] = 1000 * (time.perf_counter() - ts)
         self._poses.append(pose)
         pose_np = pose.detach().double().cpu().numpy()
@@ -147,6 +151,10 @@ class SLAMPipeline:
         self.last_result = res
         return res
 
+    def _sync(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
     # -- tracking ---------------------------------------------------------------------
     def _predict(self) -> torch.Tensor:
         last = self._poses[-1]
@@ -162,10 +170,13 @@ class SLAMPipeline:
         W, H = intr.width, intr.height
         tc = self.cfg.tracking
         with torch.no_grad():
+            t0 = time.perf_counter()
             ref = render_views(self.rasterizer, self.map.params(), pred, K, W, H, geometry=True)
             ref_levels = self.tracker.reference_levels(ref.points[0], ref.normals[0], ref.color[0],
                                                        ref.alpha[0], K)
             cur_levels = self.tracker.levels_for(depth, rgb, K)
+            self._sync()
+            self._stage_ms["render_ref"] = 1000 * (time.perf_counter() - t0)
             res = self.tracker.track(cur_levels, ref_levels, pred)
         if not res.ok:
             log.warning("tracking weak (inliers %.2f); keeping the prediction", res.inlier_fraction)

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional
+from typing import Callable, Dict, Iterable, Iterator, List, Optional
 
 import numpy as np
 import torch
@@ -34,6 +36,36 @@ class RunRecord:
     wall_s: float = 0.0
 
 
+def prefetch(frames: Iterable[RGBDFrame], depth: int = 4) -> Iterator[RGBDFrame]:
+    """Decode frames in a background thread so file reading overlaps GPU work (bounded)."""
+    q: "queue.Queue" = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def work():
+        try:
+            for f in frames:
+                if stop.is_set():
+                    return
+                q.put(f)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the consumer
+            q.put(e)
+        q.put(done)
+
+    t = threading.Thread(target=work, daemon=True, name="gs4-prefetch")
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
 def run_frames(pipe: SLAMPipeline, frames: Iterable[RGBDFrame], eval_every: int = 5,
                holdout_every: int = 0, progress: Optional[Callable[[FrameResult], None]] = None,
                keep_eval_frames: bool = True) -> RunRecord:
@@ -43,7 +75,7 @@ def run_frames(pipe: SLAMPipeline, frames: Iterable[RGBDFrame], eval_every: int 
     rec = RunRecord()
     t0 = time.perf_counter()
     first = True
-    for k, frame in enumerate(frames):
+    for k, frame in enumerate(prefetch(frames)):
         held = holdout_every > 0 and k % holdout_every == holdout_every // 2 and not first
         if first and frame.gt_pose is not None and "initial_pose" not in frame.meta:
             # Start in the ground-truth frame so maps and trajectories overlay directly.

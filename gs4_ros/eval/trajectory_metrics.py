@@ -6,6 +6,7 @@ from typing import Dict, Optional
 
 import numpy as np
 from evo.core import metrics, sync
+from evo.core.geometry import GeometryException
 from evo.core.trajectory import PoseTrajectory3D
 
 
@@ -34,13 +35,21 @@ def trajectory_errors(est_stamps, est_poses, gt_stamps, gt_poses, max_dt: float 
     if est.num_poses < 3:
         return {}
     est_aligned = copy.deepcopy(est)
-    est_aligned.align(ref, correct_scale=False)
+    alignment = "se3"
+    try:
+        est_aligned.align(ref, correct_scale=False)
+    except GeometryException:
+        # Degenerate paths (a static or straight-line camera) admit no unique rotation;
+        # fall back to aligning the first poses, as evo's --align_origin does.
+        est_aligned = copy.deepcopy(est)
+        est_aligned.align_origin(ref)
+        alignment = "origin"
     ape = metrics.APE(metrics.PoseRelation.translation_part)
     ape.process_data((ref, est_aligned))
     out = {"ate_rmse_cm": 100 * ape.get_statistic(metrics.StatisticsType.rmse),
            "ate_mean_cm": 100 * ape.get_statistic(metrics.StatisticsType.mean),
            "ate_max_cm": 100 * ape.get_statistic(metrics.StatisticsType.max),
-           "num_poses_evaluated": int(est.num_poses)}
+           "num_poses_evaluated": int(est.num_poses), "ate_alignment": alignment}
     for rel, key, scale in ((metrics.PoseRelation.translation_part, "rpe_trans_rmse_cm", 100.0),
                             (metrics.PoseRelation.rotation_angle_deg, "rpe_rot_rmse_deg", 1.0)):
         rpe = metrics.RPE(rel, delta=rpe_delta_frames, delta_unit=metrics.Unit.frames, all_pairs=False)
@@ -55,5 +64,8 @@ def aligned_positions(est_stamps, est_poses, gt_stamps, gt_poses, max_dt: float 
     ref = make_traj(gt_stamps, gt_poses)
     ref, est = sync.associate_trajectories(ref, est, max_diff=max_dt)
     if est.num_poses >= 3:
-        est.align(ref, correct_scale=False)
+        try:
+            est.align(ref, correct_scale=False)
+        except GeometryException:
+            est.align_origin(ref)
     return est.positions_xyz, ref.positions_xyz
