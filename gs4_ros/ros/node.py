@@ -807,6 +807,7 @@ def main(args=None):
             print(f"gs4_node: invalid parameters: {e}", file=sys.stderr)
             rclpy.try_shutdown()
             sys.exit(2)
+        # Two threads: services (which wait for the worker) never block the sensor callbacks.
         executor = MultiThreadedExecutor(num_threads=2)
         executor.add_node(node)
         executor.spin()
