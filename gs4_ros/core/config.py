@@ -32,6 +32,7 @@ class TrackingConfig:
     max_depth: float = 8.0
     render_alpha_min: float = 0.8           # rendered pixels below this silhouette are not model
     min_inlier_fraction: float = 0.2        # health: below this tracking is "lost"
+    bilateral_radius: int = 0               # edge-preserving pre-filter of observed depth (0 = off)
     motion_model: str = "constant_velocity"  # or "static"
 
 
@@ -54,7 +55,7 @@ class MappingConfig:
     min_depth: float = 0.1
     # Depth fusion: each tracked frame moves visible Gaussians along their normals by a
     # confidence-weighted running average (confidence capped here). 0 disables.
-    fuse_max_weight: float = 0.0
+    fuse_max_weight: float = 60.0
     fuse_gate: float = 0.03                 # metres (+ 1% of depth) surface-to-observation gate
     # Keyframe replacement: a block already in the map is re-initialised from the new
     # keyframe when the new observation's confidence (near, central) beats the existing

@@ -109,3 +109,24 @@ def bilinear_sample(img: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torc
     if img.dim() == 2:
         return out[0].reshape(u.shape)
     return out.t().reshape(u.shape + (img.shape[2],))
+
+
+def bilateral_depth(depth: torch.Tensor, radius: int = 2, sigma_px: float = 1.5,
+                    sigma_rel: float = 0.01) -> torch.Tensor:
+    """Edge-preserving smoothing of a depth map (KinectFusion's pre-filter).
+
+    Neighbours within `radius` are weighted by pixel distance and by depth difference
+    relative to the centre depth, so surfaces are smoothed but never blended across
+    occlusion edges. Invalid (0) pixels neither contribute nor get filled.
+    """
+    H, W = depth.shape
+    k = 2 * radius + 1
+    pad = F.pad(depth[None, None], (radius, radius, radius, radius))
+    patches = F.unfold(pad, k)[0].reshape(k * k, H, W)           # [k*k, H, W]
+    dy, dx = torch.meshgrid(torch.arange(-radius, radius + 1, device=depth.device),
+                            torch.arange(-radius, radius + 1, device=depth.device), indexing="ij")
+    w_sp = torch.exp(-(dx ** 2 + dy ** 2).to(depth.dtype) / (2 * sigma_px ** 2)).reshape(-1, 1, 1)
+    rel = (patches - depth[None]) / depth.clamp(min=1e-3)[None]
+    w = w_sp * torch.exp(-(rel ** 2) / (2 * sigma_rel ** 2)) * (patches > 0)
+    out = (w * patches).sum(0) / w.sum(0).clamp(min=1e-12)
+    return torch.where(depth > 0, out, torch.zeros_like(out))

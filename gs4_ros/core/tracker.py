@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from . import se3
 from .config import TrackingConfig
-from .geometry import backproject, downsample_depth, downsample_image, image_gradients, normals_from_points
+from .geometry import backproject, bilateral_depth, downsample_depth, downsample_image, image_gradients, normals_from_points
 
 LUMA = (0.299, 0.587, 0.114)
 
@@ -201,6 +201,8 @@ class RGBDTracker:
         """Pyramid of the current (observed) frame."""
         c = self.cfg
         n = c.finest_level + c.pyramid_levels
+        if c.bilateral_radius > 0:
+            depth = bilateral_depth(depth, c.bilateral_radius)
         return build_pyramid(depth, intensity(rgb), K, n, c.min_depth, c.max_depth)[c.finest_level:]
 
     def reference_levels(self, points, normals, rgb, alpha, K) -> List[Level]:
