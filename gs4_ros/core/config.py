@@ -57,10 +57,6 @@ class MappingConfig:
     # confidence-weighted running average (confidence capped here). 0 disables.
     fuse_max_weight: float = 60.0
     fuse_gate: float = 0.03                 # metres (+ 1% of depth) surface-to-observation gate
-    # Keyframe replacement: a block already in the map is re-initialised from the new
-    # keyframe when the new observation's confidence (near, central) beats the existing
-    # Gaussians' by this factor. 0 disables.
-    replace_ratio: float = 0.0
 
 
 @dataclass

@@ -18,7 +18,8 @@ import torch
 from . import se3
 from .config import PipelineConfig
 from .frame import FrameError, Intrinsics, RGBDFrame
-from .fusion import fuse_depth, observation_confidence
+from .covisibility import block_confidence, unmapped_blocks
+from .fusion import fuse_depth
 from .gaussian_map import GaussianMap
 from .initializer import block_gaussians, labels_to_logits, to_world
 from .render import make_rasterizer, render_views
@@ -194,30 +195,10 @@ class SLAMPipeline:
     @torch.no_grad()
     def _map(self, depth, rgb, K, intr: Intrinsics, pose, labels, kf: Keyframe, frame_index: int) -> int:
         m = self.cfg.mapping
-        s = m.stride
         bg = block_gaussians(depth, rgb, K, m, labels)
-        hb, wb = bg.grid_shape
-        vb, ub = torch.meshgrid(torch.arange(hb, device=self.device), torch.arange(wb, device=self.device),
-                                indexing="ij")
-        uc = (ub.flatten().float() + 0.5) * s - 0.5
-        vc = (vb.flatten().float() + 0.5) * s - 0.5
-        conf = observation_confidence(uc, vc, bg.depth, K, intr.width, intr.height)
-        select = bg.valid
-        if len(self.map):
-            r = render_views(self.rasterizer, self.map.params(), pose, K, intr.width, intr.height,
-                             geometry=True)
-            a = r.alpha[0, : hb * s, : wb * s].reshape(hb, s, wb, s).mean((1, 3)).flatten()
-            rd = r.surface_depth[0, : hb * s, : wb * s].reshape(hb, s, wb, s)
-            ra = r.alpha[0, : hb * s, : wb * s].reshape(hb, s, wb, s)
-            # Rendered depth where the map is solid, averaged per block.
-            wgt = (ra > 0.5).float()
-            rdm = ((rd * wgt).sum((1, 3)) / wgt.sum((1, 3)).clamp(min=1)).flatten()
-            unseen = a < m.silhouette_threshold
-            in_front = (wgt.sum((1, 3)).flatten() > 0) & (bg.depth < rdm - m.front_margin * bg.depth)
-            new_region = unseen | in_front
-            if m.replace_ratio > 0:
-                new_region = new_region | self._replace_blocks(bg, conf, pose, K, s, select & ~new_region)
-            select = select & new_region
+        conf = block_confidence(bg, K, m.stride, intr.width, intr.height)
+        select = bg.valid & unmapped_blocks(self.rasterizer, self.map, pose, K, intr.width, intr.height,
+                                            m.stride, bg.depth, m.silhouette_threshold, m.front_margin)
         n = int(select.sum())
         if n == 0:
             return 0
@@ -227,26 +208,6 @@ class SLAMPipeline:
         self.map.insert(means, log_scales, quats, torch.logit(op), colors, sem_logits=sem,
                         birth_frame=frame_index, keyframe_id=kf.id, obs_weight=conf[select])
         return n
-
-    def _replace_blocks(self, bg, conf, pose, K, s: int, candidates: torch.Tensor) -> torch.Tensor:
-        """Blocks whose existing Gaussians were seen with much lower confidence than this
-        keyframe sees them: those Gaussians are removed and the block re-initialised."""
-        m = self.cfg.mapping
-        hb, wb = bg.grid_shape
-        mc = se3.transform_points(se3.inv(pose), self.map.means)
-        z = mc[:, 2].clamp(min=1e-3)
-        ub = torch.floor((K[0, 0] * mc[:, 0] / z + K[0, 2] + 0.5) / s).long()
-        vb = torch.floor((K[1, 1] * mc[:, 1] / z + K[1, 2] + 0.5) / s).long()
-        inside = (mc[:, 2] > m.min_depth) & (ub >= 0) & (ub < wb) & (vb >= 0) & (vb < hb)
-        blk = (vb.clamp(0, hb - 1) * wb + ub.clamp(0, wb - 1))
-        consistent = inside & ((mc[:, 2] - bg.depth[blk]).abs() < m.fuse_gate + 0.02 * bg.depth[blk])
-        best = torch.zeros(hb * wb, device=self.device)
-        best.scatter_reduce_(0, blk[consistent], self.map.obs_weight[consistent], reduce="amax")
-        replace = candidates & (best > 0) & (conf > m.replace_ratio * best)
-        drop = consistent & replace[blk]
-        if bool(drop.any()):
-            self.map.keep(~drop)
-        return replace
 
     # -- outputs ----------------------------------------------------------------------
     @torch.no_grad()
