@@ -79,15 +79,48 @@ def test_config_loads_into_a_real_node(path):
         rclpy.shutdown(context=ctx)
 
 
-def test_bad_parameter_values_are_refused():
+@pytest.mark.parametrize("arg,match", [
+    ("tf_mode:=sideways", "tf_mode"),
+    ("publish_tf:=3", "publish_tf"),
+    ("render_rate_hz:=-1.0", "render_rate_hz"),
+    ("pipeline.tracking.max_depth:=far", "max_depth"),
+])
+def test_bad_parameter_values_are_refused(arg, match):
     from gs4_ros.ros.node import GS4Node
 
     ctx = rclpy.Context()
-    rclpy.init(args=["--ros-args", "-p", "tf_mode:=sideways"], context=ctx)
+    rclpy.init(args=["--ros-args", "-p", arg], context=ctx)
     try:
-        with pytest.raises(ValueError, match="tf_mode"):
+        with pytest.raises(Exception, match=match):
             GS4Node(context=ctx)
     finally:
+        rclpy.shutdown(context=ctx)
+
+
+def test_integers_are_accepted_for_float_settings():
+    """`max_depth: 4` in a YAML file is a float setting written as an int: accepted."""
+    from gs4_ros.ros.node import GS4Node
+
+    ctx = rclpy.Context()
+    rclpy.init(args=["--ros-args", "-p", "approx_sync_max_interval:=0", "-p",
+                     "pipeline.tracking.max_depth:=4", "-p", "pipeline.mapping.stride:=16"], context=ctx)
+    node = None
+    try:
+        node = GS4Node(context=ctx)
+        assert node.p["approx_sync_max_interval"] == 0.0 and isinstance(node.p["approx_sync_max_interval"], float)
+        assert node.cfg.tracking.max_depth == 4.0 and node.cfg.mapping.stride == 16
+        # run-time changes are validated the same way
+        from rclpy.parameter import Parameter
+        ok = node.set_parameters([Parameter("map_rate_hz", value=2)])[0]
+        assert ok.successful and node.p["map_rate_hz"] == 2.0
+        bad = node.set_parameters([Parameter("pipeline.tracking.max_depth", value="far")])[0]
+        assert not bad.successful
+        bad = node.set_parameters([Parameter("publish_tf", value="yes")])[0]
+        assert not bad.successful
+    finally:
+        if node is not None:
+            node.shutdown()
+            node.destroy_node()
         rclpy.shutdown(context=ctx)
 
 

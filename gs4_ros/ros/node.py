@@ -27,6 +27,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry, Path
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -38,8 +39,8 @@ from ..core.config import PipelineConfig
 from ..core.frame import FrameError, RGBDFrame
 from ..core.pipeline import SLAMPipeline
 from . import conversions as conv
-from .params import (NODE_PARAM_NAMES, PIPELINE_PREFIX, check_node_params, declare_all,
-                     expand_path, read_node_params, read_pipeline_config)
+from .params import (NODE_PARAM_NAMES, PARAMS_BY_NAME, PIPELINE_PREFIX, check_node_params, coerce,
+                     declare_all, expand_path, read_node_params, read_pipeline_config)
 from .qos import image_out_qos, input_qos, latched_qos, stream_qos
 from .sync import ApproxTimeSync, SyncMonitor
 from .tf import TfOutput, inv, link_from_optical, map_transform
@@ -645,10 +646,13 @@ class GS4Node(Node):
         node_vals = {p.name: p.value for p in params if p.name in NODE_PARAM_NAMES}
         try:
             check_node_params(node_vals)
-            pipe_vals = {p.name[len(PIPELINE_PREFIX):]: p.value for p in params
-                         if p.name.startswith(PIPELINE_PREFIX)}
-            if pipe_vals:
-                PipelineConfig.from_dict(self.cfg.to_dict()).override(pipe_vals)
+            trial = PipelineConfig.from_dict(self.cfg.to_dict())
+            for p in params:
+                if p.name.startswith(PIPELINE_PREFIX):
+                    try:
+                        trial.override({p.name[len(PIPELINE_PREFIX):]: p.value})
+                    except (TypeError, ValueError) as e:
+                        raise ValueError(f"parameter {p.name}={p.value!r}: {e}") from None
         except (ValueError, KeyError, TypeError) as e:
             return SetParametersResult(successful=False, reason=str(e))
         return SetParametersResult(successful=True)
@@ -656,7 +660,7 @@ class GS4Node(Node):
     def _apply_params(self, params: List[Parameter]):
         for p in params:
             if p.name in NODE_PARAM_NAMES:
-                self.p[p.name] = p.value
+                self.p[p.name] = coerce(PARAMS_BY_NAME[p.name], p.value)
                 if p.name == "use_cv_bridge":
                     conv.USE_CV_BRIDGE = bool(p.value)
                 if p.name == "camera_frame" and p.value:
@@ -803,7 +807,7 @@ def main(args=None):
     try:
         try:
             node = GS4Node()
-        except ValueError as e:  # bad parameter values: say which and exit non-zero
+        except (ValueError, KeyError, ParameterException) as e:  # bad parameters: say which, exit 2
             print(f"gs4_node: invalid parameters: {e}", file=sys.stderr)
             rclpy.try_shutdown()
             sys.exit(2)

@@ -97,27 +97,60 @@ def _param_value(v):
 
 
 def declare_all(node) -> None:
-    """Declare node and pipeline parameters (values from --params-file override defaults)."""
+    """Declare node and pipeline parameters (values from --params-file override defaults).
+
+    Numbers are declared with dynamic typing and coerced here, so `max_depth: 4` in a YAML
+    file works for a float setting (plain rclpy would refuse an integer for a double);
+    anything that cannot be coerced is refused with the parameter's name.
+    """
     from rcl_interfaces.msg import ParameterDescriptor
 
     for p in NODE_PARAMS:
         desc = p.description + (f" One of: {', '.join(p.choices)}." if p.choices else "")
-        node.declare_parameter(p.name, p.default,
-                               ParameterDescriptor(description=desc, read_only=p.read_only))
+        node.declare_parameter(p.name, p.default, ParameterDescriptor(
+            description=desc, read_only=p.read_only,
+            dynamic_typing=isinstance(p.default, float)))
     for k, v in pipeline_defaults().items():
-        node.declare_parameter(k, _param_value(v), ParameterDescriptor(
+        v = _param_value(v)
+        odd = v is None or isinstance(v, dict) or (isinstance(v, list) and not v)
+        node.declare_parameter(k, None if odd else v, ParameterDescriptor(
             description="Pipeline setting (see gs4_ros/core/config.py); applied at start and "
-                        "on ~/reset."))
+                        "on ~/reset.",
+            dynamic_typing=odd or isinstance(v, (int, float)) and not isinstance(v, bool)))
+
+
+def coerce(p: Param, v):
+    """A node parameter's value as the type of its default, or ValueError naming it."""
+    d = p.default
+    if isinstance(d, bool):
+        if not isinstance(v, bool):
+            raise ValueError(f"parameter {p.name} must be true or false, got {v!r}")
+        return v
+    if isinstance(d, float):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError(f"parameter {p.name} must be a number, got {v!r}")
+        return float(v)
+    if isinstance(d, int):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError(f"parameter {p.name} must be an integer, got {v!r}")
+        return v
+    if not isinstance(v, str):
+        raise ValueError(f"parameter {p.name} must be a string, got {v!r}")
+    return v
+
+
+PARAMS_BY_NAME = {p.name: p for p in NODE_PARAMS}
 
 
 def read_node_params(node) -> Dict[str, Any]:
-    out = {p.name: node.get_parameter(p.name).value for p in NODE_PARAMS}
+    out = {p.name: coerce(p, node.get_parameter(p.name).value) for p in NODE_PARAMS}
     check_node_params(out)
     return out
 
 
 def check_node_params(values: Dict[str, Any]) -> None:
-    """Raise ValueError for a value outside its choices or an impossible number."""
+    """Raise ValueError for a wrongly typed value, one outside its choices or an impossible number."""
+    values = {k: coerce(PARAMS_BY_NAME[k], v) for k, v in values.items() if k in PARAMS_BY_NAME}
     for p in NODE_PARAMS:
         if p.name not in values:
             continue
@@ -138,7 +171,15 @@ def check_node_params(values: Dict[str, Any]) -> None:
 
 def read_pipeline_config(node) -> PipelineConfig:
     vals = {k[len(PIPELINE_PREFIX):]: node.get_parameter(k).value for k in pipeline_defaults()}
-    return PipelineConfig().override(vals)
+    cfg = PipelineConfig()
+    for k, v in vals.items():
+        if v is None:                                   # unset: keep the default
+            continue
+        try:
+            cfg.override({k: v})
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"parameter {PIPELINE_PREFIX}{k}={v!r}: {e}") from None
+    return cfg
 
 
 def expand_path(p: str) -> str:
