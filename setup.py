@@ -50,6 +50,10 @@ setup(
             "ros-jazzy-std-srvs",
             "ros-jazzy-diagnostic-msgs",
             "ros-jazzy-visualization-msgs",
+            # colcon and ament_package: `colcon build` of this package without a ROS
+            # install (the end-to-end tests build and start the installed gs4_node).
+            "colcon-common-extensions",
+            "ros-jazzy-ament-package",
         ],
         "test": ["pytest>=7", "pytest-timeout>=2"],
     },
