@@ -34,6 +34,9 @@ class TrackingConfig:
     min_inlier_fraction: float = 0.2        # health: below this tracking is "lost"
     bilateral_radius: int = 0               # edge-preserving pre-filter of observed depth (0 = off)
     motion_model: str = "constant_velocity"  # or "static"
+    # On CUDA, solve each Gauss-Newton step on the GPU (fixed iteration counts, one graph
+    # per level, one host round trip per frame) instead of on the host (early stopping).
+    device_solver: bool = True
 
 
 @dataclass

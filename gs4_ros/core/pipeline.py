@@ -173,9 +173,8 @@ class SLAMPipeline:
         with torch.no_grad():
             t0 = time.perf_counter()
             ref = render_views(self.rasterizer, self.map.params(), pred, K, W, H, geometry=True)
-            ref_levels = self.tracker.reference_levels(ref.points[0], ref.normals[0], ref.color[0],
-                                                       ref.alpha[0], K)
-            cur_levels = self.tracker.levels_for(depth, rgb, K)
+            cur_levels, ref_levels = self.tracker.prepare(depth, rgb, K, ref.points[0], ref.normals[0],
+                                                          ref.color[0], ref.alpha[0])
             self._sync()
             self._stage_ms["render_ref"] = 1000 * (time.perf_counter() - t0)
             res = self.tracker.track(cur_levels, ref_levels, pred)

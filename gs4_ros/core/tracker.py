@@ -7,8 +7,13 @@ rendered from the map at the predicted pose, so the map itself is the tracking r
 Each pyramid level's normal equations are computed over the full pixel grid (invalid
 pixels weigh zero), so every tensor has a fixed shape per level: on CUDA the whole
 per-iteration computation is captured once as a CUDA graph and replayed, which removes
-the kernel-launch overhead that otherwise dominates at 30 frames/s. The 6x6 system is
-solved on the host in float64.
+the kernel-launch overhead that otherwise dominates at 30 frames/s.
+
+Two solvers share that computation. On CUDA the 6x6 system is solved on the device in
+float64 and the pose updated there, so a level's iterations replay as one graph and a
+frame costs one host round trip instead of one per iteration (the round trips, not the
+arithmetic, were most of a frame's tracking time: benchmarks/profile_pipeline.py). On the
+CPU, or with `device_solver` off, the host solves each step and can stop early.
 """
 from __future__ import annotations
 
@@ -28,9 +33,9 @@ LUMA = (0.299, 0.587, 0.114)
 
 
 def intensity(rgb: torch.Tensor) -> torch.Tensor:
-    """[H, W, 3] float in [0, 1] -> [H, W] luma."""
-    w = torch.tensor(LUMA, device=rgb.device, dtype=rgb.dtype)
-    return rgb @ w
+    """[H, W, 3] float in [0, 1] -> [H, W] luma (scalar weights: no host-to-device copy,
+    so it can be captured in a CUDA graph)."""
+    return rgb[..., 0] * LUMA[0] + rgb[..., 1] * LUMA[1] + rgb[..., 2] * LUMA[2]
 
 
 def scale_K(K: torch.Tensor, level: int) -> torch.Tensor:
@@ -93,6 +98,30 @@ def _huber_w(r: torch.Tensor, delta: float) -> torch.Tensor:
     return torch.where(a <= delta, torch.ones_like(a), delta / a.clamp(min=1e-12))
 
 
+def solve_spd6(A: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """x with A x = b for a symmetric positive (semi)definite 6x6 A, by Cholesky.
+
+    Written out rather than torch.linalg.solve because it must run inside a CUDA graph
+    with no host synchronisation (cuSOLVER's error checks synchronise); pivots are
+    clamped, so a singular system gives a finite (damped) step instead of an exception.
+    """
+    n = A.shape[0]
+    L = torch.zeros_like(A)
+    tiny = 1e-12 * A.diagonal().abs().sum().clamp(min=1e-30)
+    for j in range(n):
+        d = A[j, j] - (L[j, :j] * L[j, :j]).sum()
+        L[j, j] = d.clamp(min=tiny).sqrt()
+        if j + 1 < n:
+            L[j + 1:, j] = (A[j + 1:, j] - L[j + 1:, :j] @ L[j, :j]) / L[j, j]
+    y = torch.zeros_like(b)
+    for i in range(n):
+        y[i] = (b[i] - (L[i, :i] * y[:i]).sum()) / L[i, i]
+    x = torch.zeros_like(b)
+    for i in reversed(range(n)):
+        x[i] = (y[i] - (L[i + 1:, i] * x[i + 1:]).sum()) / L[i, i]
+    return x
+
+
 class _LevelProblem:
     """Static buffers and the normal-equation computation of one pyramid level."""
 
@@ -112,6 +141,12 @@ class _LevelProblem:
         self.out = z(44)                   # H (36), g (6), inliers, sum of squared residuals
         self.graph = None
         self.use_graph = use_graph and device.type == "cuda"
+        # Device solver state: relative pose in float64 and per-frame statistics.
+        self.T64 = torch.eye(4, device=device, dtype=torch.float64)
+        self.stats = z(5)                  # inliers, sum r_d^2, photo inliers, sum r_p^2, valid
+        self.min_inliers = 12
+        self._step_graphs: Dict[int, "torch.cuda.CUDAGraph"] = {}
+        self._stats_graph = None
 
     def load(self, cur: Level, ref: Level):
         c = self.cfg
@@ -173,6 +208,75 @@ class _LevelProblem:
             return r_d, ok, r_p, a_ok
         return None
 
+    def step(self):
+        """One Gauss-Newton step entirely on the device: T64 <- exp(dx) T64.
+
+        Mirrors the host loop: no update when too few inliers or a non-finite step (the
+        host loop stops there; repeating the same T gives the same result, so a no-op
+        is equivalent).
+        """
+        self.T.copy_(self.T64.to(self.T.dtype))
+        self.compute()
+        o = self.out.double()
+        Hd = o[:36].reshape(6, 6)
+        Hd = Hd + torch.eye(6, dtype=Hd.dtype, device=Hd.device) * (1e-9 * Hd.diagonal().sum().clamp(min=1e-12))
+        dx = -solve_spd6(Hd, o[36:42])
+        good = (o[42] >= self.min_inliers) & torch.isfinite(dx).all()
+        dx = torch.where(good, dx, torch.zeros_like(dx))
+        self.T64.copy_(se3.se3_exp(dx) @ self.T64)
+
+    def run_steps(self, n: int):
+        """n device steps; on CUDA one graph replay (captured once per n)."""
+        if not self.use_graph:
+            for _ in range(n):
+                self.step()
+            return
+        g = self._step_graphs.get(n)
+        if g is None:
+            keep = self.T64.clone()
+            s = torch.cuda.Stream()
+            s.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(s):
+                self.step()  # warm-up outside capture, as CUDA graphs require
+            torch.cuda.current_stream().wait_stream(s)
+            self.T64.copy_(keep)
+            g = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(g):
+                for _ in range(n):
+                    self.step()
+            self.T64.copy_(keep)
+            self._step_graphs[n] = g
+        g.replay()
+
+    def _compute_stats(self):
+        self.T.copy_(self.T64.to(self.T.dtype))
+        r_d, ok, r_p, a_ok = self.compute(with_residuals=True)
+        okf = ok.to(r_d.dtype)
+        parts = [okf.sum(), (r_d * r_d * okf).sum()]
+        if r_p is not None:
+            af = a_ok.to(r_p.dtype)
+            parts += [af.sum(), (r_p * r_p * af).sum()]
+        else:
+            parts += [okf.new_zeros(()), okf.new_zeros(())]
+        parts.append((self.cur_w > 0).to(r_d.dtype).sum())
+        self.stats.copy_(torch.stack(parts))
+
+    def final_stats(self):
+        """Normal equations and residual statistics at T64 (one graph replay on CUDA)."""
+        if not self.use_graph:
+            self._compute_stats()
+            return
+        if self._stats_graph is None:
+            s = torch.cuda.Stream()
+            s.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(s):
+                self._compute_stats()
+            torch.cuda.current_stream().wait_stream(s)
+            self._stats_graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self._stats_graph):
+                self._compute_stats()
+        self._stats_graph.replay()
+
     def run(self) -> np.ndarray:
         if self.use_graph:
             if self.graph is None:
@@ -192,10 +296,60 @@ class _LevelProblem:
 
 
 class RGBDTracker:
-    def __init__(self, cfg: TrackingConfig, use_cuda_graphs: bool = True):
+    def __init__(self, cfg: TrackingConfig, use_cuda_graphs: bool = True,
+                 device_solver: Optional[bool] = None):
+        """device_solver: None = on CUDA only (cfg.device_solver permitting); True/False force it."""
         self.cfg = cfg
         self.use_cuda_graphs = use_cuda_graphs
+        self.device_solver = device_solver
         self._problems: Dict[tuple, _LevelProblem] = {}
+        self._device_failed = False
+        self._prep: Dict[tuple, tuple] = {}
+        self._prep_failed = False
+
+    def prepare(self, depth, rgb, K, points, normals, color, alpha):
+        """(observed pyramid, reference pyramid) of one frame.
+
+        Both are dozens of small kernels whose launches, not their arithmetic, cost
+        milliseconds at 640x480; on CUDA they are captured once per image size and
+        replayed. The returned levels live in static buffers that the next call
+        overwrites: use them before preparing another frame.
+        """
+        args = (depth, rgb, K, points, normals, color, alpha)
+        if not (self.use_cuda_graphs and depth.is_cuda) or self._prep_failed:
+            return self._prepare_eager(*args)
+        key = tuple((tuple(a.shape), a.dtype) for a in args)
+        entry = self._prep.get(key)
+        if entry is None:
+            try:
+                entry = self._capture_prepare(args)
+            except RuntimeError as e:
+                import logging
+
+                logging.getLogger(__name__).warning("pyramid graphs unavailable (%s); running eagerly", e)
+                self._prep_failed = True
+                return self._prepare_eager(*args)
+            self._prep[key] = entry
+        graph, inputs, outs = entry
+        for dst, src in zip(inputs, args):
+            dst.copy_(src)
+        graph.replay()
+        return outs
+
+    def _prepare_eager(self, depth, rgb, K, points, normals, color, alpha):
+        return self.levels_for(depth, rgb, K), self.reference_levels(points, normals, color, alpha, K)
+
+    def _capture_prepare(self, args):
+        inputs = [a.detach().clone() for a in args]
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(s):
+            self._prepare_eager(*inputs)  # warm-up outside capture
+        torch.cuda.current_stream().wait_stream(s)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            outs = self._prepare_eager(*inputs)
+        return graph, inputs, outs
 
     def levels_for(self, depth, rgb, K) -> List[Level]:
         """Pyramid of the current (observed) frame."""
@@ -247,6 +401,67 @@ class RGBDTracker:
         ref_pose is the camera-to-world pose the reference was rendered at; the result
         is the current camera-to-world pose. init_rel (reference-from-current) seeds GN.
         """
+        use_dev = self.device_solver
+        if use_dev is None:
+            use_dev = self.cfg.device_solver and ref_pose.device.type == "cuda"
+        if use_dev and not self._device_failed:
+            try:
+                return self._track_device(cur, ref, ref_pose, init_rel)
+            except RuntimeError as e:  # e.g. a CUDA graph capture this torch build refuses
+                if ref_pose.device.type != "cuda":
+                    raise
+                import logging
+
+                logging.getLogger(__name__).warning(
+                    "device-side Gauss-Newton unavailable (%s); solving on the host", e)
+                self._device_failed = True
+                self._problems.clear()
+        return self._track_host(cur, ref, ref_pose, init_rel)
+
+    def _track_device(self, cur, ref, ref_pose, init_rel) -> TrackResult:
+        c = self.cfg
+        dev, dt = ref_pose.device, ref_pose.dtype
+        T64 = (init_rel.detach().to(device=dev, dtype=torch.float64) if init_rel is not None
+               else torch.eye(4, device=dev, dtype=torch.float64))
+        cos_max = math.cos(math.radians(c.max_normal_angle_deg))
+        total_it = 0
+        for lv in reversed(range(len(cur))):
+            its = c.iterations[lv] if lv < len(c.iterations) else c.iterations[-1]
+            prob = self._problem(lv, cur[lv].shape, dev, dt)
+            prob.load(cur[lv], ref[lv])
+            prob.gate.fill_(c.max_correspondence * (1.5 ** lv))
+            prob.cos_max.fill_(cos_max)
+            prob.T64.copy_(T64)
+            prob.run_steps(its)
+            T64 = prob.T64
+            total_it += its
+        prob = self._problem(0, cur[0].shape, dev, dt)
+        if prob.T64 is not T64:
+            prob.load(cur[0], ref[0])
+            prob.T64.copy_(T64)
+        prob.gate.fill_(c.max_correspondence)
+        prob.final_stats()
+        # The frame's only host round trip: solution, information and statistics.
+        host = torch.cat([prob.T64.reshape(-1), prob.out.double(), prob.stats.double()]).cpu().numpy()
+        T = torch.from_numpy(host[:16].reshape(4, 4).copy())
+        out, st = host[16:60], host[60:65]
+        info = out[:36].reshape(6, 6)
+        n_in, n_valid = int(st[0]), max(int(st[4]), 1)
+        rms_d = math.sqrt(st[1] / n_in) if n_in else float("nan")
+        rms_p = math.sqrt(st[3] / st[2]) if st[2] > 0 else float("nan")
+        return self._result(T, ref_pose, n_in / n_valid, rms_d, rms_p, total_it, info, n_in)
+
+    def _result(self, T, ref_pose, inl, rms_d, rms_p, total_it, info, n_in) -> TrackResult:
+        c = self.cfg
+        Tt = T.to(device=ref_pose.device, dtype=ref_pose.dtype)
+        pose = ref_pose @ Tt
+        dtr, drot = se3.pose_distance(torch.eye(4, dtype=torch.float64), T)
+        ok_flag = inl >= c.min_inlier_fraction and bool(np.isfinite(info).all()) and bool(np.isfinite(T.numpy()).all())
+        return TrackResult(pose=pose, ok=ok_flag, inlier_fraction=inl, rms_depth=rms_d, rms_photo=rms_p,
+                           iterations=total_it, information=info,
+                           delta_from_prediction=(float(dtr), float(drot)), stats={"n_in": n_in})
+
+    def _track_host(self, cur, ref, ref_pose, init_rel) -> TrackResult:
         c = self.cfg
         dev, dt = ref_pose.device, ref_pose.dtype
         T = (init_rel.detach().double().cpu() if init_rel is not None else torch.eye(4, dtype=torch.float64))
@@ -285,11 +500,4 @@ class RGBDTracker:
         n_valid = max(int(cur[0].valid.sum()), 1)
         rms_d = float(torch.sqrt((r_d[ok] ** 2).mean())) if n_in else float("nan")
         rms_p = float(torch.sqrt((r_p[a_ok] ** 2).mean())) if a_ok is not None and bool(a_ok.any()) else float("nan")
-        inl = n_in / n_valid
-        Tt = T.to(device=dev, dtype=dt)
-        pose = ref_pose @ Tt
-        dtr, drot = se3.pose_distance(torch.eye(4, dtype=torch.float64), T)
-        ok_flag = inl >= c.min_inlier_fraction and bool(np.isfinite(info).all())
-        return TrackResult(pose=pose, ok=ok_flag, inlier_fraction=inl, rms_depth=rms_d, rms_photo=rms_p,
-                           iterations=total_it, information=info,
-                           delta_from_prediction=(float(dtr), float(drot)), stats={"n_in": n_in})
+        return self._result(T, ref_pose, n_in / n_valid, rms_d, rms_p, total_it, info, n_in)

@@ -141,11 +141,13 @@ def render_views(rasterizer: Rasterizer, params: GaussianParams, poses_c2w: torc
         nrm = (R @ nw[..., None])[..., 0]
         nrm = nrm / nrm.norm(dim=-1, keepdim=True).clamp(min=1e-8)
         # Depth where each pixel's ray meets the blended plane (point pts, normal nrm).
-        Kinv = torch.linalg.inv(Ks)
+        # Pinhole rays in closed form: torch.linalg.inv would synchronise with the host.
         v, u = torch.meshgrid(torch.arange(height, device=a.device, dtype=a.dtype),
                               torch.arange(width, device=a.device, dtype=a.dtype), indexing="ij")
-        pix = torch.stack([u, v, torch.ones_like(u)], -1)
-        rays = (Kinv[:, None, None] @ pix[None, ..., None])[..., 0]
+        fx, fy = Ks[:, 0, 0, None, None], Ks[:, 1, 1, None, None]
+        cx, cy = Ks[:, 0, 2, None, None], Ks[:, 1, 2, None, None]
+        rx = (u[None] - cx - Ks[:, 0, 1, None, None] * (v[None] - cy) / fy) / fx
+        rays = torch.stack([rx, (v[None] - cy) / fy, torch.ones_like(rx)], -1)
         den = (nrm * rays).sum(-1)
         zs = (nrm * pts).sum(-1) / torch.where(den.abs() > 1e-3, den, torch.full_like(den, 1e-3))
         ok = has & (den.abs() > 0.1) & (zs > 0)
