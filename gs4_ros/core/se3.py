@@ -104,7 +104,9 @@ def make_T(R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     T = torch.zeros(R.shape[:-2] + (4, 4), dtype=R.dtype, device=R.device)
     T[..., :3, :3] = R
     T[..., :3, 3] = t
-    T[..., 3, 3] = 1.0
+    # fill_ rather than `= 1.0`: assigning a Python number copies a CPU scalar tensor,
+    # which a CUDA graph capture refuses (the tracker's device solver captures this).
+    T[..., 3, 3].fill_(1.0)
     return T
 
 
