@@ -99,27 +99,22 @@ def _huber_w(r: torch.Tensor, delta: float) -> torch.Tensor:
 
 
 def solve_spd6(A: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """x with A x = b for a symmetric positive (semi)definite 6x6 A, by Cholesky.
+    """x with A x = b for a symmetric positive (semi)definite n x n A (here 6 x 6).
 
-    Written out rather than torch.linalg.solve because it must run inside a CUDA graph
-    with no host synchronisation (cuSOLVER's error checks synchronise); pivots are
-    clamped, so a singular system gives a finite (damped) step instead of an exception.
+    Gauss-Jordan on [A | b] without pivoting (safe for SPD systems, like Cholesky), five
+    whole-matrix kernels per column. Written out rather than torch.linalg.solve because it
+    runs inside a CUDA graph, where cuSOLVER's error checks would synchronise, and with
+    few kernels because inside a graph the kernel count, not arithmetic, is the cost.
+    Pivots are clamped, so a singular system gives a finite (damped) step, not an error.
     """
     n = A.shape[0]
-    L = torch.zeros_like(A)
     tiny = 1e-12 * A.diagonal().abs().sum().clamp(min=1e-30)
+    M = torch.cat([A, b[:, None]], 1)
     for j in range(n):
-        d = A[j, j] - (L[j, :j] * L[j, :j]).sum()
-        L[j, j] = d.clamp(min=tiny).sqrt()
-        if j + 1 < n:
-            L[j + 1:, j] = (A[j + 1:, j] - L[j + 1:, :j] @ L[j, :j]) / L[j, j]
-    y = torch.zeros_like(b)
-    for i in range(n):
-        y[i] = (b[i] - (L[i, :i] * y[:i]).sum()) / L[i, i]
-    x = torch.zeros_like(b)
-    for i in reversed(range(n)):
-        x[i] = (y[i] - (L[i + 1:, i] * x[i + 1:]).sum()) / L[i, i]
-    return x
+        row = M[j] / M[j, j].clamp(min=tiny)
+        M = M - M[:, j:j + 1] * row[None]
+        M[j] = row
+    return M[:, n]
 
 
 class _LevelProblem:
