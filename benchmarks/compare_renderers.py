@@ -140,7 +140,7 @@ def main(argv=None):
             print("compare_renderers: gsplat runs on CUDA only; use --device cuda")
             return 2
         try:
-            import gsplat  # noqa: F401
+            import gsplat
         except ImportError as e:
             print(f"compare_renderers: gsplat is not importable ({e}); pip install gsplat==1.5.3")
             return 2
@@ -156,8 +156,6 @@ def main(argv=None):
     if dev.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(dev)
     if args.against == "gsplat":
-        import gsplat
-
         info["gsplat"] = getattr(gsplat, "__version__", "?")
         print("warming up gsplat (compiles its CUDA kernels on first use, about a minute)...", flush=True)
         t0 = time.perf_counter()

@@ -6,8 +6,6 @@ import importlib
 import logging
 import sys
 
-from . import run as run_cmd
-
 # Subcommand modules; each exposes register(subparsers). Optional ones may be absent.
 SUBCOMMANDS = ["gs4_ros.cli.run", "gs4_ros.cli.bag", "gs4_ros.cli.train"]
 

@@ -2,11 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import sys
 import time
-from pathlib import Path
 
 log = logging.getLogger("gs4")
 

@@ -413,19 +413,25 @@ class RGBDTracker:
                 self._problems.clear()
         return self._track_host(cur, ref, ref_pose, init_rel)
 
-    def _track_device(self, cur, ref, ref_pose, init_rel) -> TrackResult:
+    def _levels(self, cur, ref, dev, dt):
+        """Coarsest to finest: (level, iterations, its problem loaded with this frame)."""
         c = self.cfg
-        dev, dt = ref_pose.device, ref_pose.dtype
-        T64 = (init_rel.detach().to(device=dev, dtype=torch.float64) if init_rel is not None
-               else torch.eye(4, device=dev, dtype=torch.float64))
         cos_max = math.cos(math.radians(c.max_normal_angle_deg))
-        total_it = 0
         for lv in reversed(range(len(cur))):
             its = c.iterations[lv] if lv < len(c.iterations) else c.iterations[-1]
             prob = self._problem(lv, cur[lv].shape, dev, dt)
             prob.load(cur[lv], ref[lv])
             prob.gate.fill_(c.max_correspondence * (1.5 ** lv))
             prob.cos_max.fill_(cos_max)
+            yield lv, its, prob
+
+    def _track_device(self, cur, ref, ref_pose, init_rel) -> TrackResult:
+        c = self.cfg
+        dev, dt = ref_pose.device, ref_pose.dtype
+        T64 = (init_rel.detach().to(device=dev, dtype=torch.float64) if init_rel is not None
+               else torch.eye(4, device=dev, dtype=torch.float64))
+        total_it = 0
+        for lv, its, prob in self._levels(cur, ref, dev, dt):
             prob.T64.copy_(T64)
             prob.run_steps(its)
             T64 = prob.T64
@@ -460,14 +466,8 @@ class RGBDTracker:
         c = self.cfg
         dev, dt = ref_pose.device, ref_pose.dtype
         T = (init_rel.detach().double().cpu() if init_rel is not None else torch.eye(4, dtype=torch.float64))
-        cos_max = math.cos(math.radians(c.max_normal_angle_deg))
         total_it = 0
-        for lv in reversed(range(len(cur))):
-            its = c.iterations[lv] if lv < len(c.iterations) else c.iterations[-1]
-            prob = self._problem(lv, cur[lv].shape, dev, dt)
-            prob.load(cur[lv], ref[lv])
-            prob.gate.fill_(c.max_correspondence * (1.5 ** lv))
-            prob.cos_max.fill_(cos_max)
+        for lv, its, prob in self._levels(cur, ref, dev, dt):
             for _ in range(its):
                 prob.T.copy_(T.to(dt), non_blocking=False)
                 out = prob.run()

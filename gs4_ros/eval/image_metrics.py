@@ -1,7 +1,7 @@
 """Rendering metrics: PSNR, SSIM (pytorch-msssim), depth L1 and semantic mIoU."""
 from __future__ import annotations
 
-from typing import Dict, Iterable, Optional
+from typing import Dict, Optional
 
 import numpy as np
 import torch

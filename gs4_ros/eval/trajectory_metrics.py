@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import copy
-from typing import Dict, Optional
+from typing import Dict
 
 import numpy as np
 from evo.core import metrics, sync

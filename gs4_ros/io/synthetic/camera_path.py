@@ -159,7 +159,6 @@ def _gaze_targets(rng, scene: Scene, pos: np.ndarray, fps: float):
 
 def _wander(rng, scene: Scene, fs: FreeSpace, n: int, fps: float):
     """Positions [n, 2] along a smooth waypoint spline, and the per-frame speed."""
-    T = max(n - 1, 1) / fps
     speed = np.clip(rng.uniform(0.28, 0.42) + smooth_noise(rng, n, fps, 0.12, rng.uniform(0.03, 0.15, 3)),
                     0.2, 0.55)
     need = float(np.sum(speed[1:]) / fps) + 0.3
