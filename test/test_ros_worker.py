@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from gs4_ros.ros.worker import FrameWorker, LatestSlot
+from gs4_ros.ros.worker import FrameWorker, LatestSlot, output_due
 
 
 def test_slot_keeps_only_the_newest_and_counts_drops():
@@ -153,3 +153,17 @@ def test_output_thread_survives_errors():
         assert done.wait(30) and len(errors) == 1
     finally:
         out.stop()
+
+
+def test_periodic_outputs_yield_to_a_waiting_frame_but_are_never_starved():
+    # Not yet due, or switched off.
+    assert not output_due(now=9.9, next_time=10.0, rate_hz=1.0, frame_waiting=False)
+    assert not output_due(now=50.0, next_time=10.0, rate_hz=0.0, frame_waiting=False)
+    # Due and the worker is free: publish.
+    assert output_due(now=10.0, next_time=10.0, rate_hz=1.0, frame_waiting=False)
+    # Due but a frame waits: tracking first ...
+    assert not output_due(now=12.0, next_time=10.0, rate_hz=1.0, frame_waiting=True)
+    # ... until it is overdue by max_defer_periods periods (4 s at 1 Hz, 8 s at 0.5 Hz).
+    assert output_due(now=14.0, next_time=10.0, rate_hz=1.0, frame_waiting=True)
+    assert not output_due(now=17.0, next_time=10.0, rate_hz=0.5, frame_waiting=True)
+    assert output_due(now=18.0, next_time=10.0, rate_hz=0.5, frame_waiting=True)

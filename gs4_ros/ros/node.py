@@ -44,7 +44,7 @@ from .params import (NODE_PARAM_NAMES, PARAMS_BY_NAME, PIPELINE_PREFIX, check_no
 from .qos import image_out_qos, input_qos, latched_qos, stream_qos
 from .sync import ApproxTimeSync, SyncMonitor
 from .tf import TfOutput, inv, link_from_optical, map_transform
-from .worker import FrameWorker, OutputThread
+from .worker import FrameWorker, OutputThread, output_due
 
 DEFAULT_OPTICAL_FRAME = "camera_color_optical_frame"
 BAD_COVARIANCE = 9999.0  # rtabmap's marker for a pose that should not be trusted
@@ -459,14 +459,15 @@ class GS4Node(Node):
         if self._path_dirty and pr > 0 and now >= self._next_path:
             self._publish_path()
             self._next_path = now + 1.0 / pr
+        waiting = len(self.worker.slot) > 0
         mr = float(self.p["map_rate_hz"])
-        if mr > 0 and self._published_map_version != self._map_version and now >= self._next_map:
+        if self._published_map_version != self._map_version and output_due(now, self._next_map, mr, waiting):
             self._publish_clouds()
             self._next_map = now + 1.0 / mr
         rr = float(self.p["render_rate_hz"])
         key = (self._last_pose_stamp_ns, self._map_version)
-        if (rr > 0 and self._last_pose is not None and len(self.pipe.map) and self._rendered != key
-                and now >= self._next_render):
+        if (self._last_pose is not None and len(self.pipe.map) and self._rendered != key
+                and output_due(now, self._next_render, rr, waiting)):
             self._publish_render()
             self._rendered = key
             self._next_render = now + 1.0 / rr

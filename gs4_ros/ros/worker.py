@@ -12,6 +12,19 @@ import time
 from typing import Any, Callable, Optional
 
 
+def output_due(now: float, next_time: float, rate_hz: float, frame_waiting: bool,
+               max_defer_periods: float = 4.0) -> bool:
+    """Is a periodic output (clouds, rendered views) due on the worker now?
+
+    Outputs share the worker with tracking. When a frame is already waiting they are
+    deferred, so a slow machine spends its time on poses rather than pictures, but never
+    by more than `max_defer_periods` periods, so they still arrive under constant load.
+    """
+    if rate_hz <= 0 or now < next_time:
+        return False
+    return not frame_waiting or now >= next_time + max_defer_periods / rate_hz
+
+
 class LatestSlot:
     """A one-item mailbox: put() never blocks, take() waits for an item."""
 
