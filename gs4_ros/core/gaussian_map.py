@@ -155,11 +155,39 @@ class GaussianMap:
         qT = se3.rotmat_to_quat(T[:3, :3])
         self.quats[idx] = se3.quat_multiply(qT.expand(idx.numel(), 4), self.quats[idx])
 
-    def apply_keyframe_corrections(self, corrections: Dict[int, torch.Tensor]):
-        """corrections: keyframe id -> world delta (T_new @ T_old^-1) of that keyframe."""
-        for kf, T in corrections.items():
-            idx = torch.nonzero(self.keyframe_id == int(kf)).flatten()
-            self.transform_rows(idx, T)
+    def apply_keyframe_corrections(self, corrections: Dict[int, torch.Tensor],
+                                   default: Optional[torch.Tensor] = None) -> int:
+        """Move every Gaussian rigidly by its keyframe's world delta (T_new @ T_old^-1), all
+        rows in one batched pass (a table of deltas indexed by keyframe_id).
+
+        corrections: keyframe id -> 4x4 delta. `default` moves Gaussians of keyframes not
+        in the dict whose id is above every key (keyframes newer than the optimised graph);
+        others stay. Returns how many rows moved.
+        """
+        if len(self) == 0 or (not corrections and default is None):
+            return 0
+        kid = self.keyframe_id.long()
+        top = max(int(kid.max()) if kid.numel() else -1, max(corrections, default=-1))
+        eye = torch.eye(4, device=self.device, dtype=self.dtype)
+        table = eye.repeat(top + 2, 1, 1)                    # last row: identity for id -1
+        moved = torch.zeros(top + 2, dtype=torch.bool, device=self.device)
+        if default is not None and corrections:
+            newest = max(corrections)
+            if top > newest:
+                table[newest + 1: top + 1] = default.to(table)
+                moved[newest + 1: top + 1] = True
+        for k, T in corrections.items():
+            if 0 <= int(k) <= top:
+                table[int(k)] = T.to(table)
+                moved[int(k)] = True
+        rows = torch.where(kid >= 0, kid, torch.full_like(kid, top + 1))
+        sel = torch.nonzero(moved[rows]).flatten()
+        if sel.numel() == 0:
+            return 0
+        T = table[rows[sel]]                                  # [M, 4, 4]
+        self.means[sel] = (T[:, :3, :3] @ self.means[sel, :, None])[..., 0] + T[:, :3, 3]
+        self.quats[sel] = se3.quat_multiply(se3.rotmat_to_quat(T[:, :3, :3]), self.quats[sel])
+        return int(sel.numel())
 
     def to(self, device) -> "GaussianMap":
         self.device = torch.device(device)
