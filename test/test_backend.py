@@ -143,6 +143,35 @@ def test_robust_pose_graph_drops_a_wrong_loop():
     del rng
 
 
+def test_pose_graph_child_process_matches_inline():
+    """The threaded back-end optimises in a child process (gtsam holds the GIL); same
+    answer as in-process, and the child survives for the next request."""
+    from gs4_ros.core.backend.pose_graph import GraphProcess
+
+    n = 12
+    info = normalize_information(None, 0.02)
+    gt = [np.eye(4) for _ in range(n)]
+    for k in range(n):
+        gt[k][:3, 3] = [0.1 * k, 0.0, 0.02 * k * k]
+    est, edges = [gt[0]], []
+    for k in range(1, n):
+        step = relative(gt[k - 1], gt[k]) @ yaw(1.0)
+        est.append(est[-1] @ step)
+        edges.append(Edge(k - 1, k, step, info))
+    edges.append(Edge(0, n - 1, relative(gt[0], gt[n - 1]), normalize_information(None, 0.01), "loop"))
+    poses = {k: est[k] for k in range(n)}
+    inline = optimize(poses, edges, "cauchy", 3.0, 50, 50.0)
+    gp = GraphProcess()
+    try:
+        for _ in range(2):
+            child = gp.optimize(poses, edges, "cauchy", 3.0, 50, 50.0)
+            assert set(child.poses) == set(inline.poses)
+            for k in poses:
+                np.testing.assert_allclose(child.poses[k], inline.poses[k], atol=1e-9)
+    finally:
+        gp.close()
+
+
 def test_map_corrections_move_anchored_gaussians_rigidly(random_map):
     gm = random_map(n=40)                       # rows 0..19 keyframe 0, 20..39 keyframe 1
     gm.keyframe_id[30:] = 2

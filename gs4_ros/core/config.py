@@ -101,6 +101,8 @@ class BackendConfig:
     loop_max_chi2: float = 50.0             # loops whitened-squared-error above this after the robust
                                             # solve are dropped from the graph as outliers
     optimize_iterations: int = 50           # Levenberg-Marquardt
+    optimize_in_subprocess: bool = True     # threaded mode: run gtsam in a child process (gtsam
+                                            # holds the GIL, which would stall tracking)
     # Joint optimisation (GS4 step 5)
     joint_enabled: bool = True
     joint_iterations: int = 3               # 1-5 Adam steps

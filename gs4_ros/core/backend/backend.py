@@ -23,7 +23,7 @@ import numpy as np
 from ..config import BackendConfig, TrackingConfig
 from .keyframe_graph import Edge, KeyframeGraph, KeyframeNode, normalize_information, relative
 from .loop_detector import LoopDetector, extract_features
-from .pose_graph import optimize
+from .pose_graph import GraphProcess, optimize
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,7 @@ class Backend:
         self._last_id: Optional[int] = None
         self._error: Optional[BaseException] = None
         self._lock = threading.Lock()
+        self._graph_proc: Optional[GraphProcess] = None
 
     # -- tracking-thread side ------------------------------------------------------------
     def add_keyframe(self, kf_id: int, frame_index: int, timestamp: float, pose: np.ndarray,
@@ -163,6 +164,9 @@ class Backend:
             self._jobs.put(None)
             t.join(timeout=10)
             self._thread = None
+        if self._graph_proc is not None:
+            self._graph_proc.close()
+            self._graph_proc = None
         while True:                      # drop what is left (and the stop marker)
             try:
                 self._jobs.get_nowait()
@@ -171,6 +175,19 @@ class Backend:
                 break
 
     # -- worker side ---------------------------------------------------------------------
+    def _optimize(self, poses, edges):
+        c = self.cfg
+        args = (poses, edges, c.loop_robust, c.loop_robust_k, c.optimize_iterations, c.loop_max_chi2)
+        if c.synchronous or not c.optimize_in_subprocess:
+            return optimize(*args)
+        if self._graph_proc is None:
+            self._graph_proc = GraphProcess()
+        try:
+            return self._graph_proc.optimize(*args)
+        except Exception as e:  # noqa: BLE001 - a broken child must not lose the loop
+            log.warning("pose-graph child process failed (%s); optimising in this process", e)
+            return optimize(*args)
+
     def _ensure_thread(self):
         with self._lock:
             if self._thread is not None and self._thread.is_alive():
@@ -235,7 +252,7 @@ class Backend:
                  ", ".join(f"{k} {v:.3g}" for k, v in accepted.stats.items()))
         t1 = time.perf_counter()
         poses, edges = self.graph.snapshot()
-        res = optimize(poses, edges, c.loop_robust, c.loop_robust_k, c.optimize_iterations, c.loop_max_chi2)
+        res = self._optimize(poses, edges)
         ms = 1000 * (time.perf_counter() - t1)
         if res.outliers:
             bad = {(edges[n].i, edges[n].j) for n in res.outliers}

@@ -194,18 +194,14 @@ class LoopDetector:
     def dense_refine(self, cand: KeyframeNode, query: KeyframeNode, T_init: np.ndarray):
         """Frame-to-frame Gauss-Newton: query's observed pyramid against cand's observed
         geometry (points and normals from its depth), seeded by T_init (query in cand)."""
-        if cand.depth is None or query.depth is None:
+        # Local references first: the tracking thread may evict a node's images meanwhile.
+        imgs = [(n.depth, n.rgb) for n in (cand, query)]
+        if any(d is None or c is None for d, c in imgs):
             return None
         K = torch.as_tensor(cand.K, dtype=torch.float32)
         tc = self.tracking
-
-        def torch_imgs(n):
-            d = torch.from_numpy(n.depth.astype(np.float32))
-            rgb = torch.from_numpy(n.rgb).float() / 255.0
-            return d, rgb
-
-        dc, rc = torch_imgs(cand)
-        dq, rq = torch_imgs(query)
+        (dc, rc), (dq, rq) = [(torch.from_numpy(d.astype(np.float32)), torch.from_numpy(c).float() / 255.0)
+                              for d, c in imgs]
         with torch.no_grad():
             valid = (dc > tc.min_depth) & (dc < tc.max_depth)
             pts = backproject(torch.where(valid, dc, torch.zeros_like(dc)), K)

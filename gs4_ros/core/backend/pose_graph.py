@@ -3,10 +3,14 @@
 Odometry edges carry plain Gaussian noise; loop edges a robust kernel (Cauchy or Huber)
 so one wrong loop that slipped through verification bends the graph far less than a
 squared loss would. The oldest keyframe is fixed (the gauge). Runs on numpy copies
-(KeyframeGraph.snapshot), so it can run on a background thread.
+(KeyframeGraph.snapshot), so it can run on a background thread, and by default in a
+child process (GraphProcess) because gtsam keeps the GIL while it works.
 """
 from __future__ import annotations
 
+import pickle
+import struct
+import threading
 from dataclasses import dataclass, field
 from typing import Dict, List
 
@@ -110,3 +114,98 @@ def optimize(poses: Dict[int, np.ndarray], edges: List[Edge], robust: str = "cau
         chi2 = chi2_of(result, loops)
     out = {int(k): result.atPose3(int(k)).matrix() for k in poses}
     return GraphResult(out, float(e0), float(graph.error(result)), it1 + it2, chi2, outliers)
+
+
+class GraphProcess:
+    """`optimize` in a child process. gtsam holds the GIL while it optimises (a 3000-node
+    graph stalled the tracking thread's Python for 230 ms in one call), so the back-end
+    thread alone would not keep tracking free; a child process does. The child is a
+    plain `python -m` of this module (no multiprocessing: spawn would re-import the
+    caller's __main__) exchanging pickled requests over pipes."""
+
+    def __init__(self):
+        self._proc = None
+        self._lock = threading.Lock()
+
+    def _start(self):
+        import os
+        import subprocess
+        import sys
+
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        self._proc = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, env=env)
+
+    def optimize(self, *args, **kwargs) -> GraphResult:
+        with self._lock:
+            for attempt in (0, 1):
+                if self._proc is None or self._proc.poll() is not None:
+                    self._start()
+                try:
+                    _send(self._proc.stdin, (args, kwargs))
+                    ok, payload = _recv(self._proc.stdout)
+                except (OSError, EOFError, pickle.UnpicklingError):
+                    self.close_locked()
+                    if attempt:
+                        raise
+                    continue
+                if not ok:
+                    raise RuntimeError(f"pose-graph process: {payload}")
+                return payload
+        raise RuntimeError("unreachable")
+
+    def close_locked(self):
+        p, self._proc = self._proc, None
+        if p is not None:
+            try:
+                p.stdin.close()
+                p.wait(timeout=5)
+            except Exception:  # noqa: BLE001
+                p.kill()
+
+    def close(self):
+        with self._lock:
+            self.close_locked()
+
+
+def _send(f, obj):
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    f.write(struct.pack("<Q", len(data)))
+    f.write(data)
+    f.flush()
+
+
+def _recv(f):
+    head = f.read(8)
+    if len(head) < 8:
+        raise EOFError("pose-graph pipe closed")
+    (n,) = struct.unpack("<Q", head)
+    data = f.read(n)
+    if len(data) < n:
+        raise EOFError("pose-graph pipe closed")
+    return pickle.loads(data)
+
+
+def _serve():
+    import importlib
+    import sys
+
+    # Run as __main__, but optimise through the package module so results pickle under
+    # its name (the parent has no __main__.GraphResult).
+    mod = importlib.import_module("gs4_ros.core.backend.pose_graph")
+    inp, out = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr          # stray prints must not corrupt the pipe
+    while True:
+        try:
+            args, kwargs = _recv(inp)
+        except EOFError:
+            return
+        try:
+            reply = (True, mod.optimize(*args, **kwargs))
+        except Exception as e:  # noqa: BLE001 - reported to the parent
+            reply = (False, f"{type(e).__name__}: {e}")
+        _send(out, reply)
+
+
+if __name__ == "__main__":
+    _serve()
