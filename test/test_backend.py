@@ -110,6 +110,20 @@ def test_no_false_loop_without_revisits():
     assert be.stats.loop_closures == 0 and not be.graph.loop_edges()
 
 
+def test_information_moves_to_the_edge_frame():
+    """Left perturbations of T (tracker) and right ones (graph) agree through the adjoint."""
+    from gs4_ros.core.backend.keyframe_graph import adjoint, information_at_child
+
+    T = se3.se3_exp(torch.tensor([0.3, -0.2, 0.5, 0.2, -0.4, 0.3], dtype=torch.float64)).numpy()
+    xi = np.array([0.01, 0.02, -0.01, 0.005, 0.01, -0.02])
+    left = se3.se3_exp(torch.from_numpy(adjoint(T) @ xi)).numpy() @ T
+    right = T @ se3.se3_exp(torch.from_numpy(xi)).numpy()
+    np.testing.assert_allclose(left, right, atol=1e-12)
+    info = np.diag([1.0, 2, 3, 4, 5, 6])
+    # Same quadratic cost for the same motion expressed in either frame.
+    assert xi @ information_at_child(info, T) @ xi == pytest.approx((adjoint(T) @ xi) @ info @ (adjoint(T) @ xi))
+
+
 def test_robust_pose_graph_drops_a_wrong_loop():
     """Two consistent loops and one wrong one (1 m off): the wrong one is reported as an
     outlier and the solution matches the ground truth."""
@@ -225,6 +239,13 @@ def test_pipeline_applies_a_graph_update_to_keyframes_map_and_trajectory(short_f
     kfs = pipe.keyframes
     assert len(kfs) >= 3 and len(pipe.backend.graph) == len(kfs)
     assert len(pipe.backend.graph.edges) == len(kfs) - 1          # odometry chain
+    sigma = pipe.cfg.backend.odom_sigma
+    for e in pipe.backend.graph.edges:                            # the tracker's J^T J, rescaled
+        assert e.kind == "odom" and e.j == e.i + 1
+        np.testing.assert_allclose(e.information, e.information.T, atol=1e-6 / sigma ** 2)
+        assert np.linalg.eigvalsh(e.information).min() > 0
+        assert np.trace(e.information[:3, :3]) == pytest.approx(3 / sigma ** 2, rel=1e-6)
+        assert not np.allclose(e.information, np.eye(6) / sigma ** 2, rtol=0.05)
     before = pipe.final_trajectory()
     assert all(np.allclose(p, r.pose) for (_, _, p), r in zip(before, results))
     # A graph result that moves keyframe 1 (and, as the newest optimised one, all later).

@@ -46,6 +46,25 @@ def relative(Ti: np.ndarray, Tj: np.ndarray) -> np.ndarray:
     return inv @ Tj
 
 
+def adjoint(T: np.ndarray) -> np.ndarray:
+    """6x6 adjoint of T for (rho, phi) twists: exp(Ad_T xi) T = T exp(xi)."""
+    R, t = T[:3, :3], T[:3, 3]
+    tx = np.array([[0, -t[2], t[1]], [t[2], 0, -t[0]], [-t[1], t[0], 0]])
+    A = np.zeros((6, 6))
+    A[:3, :3] = R
+    A[:3, 3:] = tx @ R
+    A[3:, 3:] = R
+    return A
+
+
+def information_at_child(info_parent: np.ndarray, T_ij: np.ndarray) -> np.ndarray:
+    """The tracker perturbs a relative pose on the left (in the reference camera i's frame);
+    graph edges perturb on the right (in j's frame): xi_i = Ad_T xi_j, so the information
+    becomes Ad^T I Ad."""
+    A = adjoint(T_ij)
+    return A.T @ info_parent @ A
+
+
 def normalize_information(info: Optional[np.ndarray], sigma: float, max_condition: float = 1e4) -> np.ndarray:
     """Information for the graph from a Gauss-Newton J^T J: keep its shape (which
     directions the images constrain, e.g. weak along a bare wall), but set its scale so

@@ -30,7 +30,7 @@ from .. import se3
 from ..config import BackendConfig, TrackingConfig
 from ..geometry import backproject, normals_from_points
 from ..tracker import RGBDTracker, intensity
-from .keyframe_graph import Edge, KeyframeNode, normalize_information, relative
+from .keyframe_graph import Edge, KeyframeNode, information_at_child, normalize_information, relative
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ class LoopDetector:
         if not (res.inlier_fraction >= c.dense_min_inlier_fraction and np.isfinite(res.rms_depth)
                 and res.rms_depth <= c.dense_max_rms_depth and dt <= c.max_dense_correction):
             return Verification(False, cand.id, "weak dense", stats=stats)
-        info = normalize_information(res.information, c.loop_sigma)
+        info = normalize_information(information_at_child(res.information, T_dense), c.loop_sigma)
         return Verification(True, cand.id, "ok", T_dense, info, stats)
 
     def dense_refine(self, cand: KeyframeNode, query: KeyframeNode, T_init: np.ndarray):
