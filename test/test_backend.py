@@ -320,3 +320,49 @@ def test_async_backend_never_blocks_and_finishes(short_frames):
     assert s["loop_queries"] == s["keyframes"] == len(pipe.keyframes)
     pipe.close()
     assert pipe.backend._thread is None
+
+
+def test_large_correction_triggers_joint_optimisation_and_feeds_poses_back(short_frames):
+    pipe, _, _ = run_small(short_frames, joint_iterations=2, joint_top_k=2)
+    from gs4_ros.core.backend import GraphUpdate
+    kfs = pipe.keyframes
+    st = pipe.backend.stats
+    n0 = st.joint_optimizations
+    C = se3.se3_exp(torch.tensor([0.04, 0.0, 0.0, 0.0, 0.0, 0.0], dtype=torch.float64)).numpy()
+    poses = {k.id: k.pose.double().numpy() for k in kfs}
+    poses[kfs[-1].id] = target = C @ poses[kfs[-1].id]   # only the newest keyframe moves, 4 cm
+    pipe.backend._results.put(GraphUpdate(poses, None, 0.0))
+    pipe._backend_boundary({})
+    assert st.joint_optimizations == n0 + 1 and st.joint_reasons.get("correction") == 1
+    assert len(st.joint_ms) == st.joint_optimizations
+    for kf in kfs:                                 # graph and keyframes agree afterwards
+        np.testing.assert_allclose(pipe.backend.graph.nodes[kf.id].pose, kf.pose.double().numpy(), atol=1e-6)
+    # The joint step refines the corrected pose by millimetres; it does not undo the correction.
+    assert np.linalg.norm(kfs[-1].pose.double().numpy()[:3, 3] - target[:3, 3]) < 0.01
+    # A correction below the thresholds does not trigger it.
+    small = se3.se3_exp(torch.tensor([0.002, 0.0, 0.0, 0.0, 0.0, 0.0], dtype=torch.float64)).numpy()
+    poses = {k.id: k.pose.double().numpy() for k in kfs}
+    poses[kfs[-1].id] = small @ poses[kfs[-1].id]
+    pipe.backend._results.put(GraphUpdate(poses, None, 0.0))
+    pipe._backend_boundary({})
+    assert st.joint_optimizations == n0 + 1
+
+
+def test_tracking_trigger_on_large_motion_or_residual_jump(short_frames):
+    from gs4_ros.core.tracker import TrackResult
+
+    cfg = PipelineConfig()
+    pipe = SLAMPipeline(cfg, device="cpu")
+
+    def tr(step, rms):
+        return TrackResult(torch.eye(4), True, 0.9, rms, 0.02, 10, np.eye(6), (step, 0.0))
+
+    assert all(pipe._tracking_trigger(tr(0.01, 0.005), i) == "" for i in range(10))
+    assert pipe._tracking_trigger(tr(0.5, 0.005), 10) == "motion"
+    assert pipe._tracking_trigger(tr(0.01, 0.05), 11) == "residual"
+    assert pipe._tracking_trigger(tr(0.01, 0.005), 12) == ""
+    pipe._last_joint_frame = 12                    # a run just happened: wait min_interval
+    assert pipe._tracking_trigger(tr(0.5, 0.005), 13) == ""
+    assert pipe._tracking_trigger(tr(0.5, 0.005), 12 + cfg.backend.joint_min_interval) == "motion"
+    assert pipe._tracking_trigger(TrackResult(torch.eye(4), False, 0.0, float("nan"), float("nan"), 1,
+                                              np.eye(6), (1.0, 0.0)), 40) == ""
