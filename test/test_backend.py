@@ -15,12 +15,10 @@ import torch
 
 from gs4_ros.core import se3
 from gs4_ros.core.backend import Backend, JointOptimizer, JointView
-from gs4_ros.core.backend.keyframe_graph import Edge, KeyframeGraph, normalize_information, relative
+from gs4_ros.core.backend.keyframe_graph import Edge, normalize_information, relative
 from gs4_ros.core.backend.pose_graph import optimize
 from gs4_ros.core.config import PipelineConfig
-from gs4_ros.core.gaussian_map import GaussianMap
 from gs4_ros.core.pipeline import SLAMPipeline
-from gs4_ros.core.render import make_rasterizer
 from gs4_ros.eval.trajectory_metrics import trajectory_errors
 from gs4_ros.io.synthetic import SyntheticSequence
 
@@ -127,7 +125,6 @@ def test_information_moves_to_the_edge_frame():
 def test_robust_pose_graph_drops_a_wrong_loop():
     """Two consistent loops and one wrong one (1 m off): the wrong one is reported as an
     outlier and the solution matches the ground truth."""
-    rng = np.random.default_rng(0)
     n = 30
     gt = []
     for k in range(n):
@@ -154,7 +151,6 @@ def test_robust_pose_graph_drops_a_wrong_loop():
     err = [np.linalg.norm(res.poses[k][:3, 3] - gt[k][:3, 3]) for k in range(n)]
     drift = [np.linalg.norm(est[k][:3, 3] - gt[k][:3, 3]) for k in range(n)]
     assert max(err) < 0.1 * max(drift)
-    del rng
 
 
 def test_pose_graph_child_process_matches_inline():

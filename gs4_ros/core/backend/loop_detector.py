@@ -26,11 +26,10 @@ import cv2
 import numpy as np
 import torch
 
-from .. import se3
 from ..config import BackendConfig, TrackingConfig
 from ..geometry import backproject, normals_from_points
-from ..tracker import RGBDTracker, intensity
-from .keyframe_graph import Edge, KeyframeNode, information_at_child, normalize_information, relative
+from ..tracker import RGBDTracker
+from .keyframe_graph import KeyframeNode, information_at_child, normalize_information, relative
 
 log = logging.getLogger(__name__)
 
