@@ -252,44 +252,46 @@ class SLAMPipeline:
 
     def _apply_graph_update(self):
         """Corrections C = T_new T_current^-1 per keyframe, applied to the keyframes, the
-        graph, every Gaussian anchored to them (one batched pass) and the motion model.
-        Keyframes newer than the optimised graph move with its newest keyframe."""
+        graph, every Gaussian anchored to them and the motion model; keyframes newer than
+        the optimised graph move with its newest keyframe. Batched: one device transfer
+        each way and one pass over the map, whatever the number of keyframes."""
         upd = self.backend.poll()
         if upd is None or not self.keyframes:
             return None
         dev = self.device
-        corr: Dict[int, torch.Tensor] = {}
-        moved: Dict[int, tuple] = {}
-        for kf in self.keyframes:
-            if kf.id in upd.poses:
-                new = torch.as_tensor(upd.poses[kf.id], dtype=torch.float64)
-                corr[kf.id] = new @ se3.inv(kf.pose.detach().double().cpu())
-        if not corr:
+        ids = [kf.id for kf in self.keyframes]          # == 0..n-1
+        in_upd = torch.tensor([k in upd.poses for k in ids])
+        if not bool(in_upd.any()):
             return None
-        newest = max(corr)
-        c_new = corr[newest]
-        for kf in self.keyframes:
-            C = corr.get(kf.id, c_new if kf.id > newest else None)
-            if C is None:
-                continue
-            if kf.id in upd.poses:
-                kf.pose = torch.as_tensor(upd.poses[kf.id], dtype=torch.float32, device=dev)
-            else:
-                kf.pose = se3.orthonormalize(C.to(dev).float() @ kf.pose)
-            dt, dr = se3.pose_distance(torch.eye(4, dtype=torch.float64), C)
-            moved[kf.id] = (float(dt), float(dr))
-        self.map.apply_keyframe_corrections({k: C.to(dev).float() for k, C in corr.items()},
-                                            default=c_new.to(dev).float())
+        cur = torch.stack([kf.pose.detach() for kf in self.keyframes]).double().cpu()
+        new = cur.clone()
+        new[in_upd] = torch.as_tensor(np.stack([upd.poses[k] for k in ids if k in upd.poses]), dtype=torch.float64)
+        C = new @ se3.inv(cur)
+        newest = max(k for k in ids if k in upd.poses)
+        c_new = C[newest].clone()
+        later = (~in_upd) & (torch.arange(len(ids)) > newest)
+        C[later] = c_new
+        new[later] = se3.orthonormalize(c_new @ cur[later])
+        C[~(in_upd | later)] = torch.eye(4, dtype=torch.float64)
+        moved_mask = in_upd | later
+        new_dev = new.float().to(dev)
+        for i in torch.nonzero(moved_mask).flatten().tolist():
+            self.keyframes[i].pose = new_dev[i]
+        self.map.apply_correction_table(C.float().to(dev), moved_mask.to(dev))
         cn = c_new.to(dev).float()
         for i in (-1, -2):
             if len(self._poses) >= -i:
                 self._poses[i] = se3.orthonormalize(cn @ self._poses[i])
-        for k in moved:
-            self.backend.set_pose(k, self.keyframes[k].pose.double().cpu().numpy())
+        dt, dr = se3.pose_distance(torch.eye(4, dtype=torch.float64), C[moved_mask])
+        idx = torch.nonzero(moved_mask).flatten().tolist()
+        moved = {ids[i]: (float(dt[n]), float(dr[n])) for n, i in enumerate(idx)}
+        new_np = new.numpy()
+        for i in idx:
+            self.backend.set_pose(ids[i], new_np[i])
         self._corrected = True
         st = self.backend.stats
         st.corrections_applied += 1
-        st.max_correction_m = max(st.max_correction_m, max(m[0] for m in moved.values()))
+        st.max_correction_m = max(st.max_correction_m, float(dt.max()) if dt.numel() else 0.0)
         self._sync()
         return moved
 
