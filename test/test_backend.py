@@ -25,7 +25,7 @@ from gs4_ros.io.synthetic import SyntheticSequence
 W, H = 160, 120
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """torch's spinning intra-op threads make small CPU kernels 10-30x slower on a busy
     2-core machine; one thread keeps this file fast and its timing stable."""
@@ -225,8 +225,9 @@ def run_small(frames, **backend):
     return pipe, frames, results
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def small_run(short_frames):
+    """Shared by the tests below; only the last user (the joint test) changes its map."""
     return run_small(short_frames)
 
 
@@ -277,7 +278,7 @@ def test_pipeline_backend_off_matches_on_without_corrections(small_run):
     pipe = SLAMPipeline(cfg, device="cpu")
     for f, r in zip(frames, results):
         rr = pipe.process(f)
-        np.testing.assert_allclose(rr.pose, r.pose, atol=1e-6)
+        np.testing.assert_allclose(rr.pose, r.pose, atol=1e-5)   # float32 rounding only
     assert pipe.backend is None and pipe.backend_summary() == {"enabled": False}
 
 
