@@ -62,8 +62,9 @@ class MappingConfig:
 @dataclass
 class BackendConfig:
     """Keyframe graph, loop closure, pose-graph optimisation and the few-iteration joint
-    pose-Gaussian optimisation (issue 4). Defaults were chosen on the synthetic loops and
-    are meant for 30 Hz RGB-D at VGA; see gs4_ros/core/backend/."""
+    pose-Gaussian optimisation (issue 4). Defaults were set on synthetic loops at 160x120
+    and 7-Scenes redkitchen at 320x240 on the CPU, not yet checked at VGA on the GPU;
+    see gs4_ros/core/backend/."""
 
     enabled: bool = True                    # off: tracking and mapping exactly as without it
     synchronous: bool = False               # True: loop detection runs inside process() (tests,
@@ -81,7 +82,8 @@ class BackendConfig:
     orb_features: int = 500
     min_keyframe_gap: int = 15              # never test the last N keyframes (they are odometry)
     max_candidates: int = 3                 # verified per query, best appearance score first
-    min_appearance_matches: int = 40        # ratio-test matches for an appearance candidate
+    min_appearance_matches: int = 40        # index votes (query descriptors whose nearest neighbour,
+                                            # Hamming <= 40, lies in that keyframe) for a candidate
     proximity_radius: float = 0.6           # metres: pose-proximity candidates (current estimate)
     proximity_angle_deg: float = 35.0
     # Geometric verification
