@@ -138,6 +138,17 @@ def _print_summary(m, paths):
         print(f"held-out          PSNR {f('heldout_psnr')} dB, depth L1 {f('heldout_depth_l1_cm')} cm")
     if "miou" in m:
         print(f"semantic mIoU     {100 * m['miou']:.1f} %")
+    b = m.get("backend") or {}
+    if b.get("enabled"):
+        lc, jo = b["loop_detection"], b["joint_optimization"]
+        print(f"back-end          {b['loop_closures']} loop closures ({b['loop_outliers']} dropped as outliers, "
+              f"{b['loop_candidates_verified']} candidates verified), {b['graph_optimization']['count']} graph "
+              f"optimisations ({b['graph_optimization']['mean_ms']:.1f} ms mean), loop query "
+              f"{lc['mean_ms']:.1f} ms mean")
+        print(f"joint optimisation {jo['count']} runs, {jo['mean_ms']:.1f} ms mean, {jo['max_ms']:.1f} ms max "
+              f"({', '.join(f'{k} {v}' for k, v in b['joint_reasons'].items()) or 'none'})")
+    else:
+        print("back-end          off")
     print(f"map               {m.get('num_gaussians')} Gaussians, {f('map_mb')} MB")
     print(f"speed             {f('fps')} frames/s end to end")
     for k, v in (m.get("stage_ms") or {}).items():

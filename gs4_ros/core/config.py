@@ -63,6 +63,70 @@ class MappingConfig:
 
 
 @dataclass
+class BackendConfig:
+    """Keyframe graph, loop closure, pose-graph optimisation and the few-iteration joint
+    pose-Gaussian optimisation (issue 4). Defaults were set on synthetic loops at 160x120
+    and 7-Scenes redkitchen at 320x240 on the CPU, not yet checked at VGA on the GPU;
+    see gs4_ros/core/backend/."""
+
+    enabled: bool = True                    # off: tracking and mapping exactly as without it
+    synchronous: bool = False               # True: loop detection runs inside process() (tests,
+                                            # deterministic replays); False: a background thread
+    keyframe_image_width: int = 160         # per-keyframe rgb/depth kept (and joint-optimised) at
+                                            # this width: bounds memory and joint-optimisation cost
+    max_keyframe_images: int = 2000         # oldest keyframes' images dropped beyond this (loop
+                                            # detection and joint optimisation skip them)
+    # Edge information: the Gauss-Newton J^T J at the solution (odometry: the tracker's; loops:
+    # the dense verification's), rescaled so its translation block has this standard
+    # deviation, shape kept (see keyframe_graph.normalize_information).
+    odom_sigma: float = 0.02                # metres per keyframe step (drift is systematic: generous)
+    loop_sigma: float = 0.01                # metres
+    # Loop candidates
+    orb_features: int = 500
+    min_keyframe_gap: int = 15              # never test the last N keyframes (they are odometry)
+    max_candidates: int = 3                 # verified per query, best appearance score first
+    min_appearance_matches: int = 40        # index votes (query descriptors whose nearest neighbour,
+                                            # Hamming <= 40, lies in that keyframe) for a candidate
+    proximity_radius: float = 0.6           # metres: pose-proximity candidates (current estimate)
+    proximity_angle_deg: float = 35.0
+    # Geometric verification
+    pnp_reprojection_px: float = 3.0        # at the stored keyframe resolution
+    min_pnp_inliers: int = 25
+    min_pnp_inlier_ratio: float = 0.35
+    max_pnp_reprojection_px: float = 1.5    # mean reprojection error of the inliers
+    dense_min_inlier_fraction: float = 0.3  # dense refinement (the tracker, keyframe to keyframe):
+                                            # fraction of the query's valid pixels that align
+    dense_max_rms_depth: float = 0.02       # metres
+    max_dense_correction: float = 0.25      # metres: dense refinement may not move PnP further
+                                            # (PnP at low resolution is often 5-15 cm off, dense ~mm)
+    # Pose graph
+    loop_robust: str = "cauchy"             # cauchy | huber | none (loop edges only)
+    loop_robust_k: float = 3.0              # kernel width in whitened units (after an L2 start,
+                                            # see pose_graph.optimize)
+    loop_max_chi2: float = 50.0             # loops whitened-squared-error above this after the robust
+                                            # solve are dropped from the graph as outliers
+    optimize_iterations: int = 50           # Levenberg-Marquardt
+    optimize_in_subprocess: bool = True     # threaded mode: run gtsam in a child process (gtsam
+                                            # holds the GIL, which would stall tracking)
+    # Joint optimisation (GS4 step 5)
+    joint_enabled: bool = True
+    joint_iterations: int = 3               # 1-5 Adam steps
+    joint_top_k: int = 4                    # keyframes rendered and whose poses are optimised
+    joint_trigger_translation: float = 0.02  # metres a back-end correction moved a keyframe
+    joint_trigger_rotation_deg: float = 1.0
+    joint_trigger_step: float = 0.08        # metres tracking moved away from the prediction
+    joint_trigger_residual_ratio: float = 2.0  # rms depth residual over its running median
+    joint_min_interval: int = 10            # frames between tracking-triggered runs
+    joint_lr_pose: float = 1.0e-3           # Adam on the se(3) deltas
+    joint_lr_means: float = 1.0e-4
+    joint_lr_colors: float = 5.0e-3
+    joint_lr_opacity: float = 1.0e-2
+    joint_lr_scales: float = 1.0e-3
+    joint_lr_quats: float = 1.0e-3
+    joint_depth_weight: float = 1.0         # L1 depth term (metres) next to 0.8 L1 + 0.2 (1 - SSIM)
+
+
+@dataclass
 class PipelineConfig:
     device: str = "auto"                    # auto | cpu | cuda[:N]
     renderer: str = "auto"                  # auto | gsplat | torch
@@ -70,6 +134,7 @@ class PipelineConfig:
     initializer: str = "geometric"          # geometric | network (see the networks issue)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     mapping: MappingConfig = field(default_factory=MappingConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
 
     @property
     def num_classes(self) -> int:

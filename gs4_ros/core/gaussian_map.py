@@ -155,11 +155,48 @@ class GaussianMap:
         qT = se3.rotmat_to_quat(T[:3, :3])
         self.quats[idx] = se3.quat_multiply(qT.expand(idx.numel(), 4), self.quats[idx])
 
-    def apply_keyframe_corrections(self, corrections: Dict[int, torch.Tensor]):
-        """corrections: keyframe id -> world delta (T_new @ T_old^-1) of that keyframe."""
-        for kf, T in corrections.items():
-            idx = torch.nonzero(self.keyframe_id == int(kf)).flatten()
-            self.transform_rows(idx, T)
+    def apply_keyframe_corrections(self, corrections: Dict[int, torch.Tensor],
+                                   default: Optional[torch.Tensor] = None) -> int:
+        """Move every Gaussian rigidly by its keyframe's world delta (T_new @ T_old^-1).
+
+        corrections: keyframe id -> 4x4 delta. `default` moves Gaussians of keyframes not
+        in the dict whose id is above every key (keyframes newer than the optimised graph);
+        others stay. Returns how many rows moved.
+        """
+        if len(self) == 0 or (not corrections and default is None):
+            return 0
+        kid_max = int(self.keyframe_id.max()) if len(self) else -1
+        top = max(kid_max, max(corrections, default=-1))
+        table = torch.eye(4, device=self.device, dtype=self.dtype).repeat(top + 1, 1, 1)
+        moved = torch.zeros(top + 1, dtype=torch.bool, device=self.device)
+        if default is not None and corrections:
+            newest = max(corrections)
+            if top > newest:
+                table[newest + 1:] = default.to(table)
+                moved[newest + 1:] = True
+        for k, T in corrections.items():
+            if 0 <= int(k) <= top:
+                table[int(k)] = T.to(table)
+                moved[int(k)] = True
+        return self.apply_correction_table(table, moved)
+
+    def apply_correction_table(self, table: torch.Tensor, moved: torch.Tensor) -> int:
+        """The batched form: table [K, 4, 4] holds keyframe k's world delta, moved [K] which
+        rows of it apply. One gather and one batched transform over all Gaussians, whatever
+        the number of keyframes; rows anchored to no keyframe (-1) or to one >= K stay."""
+        if len(self) == 0 or table.shape[0] == 0:
+            return 0
+        kid = self.keyframe_id.long()
+        K = table.shape[0]
+        ok = (kid >= 0) & (kid < K)
+        ok[ok.clone()] = moved.to(self.device)[kid[ok]]
+        sel = torch.nonzero(ok).flatten()
+        if sel.numel() == 0:
+            return 0
+        T = table.to(self.means)[kid[sel]]                    # [M, 4, 4]
+        self.means[sel] = (T[:, :3, :3] @ self.means[sel, :, None])[..., 0] + T[:, :3, 3]
+        self.quats[sel] = se3.quat_multiply(se3.rotmat_to_quat(T[:, :3, :3]), self.quats[sel])
+        return int(sel.numel())
 
     def to(self, device) -> "GaussianMap":
         self.device = torch.device(device)

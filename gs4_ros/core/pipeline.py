@@ -3,12 +3,20 @@
 Feed it RGBDFrames in time order with `process`; it tracks each frame against the map
 rendered at the predicted pose, decides keyframes by motion, and on keyframes inserts
 Gaussians where the map does not yet explain the observation (co-visibility).
+
+With `backend.enabled` every keyframe also goes to the back-end (core/backend): loop
+closure and pose-graph optimisation on a background thread, whose corrections are applied
+here at frame boundaries (keyframe poses, the Gaussians anchored to them, the motion
+prediction), and the few-iteration joint optimisation when poses change significantly.
+Every frame's pose is kept relative to its keyframe, so `final_trajectory()` follows
+later corrections.
 """
 from __future__ import annotations
 
 import logging
 import math
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
@@ -24,6 +32,7 @@ from .gaussian_map import GaussianMap
 from .initializer import block_gaussians, labels_to_logits, to_world
 from .render import make_rasterizer, render_views
 from .tracker import RGBDTracker, TrackResult
+from .backend import Backend, JointOptimizer, JointView
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +74,7 @@ class SLAMPipeline:
         self.device = resolve_device(device or self.cfg.device)
         self.rasterizer = make_rasterizer(self.cfg.renderer, self.device)
         self.tracker = RGBDTracker(self.cfg.tracking)
+        self.backend: Optional[Backend] = None
         self.reset()
 
     # -- state ------------------------------------------------------------------------
@@ -77,6 +87,20 @@ class SLAMPipeline:
         self.frames_processed = 0
         self.frames_lost = 0
         self.last_result: Optional[FrameResult] = None
+        self.close()
+        b = self.cfg.backend
+        self.backend = Backend(b, self.cfg.tracking) if b.enabled else None
+        self.joint = JointOptimizer(b) if b.enabled and b.joint_enabled else None
+        self._anchors: List[tuple] = []        # per frame: (keyframe id, 4x4 pose in that keyframe)
+        self._corrected = False
+        self._rms_hist: deque = deque(maxlen=30)
+        self._last_joint_frame = -10 ** 9
+        self._frame_index = 0
+
+    def close(self):
+        """Stop the back-end thread (the pipeline stays usable; reset() starts a new one)."""
+        if getattr(self, "backend", None) is not None:
+            self.backend.close()
 
     @property
     def num_gaussians(self) -> int:
@@ -102,6 +126,9 @@ class SLAMPipeline:
         rgb = torch.from_numpy(frame.rgb).to(dev).float() / 255.0
         labels = None if frame.labels is None else torch.from_numpy(frame.labels.astype(np.int64)).to(dev)
         timings: Dict[str, float] = {}
+        self._frame_index = frame.index
+        if self.backend is not None and self._poses:
+            self._backend_boundary(timings)
 
         if not self._poses:
             pose = (se3.orthonormalize(torch.as_tensor(np.asarray(frame.meta["initial_pose"]), dtype=torch.float64)).float().to(dev)
@@ -137,6 +164,20 @@ class SLAMPipeline:
         self._poses.append(pose)
         pose_np = pose.detach().double().cpu().numpy()
         self.trajectory.append((frame.timestamp, frame.index, pose_np))
+        if self.keyframes:
+            akf = self.keyframes[-1]
+            self._anchors.append((akf.id, np.linalg.inv(akf.pose.detach().double().cpu().numpy()) @ pose_np))
+        if self.backend is not None:
+            ts = time.perf_counter()
+            if is_kf:
+                self.backend.add_keyframe(kf.id, frame.index, frame.timestamp, pose_np, frame.rgb, frame.depth,
+                                          frame.intrinsics.K_numpy(), None if track is None else track.information)
+            if self.cfg.backend.synchronous:
+                self._backend_boundary(timings)
+            reason = self._tracking_trigger(track, frame.index)
+            if reason:
+                self._joint(self._recent_keyframes(), reason, timings)
+            timings["backend"] = 1000 * (time.perf_counter() - ts)
         self.frames_processed += 1
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
@@ -147,6 +188,8 @@ class SLAMPipeline:
                       "rms_photo": track.rms_photo, "iterations": track.iterations,
                       "step_m": track.delta_from_prediction[0],
                       "step_rad": track.delta_from_prediction[1]}
+        if self.backend is not None:
+            health["loop_closures"] = self.backend.stats.loop_closures
         res = FrameResult(frame.index, frame.timestamp, pose_np, track is None or track.ok, is_kf,
                           len(self.map), added, pruned, timings, health)
         self.last_result = res
@@ -189,6 +232,144 @@ class SLAMPipeline:
         dt, dr = se3.pose_distance(kf.pose, pose)
         return (float(dt) > m.keyframe_translation or math.degrees(float(dr)) > m.keyframe_rotation_deg
                 or index - kf.frame_index >= m.keyframe_max_interval)
+
+    # -- back-end ---------------------------------------------------------------------
+    def _backend_boundary(self, timings: Dict[str, float]):
+        """Apply the newest pose-graph result (if any) and joint-optimise when it moved
+        keyframes by more than the thresholds. Called between frames only."""
+        ts = time.perf_counter()
+        moved = self._apply_graph_update()
+        if moved is None:
+            return
+        timings["correction"] = 1000 * (time.perf_counter() - ts)
+        b = self.cfg.backend
+        big = {k: m for k, m in moved.items()
+               if m[0] > b.joint_trigger_translation or math.degrees(m[1]) > b.joint_trigger_rotation_deg}
+        if big:
+            top = sorted(big, key=lambda k: -(big[k][0] + big[k][1]))[: b.joint_top_k]
+            self._joint(top, "correction", timings)
+
+    def _apply_graph_update(self):
+        """Corrections C = T_new T_current^-1 per keyframe, applied to the keyframes, the
+        graph, every Gaussian anchored to them and the motion model; keyframes newer than
+        the optimised graph move with its newest keyframe. Batched: one device transfer
+        each way and one pass over the map, whatever the number of keyframes."""
+        upd = self.backend.poll()
+        if upd is None or not self.keyframes:
+            return None
+        dev = self.device
+        ids = [kf.id for kf in self.keyframes]          # == 0..n-1
+        in_upd = torch.tensor([k in upd.poses for k in ids])
+        if not bool(in_upd.any()):
+            return None
+        cur = torch.stack([kf.pose.detach() for kf in self.keyframes]).double().cpu()
+        new = cur.clone()
+        new[in_upd] = torch.as_tensor(np.stack([upd.poses[k] for k in ids if k in upd.poses]), dtype=torch.float64)
+        C = new @ se3.inv(cur)
+        newest = max(k for k in ids if k in upd.poses)
+        c_new = C[newest].clone()
+        later = (~in_upd) & (torch.arange(len(ids)) > newest)
+        C[later] = c_new
+        new[later] = se3.orthonormalize(c_new @ cur[later])
+        C[~(in_upd | later)] = torch.eye(4, dtype=torch.float64)
+        moved_mask = in_upd | later
+        new_dev = new.float().to(dev)
+        for i in torch.nonzero(moved_mask).flatten().tolist():
+            self.keyframes[i].pose = new_dev[i]
+        self.map.apply_correction_table(C.float().to(dev), moved_mask.to(dev))
+        cn = c_new.to(dev).float()
+        for i in (-1, -2):
+            if len(self._poses) >= -i:
+                self._poses[i] = se3.orthonormalize(cn @ self._poses[i])
+        dt, dr = se3.pose_distance(torch.eye(4, dtype=torch.float64), C[moved_mask])
+        idx = torch.nonzero(moved_mask).flatten().tolist()
+        moved = {ids[i]: (float(dt[n]), float(dr[n])) for n, i in enumerate(idx)}
+        new_np = new.numpy()
+        for i in idx:
+            self.backend.set_pose(ids[i], new_np[i])
+        self._corrected = True
+        st = self.backend.stats
+        st.corrections_applied += 1
+        st.max_correction_m = max(st.max_correction_m, float(dt.max()) if dt.numel() else 0.0)
+        self._sync()
+        return moved
+
+    def _tracking_trigger(self, track: Optional[TrackResult], index: int) -> str:
+        """'motion' or 'residual' when tracking says the poses moved a lot, else ''."""
+        b = self.cfg.backend
+        if self.joint is None or track is None or not track.ok:
+            return ""
+        rms = track.rms_depth
+        med = float(np.median(self._rms_hist)) if len(self._rms_hist) >= 5 else float("nan")
+        if np.isfinite(rms):
+            self._rms_hist.append(rms)
+        if index - self._last_joint_frame < b.joint_min_interval:
+            return ""
+        if track.delta_from_prediction[0] > b.joint_trigger_step:
+            return "motion"
+        if np.isfinite(med) and np.isfinite(rms) and rms > b.joint_trigger_residual_ratio * med:
+            return "residual"
+        return ""
+
+    def _recent_keyframes(self) -> List[int]:
+        return [kf.id for kf in self.keyframes[-self.cfg.backend.joint_top_k:]]
+
+    def _joint(self, kf_ids: List[int], reason: str, timings: Dict[str, float]):
+        """Few Adam steps on the visible Gaussians and these keyframes' poses; the new
+        poses go back to the keyframes, the graph and (for the newest) the motion model."""
+        if self.joint is None:
+            return None
+        dev = self.device
+        views = []
+        for k in kf_ids:
+            node = self.backend.graph.nodes.get(k)
+            if node is None or node.rgb is None:
+                continue
+            views.append(JointView(k, self.keyframes[k].pose, torch.from_numpy(node.rgb).to(dev).float() / 255.0,
+                                   torch.from_numpy(node.depth).to(dev), torch.as_tensor(node.K, dtype=torch.float32)))
+        if not views:
+            return None
+        res = self.joint.run(self.map, self.rasterizer, views)
+        if res is None:
+            return None
+        self._last_joint_frame = self._frame_index
+        newest = self.keyframes[-1].id
+        for k, P in res.poses.items():
+            old = self.keyframes[k].pose
+            self.keyframes[k].pose = P
+            self.backend.set_pose(k, P.double().cpu().numpy())
+            if k == newest:
+                C = P @ se3.inv(old)
+                for i in (-1, -2):
+                    if len(self._poses) >= -i:
+                        self._poses[i] = se3.orthonormalize(C @ self._poses[i])
+        self._corrected = True
+        st = self.backend.stats
+        st.joint_optimizations += 1
+        st.joint_ms.append(res.ms)
+        st.joint_reasons[reason] = st.joint_reasons.get(reason, 0) + 1
+        timings["joint"] = timings.get("joint", 0.0) + res.ms
+        return res
+
+    def finish(self, timeout: Optional[float] = None):
+        """End of a sequence: wait for the back-end's queued work and apply its result."""
+        if self.backend is None or not self._poses:
+            return
+        self.backend.wait_idle(timeout)
+        self._backend_boundary({})
+
+    def final_trajectory(self) -> List[tuple]:
+        """(timestamp, frame index, 4x4 c2w) per processed frame with every back-end
+        correction so far: each frame rides on the keyframe it was tracked after."""
+        if not self._corrected:
+            return list(self.trajectory)
+        kp = {kf.id: kf.pose.detach().double().cpu().numpy() for kf in self.keyframes}
+        return [(ts, idx, kp[a[0]] @ a[1]) for (ts, idx, _), a in zip(self.trajectory, self._anchors)]
+
+    def backend_summary(self) -> Dict[str, object]:
+        if self.backend is None:
+            return {"enabled": False}
+        return dict(enabled=True, synchronous=self.cfg.backend.synchronous, **self.backend.stats.summary())
 
     # -- mapping ----------------------------------------------------------------------
     @torch.no_grad()

@@ -1,0 +1,267 @@
+"""The back-end service the pipeline talks to: keyframes in, pose corrections out.
+
+The pipeline (tracking thread) calls `add_keyframe` and, at frame boundaries, `poll`.
+Everything slow - ORB features, loop candidates, PnP and dense verification, the gtsam
+optimisation - runs on one background thread (or inline with `synchronous`, for
+deterministic tests and replays), so tracking of the next frame never waits for it.
+A result carries absolute optimised keyframe poses; the pipeline turns them into
+corrections against its *current* poses when it applies them, so a result that arrives
+late, or two that arrive together, never double-correct.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import cv2
+import numpy as np
+
+from ..config import BackendConfig, TrackingConfig
+from .keyframe_graph import Edge, KeyframeGraph, KeyframeNode, normalize_information, relative
+from .loop_detector import LoopDetector, extract_features
+from .pose_graph import GraphProcess, optimize
+
+log = logging.getLogger(__name__)
+
+IDLE_EXIT_S = 30.0
+
+
+@dataclass
+class GraphUpdate:
+    """Optimised keyframe poses after a loop closure (absolute, camera-to-world)."""
+
+    poses: Dict[int, np.ndarray]
+    loop: Edge
+    ms: float
+
+
+@dataclass
+class BackendStats:
+    keyframes: int = 0
+    loop_queries: int = 0
+    loop_candidates_verified: int = 0
+    loop_closures: int = 0                  # accepted and still in the graph
+    loop_outliers: int = 0                  # accepted by verification, dropped by the graph
+    loop_rejections: Dict[str, int] = field(default_factory=dict)
+    loop_detect_ms: List[float] = field(default_factory=list)   # per query, features to verdict
+    graph_opt_ms: List[float] = field(default_factory=list)
+    corrections_applied: int = 0
+    max_correction_m: float = 0.0
+    joint_optimizations: int = 0
+    joint_ms: List[float] = field(default_factory=list)
+    joint_reasons: Dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> Dict[str, object]:
+        def stat(v):
+            return {"count": len(v), "mean_ms": float(np.mean(v)) if v else 0.0,
+                    "max_ms": float(np.max(v)) if v else 0.0, "total_ms": float(np.sum(v)) if v else 0.0}
+        return {"keyframes": self.keyframes, "loop_queries": self.loop_queries,
+                "loop_candidates_verified": self.loop_candidates_verified,
+                "loop_closures": self.loop_closures, "loop_outliers": self.loop_outliers,
+                "loop_rejections": dict(self.loop_rejections),
+                "loop_detection": stat(self.loop_detect_ms), "graph_optimization": stat(self.graph_opt_ms),
+                "corrections_applied": self.corrections_applied, "max_correction_m": self.max_correction_m,
+                "joint_optimizations": self.joint_optimizations, "joint_optimization": stat(self.joint_ms),
+                "joint_reasons": dict(self.joint_reasons)}
+
+
+@dataclass
+class _Job:
+    kf_id: int
+    gray: np.ndarray
+    depth: np.ndarray
+    K: np.ndarray
+
+
+class Backend:
+    def __init__(self, cfg: BackendConfig, tracking: TrackingConfig):
+        self.cfg = cfg
+        self.tracking = tracking
+        self.graph = KeyframeGraph(cfg.max_keyframe_images)
+        self.detector = LoopDetector(cfg, tracking)
+        self.stats = BackendStats()
+        self._jobs: "queue.Queue[Optional[_Job]]" = queue.Queue()
+        self._results: "queue.Queue[GraphUpdate]" = queue.Queue()
+        self._thread: Optional[threading.Thread] = None
+        self._stop = threading.Event()
+        self._last_id: Optional[int] = None
+        self._error: Optional[BaseException] = None
+        self._lock = threading.Lock()
+        self._graph_proc: Optional[GraphProcess] = None
+
+    # -- tracking-thread side ------------------------------------------------------------
+    def add_keyframe(self, kf_id: int, frame_index: int, timestamp: float, pose: np.ndarray,
+                     rgb: np.ndarray, depth: np.ndarray, K: np.ndarray,
+                     information: Optional[np.ndarray]):
+        """Register a keyframe (full-size uint8 rgb and float32 depth, numpy) with the
+        odometry edge from the previous keyframe; its loop query is queued."""
+        c = self.cfg
+        h, w = depth.shape
+        sw = min(int(c.keyframe_image_width), w)
+        sh = int(round(h * sw / w))
+        s_rgb = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA) if sw != w else rgb.copy()
+        s_depth = cv2.resize(depth, (sw, sh), interpolation=cv2.INTER_NEAREST) if sw != w else depth.copy()
+        sx, sy = sw / w, sh / h
+        Ks = np.array([[K[0, 0] * sx, 0, (K[0, 2] + 0.5) * sx - 0.5],
+                       [0, K[1, 1] * sy, (K[1, 2] + 0.5) * sy - 0.5], [0, 0, 1.0]])
+        pose = np.asarray(pose, dtype=np.float64)
+        node = KeyframeNode(kf_id, frame_index, timestamp, pose.copy(), s_rgb, s_depth.astype(np.float32), Ks)
+        with self.graph.lock:
+            prev = self.graph.nodes.get(self._last_id) if self._last_id is not None else None
+            self.graph.add_keyframe(node)
+            if prev is not None:
+                self.graph.add_edge(Edge(prev.id, kf_id, relative(prev.pose, pose),
+                                         normalize_information(information, c.odom_sigma), "odom"))
+        self._last_id = kf_id
+        self.stats.keyframes += 1
+        job = _Job(kf_id, cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), np.asarray(depth, np.float32), np.asarray(K, np.float64))
+        if c.synchronous:
+            self._process(job)
+        else:
+            self._jobs.put(job)          # before _ensure_thread: an idle thread about to exit
+            self._ensure_thread()        # re-checks the queue under the lock
+
+    def poll(self) -> Optional[GraphUpdate]:
+        """The newest finished graph update, if any (older ones are superseded: poses are
+        absolute and every optimisation uses every loop found so far)."""
+        if self._error is not None:
+            err, self._error = self._error, None
+            log.error("back-end thread failed: %s", err)
+        last = None
+        while True:
+            try:
+                last = self._results.get_nowait()
+            except queue.Empty:
+                return last
+
+    def wait_idle(self, timeout: Optional[float] = None) -> bool:
+        """Block until every queued keyframe is processed (end of a sequence)."""
+        if self._thread is None:
+            return True
+        t0 = time.perf_counter()
+        while self._jobs.unfinished_tasks:
+            if timeout is not None and time.perf_counter() - t0 > timeout:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def set_pose(self, kf_id: int, pose: np.ndarray):
+        """Feed a pose changed outside the graph (joint optimisation) back to its node."""
+        if kf_id in self.graph.nodes:
+            self.graph.set_pose(kf_id, pose)
+
+    def correct(self, corrections: Dict[int, np.ndarray]):
+        self.graph.correct(corrections)
+
+    def close(self):
+        t = self._thread
+        if t is not None:
+            self._stop.set()
+            self._jobs.put(None)
+            t.join(timeout=10)
+            self._thread = None
+        if self._graph_proc is not None:
+            self._graph_proc.close()
+            self._graph_proc = None
+        while True:                      # drop what is left (and the stop marker)
+            try:
+                self._jobs.get_nowait()
+                self._jobs.task_done()
+            except queue.Empty:
+                break
+
+    # -- worker side ---------------------------------------------------------------------
+    def _optimize(self, poses, edges):
+        c = self.cfg
+        args = (poses, edges, c.loop_robust, c.loop_robust_k, c.optimize_iterations, c.loop_max_chi2)
+        if c.synchronous or not c.optimize_in_subprocess:
+            return optimize(*args)
+        if self._graph_proc is None:
+            self._graph_proc = GraphProcess()
+        try:
+            return self._graph_proc.optimize(*args)
+        except Exception as e:  # noqa: BLE001 - a broken child must not lose the loop
+            log.warning("pose-graph child process failed (%s); optimising in this process", e)
+            return optimize(*args)
+
+    def _ensure_thread(self):
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, daemon=True, name="gs4-backend")
+            self._thread.start()
+
+    def _run(self):
+        # The thread ends after a while without work (a pipeline dropped without close()
+        # leaves nothing running); add_keyframe starts a new one on demand.
+        while not self._stop.is_set():
+            try:
+                job = self._jobs.get(timeout=IDLE_EXIT_S)
+            except queue.Empty:
+                with self._lock:
+                    if self._jobs.empty():
+                        self._thread = None
+                        return
+                continue
+            try:
+                if job is None:
+                    return
+                self._process(job)
+            except Exception as e:  # noqa: BLE001 - reported through poll(), never kills tracking
+                self._error = e
+                log.exception("back-end job for keyframe %s failed", getattr(job, "kf_id", "?"))
+            finally:
+                self._jobs.task_done()
+
+    def _process(self, job: _Job):
+        c = self.cfg
+        t0 = time.perf_counter()
+        node = self.graph.nodes.get(job.kf_id)
+        if node is None or node.rgb is None:
+            return
+        feats = extract_features(job.gray, job.depth, job.K, c.orb_features, node.K)
+        node.features = feats
+        with self.graph.lock:
+            nodes = dict(self.graph.nodes)
+        self.stats.loop_queries += 1
+        accepted = None
+        for cand_id, score in self.detector.candidates(node, nodes):
+            self.stats.loop_candidates_verified += 1
+            v = self.detector.verify(nodes[cand_id], node)
+            if v.accepted:
+                accepted = Edge(cand_id, node.id, v.T_ij, v.information, "loop", v.stats)
+                break
+            self.stats.loop_rejections[v.reason] = self.stats.loop_rejections.get(v.reason, 0) + 1
+            log.debug("loop candidate %d -> %d rejected: %s (%s)", cand_id, node.id, v.reason,
+                      ", ".join(f"{k} {x:.3g}" for k, x in v.stats.items()))
+        self.detector.add_to_index(node.id, feats)
+        gone = [k for k, n in nodes.items() if n.features is None and n.rgb is None]
+        if gone:
+            self.detector.drop_from_index(gone)
+        self.stats.loop_detect_ms.append(1000 * (time.perf_counter() - t0))
+        if accepted is None:
+            return
+        self.graph.add_edge(accepted)
+        self.stats.loop_closures += 1
+        log.info("loop closure: keyframe %d -> %d (%s)", accepted.i, accepted.j,
+                 ", ".join(f"{k} {v:.3g}" for k, v in accepted.stats.items()))
+        t1 = time.perf_counter()
+        poses, edges = self.graph.snapshot()
+        res = self._optimize(poses, edges)
+        ms = 1000 * (time.perf_counter() - t1)
+        if res.outliers:
+            bad = {(edges[n].i, edges[n].j) for n in res.outliers}
+            with self.graph.lock:
+                for e in self.graph.edges:
+                    if e.kind == "loop" and (e.i, e.j) in bad:
+                        e.kind = "rejected"
+            self.stats.loop_closures -= sum(1 for n in res.outliers)
+            self.stats.loop_outliers += len(res.outliers)
+            log.warning("pose graph dropped %d inconsistent loop edge(s): %s", len(res.outliers), sorted(bad))
+        self.stats.graph_opt_ms.append(ms)
+        self._results.put(GraphUpdate(res.poses, accepted, ms))

@@ -1,0 +1,133 @@
+"""The keyframe graph: keyframe poses, their stored low-resolution images, and the edges
+(odometry between consecutive keyframes, verified loop closures) that the pose graph
+optimises. Plain numpy float64 so the optimiser thread never touches the GPU.
+
+Edge convention: an edge (i, j) measures T_ij = T_i^-1 T_j (keyframe j in keyframe i's
+camera frame); its 6x6 information is in the tangent of the error at j, twist order
+(rho, phi) like core.se3 (pose_graph converts to gtsam's (phi, rho)).
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import numpy as np
+
+
+@dataclass
+class KeyframeNode:
+    id: int
+    frame_index: int
+    timestamp: float
+    pose: np.ndarray                       # 4x4 camera-to-world, current estimate
+    rgb: Optional[np.ndarray] = None       # h x w x 3 uint8 (downsampled), None once evicted
+    depth: Optional[np.ndarray] = None     # h x w float32 metres
+    K: Optional[np.ndarray] = None         # 3x3 of the stored size
+    features: Optional[object] = None      # loop_detector.KeyframeFeatures, filled lazily
+
+
+@dataclass
+class Edge:
+    i: int
+    j: int
+    T_ij: np.ndarray                       # 4x4 measurement, pose of j in i's frame
+    information: np.ndarray                # 6x6, (rho, phi)
+    kind: str = "odom"                     # odom | loop
+    stats: Dict[str, float] = field(default_factory=dict)
+
+
+def relative(Ti: np.ndarray, Tj: np.ndarray) -> np.ndarray:
+    """T_i^-1 T_j for rigid 4x4 transforms."""
+    R, t = Ti[:3, :3], Ti[:3, 3]
+    inv = np.eye(4)
+    inv[:3, :3] = R.T
+    inv[:3, 3] = -R.T @ t
+    return inv @ Tj
+
+
+def adjoint(T: np.ndarray) -> np.ndarray:
+    """6x6 adjoint of T for (rho, phi) twists: exp(Ad_T xi) T = T exp(xi)."""
+    R, t = T[:3, :3], T[:3, 3]
+    tx = np.array([[0, -t[2], t[1]], [t[2], 0, -t[0]], [-t[1], t[0], 0]])
+    A = np.zeros((6, 6))
+    A[:3, :3] = R
+    A[:3, 3:] = tx @ R
+    A[3:, 3:] = R
+    return A
+
+
+def information_at_child(info_parent: np.ndarray, T_ij: np.ndarray) -> np.ndarray:
+    """The tracker perturbs a relative pose on the left (in the reference camera i's frame);
+    graph edges perturb on the right (in j's frame): xi_i = Ad_T xi_j, so the information
+    becomes Ad^T I Ad."""
+    A = adjoint(T_ij)
+    return A.T @ info_parent @ A
+
+
+def normalize_information(info: Optional[np.ndarray], sigma: float, max_condition: float = 1e4) -> np.ndarray:
+    """Information for the graph from a Gauss-Newton J^T J: keep its shape (which
+    directions the images constrain, e.g. weak along a bare wall), but set its scale so
+    the translation block's mean variance is sigma^2. Raw J^T J counts every pixel as an
+    independent measurement and is orders of magnitude overconfident, and odometry and
+    loop edges need one common scale. Eigenvalues are floored at max / max_condition so
+    no direction is free."""
+    if info is None or not np.isfinite(info).all() or np.trace(info[:3, :3]) <= 0:
+        return np.eye(6) / sigma ** 2
+    A = 0.5 * (info + info.T)
+    A = A * (3.0 / (np.trace(A[:3, :3]) * sigma ** 2))
+    w, V = np.linalg.eigh(A)
+    w = np.clip(w, w.max() / max_condition, None)
+    return (V * w) @ V.T
+
+
+class KeyframeGraph:
+    """Thread-safe container; `snapshot()` hands the optimiser a consistent copy."""
+
+    def __init__(self, max_images: int = 2000):
+        self.nodes: Dict[int, KeyframeNode] = {}
+        self.edges: List[Edge] = []
+        self.max_images = int(max_images)
+        self.lock = threading.RLock()
+
+    def __len__(self):
+        return len(self.nodes)
+
+    def add_keyframe(self, node: KeyframeNode):
+        with self.lock:
+            self.nodes[node.id] = node
+            with_img = [k for k in sorted(self.nodes) if self.nodes[k].rgb is not None]
+            for k in with_img[: max(0, len(with_img) - self.max_images)]:
+                n = self.nodes[k]
+                n.rgb = n.depth = None
+                n.features = None
+
+    def add_edge(self, edge: Edge):
+        with self.lock:
+            self.edges.append(edge)
+
+    def loop_edges(self) -> List[Edge]:
+        with self.lock:
+            return [e for e in self.edges if e.kind == "loop"]
+
+    def poses(self) -> Dict[int, np.ndarray]:
+        with self.lock:
+            return {k: n.pose.copy() for k, n in self.nodes.items()}
+
+    def set_pose(self, kf_id: int, pose: np.ndarray):
+        with self.lock:
+            self.nodes[kf_id].pose = np.array(pose, dtype=np.float64)
+
+    def correct(self, corrections: Dict[int, np.ndarray]):
+        """Left-multiply world corrections C (new = C @ old) onto node poses."""
+        with self.lock:
+            for k, C in corrections.items():
+                if k in self.nodes:
+                    self.nodes[k].pose = C @ self.nodes[k].pose
+
+    def snapshot(self):
+        """(poses, edges) copies for an optimisation run outside the lock."""
+        with self.lock:
+            return ({k: n.pose.copy() for k, n in self.nodes.items()},
+                    [Edge(e.i, e.j, e.T_ij.copy(), e.information.copy(), e.kind, dict(e.stats))
+                     for e in self.edges])
