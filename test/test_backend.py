@@ -266,6 +266,7 @@ def test_pipeline_applies_a_graph_update_to_keyframes_map_and_trajectory(short_f
         expect = p0 if i < kfs[1].frame_index else C @ p0
         np.testing.assert_allclose(p1, expect, atol=1e-4)
     assert pipe.backend.stats.corrections_applied == 1
+    assert pipe.correction_count == 1
 
 
 def test_pipeline_backend_off_matches_on_without_corrections(small_run):

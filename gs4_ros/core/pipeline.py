@@ -93,6 +93,9 @@ class SLAMPipeline:
         self.joint = JointOptimizer(b) if b.enabled and b.joint_enabled else None
         self._anchors: List[tuple] = []        # per frame: (keyframe id, 4x4 pose in that keyframe)
         self._corrected = False
+        # Bumped whenever the back-end or the joint optimiser moves past poses (and the
+        # Gaussians with them), so drivers know to re-publish the path and the map.
+        self.correction_count = 0
         self._rms_hist: deque = deque(maxlen=30)
         self._last_joint_frame = -10 ** 9
         self._frame_index = 0
@@ -288,6 +291,7 @@ class SLAMPipeline:
         for i in idx:
             self.backend.set_pose(ids[i], new_np[i])
         self._corrected = True
+        self.correction_count += 1
         st = self.backend.stats
         st.corrections_applied += 1
         st.max_correction_m = max(st.max_correction_m, float(dt.max()) if dt.numel() else 0.0)
@@ -344,6 +348,7 @@ class SLAMPipeline:
                     if len(self._poses) >= -i:
                         self._poses[i] = se3.orthonormalize(C @ self._poses[i])
         self._corrected = True
+        self.correction_count += 1
         st = self.backend.stats
         st.joint_optimizations += 1
         st.joint_ms.append(res.ms)

@@ -122,6 +122,7 @@ class GS4Node(Node):
         self._last_intr = None
         self._optical_frame = self.p["camera_frame"] or DEFAULT_OPTICAL_FRAME
         self._path: List[PoseStamped] = []
+        self._seen_corrections = 0
         self._map_version = 0
         self._published_map_version = -1
         self._rendered = (None, -1)
@@ -375,6 +376,8 @@ class GS4Node(Node):
             return
         self._index += 1
         self._last_stamp_ns = s.stamp_ns
+        if self.pipe.correction_count != self._seen_corrections:
+            self._apply_corrections()
         self.stats.processed += 1
         self.stats.done_times.append(time.monotonic())
         self.stats.timings.append(dict(res.timings_ms))
@@ -387,6 +390,26 @@ class GS4Node(Node):
         self._last_intr = frame.intrinsics
         self._publish_pose(res.pose, s.stamp_ns, res.ok)
         self.stats.latency_ms.append(1000 * (time.monotonic() - s.received))
+
+    def _apply_corrections(self):
+        """The back-end moved past poses and Gaussians: re-publish the path and the map.
+
+        The pipeline's trajectory and this node's path hold one entry per processed frame,
+        in order (both are cleared together on reset), so the path is rewritten in place.
+        """
+        self._seen_corrections = self.pipe.correction_count
+        traj = self.pipe.final_trajectory()
+        if len(traj) == len(self._path):
+            self._path = [self._restamped(ps, T) for ps, (_, _, T) in zip(self._path, traj)]
+            self._path_dirty = True
+        self._map_version += 1
+
+    @staticmethod
+    def _restamped(ps: PoseStamped, T: np.ndarray) -> PoseStamped:
+        out = PoseStamped()
+        out.header = ps.header
+        conv.fill_pose(out.pose, T)
+        return out
 
     def _publish_pose(self, T: np.ndarray, stamp_ns: int, ok: bool):
         stamp = conv.ns_to_stamp(stamp_ns)
@@ -563,11 +586,13 @@ class GS4Node(Node):
     def _reset(self):
         if self._cfg_changed:
             self.cfg = read_pipeline_config(self)
+            self.pipe.close()                     # stop the old back-end thread
             self.pipe = SLAMPipeline(self.cfg)
             self._cfg_changed = False
         else:
             self.pipe.reset()
         self._path = []
+        self._seen_corrections = 0
         self._path_dirty = True
         self._last_stamp_ns = None
         self._last_pose = None
@@ -744,6 +769,7 @@ class GS4Node(Node):
         if self.p["save_map_on_shutdown"] and len(self.pipe.map):
             ok, msg = self._save_map()
             self._log_result(ok, msg)
+        self.pipe.close()                         # the back-end's thread and child process
 
 
 class _RosLogBridge(logging.Handler):
