@@ -215,6 +215,7 @@ def short_frames():
 def run_small(frames, **backend):
     """A pipeline over the short sequence, a keyframe at least every 3rd frame."""
     cfg = PipelineConfig()
+    cfg.backend.enabled = True
     cfg.backend.synchronous = True
     cfg.mapping.keyframe_max_interval = 3
     for k, v in backend.items():
@@ -309,6 +310,7 @@ def test_async_backend_never_blocks_and_finishes(short_frames):
     """Threaded mode: keyframes are queued, process() returns, finish() drains."""
     frames = short_frames
     cfg = PipelineConfig()
+    cfg.backend.enabled = True
     pipe = SLAMPipeline(cfg, device="cpu")
     for f in frames[:12]:
         pipe.process(f)
@@ -350,6 +352,7 @@ def test_tracking_trigger_on_large_motion_or_residual_jump(short_frames):
     from gs4_ros.core.tracker import TrackResult
 
     cfg = PipelineConfig()
+    cfg.backend.enabled = True
     pipe = SLAMPipeline(cfg, device="cpu")
 
     def tr(step, rms):
