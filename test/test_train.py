@@ -52,6 +52,8 @@ def test_predictor_and_refiner_losses_decrease_on_a_fixed_batch():
     rl = [refiner_clip(pred, ref, rast, Sampler(seqs, [], 0.0, 1, seed=4), mcfg, 2, w, ropt, 1.0)[0]["loss"]
           for _ in range(5)]
     assert rl[-1] < rl[0]
+    # The latent feature is trained through the refiner (the feature head gets gradients).
+    assert pred.feat_head[-1].weight.grad is not None and pred.feat_head[-1].weight.grad.abs().sum() > 0
 
 
 def test_fit_chunk_writes_loadable_weights_and_resumes(tmp_path):

@@ -47,6 +47,8 @@ def register(sub):
     e.add_argument("--real", default="", help="7-Scenes folder")
     e.add_argument("--real-frames", default="250:500", help="frames not used by training (default after 0:250)")
     e.add_argument("--variants", default="", help="comma list of geometric,prediction,+refinement (default all)")
+    e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="pipeline setting for every variant, e.g. --set tracking.min_inlier_fraction=0.1")
     e.add_argument("--json", default="", help="write the rows as JSON here")
     e.add_argument("--card", default="", help="put the table into this model card")
     e.set_defaults(func=cmd_eval)
@@ -75,8 +77,10 @@ def cmd_eval(args) -> int:
 
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     only = [v.strip() for v in args.variants.split(",") if v.strip()] or None
+    from .run import _parse_sets
+
     rows = ablation(args.weights, seeds, args.frames, args.width, args.height, args.device, args.real,
-                    args.real_frames, args.json, only)
+                    args.real_frames, args.json, only, _parse_sets(args.set))
     md = table(rows)
     print(md)
     if args.card:

@@ -30,12 +30,14 @@ def variants(weights: str) -> Dict[str, dict]:
             "+refinement": dict(net, **{"network.refine": True})}
 
 
-def run_source(name: str, frames: list, weights: str, device: str, only: Optional[List[str]] = None) -> List[dict]:
+def run_source(name: str, frames: list, weights: str, device: str, only: Optional[List[str]] = None,
+               overrides: Optional[dict] = None) -> List[dict]:
     rows = []
     for var, over in variants(weights).items():
         if only and var not in only:
             continue
         cfg = PipelineConfig()
+        cfg.override(dict(overrides or {}))
         cfg.override(dict(over))
         cfg.device = device
         pipe = SLAMPipeline(cfg, device=device)
@@ -70,7 +72,7 @@ def table(rows: List[dict]) -> str:
 
 def ablation(weights: str, seeds: List[int], frames: int = 100, width: int = 640, height: int = 480,
              device: str = "auto", real: str = "", real_frames: str = "250:500", json_out: str = "",
-             only: Optional[List[str]] = None) -> List[dict]:
+             only: Optional[List[str]] = None, overrides: Optional[dict] = None) -> List[dict]:
     from ..io.datasets import open_dataset
 
     bad = [s for s in seeds if s >= TRAIN_SEED_BASE]
@@ -81,11 +83,11 @@ def ablation(weights: str, seeds: List[int], frames: int = 100, width: int = 640
     for s in seeds:
         ds = open_dataset(f"synthetic:seed={s},frames={frames}", width=width, height=height, device=dev)
         fr = [ds[i] for i in range(len(ds))]   # rendered once, shared by the variants
-        rows += run_source(f"synthetic:{s}", fr, weights, dev, only)
+        rows += run_source(f"synthetic:{s}", fr, weights, dev, only, overrides)
     if real:
         ds = open_dataset(f"7scenes:{real}", frames=real_frames, width=width, height=height)
         fr = [ds[i] for i in range(len(ds))]
-        rows += run_source(f"7scenes:{real_frames}", fr, weights, dev, only)
+        rows += run_source(f"7scenes:{real_frames}", fr, weights, dev, only, overrides)
     if json_out:
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)
         with open(json_out, "w") as f:

@@ -137,8 +137,10 @@ def refiner_clip(pred, ref, rast, sampler, mcfg, length: int, weights: LossWeigh
     logs: Dict[str, list] = {}
     for t, i in enumerate(idx):
         pose = seq.poses[i]
+        # Only the feature head has trainable weights here: its output f reaches the loss
+        # through the refiner, the rest of the predictor is frozen.
+        tok = pred(seq.rgb[i].float()[None] / 255.0, seq.depth[i][None], seq.K, mcfg, stride=mcfg.stride)
         with torch.no_grad():
-            tok = pred(seq.rgb[i].float()[None] / 255.0, seq.depth[i][None], seq.K, mcfg, stride=mcfg.stride)
             sel = tok.valid[0] & unmapped_blocks(rast, gmap, pose, seq.K, W, H, mcfg.stride, tok.depth[0],
                                                  mcfg.silhouette_threshold, mcfg.front_margin)
             means, ls, q = tok.world(0, pose, sel)
@@ -147,7 +149,7 @@ def refiner_clip(pred, ref, rast, sampler, mcfg, length: int, weights: LossWeigh
             rows = select_rows(visible_rows(gmap, pose, seq.K, seq.depth[i]), new, 32768)
         if rows.numel() < 4:
             continue
-        refined, upd = refine_set(ref, gmap, rows, new)
+        refined, upd = refine_set(ref, gmap, rows, new, new_features=tok.features[0][sel])
         full = {}
         for f in ("colors", "log_scales", "quats", "opacity_logits"):
             full[f] = getattr(gmap, f).index_put((rows,), refined[f])
@@ -161,7 +163,8 @@ def refiner_clip(pred, ref, rast, sampler, mcfg, length: int, weights: LossWeigh
         if not torch.isfinite(loss):
             break                       # a degenerate clip: drop the rest of it
         loss.backward()
-        if torch.isfinite(torch.nn.utils.clip_grad_norm_(ref.parameters(), clip_grad)):
+        params = [p for g in opt.param_groups for p in g["params"]]
+        if torch.isfinite(torch.nn.utils.clip_grad_norm_(params, clip_grad)):
             opt.step()
         commit(gmap, rows, {k: v.detach() for k, v in refined.items()}, upd, mcfg.freeze_after)
         gmap.prune(mcfg.prune_opacity)
@@ -187,7 +190,8 @@ def fit(opts: FitOptions) -> dict:
     pred = GaussianPredictor(len(SCANNET20_CLASSES), opts.feature_dim, opts.width_channels).to(dev)
     ref = GaussianRefiner(opts.feature_dim).to(dev)
     opt_p = torch.optim.AdamW(pred.parameters(), lr=opts.lr, weight_decay=1e-4)
-    opt_r = torch.optim.AdamW(ref.parameters(), lr=opts.lr * 0.5, weight_decay=1e-4)
+    opt_r = torch.optim.AdamW(list(ref.parameters()) + list(pred.feat_head.parameters()), lr=opts.lr * 0.5,
+                              weight_decay=1e-4)
     state = {"chunk": 0, "pred_steps": 0, "ref_clips": 0, "history": [], "seconds": 0.0, "sequences": []}
     ck = Path(opts.ckpt)
     if opts.resume:
@@ -264,6 +268,8 @@ def fit(opts: FitOptions) -> dict:
     pred.eval()
     for p in pred.parameters():
         p.requires_grad_(False)
+    for p in pred.feat_head.parameters():
+        p.requires_grad_(True)
     ref.train()
     rhist: Dict[str, list] = {}
     t_ref = time.time()

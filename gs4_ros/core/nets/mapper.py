@@ -40,10 +40,15 @@ def visible_rows(gmap, pose: torch.Tensor, K: torch.Tensor, depth: torch.Tensor,
     return torch.nonzero(ok).flatten()
 
 
-def refine_set(refiner: GaussianRefiner, gmap, rows: torch.Tensor, new_rows: torch.Tensor):
+def refine_set(refiner: GaussianRefiner, gmap, rows: torch.Tensor, new_rows: torch.Tensor,
+               new_features: torch.Tensor = None):
     """Refined raw fields of map rows (differentiable in the refiner's weights) and the mask
-    of rows that may change (not frozen)."""
+    of rows that may change (not frozen). rows must end with new_rows (select_rows does
+    that); new_features, when given, replaces their stored features (training passes the
+    predictor's features with their graph, so the latent is trained for the refiner)."""
     g = {f: getattr(gmap, f)[rows] for f in FIELDS}
+    if new_features is not None and new_rows.numel():
+        g["features"] = torch.cat([g["features"][: rows.numel() - new_rows.numel()], new_features], 0)
     is_new = torch.isin(rows, new_rows)
     res = refiner(g, is_new)
     upd = ~gmap.frozen[rows]
