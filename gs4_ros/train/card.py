@@ -51,12 +51,8 @@ def write_card(path, summary: dict, weights_path=None):
     last = summary.get("chunks", [{}])[-1] if summary.get("chunks") else {}
     lines += ["", f"Final predictor losses: {_fmt(last.get('predictor_final', {}))}",
               "", f"Final refiner losses: {_fmt(last.get('refiner_final', {}))}", ""]
-    old_eval = ""
-    if path.is_file():
-        txt = path.read_text()
-        if EVAL_MARK in txt:
-            old_eval = txt[txt.index(EVAL_MARK):]
-    lines.append(old_eval or f"{EVAL_MARK}\n\n(not run yet: `gs4 train eval --card {path}` appends the ablation table)\n")
+    # New weights make any earlier table stale: the evaluation section starts empty.
+    lines.append(f"{EVAL_MARK}\n\n(not run yet for these weights: `gs4 train eval --card {path}` fills it in)\n")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
 
