@@ -50,6 +50,8 @@ def main(argv=None):
     a = ap.parse_args(argv)
     dev = torch.device(a.device)
     reps = a.reps or (50 if dev.type == "cuda" else 5)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True   # as the pipeline sets it
     if os.path.isfile(a.weights):
         pred, ref, _ = load_networks(a.weights, dev)
         src = a.weights

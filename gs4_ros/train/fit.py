@@ -185,6 +185,8 @@ def fit(opts: FitOptions) -> dict:
     t_start = time.time()
     dev = _device(opts.device)
     torch.manual_seed(opts.seed)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     mcfg = MappingConfig()
     rast = make_rasterizer("auto", dev)
     pred = GaussianPredictor(len(SCANNET20_CLASSES), opts.feature_dim, opts.width_channels).to(dev)

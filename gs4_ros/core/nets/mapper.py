@@ -139,6 +139,8 @@ def load_mapper(cfg, device) -> Tuple["NetworkMapper", dict] | Tuple[None, None]
         log.warning("initializer 'network': no weights at %s; falling back to the geometric initialiser", path)
         return None, None
     pred, ref, info = load_networks(path, device)
+    if torch.device(device).type == "cuda":
+        torch.backends.cudnn.benchmark = True   # fixed frame size: let cuDNN pick its fastest convolutions
     class_map = None
     if info["class_names"] != list(cfg.class_names):
         idx = {n: i for i, n in enumerate(info["class_names"])}

@@ -8,6 +8,13 @@ composed with normalise(1 + raw) and its opacity is sigmoid(raw + logit(init_opa
 The residual outputs start at exactly zero, so an untrained model reproduces v0 and
 training can only move away from it where the losses say so. The latent feature f is
 what the refinement network reads later.
+
+Geometry is protected, because the tracker aligns against the map's rendered surface
+(blended centres and normals): a shifted pixel is back-projected onto the block's fitted
+plane (the centre slides along the surface), the depth factor is bounded to 2%, the
+rotation residual turns a Gaussian about its normal with at most a few degrees of tilt,
+and the normal axis may not thicken more than the thinner tangential axis. Rendering
+losses alone would otherwise trade surface accuracy for colour.
 """
 from __future__ import annotations
 
@@ -25,9 +32,29 @@ from .backbone import STRIDES, RGBDBackbone, encode_rgbd
 
 LOG_SCALE_MIN = math.log(1e-4)
 LOG_SCALE_MAX = math.log(0.5)
-# Residual ranges: a token centre moves at most half a block in the image and 10% in depth.
+# Residual ranges: a token centre slides at most half a block in the image (along its
+# plane) and 2% in depth; a rotation tilts the normal by at most ~3 degrees.
 MAX_PIXEL_SHIFT = 0.5
-MAX_LOG_DEPTH = 0.1
+MAX_LOG_DEPTH = 0.02
+MAX_TILT = 0.025
+
+
+def rotation_residual(raw: torch.Tensor) -> torch.Tensor:
+    """[..., 4] raw -> unit quaternion in the Gaussian's local frame: free rotation about
+    the local z axis (the normal of a surfel), bounded tilt of that axis."""
+    w = 1.0 + raw[..., 0]
+    x = MAX_TILT * torch.tanh(raw[..., 1])
+    y = MAX_TILT * torch.tanh(raw[..., 2])
+    dq = torch.stack([w, x, y, raw[..., 3]], -1)
+    return dq / dq.norm(dim=-1, keepdim=True).clamp(min=1e-8)
+
+
+def scale_residual(log_scales: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+    """Add [..., 3] raw log-scale residuals; the third (normal) axis grows at most as much
+    as the thinner of the others, so a surfel's thin axis stays its thinnest."""
+    dz = torch.minimum(raw[..., 2], torch.minimum(raw[..., 0], raw[..., 1]))
+    out = log_scales + torch.stack([raw[..., 0], raw[..., 1], dz], -1)
+    return out.clamp(LOG_SCALE_MIN, LOG_SCALE_MAX)
 N_GAUSS_OUT = 2 + 1 + 3 + 3 + 4 + 1  # dx dy dd, colour, scale, rotation, opacity
 
 
@@ -105,21 +132,28 @@ class GaussianPredictor(nn.Module):
         f = self.feat_head(feats).flatten(2).transpose(1, 2)
         sem = self.sem_head(feats).flatten(2).transpose(1, 2)
         pm = torch.stack([p.means for p in priors])                    # [B, T, 3]
-        # Centre: shift the prior's projection in the image and scale its depth.
+        rot = torch.stack([p.rotmats for p in priors])                 # [B, T, 3, 3]
+        # Centre: shift the prior's pixel, back-project it onto the block's plane, then
+        # scale its depth (a block seen at a grazing angle keeps the prior's pixel).
         fx, fy = Ks[:, 0, 0, None], Ks[:, 1, 1, None]
         cx, cy = Ks[:, 0, 2, None], Ks[:, 1, 2, None]
         z = pm[..., 2].clamp(min=1e-3)
         u = fx * pm[..., 0] / z + cx + MAX_PIXEL_SHIFT * s * torch.tanh(g[..., 0])
         v = fy * pm[..., 1] / z + cy + MAX_PIXEL_SHIFT * s * torch.tanh(g[..., 1])
-        z2 = z * torch.exp(MAX_LOG_DEPTH * torch.tanh(g[..., 2]))
-        means = torch.stack([(u - cx) / fx * z2, (v - cy) / fy * z2, z2], -1)
+        ray = torch.stack([(u - cx) / fx, (v - cy) / fy, torch.ones_like(u)], -1)
+        n = rot[..., 2]
+        den = (n * ray).sum(-1)
+        facing = den.abs() > 0.3 * ray.norm(dim=-1)
+        t = torch.where(facing, (n * pm).sum(-1) / torch.where(facing, den, torch.ones_like(den)), z)
+        t = torch.minimum(torch.maximum(t, 0.8 * z), 1.25 * z)
+        ray = torch.where(facing[..., None], ray, pm / z[..., None])
+        means = ray * (t * torch.exp(MAX_LOG_DEPTH * torch.tanh(g[..., 2])))[..., None]
         means = torch.where((pm[..., 2:] > 0), means, pm)
         colors = torch.stack([p.colors for p in priors]) + g[..., 3:6]
         prior_ls = torch.log(torch.stack([p.scales for p in priors]).clamp(min=1e-6, max=1.0))
-        log_scales = (prior_ls + g[..., 6:9]).clamp(LOG_SCALE_MIN, LOG_SCALE_MAX)
-        q_prior = se3.rotmat_to_quat(torch.stack([p.rotmats for p in priors]).reshape(-1, 3, 3)).reshape(B, -1, 4)
-        dq = g[..., 9:13] + torch.tensor([1.0, 0, 0, 0], device=g.device, dtype=g.dtype)
-        dq = dq / dq.norm(dim=-1, keepdim=True).clamp(min=1e-8)
+        log_scales = scale_residual(prior_ls, g[..., 6:9])
+        q_prior = se3.rotmat_to_quat(rot.reshape(-1, 3, 3)).reshape(B, -1, 4)
+        dq = rotation_residual(g[..., 9:13])
         quats = se3.quat_multiply(q_prior.reshape(-1, 4), dq.reshape(-1, 4)).reshape(B, -1, 4)
         opacity_logits = g[..., 13] + self.opacity_bias
         lab = None if labels is None else torch.stack([p.labels for p in priors])

@@ -17,7 +17,7 @@ import torch.nn as nn
 
 from .. import se3
 from .knn import knn
-from .predictor import LOG_SCALE_MAX, LOG_SCALE_MIN
+from .predictor import rotation_residual, scale_residual
 
 N_REFINE_OUT = 3 + 3 + 4 + 1  # colour, log-scale, rotation, opacity
 FIELDS = ("means", "log_scales", "quats", "opacity_logits", "colors", "features")
@@ -87,12 +87,12 @@ class GaussianRefiner(nn.Module):
 
 def apply_residuals(g: Dict[str, torch.Tensor], res: torch.Tensor) -> Dict[str, torch.Tensor]:
     """New raw fields (colour, log-scale, quaternion, opacity logit) with residuals res
-    [N, 11] applied; positions and features are passed through unchanged."""
-    dq = res[:, 6:10] + torch.tensor([1.0, 0, 0, 0], device=res.device, dtype=res.dtype)
-    dq = dq / dq.norm(dim=-1, keepdim=True).clamp(min=1e-8)
+    [N, 11] applied; positions and features are passed through unchanged. Rotation and
+    scale residuals are constrained as in the predictor (turn about the local z axis, a
+    thin z axis stays thinnest), so the surface normals the tracker uses stay put."""
     out = dict(g)
     out["colors"] = g["colors"] + res[:, 0:3]
-    out["log_scales"] = (g["log_scales"] + res[:, 3:6]).clamp(LOG_SCALE_MIN, LOG_SCALE_MAX)
-    out["quats"] = se3.quat_multiply(g["quats"], dq)
+    out["log_scales"] = scale_residual(g["log_scales"], res[:, 3:6])
+    out["quats"] = se3.quat_multiply(g["quats"], rotation_residual(res[:, 6:10]))
     out["opacity_logits"] = g["opacity_logits"] + res[:, 10]
     return out
