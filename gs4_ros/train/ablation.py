@@ -49,7 +49,7 @@ def run_source(name: str, frames: list, weights: str, device: str, only: Optiona
             m["note"] = "labels from the frames' label images"
         m.update(source=name, variant=var)
         rows.append(m)
-        log.info("%s %s: %s", name, var, {k: m.get(k) for k, *_ in COLUMNS})
+        print("measured: " + table([m]).splitlines()[-1], flush=True)   # each row as soon as it is measured
     return rows
 
 
@@ -80,16 +80,21 @@ def ablation(weights: str, seeds: List[int], frames: int = 100, width: int = 640
         raise ValueError(f"seeds {bad} are training seeds (>= {TRAIN_SEED_BASE}); pick held-out seeds below it")
     dev = str(resolve_device(device))
     rows = []
+
+    def save():   # after every source, so a run cut short keeps what it measured
+        if json_out:
+            Path(json_out).parent.mkdir(parents=True, exist_ok=True)
+            with open(json_out, "w") as f:
+                json.dump(rows, f, indent=2, default=str)
+
     for s in seeds:
         ds = open_dataset(f"synthetic:seed={s},frames={frames}", width=width, height=height, device=dev)
         fr = [ds[i] for i in range(len(ds))]   # rendered once, shared by the variants
         rows += run_source(f"synthetic:{s}", fr, weights, dev, only, overrides)
+        save()
     if real:
         ds = open_dataset(f"7scenes:{real}", frames=real_frames, width=width, height=height)
         fr = [ds[i] for i in range(len(ds))]
         rows += run_source(f"7scenes:{real_frames}", fr, weights, dev, only, overrides)
-    if json_out:
-        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
-        with open(json_out, "w") as f:
-            json.dump(rows, f, indent=2, default=str)
+        save()
     return rows

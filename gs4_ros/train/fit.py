@@ -13,6 +13,7 @@ import logging
 import math
 import shlex
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -173,6 +174,30 @@ def refiner_clip(pred, ref, rast, sampler, mcfg, length: int, weights: LossWeigh
     return {k: float(np.mean(v)) for k, v in logs.items()}, len(gmap)
 
 
+def warm_up(rast, dev) -> Optional[threading.Thread]:
+    """Start compiling gsplat's CUDA kernels (about a minute on a fresh machine) in a thread,
+    so the compile overlaps the CPU-bound synthetic data generation instead of eating
+    training time. The thread only renders a tiny scene; join it before training."""
+    if dev.type != "cuda" or rast.name != "gsplat":
+        return None
+
+    def work():
+        try:
+            p = GaussianParams(means=torch.tensor([[0.0, 0.0, 2.0]], device=dev),
+                               quats=torch.tensor([[1.0, 0, 0, 0]], device=dev),
+                               scales=torch.full((1, 3), 0.1, device=dev), opacities=torch.full((1,), 0.9, device=dev),
+                               colors=torch.full((1, 3), 0.5, device=dev, requires_grad=True))
+            K = torch.tensor([[50.0, 0, 32], [0, 50.0, 24], [0, 0, 1]], device=dev)
+            out = render_views(rast, p, torch.eye(4, device=dev), K, 64, 48)
+            out.color.sum().backward()
+        except Exception as e:  # noqa: BLE001 - training reports the real error if it persists
+            log.warning("gsplat warm-up failed: %s", e)
+
+    t = threading.Thread(target=work, name="gsplat-warm-up", daemon=True)
+    t.start()
+    return t
+
+
 def _lr(base: float, frac: float, step: int) -> float:
     return base * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
 
@@ -224,6 +249,7 @@ def fit(opts: FitOptions) -> dict:
             last_save[0] = time.time()
 
     budget = opts.minutes * 60
+    warm = warm_up(rast, dev)
     # Data: fresh seeds per chunk, never below TRAIN_SEED_BASE (evaluation seeds are).
     first_seed = TRAIN_SEED_BASE + 100 * state["chunk"]
     syn = synthetic_sequences(list(range(first_seed, first_seed + opts.seeds)), opts.frames, opts.step,
@@ -232,6 +258,10 @@ def fit(opts: FitOptions) -> dict:
     state["sequences"] = sorted(set(state["sequences"]) | {s.name for s in syn + real})
     sampler = Sampler(syn, real, opts.p_real, opts.max_gap, seed=opts.seed + state["chunk"])
     weights = LossWeights()
+    if warm is not None:
+        t_w = time.time()
+        warm.join()
+        log.info("gsplat ready (waited %.0f s after the data)", time.time() - t_w)
     t_train = time.time()
     left = max(budget - (t_train - t_start), 1.0)
     t_pred_end = t_train + left * (1 - opts.refine_fraction)
