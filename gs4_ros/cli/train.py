@@ -34,6 +34,7 @@ def register(sub):
     f.add_argument("--real-frames", default=d.real_frames)
     f.add_argument("--p-real", type=float, default=d.p_real)
     f.add_argument("--clip-lengths", default="2,4,8", help="refiner clip lengths, in training order")
+    f.add_argument("--strides", default="8,8,8,8,16,32", help="token stride per step drawn from this list")
     f.add_argument("--seed", type=int, default=0)
     f.set_defaults(func=cmd_fit)
 
@@ -63,6 +64,7 @@ def cmd_fit(args) -> int:
                       frames=args.frames, step=args.step, batch=args.batch, lr=args.lr, real=args.real,
                       real_frames=args.real_frames, p_real=args.p_real,
                       clip_lengths=[int(x) for x in args.clip_lengths.split(",") if x.strip()], seed=args.seed,
+                      strides=[int(x) for x in args.strides.split(",") if x.strip()],
                       command="gs4 " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     s = fit(opts)
     last = s["chunks"][-1]

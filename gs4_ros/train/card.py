@@ -37,6 +37,8 @@ def write_card(path, summary: dict, weights_path=None):
         "- Losses: colour MSE + 0.2 (1 - SSIM) + 0.5 depth L1 (m) + 0.1 CE on rendered semantics + 0.1 per-token CE,"
         " in the input view and two overlapping views (co-visible pixels); refiner: rendering losses on clips of "
         + "/".join(str(x) for x in o.get("clip_lengths", [])) + " frames",
+        f"- Token strides per step drawn from {o.get('strides')}; batch {o.get('batch')}, AdamW lr {o.get('lr')} "
+        "(warm-up, cosine decay over the chunk)",
         f"- Weights file: {Path(weights_path).name if weights_path else 'gs4_nets.pt'} ({size:.2f} MB)",
         "",
         "| chunk | s | predictor steps | refiner clips | predictor loss first -> final | refiner loss first -> final |",

@@ -59,6 +59,9 @@ class FitOptions:
     real_frames: str = "0:250:2"     # the evaluation uses frames after these
     p_real: float = 0.2
     clip_lengths: List[int] = field(default_factory=lambda: [2, 4, 8])
+    # Token stride per predictor step, drawn from this list: mostly 8 (the default), some
+    # 16 and 32 so the selectable coarser strides are trained too.
+    strides: List[int] = field(default_factory=lambda: [8, 8, 8, 8, 16, 32])
     feature_dim: int = 16
     width_channels: int = 64
     seed: int = 0
@@ -103,7 +106,8 @@ def predictor_step(pred, rast, sampler, mcfg, opts, weights: LossWeights) -> Dic
     Ks = torch.stack([s.K for s, _ in batch])
     labels = torch.stack([s.labels[v[0]] if s.labels is not None else
                           torch.full_like(s.depth[v[0]], 255, dtype=torch.uint8) for s, v in batch])
-    tok = pred(rgb, depth, Ks, mcfg, labels=labels, stride=mcfg.stride)
+    stride = int(sampler.rng.choice(opts.strides)) if opts.strides else mcfg.stride
+    tok = pred(rgb, depth, Ks, mcfg, labels=labels, stride=stride)
     parts: Dict[str, list] = {}
     for b, (seq, views) in enumerate(batch):
         sel = tok.valid[b]
