@@ -118,7 +118,7 @@ def predictor_step(pred, rast, sampler, mcfg, opts, weights: LossWeights) -> Dic
         params = _params(means, ls, q, tok.opacity_logits[b][sel], tok.colors[b][sel], sem)
         H, W = seq.depth.shape[1:]
         Kv = seq.K.expand(len(views), 3, 3).contiguous()  # one contiguous K per camera (gsplat)
-        out = render_views(rast, params, seq.poses[views], Kv, W, H, semantics=sem is not None)
+        out = render_views(rast, params, seq.poses[views], Kv, W, H, semantics=sem is not None, geometry=True)
         rgb_t, dep_t, mask, lab = _targets(seq, views, views[0])
         for k, v in render_losses(out, rgb_t, dep_t, mask, lab).items():
             parts.setdefault(k, []).append(v)
@@ -160,7 +160,8 @@ def refiner_clip(pred, ref, rast, sampler, mcfg, length: int, weights: LossWeigh
             full[f] = getattr(gmap, f).index_put((rows,), refined[f])
         params = _params(gmap.means, full["log_scales"], full["quats"], full["opacity_logits"], full["colors"])
         views = [i] + ([idx[t - 1]] if t > 0 else [])
-        out = render_views(rast, params, seq.poses[views], seq.K.expand(len(views), 3, 3).contiguous(), W, H)
+        out = render_views(rast, params, seq.poses[views], seq.K.expand(len(views), 3, 3).contiguous(), W, H,
+                           geometry=True)
         rgb_t, dep_t, mask, _ = _targets(seq, views, i)
         parts = render_losses(out, rgb_t, dep_t, mask)
         loss = total(parts, weights)
