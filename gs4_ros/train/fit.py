@@ -125,7 +125,13 @@ def predictor_step(pred, rast, sampler, mcfg, opts, weights: LossWeights) -> Dic
     tl = tok.labels.reshape(-1)
     ok = tok.valid.reshape(-1) & (tl < pred.num_classes)
     if ok.any():
-        parts.setdefault("token_ce", []).append(F.cross_entropy(tok.sem_logits.reshape(-1, pred.num_classes)[ok], tl[ok]))
+        # Inverse-sqrt class frequency (in this batch) weights: walls and floors cover most
+        # tokens, and mIoU counts every present class alike.
+        cnt = torch.bincount(tl[ok], minlength=pred.num_classes).to(tok.sem_logits.dtype)
+        cw = torch.where(cnt > 0, cnt.clamp(min=1).rsqrt(), torch.zeros_like(cnt))
+        cw = cw * ok.sum() / (cw * cnt).sum()
+        parts.setdefault("token_ce", []).append(
+            F.cross_entropy(tok.sem_logits.reshape(-1, pred.num_classes)[ok], tl[ok], weight=cw))
     out = {k: torch.stack(v).mean() for k, v in parts.items()}
     out["loss"] = total(out, weights) if out else torch.zeros((), device=dev, requires_grad=True)
     return out
