@@ -253,3 +253,19 @@ def test_network_initializer_without_weights_falls_back(tmp_path, caplog):
     assert pipe.nets is None and "falling back to the geometric initialiser" in caplog.text
     with pytest.raises(ValueError):
         SLAMPipeline(PipelineConfig.from_dict({"initializer": "magic"}), device="cpu")
+
+
+def test_network_mapping_into_a_map_without_features(frames160, untrained_weights, caplog):
+    """A v0 map (no latent features, e.g. loaded from a PLY) keeps working: new Gaussians are
+    inserted, refinement is skipped with a warning."""
+    cfg = PipelineConfig()
+    cfg.override({"initializer": "network", "network.weights": str(untrained_weights),
+                  "tracking.min_inlier_fraction": 0.05})
+    pipe = SLAMPipeline(cfg, device="cpu")
+    pipe.map = GaussianMap(num_classes=20, feature_dim=0)
+    frames160[0].meta["initial_pose"] = frames160[0].gt_pose
+    with caplog.at_level(logging.WARNING):
+        for f in frames160[:3]:
+            pipe.process(f)
+    assert len(pipe.map) > 0 and pipe.map.features.shape[1] == 0
+    assert "refinement skipped" in caplog.text and (pipe.map.update_count == 0).all()

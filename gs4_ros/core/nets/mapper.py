@@ -115,10 +115,17 @@ class NetworkMapper:
             sem = labels_to_logits(tok.labels[0][select], self.cfg.num_classes)
         else:
             sem = self._semantics(tok.sem_logits[0][select])
+        # A map loaded from elsewhere (a v0 PLY) may lack the latent features: map into it,
+        # but the refiner, which reads them, is skipped.
+        fits = gmap.feature_dim == self.predictor.feature_dim
+        if not fits and not getattr(self, "_warned", False):
+            log.warning("map has %d feature channels, the networks %d: refinement skipped for this map",
+                        gmap.feature_dim, self.predictor.feature_dim)
+            self._warned = True
         new_rows = gmap.insert(means, log_scales, quats, tok.opacity_logits[0][select], tok.colors[0][select],
-                               sem_logits=sem, features=tok.features[0][select], birth_frame=frame_index,
-                               keyframe_id=kf_id, obs_weight=conf[select])
-        if nc.refine and self.refiner is not None:
+                               sem_logits=sem, features=tok.features[0][select] if fits else None,
+                               birth_frame=frame_index, keyframe_id=kf_id, obs_weight=conf[select])
+        if nc.refine and self.refiner is not None and fits:
             t2 = time.perf_counter()
             rows = select_rows(visible_rows(gmap, pose, K, depth, nc.visible_margin), new_rows, nc.max_refine)
             refined, upd = refine_set(self.refiner, gmap, rows, new_rows)
