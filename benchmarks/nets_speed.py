@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from gs4_ros.core.config import SCANNET20_CLASSES, MappingConfig  # noqa: E402
 from gs4_ros.core.gaussian_map import GaussianMap  # noqa: E402
 from gs4_ros.core.nets import DEFAULT_WEIGHTS, GaussianPredictor, GaussianRefiner, load_networks  # noqa: E402
-from gs4_ros.core.nets.mapper import commit, refine_set, select_rows, visible_rows  # noqa: E402
+from gs4_ros.core.nets.mapper import refine_set, select_rows, visible_rows  # noqa: E402
 
 
 def timed(fn, dev, reps):
