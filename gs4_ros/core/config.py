@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List
 
 SCANNET20_CLASSES = [
     "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window", "bookshelf",
@@ -129,11 +129,23 @@ class BackendConfig:
 
 
 @dataclass
+class NetworkConfig:
+    """Learned initialiser (initializer: network): Gaussian prediction + refinement networks."""
+
+    weights: str = ""                       # networks file; "" = the shipped gs4_ros/weights/gs4_nets.pt
+    refine: bool = True                     # run the refinement network after each insertion
+    semantics: str = "network"              # network | frame (use a frame's label image where it has one)
+    max_refine: int = 32768                 # most Gaussians in one refinement pass (new ones first)
+    visible_margin: float = 0.05            # m (+5% of depth): map Gaussians this near the observed surface are refined
+
+
+@dataclass
 class PipelineConfig:
     device: str = "auto"                    # auto | cpu | cuda[:N]
     renderer: str = "auto"                  # auto | gsplat | torch
     class_names: List[str] = field(default_factory=lambda: list(SCANNET20_CLASSES))
-    initializer: str = "geometric"          # geometric | network (see the networks issue)
+    initializer: str = "geometric"          # geometric (v0) | network (falls back to geometric without weights)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     mapping: MappingConfig = field(default_factory=MappingConfig)
     backend: BackendConfig = field(default_factory=BackendConfig)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from . import se3
 from .config import MappingConfig
-from .geometry import backproject, pixel_grid
+from .geometry import backproject
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 Feed it RGBDFrames in time order with `process`; it tracks each frame against the map
 rendered at the predicted pose, decides keyframes by motion, and on keyframes inserts
-Gaussians where the map does not yet explain the observation (co-visibility).
+Gaussians where the map does not yet explain the observation (co-visibility), from the
+v0 geometric initialiser or, with `initializer: network`, the learned networks (core/nets).
 
 With `backend.enabled` every keyframe also goes to the back-end (core/backend): loop
 closure and pose-graph optimisation on a background thread, whose corrections are applied
@@ -75,11 +76,19 @@ class SLAMPipeline:
         self.rasterizer = make_rasterizer(self.cfg.renderer, self.device)
         self.tracker = RGBDTracker(self.cfg.tracking)
         self.backend: Optional[Backend] = None
+        self.nets = None
+        if self.cfg.initializer == "network":
+            from .nets.mapper import load_mapper
+
+            self.nets, _ = load_mapper(self.cfg, self.device)
+        elif self.cfg.initializer != "geometric":
+            raise ValueError(f"unknown initializer {self.cfg.initializer!r}; use geometric or network")
         self.reset()
 
     # -- state ------------------------------------------------------------------------
     def reset(self):
-        self.map = GaussianMap(num_classes=self.cfg.num_classes, feature_dim=0, device=self.device)
+        fdim = self.nets.predictor.feature_dim if self.nets is not None else 0
+        self.map = GaussianMap(num_classes=self.cfg.num_classes, feature_dim=fdim, device=self.device)
         self.trajectory: List[tuple] = []      # (timestamp, frame index, 4x4 numpy c2w)
         self.keyframes: List[Keyframe] = []
         self._poses: List[torch.Tensor] = []
@@ -160,7 +169,12 @@ class SLAMPipeline:
             ts = time.perf_counter()
             kf = Keyframe(len(self.keyframes), frame.index, frame.timestamp, pose.clone())
             self.keyframes.append(kf)
-            added = self._map(depth, rgb, K, frame.intrinsics, pose, labels, kf, frame.index)
+            if self.nets is not None:
+                added = self.nets.map_frame(self.map, self.rasterizer, depth, rgb, K, frame.intrinsics, pose,
+                                            labels, kf.id, frame.index)
+                timings.update(self.nets.timings_ms)
+            else:
+                added = self._map(depth, rgb, K, frame.intrinsics, pose, labels, kf, frame.index)
             pruned = self.map.prune(self.cfg.mapping.prune_opacity)
             self._sync()
             timings["map"] = 1000 * (time.perf_counter() - ts)
@@ -215,7 +229,6 @@ class SLAMPipeline:
     def _track(self, depth, rgb, K, intr: Intrinsics):
         pred = self._predict()
         W, H = intr.width, intr.height
-        tc = self.cfg.tracking
         with torch.no_grad():
             t0 = time.perf_counter()
             ref = render_views(self.rasterizer, self.map.params(), pred, K, W, H, geometry=True)

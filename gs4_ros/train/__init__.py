@@ -1,0 +1,1 @@
+"""Training of the networks (fit), their ablation table (ablation) and the model card."""

@@ -1,0 +1,108 @@
+"""Cost of the networks per mapped frame: the Gaussian prediction model (backbone, heads
+and the geometric prior it builds on) on one RGB-D frame, and the refinement network on
+the visible map Gaussians plus the frame's new ones, as the pipeline runs them.
+
+    python benchmarks/nets_speed.py [--device cuda] [--weights PATH] [--width 640 --height 480]
+
+Prints median milliseconds (CUDA-synchronised) after warm-up. Target: predictor + refiner
+at most 8 ms at 640x480 on an H100-class GPU. Without weights it times untrained networks
+(same architecture, same cost).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from gs4_ros.core.config import SCANNET20_CLASSES, MappingConfig  # noqa: E402
+from gs4_ros.core.gaussian_map import GaussianMap  # noqa: E402
+from gs4_ros.core.nets import DEFAULT_WEIGHTS, GaussianPredictor, GaussianRefiner, load_networks  # noqa: E402
+from gs4_ros.core.nets.mapper import refine_set, select_rows, visible_rows  # noqa: E402
+
+
+def timed(fn, dev, reps):
+    out = []
+    for _ in range(reps):
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        t = time.perf_counter()
+        fn()
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        out.append(1000 * (time.perf_counter() - t))
+    return float(np.median(out)), float(np.percentile(out, 90))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
+    ap.add_argument("--width", type=int, default=640)
+    ap.add_argument("--height", type=int, default=480)
+    ap.add_argument("--map", type=int, default=6000, help="visible map Gaussians besides the new ones")
+    ap.add_argument("--reps", type=int, default=0, help="timed repetitions (default 50 on CUDA, 5 on CPU)")
+    a = ap.parse_args(argv)
+    dev = torch.device(a.device)
+    reps = a.reps or (50 if dev.type == "cuda" else 5)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True   # as the pipeline sets it
+    if os.path.isfile(a.weights):
+        pred, ref, _ = load_networks(a.weights, dev)
+        src = a.weights
+    else:
+        pred, ref = GaussianPredictor(len(SCANNET20_CLASSES)).to(dev).eval(), GaussianRefiner().to(dev).eval()
+        src = "untrained (no weights file)"
+    from gs4_ros.io.synthetic import SyntheticSequence
+
+    seq = SyntheticSequence(seed=900, n_frames=20, width=a.width, height=a.height, device=dev)
+    f0, f1 = seq[0], seq[6]
+    K = f0.intrinsics.K(dev)
+    cfg = MappingConfig()
+    rgb = torch.from_numpy(f1.rgb).to(dev).float() / 255
+    depth = torch.from_numpy(f1.depth).to(dev)
+    pose = torch.from_numpy(f1.gt_pose).float().to(dev)
+    with torch.no_grad():
+        # A map: the Gaussians of an earlier frame (visible now), topped up to --map rows.
+        gm = GaussianMap(num_classes=0, feature_dim=pred.feature_dim, device=dev)
+        t0 = pred(torch.from_numpy(f0.rgb).to(dev).float() / 255, torch.from_numpy(f0.depth).to(dev), K, cfg)
+        p0 = torch.from_numpy(f0.gt_pose).float().to(dev)
+        while len(gm) < a.map:
+            m, ls, q = t0.world(0, p0)
+            v = t0.valid[0]
+            gm.insert(m, ls, q, t0.opacity_logits[0][v], t0.colors[0][v], features=t0.features[0][v])
+        tok = pred(rgb, depth, K, cfg)
+        m, ls, q = tok.world(0, pose)
+        v = tok.valid[0]
+        new = gm.insert(m, ls, q, tok.opacity_logits[0][v], tok.colors[0][v], features=tok.features[0][v])
+        rows = select_rows(visible_rows(gm, pose, K, depth), new, 32768)
+
+        def run_pred():
+            pred(rgb, depth, K, cfg)
+
+        def run_ref():
+            r = select_rows(visible_rows(gm, pose, K, depth), new, 32768)
+            out, upd = refine_set(ref, gm, r, new)
+            return out
+
+        for _ in range(3):
+            run_pred()
+            run_ref()
+        tp = timed(run_pred, dev, reps)
+        tr = timed(run_ref, dev, reps)
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+    print(f"nets_speed: {a.width}x{a.height} on {name}; weights: {src}")
+    print(f"  predictor  {tp[0]:7.2f} ms median  {tp[1]:7.2f} ms p90  ({v.numel()} tokens, {int(v.sum())} valid)")
+    print(f"  refiner    {tr[0]:7.2f} ms median  {tr[1]:7.2f} ms p90  ({rows.numel()} Gaussians: "
+          f"{rows.numel() - new.numel()} visible map + {new.numel()} new, k={ref.k})")
+    print(f"  total      {tp[0] + tr[0]:7.2f} ms per mapped frame (target <= 8 ms on an H100-class GPU)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

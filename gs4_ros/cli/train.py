@@ -1,0 +1,94 @@
+"""`gs4 train fit` (train the networks in a time-boxed, resumable chunk) and
+`gs4 train eval` (the ablation table: geometric / prediction / + refinement)."""
+from __future__ import annotations
+
+import shlex
+import sys
+
+
+def register(sub):
+    from ..core.nets.weights import DEFAULT_WEIGHTS
+    from ..train.fit import FitOptions
+
+    p = sub.add_parser("train", help="train the Gaussian networks or print their ablation table")
+    tsub = p.add_subparsers(dest="train_command", required=True)
+    d = FitOptions()
+    f = tsub.add_parser("fit", help="train predictor then refiner for one chunk (see --minutes, --resume)")
+    f.add_argument("--out", default=str(DEFAULT_WEIGHTS), help="weights file (a .json and MODEL_CARD.md go beside it)")
+    f.add_argument("--ckpt", default=d.ckpt, help="checkpoint for --resume")
+    f.add_argument("--resume", action="store_true", help="continue from --ckpt")
+    f.add_argument("--device", default=d.device)
+    f.add_argument("--minutes", type=float, default=d.minutes, help="wall budget of this chunk, data included")
+    f.add_argument("--data-minutes", type=float, default=d.data_minutes, help="budget for making synthetic data")
+    f.add_argument("--steps", type=int, default=d.steps, help="predictor steps (0: fill the time budget)")
+    f.add_argument("--refine-steps", type=int, default=d.refine_steps, help="refiner clips (0: fill the budget)")
+    f.add_argument("--refine-fraction", type=float, default=d.refine_fraction)
+    f.add_argument("--width", type=int, default=d.width)
+    f.add_argument("--height", type=int, default=d.height)
+    f.add_argument("--seeds", type=int, default=d.seeds, help="synthetic sequences at most")
+    f.add_argument("--frames", type=int, default=d.frames, help="frames kept per sequence")
+    f.add_argument("--step", type=int, default=d.step, help="keep every N-th frame of the camera path")
+    f.add_argument("--batch", type=int, default=d.batch)
+    f.add_argument("--lr", type=float, default=d.lr)
+    f.add_argument("--real", default="", help="7-Scenes folder: real frames with rendering losses only")
+    f.add_argument("--real-frames", default=d.real_frames)
+    f.add_argument("--p-real", type=float, default=d.p_real)
+    f.add_argument("--clip-lengths", default="2,4,8", help="refiner clip lengths, in training order")
+    f.add_argument("--strides", default="8,8,8,8,16,32", help="token stride per step drawn from this list")
+    f.add_argument("--seed", type=int, default=0)
+    f.set_defaults(func=cmd_fit)
+
+    e = tsub.add_parser("eval", help="ablation table on held-out synthetic seeds (and 7-Scenes frames)")
+    e.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
+    e.add_argument("--seeds", default="900,901", help="held-out synthetic seeds (< 1000)")
+    e.add_argument("--frames", type=int, default=100)
+    e.add_argument("--width", type=int, default=640)
+    e.add_argument("--height", type=int, default=480)
+    e.add_argument("--device", default="auto")
+    e.add_argument("--real", default="", help="7-Scenes folder")
+    e.add_argument("--real-frames", default="250:500", help="frames not used by training (default after 0:250)")
+    e.add_argument("--variants", default="", help="comma list of geometric,prediction,+refinement (default all)")
+    e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="pipeline setting for every variant, e.g. --set tracking.min_inlier_fraction=0.1")
+    e.add_argument("--json", default="", help="write the rows as JSON here")
+    e.add_argument("--card", default="", help="put the table into this model card")
+    e.set_defaults(func=cmd_eval)
+
+
+def cmd_fit(args) -> int:
+    from ..train.fit import FitOptions, fit
+
+    opts = FitOptions(out=args.out, ckpt=args.ckpt, resume=args.resume, device=args.device, minutes=args.minutes,
+                      data_minutes=args.data_minutes, steps=args.steps, refine_steps=args.refine_steps,
+                      refine_fraction=args.refine_fraction, width=args.width, height=args.height, seeds=args.seeds,
+                      frames=args.frames, step=args.step, batch=args.batch, lr=args.lr, real=args.real,
+                      real_frames=args.real_frames, p_real=args.p_real,
+                      clip_lengths=[int(x) for x in args.clip_lengths.split(",") if x.strip()], seed=args.seed,
+                      strides=[int(x) for x in args.strides.split(",") if x.strip()],
+                      command="gs4 " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    s = fit(opts)
+    last = s["chunks"][-1]
+    print(f"trained {last['predictor_steps']} predictor steps, {last['refiner_clips']} refiner clips "
+          f"in {last['seconds']:.0f} s; final predictor loss {last['predictor_final'].get('loss', float('nan')):.4f}, "
+          f"refiner loss {last['refiner_final'].get('loss', float('nan')):.4f}; weights {opts.out}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from ..train.ablation import ablation, table
+
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    only = [v.strip() for v in args.variants.split(",") if v.strip()] or None
+    from .run import _parse_sets
+
+    rows = ablation(args.weights, seeds, args.frames, args.width, args.height, args.device, args.real,
+                    args.real_frames, args.json, only, _parse_sets(args.set))
+    md = table(rows)
+    print(md)
+    if args.card:
+        from ..train.card import append_eval
+
+        append_eval(args.card, md, "gs4 " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+                    note="ho = held-out frames (tracked, never mapped); geometric mIoU uses the frames' label images, "
+                         "the network rows use the semantic head.")
+    return 0

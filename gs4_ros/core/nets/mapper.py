@@ -1,0 +1,158 @@
+"""The learned mapping step the pipeline runs on keyframes (`initializer: network`).
+
+predict (one Gaussian per token) -> co-visibility selection exactly as v0 (only blocks the
+map does not explain yet are inserted) -> insert -> refine the visible map Gaussians
+together with the new ones -> count the update of each refined Gaussian (a Gaussian is
+frozen after `freeze_after` updates and then only serves as context). Pruning of
+low-opacity Gaussians follows in the pipeline, as for v0.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Dict, Tuple
+
+import torch
+
+from ..covisibility import block_confidence, unmapped_blocks
+from ..initializer import labels_to_logits
+from .refiner import FIELDS, GaussianRefiner, apply_residuals
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def visible_rows(gmap, pose: torch.Tensor, K: torch.Tensor, depth: torch.Tensor, margin: float = 0.05) -> torch.Tensor:
+    """Rows of map Gaussians on the surface the frame observes: inside the image and within
+    margin (metres, + 5% of depth) of the observed depth at their pixel (occluded ones are not)."""
+    if len(gmap) == 0:
+        return torch.zeros(0, dtype=torch.long, device=gmap.device)
+    H, W = depth.shape
+    Tcw = torch.linalg.inv(pose)
+    pc = gmap.means @ Tcw[:3, :3].T + Tcw[:3, 3]
+    z = pc[:, 2]
+    zs = z.clamp(min=1e-3)
+    u = torch.floor(K[0, 0] * pc[:, 0] / zs + K[0, 2] + 0.5).long()
+    v = torch.floor(K[1, 1] * pc[:, 1] / zs + K[1, 2] + 0.5).long()
+    ok = (z > 0.05) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
+    d = depth[v.clamp(0, H - 1), u.clamp(0, W - 1)]
+    ok &= (d > 0) & ((z - d).abs() < margin + 0.05 * d)
+    return torch.nonzero(ok).flatten()
+
+
+def refine_set(refiner: GaussianRefiner, gmap, rows: torch.Tensor, new_rows: torch.Tensor,
+               new_features: torch.Tensor = None):
+    """Refined raw fields of map rows (differentiable in the refiner's weights) and the mask
+    of rows that may change (not frozen). rows must end with new_rows (select_rows does
+    that); new_features, when given, replaces their stored features (training passes the
+    predictor's features with their graph, so the latent is trained for the refiner)."""
+    g = {f: getattr(gmap, f)[rows] for f in FIELDS}
+    if new_features is not None and new_rows.numel():
+        g["features"] = torch.cat([g["features"][: rows.numel() - new_rows.numel()], new_features], 0)
+    is_new = torch.isin(rows, new_rows)
+    res = refiner(g, is_new)
+    upd = ~gmap.frozen[rows]
+    res = res * upd[:, None].to(res.dtype)
+    return apply_residuals(g, res), upd
+
+
+@torch.no_grad()
+def commit(gmap, rows: torch.Tensor, refined: Dict[str, torch.Tensor], upd: torch.Tensor, freeze_after: int):
+    """Write refined fields into the map (non-frozen rows only) and count the update."""
+    r = rows[upd]
+    for f in ("colors", "log_scales", "quats", "opacity_logits"):
+        getattr(gmap, f)[r] = refined[f][upd].to(gmap.dtype)
+    gmap.mark_updated(r, freeze_after)
+
+
+def select_rows(vis: torch.Tensor, new_rows: torch.Tensor, cap: int) -> torch.Tensor:
+    """Visible rows plus the new ones, at most cap (new ones first, visible ones evenly thinned)."""
+    old = vis[~torch.isin(vis, new_rows)]
+    room = max(cap - new_rows.numel(), 0)
+    if old.numel() > room:
+        old = old[torch.linspace(0, old.numel() - 1, room, device=old.device).long()] if room else old[:0]
+    return torch.cat([old, new_rows])
+
+
+class NetworkMapper:
+    def __init__(self, predictor, refiner, cfg, class_map=None):
+        self.predictor = predictor
+        self.refiner = refiner
+        self.cfg = cfg
+        self.class_map = class_map  # [K_cfg] index into the network's classes (-1: absent)
+        self.timings_ms: Dict[str, float] = {}
+
+    def _sync(self, dev):
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    def _semantics(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.class_map is None:
+            return logits
+        out = torch.full((logits.shape[0], self.class_map.numel()), -10.0, device=logits.device, dtype=logits.dtype)
+        ok = self.class_map >= 0
+        out[:, ok] = logits[:, self.class_map[ok]]
+        return out
+
+    @torch.no_grad()
+    def map_frame(self, gmap, rasterizer, depth, rgb, K, intr, pose, labels, kf_id: int, frame_index: int) -> int:
+        m, nc = self.cfg.mapping, self.cfg.network
+        dev = depth.device
+        t0 = time.perf_counter()
+        use_frame_labels = nc.semantics == "frame" and labels is not None
+        tok = self.predictor(rgb, depth, K, m, labels if use_frame_labels else None, stride=m.stride)
+        self._sync(dev)
+        t1 = time.perf_counter()
+        self.timings_ms = {"predict": 1000 * (t1 - t0)}
+        conf = block_confidence(tok.priors[0], K, m.stride, intr.width, intr.height)
+        select = tok.valid[0] & unmapped_blocks(rasterizer, gmap, pose, K, intr.width, intr.height, m.stride,
+                                                tok.depth[0], m.silhouette_threshold, m.front_margin)
+        n = int(select.sum())
+        if n == 0:
+            return 0
+        means, log_scales, quats = tok.world(0, pose, select)
+        if use_frame_labels:
+            sem = labels_to_logits(tok.labels[0][select], self.cfg.num_classes)
+        else:
+            sem = self._semantics(tok.sem_logits[0][select])
+        # A map loaded from elsewhere (a v0 PLY) may lack the latent features: map into it,
+        # but the refiner, which reads them, is skipped.
+        fits = gmap.feature_dim == self.predictor.feature_dim
+        if not fits and not getattr(self, "_warned", False):
+            log.warning("map has %d feature channels, the networks %d: refinement skipped for this map",
+                        gmap.feature_dim, self.predictor.feature_dim)
+            self._warned = True
+        new_rows = gmap.insert(means, log_scales, quats, tok.opacity_logits[0][select], tok.colors[0][select],
+                               sem_logits=sem, features=tok.features[0][select] if fits else None,
+                               birth_frame=frame_index, keyframe_id=kf_id, obs_weight=conf[select])
+        if nc.refine and self.refiner is not None and fits:
+            t2 = time.perf_counter()
+            rows = select_rows(visible_rows(gmap, pose, K, depth, nc.visible_margin), new_rows, nc.max_refine)
+            refined, upd = refine_set(self.refiner, gmap, rows, new_rows)
+            commit(gmap, rows, refined, upd, m.freeze_after)
+            self._sync(dev)
+            self.timings_ms["refine"] = 1000 * (time.perf_counter() - t2)
+        return n
+
+
+def load_mapper(cfg, device) -> Tuple["NetworkMapper", dict] | Tuple[None, None]:
+    """The mapper for cfg.network.weights (default: the shipped file), or (None, None) with a
+    warning when no weights file exists, so the pipeline falls back to v0."""
+    from .weights import DEFAULT_WEIGHTS, load_networks
+    from pathlib import Path
+
+    path = Path(cfg.network.weights) if cfg.network.weights else DEFAULT_WEIGHTS
+    if not path.is_file():
+        log.warning("initializer 'network': no weights at %s; falling back to the geometric initialiser", path)
+        return None, None
+    pred, ref, info = load_networks(path, device)
+    if torch.device(device).type == "cuda":
+        torch.backends.cudnn.benchmark = True   # fixed frame size: let cuDNN pick its fastest convolutions
+    class_map = None
+    if info["class_names"] != list(cfg.class_names):
+        idx = {n: i for i, n in enumerate(info["class_names"])}
+        class_map = torch.tensor([idx.get(n, -1) for n in cfg.class_names], device=device)
+        log.warning("network classes differ from the configured ones; %d of %d configured classes are known "
+                    "to the network", int((class_map >= 0).sum()), len(cfg.class_names))
+    log.info("initializer 'network': weights %s (refine %s)", path, "on" if cfg.network.refine else "off")
+    return NetworkMapper(pred, ref, cfg, class_map), info

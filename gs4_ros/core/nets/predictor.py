@@ -1,0 +1,164 @@
+"""Gaussian Prediction Model: one RGB-D backbone, a Gaussian head and a semantic head.
+
+Every token (a stride x stride block) gets one Gaussian expressed as a *residual around the
+v0 geometric initialiser's Gaussian for that block* (core/initializer.block_gaussians):
+the prior's centre is moved by pixel offsets (dx, dy) and a depth factor, its colour gets
+an offset, its scale is exp(raw + log prior scale) clamped, its rotation is the prior's
+composed with normalise(1 + raw) and its opacity is sigmoid(raw + logit(init_opacity)).
+The residual outputs start at exactly zero, so an untrained model reproduces v0 and
+training can only move away from it where the losses say so. The latent feature f is
+what the refinement network reads later.
+
+Geometry is protected, because the tracker aligns against the map's rendered surface
+(blended centres and normals): a shifted pixel is back-projected onto the block's fitted
+plane (the centre slides along the surface), the depth factor is bounded to 0.3%, the
+rotation residual turns a Gaussian about its normal with at most a few degrees of tilt,
+and the normal axis may not thicken more than the thinner tangential axis. Rendering
+losses alone would otherwise trade surface accuracy for colour.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import List, Optional
+
+import torch
+import torch.nn as nn
+
+from .. import se3
+from ..config import MappingConfig
+from ..initializer import BlockGaussians, block_gaussians
+from .backbone import STRIDES, RGBDBackbone, encode_rgbd
+
+LOG_SCALE_MIN = math.log(1e-4)
+LOG_SCALE_MAX = math.log(0.5)
+# Residual ranges: a token centre slides at most half a block in the image (along its
+# plane) and 0.3% in depth (below the sensor's noise; rendering losses have a small
+# systematic pull on depth that would otherwise bias whole keyframes radially and make
+# tracking drift); a rotation tilts the normal by at most ~3 degrees.
+MAX_PIXEL_SHIFT = 0.5
+MAX_LOG_DEPTH = 0.003
+MAX_TILT = 0.025
+
+
+def rotation_residual(raw: torch.Tensor) -> torch.Tensor:
+    """[..., 4] raw -> unit quaternion in the Gaussian's local frame: free rotation about
+    the local z axis (the normal of a surfel), bounded tilt of that axis."""
+    w = 1.0 + raw[..., 0]
+    x = MAX_TILT * torch.tanh(raw[..., 1])
+    y = MAX_TILT * torch.tanh(raw[..., 2])
+    dq = torch.stack([w, x, y, raw[..., 3]], -1)
+    return dq / dq.norm(dim=-1, keepdim=True).clamp(min=1e-8)
+
+
+def scale_residual(log_scales: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+    """Add [..., 3] raw log-scale residuals; the third (normal) axis grows at most as much
+    as the thinner of the others, so a surfel's thin axis stays its thinnest."""
+    dz = torch.minimum(raw[..., 2], torch.minimum(raw[..., 0], raw[..., 1]))
+    out = log_scales + torch.stack([raw[..., 0], raw[..., 1], dz], -1)
+    return out.clamp(LOG_SCALE_MIN, LOG_SCALE_MAX)
+N_GAUSS_OUT = 2 + 1 + 3 + 3 + 4 + 1  # dx dy dd, colour, scale, rotation, opacity
+
+
+@dataclass
+class TokenGaussians:
+    """One Gaussian per token, camera frame, batch-major ([B, T, ...])."""
+
+    means: torch.Tensor           # [B, T, 3]
+    log_scales: torch.Tensor      # [B, T, 3]
+    quats: torch.Tensor           # [B, T, 4] unit (w, x, y, z)
+    opacity_logits: torch.Tensor  # [B, T]
+    colors: torch.Tensor          # [B, T, 3] (may leave [0, 1]; clamped when rendered)
+    features: torch.Tensor        # [B, T, F]
+    sem_logits: torch.Tensor      # [B, T, K]
+    valid: torch.Tensor           # [B, T] bool: the block has enough depth
+    depth: torch.Tensor           # [B, T] the block's median observed depth
+    labels: Optional[torch.Tensor]  # [B, T] long token labels from a label image (255 unknown)
+    priors: List[BlockGaussians]
+    grid_shape: tuple
+
+    def world(self, b: int, pose_c2w: torch.Tensor, select: Optional[torch.Tensor] = None):
+        """(means, log_scales, quats) of image b in the world frame (rows where select)."""
+        sel = self.valid[b] if select is None else select
+        R, t = pose_c2w[:3, :3], pose_c2w[:3, 3]
+        means = self.means[b][sel] @ R.T + t
+        q = self.quats[b][sel]
+        qR = se3.rotmat_to_quat(R.to(q.dtype))[None].expand(q.shape[0], 4)
+        return means, self.log_scales[b][sel], se3.quat_multiply(qR, q)
+
+
+def _head(cin: int, cout: int, zero: bool) -> nn.Sequential:
+    last = nn.Conv2d(cin, cout, 1)
+    if zero:
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+    return nn.Sequential(nn.Conv2d(cin, cin, 3, 1, 1), nn.ReLU(inplace=True), last)
+
+
+class GaussianPredictor(nn.Module):
+    """RGB-D frame -> TokenGaussians at stride 8 (16 and 32 selectable per call)."""
+
+    def __init__(self, num_classes: int = 20, feature_dim: int = 16, width: int = 64,
+                 init_opacity: float = 0.95):
+        super().__init__()
+        self.num_classes = int(num_classes)
+        self.feature_dim = int(feature_dim)
+        self.width = int(width)
+        self.backbone = RGBDBackbone(width)
+        self.gauss_head = _head(width, N_GAUSS_OUT, zero=True)
+        self.feat_head = _head(width, self.feature_dim, zero=False)
+        self.sem_head = _head(width, self.num_classes, zero=False)
+        self.opacity_bias = float(math.log(init_opacity / (1 - init_opacity)))
+
+    def arch(self) -> dict:
+        return {"num_classes": self.num_classes, "feature_dim": self.feature_dim, "width": self.width,
+                "init_opacity": 1 / (1 + math.exp(-self.opacity_bias))}
+
+    def forward(self, rgb: torch.Tensor, depth: torch.Tensor, K: torch.Tensor, cfg: MappingConfig,
+                labels: Optional[torch.Tensor] = None, stride: int = 8) -> TokenGaussians:
+        """rgb [B,H,W,3] in [0,1], depth [B,H,W] metres, K [3,3] or [B,3,3], labels [B,H,W]."""
+        if stride not in STRIDES:
+            raise ValueError(f"token stride must be one of {STRIDES}, got {stride}")
+        if rgb.dim() == 3:
+            rgb, depth = rgb[None], depth[None]
+            labels = None if labels is None else labels[None]
+        B, H, W = depth.shape
+        Ks = K[None].expand(B, 3, 3) if K.dim() == 2 else K
+        s = stride
+        hb, wb = H // s, W // s
+        with torch.no_grad():
+            priors = [block_gaussians(depth[b], rgb[b], Ks[b], cfg, None if labels is None else labels[b], stride=s)
+                      for b in range(B)]
+        feats = self.backbone(encode_rgbd(rgb, depth))[s][:, :, :hb, :wb]
+        g = self.gauss_head(feats).flatten(2).transpose(1, 2)          # [B, T, 14]
+        f = self.feat_head(feats).flatten(2).transpose(1, 2)
+        sem = self.sem_head(feats).flatten(2).transpose(1, 2)
+        pm = torch.stack([p.means for p in priors])                    # [B, T, 3]
+        rot = torch.stack([p.rotmats for p in priors])                 # [B, T, 3, 3]
+        # Centre: shift the prior's pixel, back-project it onto the block's plane, then
+        # scale its depth (a block seen at a grazing angle keeps the prior's pixel).
+        fx, fy = Ks[:, 0, 0, None], Ks[:, 1, 1, None]
+        cx, cy = Ks[:, 0, 2, None], Ks[:, 1, 2, None]
+        z = pm[..., 2].clamp(min=1e-3)
+        u = fx * pm[..., 0] / z + cx + MAX_PIXEL_SHIFT * s * torch.tanh(g[..., 0])
+        v = fy * pm[..., 1] / z + cy + MAX_PIXEL_SHIFT * s * torch.tanh(g[..., 1])
+        ray = torch.stack([(u - cx) / fx, (v - cy) / fy, torch.ones_like(u)], -1)
+        n = rot[..., 2]
+        den = (n * ray).sum(-1)
+        facing = den.abs() > 0.3 * ray.norm(dim=-1)
+        t = torch.where(facing, (n * pm).sum(-1) / torch.where(facing, den, torch.ones_like(den)), z)
+        t = torch.minimum(torch.maximum(t, 0.8 * z), 1.25 * z)
+        ray = torch.where(facing[..., None], ray, pm / z[..., None])
+        means = ray * (t * torch.exp(MAX_LOG_DEPTH * torch.tanh(g[..., 2])))[..., None]
+        means = torch.where((pm[..., 2:] > 0), means, pm)
+        colors = torch.stack([p.colors for p in priors]) + g[..., 3:6]
+        prior_ls = torch.log(torch.stack([p.scales for p in priors]).clamp(min=1e-6, max=1.0))
+        log_scales = scale_residual(prior_ls, g[..., 6:9])
+        q_prior = se3.rotmat_to_quat(rot.reshape(-1, 3, 3)).reshape(B, -1, 4)
+        dq = rotation_residual(g[..., 9:13])
+        quats = se3.quat_multiply(q_prior.reshape(-1, 4), dq.reshape(-1, 4)).reshape(B, -1, 4)
+        opacity_logits = g[..., 13] + self.opacity_bias
+        lab = None if labels is None else torch.stack([p.labels for p in priors])
+        return TokenGaussians(means, log_scales, quats, opacity_logits, colors, f, sem,
+                              torch.stack([p.valid for p in priors]), torch.stack([p.depth for p in priors]),
+                              lab, priors, (hb, wb))

@@ -1,0 +1,73 @@
+"""The model card next to the shipped weights, written from the training run's own figures
+(and, after `gs4 train eval --card`, its ablation table), never by hand."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+EVAL_MARK = "## Evaluation"
+
+
+def _fmt(d: dict) -> str:
+    return ", ".join(f"{k} {v:.4f}" for k, v in sorted(d.items())) if d else "n/a"
+
+
+def write_card(path, summary: dict, weights_path=None):
+    path = Path(path)
+    o = summary.get("options", {})
+    size = Path(weights_path).stat().st_size / 2 ** 20 if weights_path and Path(weights_path).is_file() else float("nan")
+    lines = [
+        "# gs4_ros networks: model card",
+        "",
+        "Gaussian prediction model (RGB-D backbone, Gaussian head, ScanNet-20 semantic head) and",
+        "Gaussian refinement network (kNN local attention), trained by `gs4 train fit` in this",
+        "repository. This card is written by the training script from its own figures.",
+        "",
+        "## Training",
+        "",
+        f"- Command: `{summary.get('command') or '(called from Python)'}`",
+        f"- Device: {summary.get('device')} (renderer {summary.get('renderer')}); "
+        f"{summary.get('total_seconds', 0):.0f} s of training in {len(summary.get('chunks', []))} chunk(s)",
+        f"- Steps: {summary.get('total_predictor_steps')} predictor steps (batch {o.get('batch')}), "
+        f"{summary.get('total_refiner_clips')} refiner clips",
+        f"- Data: {len(summary.get('training_sequences', []))} sequences: synthetic seeds >= 1000 "
+        f"({o.get('frames')} frames each, every {o.get('step')}th frame of the path, {o.get('width')}x{o.get('height')})"
+        + (f"; real 7-Scenes frames {o.get('real_frames')} with rendering losses only (p={o.get('p_real')})"
+           if o.get("real") else "; no real frames"),
+        "- Losses: colour MSE + 0.2 (1 - SSIM) + 0.5 surface-depth L1 (m) + 0.1 (1 - alpha) + 0.1 CE on rendered"
+        " semantics + 0.1 per-token CE (inverse-sqrt class-frequency weights),"
+        " in the input view and two overlapping views (co-visible pixels); refiner: rendering losses on clips of "
+        + "/".join(str(x) for x in o.get("clip_lengths", [])) + " frames",
+        f"- Token strides per step drawn from {o.get('strides')}; batch {o.get('batch')}, AdamW lr {o.get('lr')} "
+        "(warm-up, cosine decay over the chunk)",
+        f"- Weights file: {Path(weights_path).name if weights_path else 'gs4_nets.pt'} ({size:.2f} MB)",
+        "",
+        "| chunk | s | predictor steps | refiner clips | predictor loss first -> final | refiner loss first -> final |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in summary.get("chunks", []):
+        pf, pl = c.get("predictor_first", {}), c.get("predictor_final", {})
+        rf, rl = c.get("refiner_first", {}), c.get("refiner_final", {})
+        lines.append(f"| {c['chunk']} | {c['seconds']:.0f} | {c['predictor_steps']} | {c['refiner_clips']} | "
+                     f"{pf.get('loss', float('nan')):.4f} -> {pl.get('loss', float('nan')):.4f} | "
+                     f"{rf.get('loss', float('nan')):.4f} -> {rl.get('loss', float('nan')):.4f} |")
+    last = summary.get("chunks", [{}])[-1] if summary.get("chunks") else {}
+    lines += ["", f"Final predictor losses: {_fmt(last.get('predictor_final', {}))}",
+              "", f"Final refiner losses: {_fmt(last.get('refiner_final', {}))}", ""]
+    # New weights make any earlier table stale: the evaluation section starts empty.
+    lines.append(f"{EVAL_MARK}\n\n(not run yet for these weights: `gs4 train eval --card {path}` fills it in)\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+
+
+def append_eval(path, table_md: str, command: str, note: Optional[str] = None):
+    """Replace the card's evaluation section with this table."""
+    path = Path(path)
+    txt = path.read_text() if path.is_file() else "# gs4_ros networks: model card\n\n"
+    if EVAL_MARK in txt:
+        txt = txt[:txt.index(EVAL_MARK)]
+    sec = [EVAL_MARK, "", f"Command: `{command}`", ""]
+    if note:
+        sec += [note, ""]
+    sec += [table_md, ""]
+    path.write_text(txt + "\n".join(sec))

@@ -1,0 +1,122 @@
+"""Training data held on the training device: synthetic sequences (with labels, clean
+targets) and optional real frames (7-Scenes; rendering losses only), plus the sampler of
+(source view, overlapping target views) and the co-visibility masks of those views."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import List, Optional
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Sequence:
+    """Frames of one sequence on the device. `*_tgt` are the rendering targets: the noise-free
+    images for synthetic data, the observations themselves for real data."""
+
+    name: str
+    rgb: torch.Tensor          # [N, H, W, 3] uint8 (network input)
+    depth: torch.Tensor        # [N, H, W] float metres (network input)
+    rgb_tgt: torch.Tensor      # [N, H, W, 3] uint8
+    depth_tgt: torch.Tensor    # [N, H, W]
+    labels: Optional[torch.Tensor]  # [N, H, W] uint8 (255 unknown) or None for real data
+    poses: torch.Tensor        # [N, 4, 4] camera-to-world
+    K: torch.Tensor            # [3, 3]
+    real: bool
+
+    def __len__(self):
+        return self.rgb.shape[0]
+
+
+def _stack(frames, device, clean: bool) -> dict:
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device)  # noqa: E731
+    return {
+        "rgb": t(np.stack([f.rgb for f in frames])),
+        "depth": t(np.stack([f.depth for f in frames]).astype(np.float32)),
+        "rgb_tgt": t(np.stack([f.meta["rgb_clean"] if clean else f.rgb for f in frames])),
+        "depth_tgt": t(np.stack([f.meta["depth_clean"] if clean else f.depth for f in frames]).astype(np.float32)),
+        "labels": t(np.stack([f.labels for f in frames])) if clean else None,
+        "poses": t(np.stack([f.gt_pose for f in frames]).astype(np.float32)),
+    }
+
+
+def synthetic_sequences(seeds: List[int], frames: int, step: int, width: int, height: int, device,
+                        deadline: Optional[float] = None, min_sequences: int = 2) -> List[Sequence]:
+    """Every `step`-th frame of a frames*step long path per seed, until the deadline
+    (time.time()) passes once at least min_sequences are made."""
+    from ..io.synthetic import SyntheticSequence
+
+    out = []
+    for seed in seeds:
+        if deadline is not None and len(out) >= min_sequences and time.time() > deadline:
+            break
+        seq = SyntheticSequence(seed=seed, n_frames=frames * step, width=width, height=height, device=device)
+        fr = [seq[i] for i in range(0, frames * step, step)]
+        d = _stack(fr, device, clean=True)
+        out.append(Sequence(f"synthetic:{seed}", K=seq.intrinsics.K(device), real=False, **d))
+    log.info("synthetic training data: %d sequences x %d frames at %dx%d", len(out), frames, width, height)
+    return out
+
+
+def real_sequence(path: str, frames: str, width: int, height: int, device) -> Sequence:
+    from ..io.datasets import open_dataset
+
+    ds = open_dataset(f"7scenes:{path}", frames=frames, width=width, height=height)
+    fr = [ds[i] for i in range(len(ds))]
+    d = _stack(fr, device, clean=False)
+    log.info("real training data: %d frames of %s (%s)", len(fr), path, frames)
+    return Sequence(f"7scenes:{frames}", K=ds.intrinsics.K(device), real=True, **d)
+
+
+@torch.no_grad()
+def covisible_mask(src_depth, src_pose, tgt_depth, tgt_pose, K, tol: float = 0.05) -> torch.Tensor:
+    """[H, W] bool: target pixels whose surface point is seen by the source view (in its
+    image, in front, and within tol (+5% of depth) of the source's observed depth)."""
+    from ..core.geometry import backproject
+
+    H, W = tgt_depth.shape
+    p = backproject(tgt_depth, K).reshape(-1, 3)
+    T = torch.linalg.inv(src_pose) @ tgt_pose
+    q = p @ T[:3, :3].T + T[:3, 3]
+    z = q[:, 2]
+    zs = z.clamp(min=1e-3)
+    u = torch.floor(K[0, 0] * q[:, 0] / zs + K[0, 2] + 0.5).long()
+    v = torch.floor(K[1, 1] * q[:, 1] / zs + K[1, 2] + 0.5).long()
+    ok = (tgt_depth.reshape(-1) > 0) & (z > 0.05) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
+    ds = src_depth[v.clamp(0, H - 1), u.clamp(0, W - 1)]
+    ok &= (ds > 0) & ((z - ds).abs() < tol + 0.05 * ds)
+    return ok.reshape(H, W)
+
+
+class Sampler:
+    """Draws (sequence, source index, target indices); real data with probability p_real."""
+
+    def __init__(self, synthetic: List[Sequence], real: List[Sequence], p_real: float, max_gap: int, seed: int = 0):
+        self.syn, self.real, self.p_real, self.max_gap = synthetic, real, p_real, max_gap
+        self.rng = np.random.default_rng(seed)
+
+    def pick(self) -> Sequence:
+        if self.real and (not self.syn or self.rng.random() < self.p_real):
+            return self.real[self.rng.integers(len(self.real))]
+        return self.syn[self.rng.integers(len(self.syn))]
+
+    def views(self, seq: Sequence, n_novel: int = 2):
+        n = len(seq)
+        i = int(self.rng.integers(n))
+        out = [i]
+        for _ in range(n_novel):
+            g = int(self.rng.integers(1, self.max_gap + 1)) * (1 if self.rng.random() < 0.5 else -1)
+            out.append(int(np.clip(i + g, 0, n - 1)) if n > 1 else i)
+        return out
+
+    def clip(self, length: int):
+        seq = self.pick()
+        n = len(seq)
+        length = min(length, n)
+        s = int(self.rng.integers(0, n - length + 1))
+        return seq, list(range(s, s + length))

@@ -1,0 +1,372 @@
+"""Train the Gaussian prediction model, then the refinement network, in time-boxed chunks.
+
+One call = one chunk that fits a 10-minute GPU run: it makes its training data (fresh
+synthetic seeds per chunk, so resumed chunks see new rooms), trains the predictor for
+(1 - refine_fraction) of the budget and the refiner (predictor frozen) for the rest on
+clips of 2, then 4, then 8 frames, checkpoints, and writes the weights, a JSON of the
+figures and the model card. `--resume` continues from the checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shlex
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..core.config import SCANNET20_CLASSES, MappingConfig
+from ..core.covisibility import unmapped_blocks
+from ..core.gaussian_map import GaussianMap, GaussianParams
+from ..core.nets import GaussianPredictor, GaussianRefiner, save_networks
+from ..core.nets.mapper import commit, refine_set, select_rows, visible_rows
+from ..core.render import make_rasterizer, render_views
+from .data import Sampler, covisible_mask, real_sequence, synthetic_sequences
+from .losses import LossWeights, render_losses, total
+
+log = logging.getLogger(__name__)
+TRAIN_SEED_BASE = 1000   # training seeds are >= this; evaluation seeds stay below it
+
+
+@dataclass
+class FitOptions:
+    out: str = "gs4_ros/weights/gs4_nets.pt"
+    ckpt: str = "out/train/ckpt.pt"
+    resume: bool = False
+    device: str = "auto"
+    minutes: float = 5.0             # wall budget of this chunk (data + training)
+    data_minutes: float = 1.0        # part of the budget for making synthetic data
+    steps: int = 0                   # predictor steps this chunk (0: until the time budget)
+    refine_steps: int = 0            # refiner steps this chunk (0: until the time budget)
+    refine_fraction: float = 0.25    # share of the training time for the refiner
+    width: int = 640
+    height: int = 480
+    seeds: int = 24                  # synthetic sequences to make at most
+    frames: int = 24                 # frames per sequence (every `step`-th frame of the path)
+    step: int = 4
+    max_gap: int = 3                 # novel views up to this many kept frames away
+    batch: int = 2
+    lr: float = 1e-3
+    real: str = ""                   # 7-Scenes folder for real frames (rendering losses only)
+    real_frames: str = "0:250:2"     # the evaluation uses frames after these
+    p_real: float = 0.2
+    clip_lengths: List[int] = field(default_factory=lambda: [2, 4, 8])
+    # Token stride per predictor step, drawn from this list: mostly 8 (the default), some
+    # 16 and 32 so the selectable coarser strides are trained too.
+    strides: List[int] = field(default_factory=lambda: [8, 8, 8, 8, 16, 32])
+    feature_dim: int = 16
+    width_channels: int = 64
+    seed: int = 0
+    command: str = ""
+
+
+def _device(name):
+    if name in ("auto", "", None):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _params(means, log_scales, quats, opacity_logits, colors, sem_logits=None) -> GaussianParams:
+    return GaussianParams(means=means, quats=quats / quats.norm(dim=-1, keepdim=True).clamp(min=1e-8),
+                          scales=torch.exp(log_scales), opacities=torch.sigmoid(opacity_logits),
+                          colors=colors.clamp(0, 1),
+                          sem_probs=None if sem_logits is None else torch.softmax(sem_logits, -1))
+
+
+def _targets(seq, views, src: int):
+    """Float targets and co-visibility masks of the views (the source view: valid depth)."""
+    rgb = seq.rgb_tgt[views].float() / 255.0
+    dep = seq.depth_tgt[views]
+    masks = []
+    for j, v in enumerate(views):
+        if v == src:
+            masks.append(seq.depth[src] > 0)
+        else:
+            masks.append(covisible_mask(seq.depth[src], seq.poses[src], dep[j], seq.poses[v], seq.K))
+    lab = None if seq.labels is None else seq.labels[views].long()
+    return rgb, dep, torch.stack(masks), lab
+
+
+def predictor_step(pred, rast, sampler, mcfg, opts, weights: LossWeights) -> Dict[str, torch.Tensor]:
+    batch = []
+    for _ in range(opts.batch):
+        seq = sampler.pick()
+        batch.append((seq, sampler.views(seq)))
+    dev = batch[0][0].rgb.device
+    rgb = torch.stack([s.rgb[v[0]] for s, v in batch]).float() / 255.0
+    depth = torch.stack([s.depth[v[0]] for s, v in batch])
+    Ks = torch.stack([s.K for s, _ in batch])
+    labels = torch.stack([s.labels[v[0]] if s.labels is not None else
+                          torch.full_like(s.depth[v[0]], 255, dtype=torch.uint8) for s, v in batch])
+    stride = int(sampler.rng.choice(opts.strides)) if opts.strides else mcfg.stride
+    tok = pred(rgb, depth, Ks, mcfg, labels=labels, stride=stride)
+    parts: Dict[str, list] = {}
+    for b, (seq, views) in enumerate(batch):
+        sel = tok.valid[b]
+        if int(sel.sum()) < 4:
+            continue
+        means, ls, q = tok.world(b, seq.poses[views[0]], sel)
+        sem = tok.sem_logits[b][sel] if seq.labels is not None else None
+        params = _params(means, ls, q, tok.opacity_logits[b][sel], tok.colors[b][sel], sem)
+        H, W = seq.depth.shape[1:]
+        Kv = seq.K.expand(len(views), 3, 3).contiguous()  # one contiguous K per camera (gsplat)
+        out = render_views(rast, params, seq.poses[views], Kv, W, H, semantics=sem is not None, geometry=True)
+        rgb_t, dep_t, mask, lab = _targets(seq, views, views[0])
+        for k, v in render_losses(out, rgb_t, dep_t, mask, lab).items():
+            parts.setdefault(k, []).append(v)
+    tl = tok.labels.reshape(-1)
+    ok = tok.valid.reshape(-1) & (tl < pred.num_classes)
+    if ok.any():
+        # Inverse-sqrt class frequency (in this batch) weights: walls and floors cover most
+        # tokens, and mIoU counts every present class alike.
+        cnt = torch.bincount(tl[ok], minlength=pred.num_classes).to(tok.sem_logits.dtype)
+        cw = torch.where(cnt > 0, cnt.clamp(min=1).rsqrt(), torch.zeros_like(cnt))
+        cw = cw * ok.sum() / (cw * cnt).sum()
+        parts.setdefault("token_ce", []).append(
+            F.cross_entropy(tok.sem_logits.reshape(-1, pred.num_classes)[ok], tl[ok], weight=cw))
+    out = {k: torch.stack(v).mean() for k, v in parts.items()}
+    out["loss"] = total(out, weights) if out else torch.zeros((), device=dev, requires_grad=True)
+    return out
+
+
+def refiner_clip(pred, ref, rast, sampler, mcfg, length: int, weights: LossWeights, opt, clip_grad: float):
+    """One clip: map its frames in order with the frozen predictor; at each frame refine the
+    visible + new Gaussians, take a step on the rendering losses of this frame and its
+    neighbour, then commit the refined values (truncated back-propagation per frame)."""
+    seq, idx = sampler.clip(length)
+    dev = seq.rgb.device
+    H, W = seq.depth.shape[1:]
+    gmap = GaussianMap(num_classes=0, feature_dim=pred.feature_dim, device=dev)
+    logs: Dict[str, list] = {}
+    for t, i in enumerate(idx):
+        pose = seq.poses[i]
+        # Only the feature head has trainable weights here: its output f reaches the loss
+        # through the refiner, the rest of the predictor is frozen.
+        tok = pred(seq.rgb[i].float()[None] / 255.0, seq.depth[i][None], seq.K, mcfg, stride=mcfg.stride)
+        with torch.no_grad():
+            sel = tok.valid[0] & unmapped_blocks(rast, gmap, pose, seq.K, W, H, mcfg.stride, tok.depth[0],
+                                                 mcfg.silhouette_threshold, mcfg.front_margin)
+            means, ls, q = tok.world(0, pose, sel)
+            new = gmap.insert(means, ls, q, tok.opacity_logits[0][sel], tok.colors[0][sel],
+                              features=tok.features[0][sel], birth_frame=i)
+            rows = select_rows(visible_rows(gmap, pose, seq.K, seq.depth[i]), new, 32768)
+        if rows.numel() < 4:
+            continue
+        refined, upd = refine_set(ref, gmap, rows, new, new_features=tok.features[0][sel])
+        full = {}
+        for f in ("colors", "log_scales", "quats", "opacity_logits"):
+            full[f] = getattr(gmap, f).index_put((rows,), refined[f])
+        params = _params(gmap.means, full["log_scales"], full["quats"], full["opacity_logits"], full["colors"])
+        views = [i] + ([idx[t - 1]] if t > 0 else [])
+        out = render_views(rast, params, seq.poses[views], seq.K.expand(len(views), 3, 3).contiguous(), W, H,
+                           geometry=True)
+        rgb_t, dep_t, mask, _ = _targets(seq, views, i)
+        parts = render_losses(out, rgb_t, dep_t, mask)
+        loss = total(parts, weights)
+        opt.zero_grad(set_to_none=True)
+        if not torch.isfinite(loss):
+            break                       # a degenerate clip: drop the rest of it
+        loss.backward()
+        params = [p for g in opt.param_groups for p in g["params"]]
+        if torch.isfinite(torch.nn.utils.clip_grad_norm_(params, clip_grad)):
+            opt.step()
+        commit(gmap, rows, {k: v.detach() for k, v in refined.items()}, upd, mcfg.freeze_after)
+        gmap.prune(mcfg.prune_opacity)
+        for k, v in dict(parts, loss=loss).items():
+            logs.setdefault(k, []).append(float(v.detach()))
+    return {k: float(np.mean(v)) for k, v in logs.items()}, len(gmap)
+
+
+def warm_up(rast, dev) -> Optional[threading.Thread]:
+    """Start compiling gsplat's CUDA kernels (about a minute on a fresh machine) in a thread,
+    so the compile overlaps the CPU-bound synthetic data generation instead of eating
+    training time. The thread only renders a tiny scene; join it before training."""
+    if dev.type != "cuda" or rast.name != "gsplat":
+        return None
+
+    def work():
+        try:
+            p = GaussianParams(means=torch.tensor([[0.0, 0.0, 2.0]], device=dev),
+                               quats=torch.tensor([[1.0, 0, 0, 0]], device=dev),
+                               scales=torch.full((1, 3), 0.1, device=dev), opacities=torch.full((1,), 0.9, device=dev),
+                               colors=torch.full((1, 3), 0.5, device=dev, requires_grad=True))
+            K = torch.tensor([[50.0, 0, 32], [0, 50.0, 24], [0, 0, 1]], device=dev)
+            out = render_views(rast, p, torch.eye(4, device=dev), K, 64, 48)
+            out.color.sum().backward()
+        except Exception as e:  # noqa: BLE001 - training reports the real error if it persists
+            log.warning("gsplat warm-up failed: %s", e)
+
+    t = threading.Thread(target=work, name="gsplat-warm-up", daemon=True)
+    t.start()
+    return t
+
+
+def _lr(base: float, frac: float, step: int) -> float:
+    return base * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+
+
+def _finite(model) -> bool:
+    return all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def fit(opts: FitOptions) -> dict:
+    t_start = time.time()
+    dev = _device(opts.device)
+    torch.manual_seed(opts.seed)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    mcfg = MappingConfig()
+    rast = make_rasterizer("auto", dev)
+    pred = GaussianPredictor(len(SCANNET20_CLASSES), opts.feature_dim, opts.width_channels).to(dev)
+    ref = GaussianRefiner(opts.feature_dim).to(dev)
+    opt_p = torch.optim.AdamW(pred.parameters(), lr=opts.lr, weight_decay=1e-4)
+    opt_r = torch.optim.AdamW(list(ref.parameters()) + list(pred.feat_head.parameters()), lr=opts.lr * 0.5,
+                              weight_decay=1e-4)
+    state = {"chunk": 0, "pred_steps": 0, "ref_clips": 0, "history": [], "seconds": 0.0, "sequences": []}
+    ck = Path(opts.ckpt)
+    if opts.resume:
+        if not ck.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {ck}")
+        blob = torch.load(ck, map_location=dev, weights_only=False)
+        pred.load_state_dict(blob["predictor"])
+        ref.load_state_dict(blob["refiner"])
+        opt_p.load_state_dict(blob["opt_predictor"])
+        opt_r.load_state_dict(blob["opt_refiner"])
+        state = blob["state"]
+        state["chunk"] += 1
+        log.info("resumed from %s: chunk %d, %d predictor steps, %d refiner clips", ck, state["chunk"],
+                 state["pred_steps"], state["ref_clips"])
+    ck.parent.mkdir(parents=True, exist_ok=True)
+
+    def save_ckpt():
+        tmp = ck.with_suffix(".tmp")
+        torch.save({"predictor": pred.state_dict(), "refiner": ref.state_dict(), "opt_predictor": opt_p.state_dict(),
+                    "opt_refiner": opt_r.state_dict(), "state": state, "options": asdict(opts)}, tmp)
+        tmp.replace(ck)
+
+    last_save = [time.time()]
+
+    def maybe_save():   # a chunk cut short (a GPU call's time limit) keeps most of its steps
+        if time.time() - last_save[0] > 120:
+            save_ckpt()
+            last_save[0] = time.time()
+
+    budget = opts.minutes * 60
+    warm = warm_up(rast, dev)
+    # Data: fresh seeds per chunk, never below TRAIN_SEED_BASE (evaluation seeds are).
+    first_seed = TRAIN_SEED_BASE + 100 * state["chunk"]
+    syn = synthetic_sequences(list(range(first_seed, first_seed + opts.seeds)), opts.frames, opts.step,
+                              opts.width, opts.height, dev, deadline=t_start + opts.data_minutes * 60)
+    real = [real_sequence(opts.real, opts.real_frames, opts.width, opts.height, dev)] if opts.real else []
+    state["sequences"] = sorted(set(state["sequences"]) | {s.name for s in syn + real})
+    sampler = Sampler(syn, real, opts.p_real, opts.max_gap, seed=opts.seed + state["chunk"])
+    weights = LossWeights()
+    if warm is not None:
+        t_w = time.time()
+        warm.join()
+        log.info("gsplat ready (waited %.0f s after the data)", time.time() - t_w)
+    t_train = time.time()
+    left = max(budget - (t_train - t_start), 1.0)
+    t_pred_end = t_train + left * (1 - opts.refine_fraction)
+    # -- predictor ------------------------------------------------------------------
+    pred.train()
+    hist: Dict[str, list] = {}
+    n = 0
+    while True:
+        now = time.time()
+        if (opts.steps and n >= opts.steps) or (not opts.steps and now >= t_pred_end):
+            break
+        frac = n / opts.steps if opts.steps else (now - t_train) / max(t_pred_end - t_train, 1e-6)
+        for g in opt_p.param_groups:
+            g["lr"] = _lr(opts.lr, frac, state["pred_steps"])
+        parts = predictor_step(pred, rast, sampler, mcfg, opts, weights)
+        opt_p.zero_grad(set_to_none=True)
+        if not torch.isfinite(parts["loss"]):
+            state["skipped"] = state.get("skipped", 0) + 1   # a degenerate sample: no step
+            n += 1
+            continue
+        parts["loss"].backward()
+        gn = torch.nn.utils.clip_grad_norm_(pred.parameters(), 1.0)
+        if torch.isfinite(gn):
+            opt_p.step()
+        n += 1
+        state["pred_steps"] += 1
+        for k, v in parts.items():
+            hist.setdefault(k, []).append(float(v.detach()))
+        maybe_save()
+        if n % 50 == 0 or n == 1:
+            log.info("predictor step %d: %s", state["pred_steps"],
+                     " ".join(f"{k} {np.mean(v[-50:]):.4f}" for k, v in hist.items()))
+    pred_final = {k: float(np.mean(v[-max(1, min(50, len(v) // 5)):])) for k, v in hist.items()}
+    pred_first = {k: float(np.mean(v[:max(1, min(50, len(v) // 5))])) for k, v in hist.items()}
+    # -- refiner --------------------------------------------------------------------
+    pred.eval()
+    for p in pred.parameters():
+        p.requires_grad_(False)
+    for p in pred.feat_head.parameters():
+        p.requires_grad_(True)
+    ref.train()
+    rhist: Dict[str, list] = {}
+    t_ref = time.time()
+    t_end = t_start + budget
+    m = 0
+    stages = opts.clip_lengths
+    while True:
+        now = time.time()
+        if (opts.refine_steps and m >= opts.refine_steps) or (not opts.refine_steps and now >= t_end):
+            break
+        frac = m / opts.refine_steps if opts.refine_steps else (now - t_ref) / max(t_end - t_ref, 1e-6)
+        length = stages[min(int(frac * len(stages)), len(stages) - 1)]
+        for g in opt_r.param_groups:
+            g["lr"] = _lr(opts.lr * 0.5, frac, state["ref_clips"])
+        logs, _ = refiner_clip(pred, ref, rast, sampler, mcfg, length, weights, opt_r, 1.0)
+        m += 1
+        state["ref_clips"] += 1
+        for k, v in logs.items():
+            rhist.setdefault(k, []).append(v)
+        rhist.setdefault("clip_length", []).append(length)
+        maybe_save()
+        if m % 20 == 0 or m == 1:
+            log.info("refiner clip %d (length %d): %s", state["ref_clips"], length,
+                     " ".join(f"{k} {np.mean(v[-20:]):.4f}" for k, v in rhist.items() if k != "clip_length"))
+    for p in pred.parameters():
+        p.requires_grad_(True)
+    ref_final = {k: float(np.mean(v[-max(1, min(20, len(v) // 5)):])) for k, v in rhist.items() if k != "clip_length"}
+    ref_first = {k: float(np.mean(v[:max(1, min(20, len(v) // 5))])) for k, v in rhist.items() if k != "clip_length"}
+    if not (_finite(pred) and _finite(ref)):
+        raise RuntimeError("training diverged: non-finite weights; nothing written")
+    elapsed = time.time() - t_start
+    state["seconds"] += elapsed
+    chunk = {"chunk": state["chunk"], "seconds": elapsed, "predictor_steps": n, "refiner_clips": m,
+             "clip_lengths": sorted(set(rhist.get("clip_length", []))),
+             "predictor_first": pred_first, "predictor_final": pred_final,
+             "refiner_first": ref_first, "refiner_final": ref_final,
+             "synthetic_sequences": len(syn), "real_frames": int(sum(len(r) for r in real))}
+    state["history"].append(chunk)
+    save_ckpt()
+    device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+    summary = {"command": opts.command, "device": device_name, "renderer": rast.name,
+               "total_predictor_steps": state["pred_steps"], "total_refiner_clips": state["ref_clips"],
+               "total_seconds": state["seconds"], "chunks": state["history"],
+               "training_sequences": state["sequences"], "options": asdict(opts)}
+    save_networks(opts.out, pred, ref, SCANNET20_CLASSES, meta={"summary": json.dumps(summary)})
+    out = Path(opts.out)
+    with open(out.with_suffix(".json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    from .card import write_card
+
+    write_card(out.parent / "MODEL_CARD.md", summary, weights_path=out)
+    log.info("wrote %s, %s and the model card (%.0f s)", out, out.with_suffix(".json"), elapsed)
+    return summary
+
+
+def command_line() -> str:
+    return "gs4 train fit " + " ".join(shlex.quote(a) for a in sys.argv[3:]) if len(sys.argv) > 2 else ""
