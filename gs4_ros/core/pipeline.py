@@ -101,6 +101,7 @@ class SLAMPipeline:
         self.backend = Backend(b, self.cfg.tracking) if b.enabled else None
         self.joint = JointOptimizer(b) if b.enabled and b.joint_enabled else None
         self._anchors: List[tuple] = []        # per frame: (keyframe id, 4x4 pose in that keyframe)
+        self._anchor_inv = (None, None)         # ((keyframe id, correction count), inverse pose)
         self._corrected = False
         # Bumped whenever the back-end or the joint optimiser moves past poses (and the
         # Gaussians with them), so drivers know to re-publish the path and the map.
@@ -183,7 +184,7 @@ class SLAMPipeline:
         self.trajectory.append((frame.timestamp, frame.index, pose_np))
         if self.keyframes:
             akf = self.keyframes[-1]
-            self._anchors.append((akf.id, np.linalg.inv(akf.pose.detach().double().cpu().numpy()) @ pose_np))
+            self._anchors.append((akf.id, self._anchor_inverse(akf) @ pose_np))
         if self.backend is not None:
             ts = time.perf_counter()
             if is_kf:
@@ -375,6 +376,14 @@ class SLAMPipeline:
             return
         self.backend.wait_idle(timeout)
         self._backend_boundary({})
+
+    def _anchor_inverse(self, kf: Keyframe) -> np.ndarray:
+        """Inverse pose of the anchor keyframe, recomputed only when it or a correction
+        changes (not once per frame: it is a device-to-host copy on the tracking path)."""
+        key = (kf.id, self.correction_count)
+        if self._anchor_inv[0] != key:
+            self._anchor_inv = (key, np.linalg.inv(kf.pose.detach().double().cpu().numpy()))
+        return self._anchor_inv[1]
 
     def final_trajectory(self) -> List[tuple]:
         """(timestamp, frame index, 4x4 c2w) per processed frame with every back-end
