@@ -130,3 +130,58 @@ def test_optical_to_link_rotation():
     np.testing.assert_array_equal(R_LINK_OPTICAL @ [1, 0, 0], [0, -1, 0])
     np.testing.assert_array_equal(R_LINK_OPTICAL @ [0, 1, 0], [0, 0, -1])
     assert np.linalg.det(link_from_optical()[:3, :3]) == pytest.approx(1.0)
+
+
+def test_path_is_rewritten_when_the_back_end_corrects_past_poses():
+    """A pose-graph correction of keyframe 1 moves the published path of every frame
+    tracked after it (and no earlier one), as the pipeline's final trajectory does."""
+    import torch
+    from nav_msgs.msg import Path as PathMsg
+
+    from gs4_ros.core import se3
+    from gs4_ros.core.backend import GraphUpdate
+    from gs4_ros.ros.player import FramePlayer, encode
+
+    frames = H.synthetic_frames(8)
+    t = InProcess("pipeline.device:=cpu", "pipeline.backend.enabled:=true",
+                  "pipeline.backend.synchronous:=true", "pipeline.backend.joint_enabled:=false",
+                  "pipeline.mapping.keyframe_max_interval:=2", "map_alignment:=optical",
+                  "path_rate_hz:=0.0", "map_rate_hz:=0.0", "render_rate_hz:=0.0", "publish_tf:=false")
+    try:
+        paths = []
+        t.client.create_subscription(PathMsg, "/gs4_node/path", paths.append, 10)
+        player = FramePlayer(t.client, prefix="", publish_labels=False, publish_gt=False)
+        assert H.spin_until(t.ex, lambda: player.pub_color.get_subscription_count() > 0, 30)
+        stamp = 10**9
+
+        def feed(f):
+            nonlocal stamp
+            stamp += 100_000_000
+            n = t.node.stats.processed
+            player.publish(encode(f), stamp)
+            assert H.spin_until(t.ex, lambda: t.node.stats.processed > n and paths
+                                and len(paths[-1].poses) == t.node.stats.processed, 120), \
+                "no path for the frame"
+
+        for f in frames[:6]:
+            feed(f)
+
+        def poses(msg):
+            return [np.array(conv.pose_to_matrix(p.pose)) for p in msg.poses]
+
+        before = poses(paths[-1])
+        kfs = t.node.pipe.keyframes
+        assert len(kfs) >= 2
+        C = se3.se3_exp(torch.tensor([0.04, 0.0, -0.02, 0.0, 0.02, 0.0], dtype=torch.float64)).numpy()
+        upd = {k.id: k.pose.double().cpu().numpy() for k in kfs[:2]}
+        upd[1] = C @ upd[1]
+        t.node.pipe.backend._results.put(GraphUpdate(upd, None, 0.0))
+        feed(frames[6])
+        after = poses(paths[-1])
+        first_moved = kfs[1].frame_index
+        for i, (p0, p1) in enumerate(zip(before, after)):
+            expect = C @ p0 if i >= first_moved else p0
+            np.testing.assert_allclose(p1, expect, atol=2e-3, err_msg=f"frame {i}")
+        assert t.node.pipe.correction_count == 1
+    finally:
+        t.close()

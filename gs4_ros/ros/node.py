@@ -395,11 +395,12 @@ class GS4Node(Node):
         """The back-end moved past poses and Gaussians: re-publish the path and the map.
 
         The pipeline's trajectory and this node's path hold one entry per processed frame,
-        in order (both are cleared together on reset), so the path is rewritten in place.
+        in order (both are cleared together on reset), so the path is rewritten in place;
+        the trajectory may already hold the frame being published, which the path gets next.
         """
         self._seen_corrections = self.pipe.correction_count
         traj = self.pipe.final_trajectory()
-        if len(traj) == len(self._path):
+        if len(traj) >= len(self._path):
             self._path = [self._restamped(ps, T) for ps, (_, _, T) in zip(self._path, traj)]
             self._path_dirty = True
         self._map_version += 1
