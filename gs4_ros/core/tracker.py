@@ -436,10 +436,7 @@ class RGBDTracker:
             prob.run_steps(its)
             T64 = prob.T64
             total_it += its
-        prob = self._problem(0, cur[0].shape, dev, dt)
-        if prob.T64 is not T64:
-            prob.load(cur[0], ref[0])
-            prob.T64.copy_(T64)
+        # The loop ends on the finest level, whose problem still holds this frame.
         prob.gate.fill_(c.max_correspondence)
         prob.final_stats()
         # The frame's only host round trip: solution, information and statistics.
@@ -472,7 +469,7 @@ class RGBDTracker:
                 prob.T.copy_(T.to(dt), non_blocking=False)
                 out = prob.run()
                 total_it += 1
-                if out[42] < 12:
+                if out[42] < prob.min_inliers:
                     break
                 Hd, gd = out[:36].reshape(6, 6), out[36:42]
                 Hd = Hd + np.eye(6) * 1e-9 * max(np.trace(Hd), 1e-12)
@@ -483,9 +480,8 @@ class RGBDTracker:
                 T = se3.se3_exp(torch.from_numpy(dx)) @ T
                 if np.linalg.norm(dx[:3]) < 1e-5 and np.linalg.norm(dx[3:]) < 1e-5:
                     break
-        # Health and information at the solution, finest level.
-        prob = self._problem(0, cur[0].shape, dev, dt)
-        prob.load(cur[0], ref[0])
+        # Health and information at the solution, finest level (the loop ended on it, so
+        # its problem still holds this frame).
         prob.gate.fill_(c.max_correspondence)
         prob.T.copy_(T.to(dt))
         r_d, ok, r_p, a_ok = prob.compute(with_residuals=True)
