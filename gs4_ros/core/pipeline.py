@@ -102,7 +102,6 @@ class SLAMPipeline:
         self.joint = JointOptimizer(b) if b.enabled and b.joint_enabled else None
         self._anchors: List[tuple] = []        # per frame: (keyframe id, 4x4 pose in that keyframe)
         self._anchor_inv = (None, None)         # ((keyframe id, correction count), inverse pose)
-        self._corrected = False
         # Bumped whenever the back-end or the joint optimiser moves past poses (and the
         # Gaussians with them), so drivers know to re-publish the path and the map.
         self.correction_count = 0
@@ -182,7 +181,7 @@ class SLAMPipeline:
         self._poses.append(pose)
         pose_np = pose.detach().double().cpu().numpy()
         self.trajectory.append((frame.timestamp, frame.index, pose_np))
-        if self.keyframes:
+        if self.backend is not None and self.keyframes:  # only corrections need anchors
             akf = self.keyframes[-1]
             self._anchors.append((akf.id, self._anchor_inverse(akf) @ pose_np))
         if self.backend is not None:
@@ -294,17 +293,13 @@ class SLAMPipeline:
         for i in torch.nonzero(moved_mask).flatten().tolist():
             self.keyframes[i].pose = new_dev[i]
         self.map.apply_correction_table(C.float().to(dev), moved_mask.to(dev))
-        cn = c_new.to(dev).float()
-        for i in (-1, -2):
-            if len(self._poses) >= -i:
-                self._poses[i] = se3.orthonormalize(cn @ self._poses[i])
+        self._move_motion_model(c_new.to(dev).float())
         dt, dr = se3.pose_distance(torch.eye(4, dtype=torch.float64), C[moved_mask])
         idx = torch.nonzero(moved_mask).flatten().tolist()
         moved = {ids[i]: (float(dt[n]), float(dr[n])) for n, i in enumerate(idx)}
         new_np = new.numpy()
         for i in idx:
             self.backend.set_pose(ids[i], new_np[i])
-        self._corrected = True
         self.correction_count += 1
         st = self.backend.stats
         st.corrections_applied += 1
@@ -328,6 +323,13 @@ class SLAMPipeline:
         if np.isfinite(med) and np.isfinite(rms) and rms > b.joint_trigger_residual_ratio * med:
             return "residual"
         return ""
+
+    def _move_motion_model(self, C: torch.Tensor):
+        """Apply a world-frame correction to the last two poses, which the constant-velocity
+        prediction of the next frame extrapolates from."""
+        for i in (-1, -2):
+            if len(self._poses) >= -i:
+                self._poses[i] = se3.orthonormalize(C @ self._poses[i])
 
     def _recent_keyframes(self) -> List[int]:
         return [kf.id for kf in self.keyframes[-self.cfg.backend.joint_top_k:]]
@@ -357,11 +359,7 @@ class SLAMPipeline:
             self.keyframes[k].pose = P
             self.backend.set_pose(k, P.double().cpu().numpy())
             if k == newest:
-                C = P @ se3.inv(old)
-                for i in (-1, -2):
-                    if len(self._poses) >= -i:
-                        self._poses[i] = se3.orthonormalize(C @ self._poses[i])
-        self._corrected = True
+                self._move_motion_model(P @ se3.inv(old))
         self.correction_count += 1
         st = self.backend.stats
         st.joint_optimizations += 1
@@ -388,7 +386,7 @@ class SLAMPipeline:
     def final_trajectory(self) -> List[tuple]:
         """(timestamp, frame index, 4x4 c2w) per processed frame with every back-end
         correction so far: each frame rides on the keyframe it was tracked after."""
-        if not self._corrected:
+        if self.correction_count == 0:
             return list(self.trajectory)
         kp = {kf.id: kf.pose.detach().double().cpu().numpy() for kf in self.keyframes}
         return [(ts, idx, kp[a[0]] @ a[1]) for (ts, idx, _), a in zip(self.trajectory, self._anchors)]

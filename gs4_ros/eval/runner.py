@@ -143,12 +143,11 @@ def evaluate(pipe: SLAMPipeline, rec: RunRecord) -> Dict[str, object]:
                                    [rec.stamps[i] for i in idx], [rec.gt[i] for i in idx]))
     m["backend"] = pipe.backend_summary()
     # Rendering metrics on the final map at the final pose estimates.
-    pose_of = est
     buckets = {"mapped": [], "heldout": []}
     cm = ConfusionMatrix(pipe.cfg.num_classes)
     has_labels = False
     for i, f in sorted(rec.eval_frames.items()):
-        out = pipe.render(pose_of[i], f.intrinsics, semantics=f.labels is not None)
+        out = pipe.render(est[i], f.intrinsics, semantics=f.labels is not None)
         row = {"psnr": psnr(out["color"], f.rgb), "ssim": ssim(out["color"], f.rgb),
                "depth_l1_cm": depth_l1_cm(out["depth"], f.depth)}
         buckets["heldout" if i in rec.heldout else "mapped"].append(row)
