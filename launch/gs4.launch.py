@@ -69,7 +69,12 @@ ARGUMENTS = [
     ("odom_prior_topic", "/odom", "nav_msgs/Odometry prior (used when subscribe_odom_prior is true)."),
     ("namespace", "", "Namespace of the node."),
     ("log_level", "info", "Node log level."),
+    ("dds_profile", "shm_large", "Fast DDS profile for the node, RViz and the bag player: shm_large (shipped: "
+     "64 MiB shared-memory segments, without which most 640x480 images between processes on one host are "
+     "lost), none (keep the environment's), or the path of an XML profile."),
 ]
+
+DDS_PROFILES = {"shm_large": os.path.join("config", "dds", "fastdds_shm_large.xml")}
 
 
 def _truthy(v) -> bool:
@@ -97,6 +102,11 @@ def resolve(values: dict, share_dir: str) -> dict:
         ("labels/image_raw", topic["labels_topic"]),
         ("odom_prior", v["odom_prior_topic"]),
     ]
+    profile = v["dds_profile"].strip()
+    env = {}
+    if profile and profile.lower() != "none":
+        env["FASTRTPS_DEFAULT_PROFILES_FILE"] = (os.path.join(share_dir, DDS_PROFILES[profile])
+                                                 if profile in DDS_PROFILES else os.path.expanduser(profile))
     bag_cmd = None
     if bag:
         bag_cmd = ["ros2", "bag", "play", bag, "--clock", "--rate", v["bag_rate"]]
@@ -110,18 +120,21 @@ def resolve(values: dict, share_dir: str) -> dict:
         "rviz_config": v["rviz_config"] or os.path.join(share_dir, "rviz", "gs4.rviz"),
         "bag_cmd": bag_cmd,
         "bag_delay": float(v["bag_delay"]),
+        "env": env,
     }
 
 
 def _launch_setup(context, *args, **kwargs):
     from ament_index_python.packages import get_package_share_directory
-    from launch.actions import ExecuteProcess, TimerAction
+    from launch.actions import ExecuteProcess, SetEnvironmentVariable, TimerAction
     from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import Node
 
     values = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
     r = resolve(values, get_package_share_directory("gs4_ros"))
-    actions = [Node(
+    # Set first: the environment of every process this launch starts after it.
+    actions = [SetEnvironmentVariable(k, val) for k, val in r["env"].items()]
+    actions += [Node(
         package="gs4_ros", executable="gs4_node", name="gs4_node", namespace=r["namespace"],
         output="screen", emulate_tty=True,
         parameters=[r["config"], {"use_sim_time": r["use_sim_time"]}],

@@ -144,6 +144,12 @@ def test_launch_file_compiles_and_resolves_arguments():
         mod.resolve({"sensor": "kinect9000"}, "/s")
     for preset in mod.SENSORS.values():
         assert (REPO / "config" / preset["config"]).is_file()
+    # The shipped Fast DDS profile by default, an explicit path, or the environment's own.
+    assert r["env"] == {"FASTRTPS_DEFAULT_PROFILES_FILE": "/share/config/dds/fastdds_shm_large.xml"}
+    for rel in mod.DDS_PROFILES.values():
+        assert (REPO / rel).is_file()
+    assert mod.resolve({"dds_profile": "/etc/my.xml"}, "/s")["env"] == {"FASTRTPS_DEFAULT_PROFILES_FILE": "/etc/my.xml"}
+    assert mod.resolve({"dds_profile": "none"}, "/s")["env"] == {}
 
 
 def test_launch_description_builds_when_launch_is_installed():
