@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""Where does gs4_node lose time against the bare pipeline? One table, same frames.
+
+On the H200 the node ran its pipeline stages ~20x slower than `gs4 run` (track 570 ms vs
+~17 ms per 640x480 frame, also with the node in the benchmark's process), while on the
+CPU the node matches the pipeline. This script feeds the same decoded frames, without
+DDS transport, through increasingly complete set-ups and prints the per-stage means:
+
+  pipeline       SLAMPipeline.process in the main thread (as `gs4 run`)
+  thread         the same in a plain thread (as the node's worker)
+  node-direct    GS4Node._process called in a thread, node built but not spinning
+  node-spinning  the same while a MultiThreadedExecutor spins the node (timers,
+                 diagnostics, periodic outputs), as in gs4_node
+
+    python benchmarks/node_bisect.py --device cuda --width 640 --height 480 --frames 60
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+
+import numpy as np  # noqa: E402
+
+
+def means(timings):
+    keys = sorted({k for t in timings for k in t})
+    return {k: float(np.mean([t.get(k, 0.0) for t in timings])) for k in keys}
+
+
+def in_thread(fn):
+    out = {}
+    th = threading.Thread(target=lambda: out.setdefault("r", fn()))
+    th.start()
+    th.join()
+    return out["r"]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--width", type=int, default=640)
+    ap.add_argument("--height", type=int, default=480)
+    ap.add_argument("--frames", type=int, default=60)
+    ap.add_argument("--skip", type=int, default=10, help="first frames left out of the means (warm-up)")
+    args = ap.parse_args()
+
+    import rclpy
+    import torch
+    from rclpy.executors import MultiThreadedExecutor
+
+    from gs4_ros.core.config import PipelineConfig
+    from gs4_ros.core.pipeline import SLAMPipeline, resolve_device
+    from gs4_ros.io.datasets import open_dataset
+    from gs4_ros.ros.node import GS4Node, SyncedSet
+    from gs4_ros.ros.player import encode
+
+    dev = str(resolve_device(args.device))
+    ds = open_dataset(f"synthetic:seed=3,frames={args.frames}", width=args.width, height=args.height, device=dev)
+    enc = [encode(ds[i]) for i in range(len(ds))]
+    t0 = time.time_ns()
+    for i, e in enumerate(enc):
+        st = t0 + i * 33_333_333
+        from gs4_ros.ros import conversions as conv
+        for m in (e.color, e.depth, e.info):
+            m.header.stamp = conv.ns_to_stamp(st)
+    rows = []
+
+    def sync():
+        if dev.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    # Frames decoded as the node decodes them, so every set-up sees identical inputs.
+    rclpy.init(args=["--ros-args", "-p", f"pipeline.device:={dev}"])
+    probe = GS4Node()
+    frames = [probe._decode(SyncedSet(e.color, e.depth, None, e.info, conv.stamp_to_ns(e.color.header.stamp),
+                                      time.monotonic())) for e in enc]
+    probe.shutdown()
+    probe.destroy_node()
+
+    def run_pipeline():
+        pipe = SLAMPipeline(PipelineConfig(), device=dev)
+        tm = []
+        t = time.perf_counter()
+        for k, f in enumerate(frames):
+            r = pipe.process(f)
+            sync()
+            if k >= args.skip:
+                tm.append(dict(r.timings_ms))
+        return means(tm), (time.perf_counter() - t) / len(frames) * 1000
+
+    rows.append(("pipeline", *run_pipeline()))
+    rows.append(("thread", *in_thread(run_pipeline)))
+
+    def run_node(spin: bool):
+        node = GS4Node()
+        ex = None
+        if spin:
+            ex = MultiThreadedExecutor(num_threads=2)
+            ex.add_node(node)
+            threading.Thread(target=ex.spin, daemon=True).start()
+
+        def work():
+            t = time.perf_counter()
+            for e in enc:
+                node._process(SyncedSet(e.color, e.depth, None, e.info, conv.stamp_to_ns(e.color.header.stamp),
+                                        time.monotonic()))
+                node._idle()
+                sync()
+            return (time.perf_counter() - t) / len(enc) * 1000
+
+        per = in_thread(work)
+        tm = list(node.stats.timings)[args.skip:]
+        if ex is not None:
+            ex.shutdown()
+        node.shutdown()
+        node.destroy_node()
+        return means(tm), per
+
+    rows.append(("node-direct", *run_node(False)))
+    rows.append(("node-spinning", *run_node(True)))
+    rclpy.try_shutdown()
+
+    name = torch.cuda.get_device_name(0) if dev.startswith("cuda") else "cpu"
+    keys = sorted({k for _, m, _ in rows for k in m})
+    print(f"\nnode_bisect: {args.width}x{args.height} synthetic seed 3, {args.frames} frames "
+          f"(first {args.skip} left out), device {name}")
+    print(f"{'set-up':14s} " + " ".join(f"{k:>10s}" for k in keys) + f" {'wall/frame':>11s}  (ms)")
+    for n, m, per in rows:
+        print(f"{n:14s} " + " ".join(f"{m.get(k, float('nan')):10.1f}" for k in keys) + f" {per:11.1f}")
+
+
+if __name__ == "__main__":
+    main()
