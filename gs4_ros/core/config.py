@@ -24,7 +24,11 @@ class TrackingConfig:
     finest_level: int = 0                   # 0 = input resolution, 1 = half, ...
     iterations: List[int] = field(default_factory=lambda: [4, 6, 10])  # finest ... coarsest
     photo_weight: float = 0.05              # weight of the photometric term (metres per unit intensity)
-    huber_depth: float = 0.01               # metres
+    # Huber threshold of the depth residual, metres. 5 mm (was 10): on 7-Scenes redkitchen
+    # 0-499 at 640x480 (H200, benchmarks/sweep.py) ATE 2.56 -> 2.43 cm, in two runs; on the
+    # synthetic demo (320x240, CPU) 1.77 -> 2.00 cm. Real depth's outliers (edges, multipath)
+    # weigh more than the synthetic sensor model's, so the real sequence decides.
+    huber_depth: float = 0.005
     huber_photo: float = 0.05               # intensity in [0, 1]
     max_correspondence: float = 0.08        # metres; ICP outlier gate (scaled up at coarse levels)
     max_normal_angle_deg: float = 35.0
