@@ -33,7 +33,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-SHIPPED_DDS_PROFILE = REPO / "config" / "dds" / "fastdds_shm_large.xml"
 
 import numpy as np  # noqa: E402
 
@@ -97,11 +96,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     # Before rclpy starts: Fast DDS reads the profile when this process's participant is made,
     # and the node inherits the environment.
-    if args.dds_profile == "none":
-        os.environ.pop("FASTRTPS_DEFAULT_PROFILES_FILE", None)
-    else:
-        prof = SHIPPED_DDS_PROFILE if args.dds_profile == "shm_large" else Path(args.dds_profile)
-        os.environ["FASTRTPS_DEFAULT_PROFILES_FILE"] = str(prof)
+    # 'none' measures Fast DDS's own defaults, whatever this shell has set.
+    from gs4_ros.ros.dds import PROFILE_VAR, dds_profile_env
+
+    os.environ.pop(PROFILE_VAR, None)
+    os.environ.update(dds_profile_env(args.dds_profile, str(REPO)))
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from geometry_msgs.msg import PoseStamped

@@ -12,6 +12,8 @@ in `resolve()`, so it is unit-tested without the launch packages.
 """
 import os
 
+from gs4_ros.ros.dds import dds_profile_env
+
 # sensor -> default config file and input topics (driver defaults of each camera's ROS 2 driver)
 SENSORS = {
     "generic": {
@@ -74,8 +76,6 @@ ARGUMENTS = [
      "lost), none (keep the environment's), or the path of an XML profile."),
 ]
 
-DDS_PROFILES = {"shm_large": os.path.join("config", "dds", "fastdds_shm_large.xml")}
-
 
 def _truthy(v) -> bool:
     return str(v).strip().lower() in ("1", "true", "yes", "on")
@@ -102,11 +102,7 @@ def resolve(values: dict, share_dir: str) -> dict:
         ("labels/image_raw", topic["labels_topic"]),
         ("odom_prior", v["odom_prior_topic"]),
     ]
-    profile = v["dds_profile"].strip()
-    env = {}
-    if profile and profile.lower() != "none":
-        env["FASTRTPS_DEFAULT_PROFILES_FILE"] = (os.path.join(share_dir, DDS_PROFILES[profile])
-                                                 if profile in DDS_PROFILES else os.path.expanduser(profile))
+    env = dds_profile_env(v["dds_profile"], share_dir)
     bag_cmd = None
     if bag:
         bag_cmd = ["ros2", "bag", "play", bag, "--clock", "--rate", v["bag_rate"]]

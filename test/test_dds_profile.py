@@ -11,10 +11,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import ros_helpers  # noqa: E402,F401  (DDS domain isolation for the children)
 
+from gs4_ros.ros.dds import DDS_PROFILES, PROFILE_VAR  # noqa: E402
+
 pytest.importorskip("rclpy")
 
 REPO = Path(__file__).resolve().parents[1]
-PROFILE = REPO / "config" / "dds" / "fastdds_shm_large.xml"
+PROFILE = REPO / DDS_PROFILES["shm_large"]
 PROBE = Path(__file__).with_name("dds_image_probe.py")
 
 
@@ -30,7 +32,7 @@ def test_shipped_profile_parses():
 @pytest.mark.skipif(os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp") != "rmw_fastrtps_cpp",
                     reason="the profile is for Fast DDS; another RMW is selected")
 def test_profile_carries_vga_images_between_processes():
-    env = dict(os.environ, FASTRTPS_DEFAULT_PROFILES_FILE=str(PROFILE))
+    env = dict(os.environ, **{PROFILE_VAR: str(PROFILE)})
     env.pop("FASTDDS_BUILTIN_TRANSPORTS", None)   # it would override the profile's transports
     sub = subprocess.Popen([sys.executable, str(PROBE), "sub", "14"], env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)

@@ -146,7 +146,9 @@ def test_launch_file_compiles_and_resolves_arguments():
         assert (REPO / "config" / preset["config"]).is_file()
     # The shipped Fast DDS profile by default, an explicit path, or the environment's own.
     assert r["env"] == {"FASTRTPS_DEFAULT_PROFILES_FILE": "/share/config/dds/fastdds_shm_large.xml"}
-    for rel in mod.DDS_PROFILES.values():
+    from gs4_ros.ros.dds import DDS_PROFILES
+
+    for rel in DDS_PROFILES.values():
         assert (REPO / rel).is_file()
     assert mod.resolve({"dds_profile": "/etc/my.xml"}, "/s")["env"] == {"FASTRTPS_DEFAULT_PROFILES_FILE": "/etc/my.xml"}
     assert mod.resolve({"dds_profile": "none"}, "/s")["env"] == {}
