@@ -60,6 +60,7 @@ def main():
     from gs4_ros.core.config import PipelineConfig
     from gs4_ros.core.pipeline import SLAMPipeline, resolve_device
     from gs4_ros.io.datasets import open_dataset
+    from gs4_ros.ros import conversions as conv
     from gs4_ros.ros.node import GS4Node, SyncedSet
     from gs4_ros.ros.player import encode
 
@@ -67,11 +68,15 @@ def main():
     ds = open_dataset(f"synthetic:seed=3,frames={args.frames}", width=args.width, height=args.height, device=dev)
     enc = [encode(ds[i]) for i in range(len(ds))]
     t0 = time.time_ns()
-    for i, e in enumerate(enc):
-        st = t0 + i * 33_333_333
-        from gs4_ros.ros import conversions as conv
+    stamps = [t0 + i * 33_333_333 for i in range(len(enc))]      # 30 Hz
+    for e, st in zip(enc, stamps):
         for m in (e.color, e.depth, e.info):
             m.header.stamp = conv.ns_to_stamp(st)
+
+    def synced(i):
+        """The set a synchronised callback would hand to the node's worker."""
+        return SyncedSet(enc[i].color, enc[i].depth, None, enc[i].info, stamps[i], time.monotonic())
+
     rows = []
 
     def sync():
@@ -81,8 +86,7 @@ def main():
     # Frames decoded as the node decodes them, so every set-up sees identical inputs.
     rclpy.init(args=["--ros-args", "-p", f"pipeline.device:={dev}"])
     probe = GS4Node()
-    frames = [probe._decode(SyncedSet(e.color, e.depth, None, e.info, conv.stamp_to_ns(e.color.header.stamp),
-                                      time.monotonic())) for e in enc]
+    frames = [probe._decode(synced(i)) for i in range(len(enc))]
     probe.shutdown()
     probe.destroy_node()
 
@@ -108,17 +112,21 @@ def main():
             ex.add_node(node)
             threading.Thread(target=ex.spin, daemon=True).start()
 
+        tm = []
+
         def work():
             t = time.perf_counter()
-            for e in enc:
-                node._process(SyncedSet(e.color, e.depth, None, e.info, conv.stamp_to_ns(e.color.header.stamp),
-                                        time.monotonic()))
+            for i in range(len(enc)):
+                done = node.stats.processed
+                node._process(synced(i))
                 node._idle()
                 sync()
+                # The node keeps only its last 30 timings: take each as it comes.
+                if i >= args.skip and node.stats.processed > done:
+                    tm.append(dict(node.stats.timings[-1]))
             return (time.perf_counter() - t) / len(enc) * 1000
 
         per = in_thread(work)
-        tm = list(node.stats.timings)[args.skip:]
         if ex is not None:
             ex.shutdown()
         node.shutdown()
