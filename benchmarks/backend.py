@@ -29,6 +29,7 @@ from gs4_ros.core.config import load_config  # noqa: E402
 from gs4_ros.core.pipeline import SLAMPipeline, resolve_device  # noqa: E402
 from gs4_ros.eval.runner import evaluate, run_frames  # noqa: E402
 from gs4_ros.io.datasets import open_dataset  # noqa: E402
+from bench_common import add_sequence_args  # noqa: E402  (this script's folder)
 
 
 def joint_timing(pipe: SLAMPipeline, iterations: int = 5, repeats: int = 10):
@@ -62,12 +63,7 @@ def joint_timing(pipe: SLAMPipeline, iterations: int = 5, repeats: int = 10):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", required=True)
-    ap.add_argument("--frames", default=None)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--width", type=int, default=None)
-    ap.add_argument("--height", type=int, default=None)
-    ap.add_argument("--config", default=None)
+    add_sequence_args(ap)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--synchronous", action="store_true", help="run the back-end inline (deterministic)")
     ap.add_argument("--eval-every", type=int, default=5)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 import numpy as np
 import torch
@@ -24,18 +23,11 @@ from gs4_ros.core.config import SCANNET20_CLASSES, MappingConfig  # noqa: E402
 from gs4_ros.core.gaussian_map import GaussianMap  # noqa: E402
 from gs4_ros.core.nets import DEFAULT_WEIGHTS, GaussianPredictor, GaussianRefiner, load_networks  # noqa: E402
 from gs4_ros.core.nets.mapper import refine_set, select_rows, visible_rows  # noqa: E402
+from bench_common import timed_ms  # noqa: E402  (this script's folder)
 
 
 def timed(fn, dev, reps):
-    out = []
-    for _ in range(reps):
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        t = time.perf_counter()
-        fn()
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        out.append(1000 * (time.perf_counter() - t))
+    out = timed_ms(fn, dev, reps)
     return float(np.median(out)), float(np.percentile(out, 90))
 
 

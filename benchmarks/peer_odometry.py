@@ -28,6 +28,7 @@ from gs4_ros.core.pipeline import SLAMPipeline, resolve_device  # noqa: E402
 from gs4_ros.eval.runner import evaluate, run_frames  # noqa: E402
 from gs4_ros.eval.trajectory_metrics import trajectory_errors  # noqa: E402
 from gs4_ros.io.datasets import open_dataset  # noqa: E402
+from bench_common import add_sequence_args  # noqa: E402  (this script's folder)
 
 
 def run_cv2(ds):
@@ -63,12 +64,7 @@ def run_cv2(ds):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", required=True)
-    ap.add_argument("--frames", default=None)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--width", type=int, default=None)
-    ap.add_argument("--height", type=int, default=None)
-    ap.add_argument("--config", default=None)
+    add_sequence_args(ap)
     ap.add_argument("--out", default=None, help="folder for a JSON of the figures")
     args = ap.parse_args()
     device = resolve_device(args.device)

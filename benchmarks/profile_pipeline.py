@@ -25,19 +25,11 @@ from gs4_ros.core.config import load_config  # noqa: E402
 from gs4_ros.core.pipeline import SLAMPipeline, resolve_device  # noqa: E402
 from gs4_ros.core.render import render_views  # noqa: E402
 from gs4_ros.io.datasets import open_dataset  # noqa: E402
+from bench_common import timed_ms  # noqa: E402  (this script's folder)
 
 
 def timed(fn, dev, reps=20):
-    ts = []
-    for _ in range(reps):
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        t0 = time.perf_counter()
-        fn()
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        ts.append(1000 * (time.perf_counter() - t0))
-    return statistics.median(ts)
+    return statistics.median(timed_ms(fn, dev, reps))
 
 
 def main():

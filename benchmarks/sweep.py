@@ -23,6 +23,7 @@ from gs4_ros.core.config import load_config  # noqa: E402
 from gs4_ros.core.pipeline import SLAMPipeline, resolve_device  # noqa: E402
 from gs4_ros.eval.runner import evaluate, run_frames  # noqa: E402
 from gs4_ros.io.datasets import open_dataset  # noqa: E402
+from bench_common import add_sequence_args  # noqa: E402  (this script's folder)
 
 
 def parse_variant(text):
@@ -36,12 +37,7 @@ def parse_variant(text):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", action="append", required=True, help="may repeat")
-    ap.add_argument("--frames", default=None)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--width", type=int, default=None)
-    ap.add_argument("--height", type=int, default=None)
-    ap.add_argument("--config", default=None)
+    add_sequence_args(ap, repeat=True)
     ap.add_argument("--variant", action="append", default=[], help="NAME:KEY=VALUE,...")
     ap.add_argument("--eval-every", type=int, default=5)
     ap.add_argument("--out", default=None)
