@@ -446,8 +446,9 @@ def test_bad_input_is_logged_skipped_and_leaves_the_map_intact(fresh, encoded):
     reference = _save_bytes(client, tmp)
     diag = client.fresh_diag()
     n_ref, processed_ref = int(diag["gaussians"]), int(diag["frames_processed"])
-    # ... unless the synchroniser held it back until the next frame's images confirmed the
-    # pairing, by which time that frame's CameraInfo was there: then it is processed with it.
+    # ... unless its images reached the node's callbacks late (a loaded machine), less than
+    # 0.5 s before the good frame's CameraInfo: a set that just missed the first CameraInfo
+    # is handed over with it by design (GS4Node._on_info), so it may count once.
     poses = client.poses_by_stamp()
     assert not any(s in poses for s in no_info[:2]), "a set without CameraInfo was processed"
     assert n_ref > 0 and processed_ref == 1 + (no_info[2] in poses)
