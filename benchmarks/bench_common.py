@@ -35,3 +35,55 @@ def timed_ms(fn: Callable[[], object], dev, reps: int) -> List[float]:
             torch.cuda.synchronize(dev)
         out.append(1000 * (time.perf_counter() - t))
     return out
+
+
+class StackSampler:
+    """Poor man's profiler for one thread: samples its Python stack every `period` s.
+
+    cProfile sees only the thread that enables it and hides time spent waiting for the
+    GIL; sampling another thread's frames from outside shows where its wall time goes,
+    including the lines where it sits blocked. Use as a context manager around the work,
+    then `top()` for the (function, file:line) that were innermost most often.
+    """
+
+    def __init__(self, thread_id: int, period: float = 0.002, depth: int = 3):
+        import collections
+        import threading
+
+        self.tid, self.period, self.depth = thread_id, period, depth
+        self.counts = collections.Counter()       # innermost `depth` frames
+        self.inclusive = collections.Counter()    # every function on the stack
+        self.samples = 0
+        self._stop = threading.Event()
+        self._th = threading.Thread(target=self._run, daemon=True, name="stack_sampler")
+
+    def _run(self):
+        import sys
+
+        while not self._stop.wait(self.period):
+            f = sys._current_frames().get(self.tid)
+            if f is None:
+                continue
+            parts, funcs = [], set()
+            while f is not None:
+                c = f.f_code
+                if len(parts) < self.depth:
+                    parts.append(f"{c.co_name} ({c.co_filename.rsplit('/', 2)[-1]}:{f.f_lineno})")
+                funcs.add(f"{c.co_name} ({c.co_filename.rsplit('/', 2)[-1]})")
+                f = f.f_back
+            self.counts[" < ".join(parts)] += 1
+            self.inclusive.update(funcs)
+            self.samples += 1
+
+    def __enter__(self):
+        self._th.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._th.join()
+
+    def top(self, n: int = 12, inclusive: bool = False) -> List[str]:
+        tot = max(1, self.samples)
+        counts = self.inclusive if inclusive else self.counts
+        return [f"{100 * c / tot:5.1f}%  {k}" for k, c in counts.most_common(n)]

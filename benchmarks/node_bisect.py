@@ -25,6 +25,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
@@ -36,11 +37,26 @@ def means(timings):
     return {k: float(np.mean([t.get(k, 0.0) for t in timings])) for k in keys}
 
 
-def in_thread(fn):
+def in_thread(fn, profiles=None, label=""):
+    """fn() in a fresh thread; with `profiles` (a dict) its stack is sampled into it."""
+    from bench_common import StackSampler
+
     out = {}
-    th = threading.Thread(target=lambda: out.setdefault("r", fn()))
+    go = threading.Event()
+
+    def body():
+        go.wait()
+        out["r"] = fn()
+    th = threading.Thread(target=body)
     th.start()
-    th.join()
+    if profiles is None:
+        go.set()
+        th.join()
+    else:
+        with StackSampler(th.ident) as sp:
+            go.set()
+            th.join()
+        profiles[label] = (sp.top(25, inclusive=True), sp.top(12))
     return out["r"]
 
 
@@ -51,7 +67,14 @@ def main():
     ap.add_argument("--height", type=int, default=480)
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--skip", type=int, default=10, help="first frames left out of the means (warm-up)")
+    ap.add_argument("--sample", action="store_true",
+                    help="sample each threaded set-up's Python stack and print where its time went")
+    ap.add_argument("--switch-interval", type=float, default=None,
+                    help="sys.setswitchinterval in seconds (GIL hand-over; Python's default 0.005)")
     args = ap.parse_args()
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval)
+    profiles = {} if args.sample else None
 
     import rclpy
     import torch
@@ -102,10 +125,11 @@ def main():
         return means(tm), (time.perf_counter() - t) / len(frames) * 1000
 
     rows.append(("pipeline", *run_pipeline()))
-    rows.append(("thread", *in_thread(run_pipeline)))
+    rows.append(("thread", *in_thread(run_pipeline, profiles, "thread")))
 
     def run_node(spin: bool):
         node = GS4Node()
+        node.worker.stop()     # this thread drives _process/_idle instead, as the worker would
         ex = None
         if spin:
             ex = MultiThreadedExecutor(num_threads=2)
@@ -126,7 +150,7 @@ def main():
                     tm.append(dict(node.stats.timings[-1]))
             return (time.perf_counter() - t) / len(enc) * 1000
 
-        per = in_thread(work)
+        per = in_thread(work, profiles, "node-spinning" if spin else "node-direct")
         if ex is not None:
             ex.shutdown()
         node.shutdown()
@@ -144,6 +168,11 @@ def main():
     print(f"{'set-up':14s} " + " ".join(f"{k:>10s}" for k in keys) + f" {'wall/frame':>11s}  (ms)")
     for n, m, per in rows:
         print(f"{n:14s} " + " ".join(f"{m.get(k, float('nan')):10.1f}" for k in keys) + f" {per:11.1f}")
+    for label, (incl, inner) in (profiles or {}).items():
+        print(f"\n{label} thread: functions on the stack (share of samples)")
+        print("\n".join("  " + t for t in incl))
+        print(f"{label} thread: innermost frames")
+        print("\n".join("  " + t for t in inner))
 
 
 if __name__ == "__main__":
