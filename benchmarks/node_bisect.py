@@ -9,7 +9,7 @@ DDS transport, through increasingly complete set-ups and prints the per-stage me
   pipeline       SLAMPipeline.process in the main thread (as `gs4 run`)
   thread         the same in a plain thread (as the node's worker)
   node-direct    GS4Node._process called in a thread, node built but not spinning
-  node-spinning  the same while a MultiThreadedExecutor spins the node (timers,
+  node-spinning  the same while gs4_node's executor spins the node (timers,
                  diagnostics, periodic outputs), as in gs4_node
 
     python benchmarks/node_bisect.py --device cuda --width 640 --height 480 --frames 60
@@ -78,13 +78,12 @@ def main():
 
     import rclpy
     import torch
-    from rclpy.executors import MultiThreadedExecutor
 
     from gs4_ros.core.config import PipelineConfig
     from gs4_ros.core.pipeline import SLAMPipeline, resolve_device
     from gs4_ros.io.datasets import open_dataset
     from gs4_ros.ros import conversions as conv
-    from gs4_ros.ros.node import GS4Node, SyncedSet
+    from gs4_ros.ros.node import GS4Node, SyncedSet, make_executor
     from gs4_ros.ros.player import encode
 
     dev = str(resolve_device(args.device))
@@ -132,7 +131,7 @@ def main():
         node.worker.stop()     # this thread drives _process/_idle instead, as the worker would
         ex = None
         if spin:
-            ex = MultiThreadedExecutor(num_threads=2)
+            ex = make_executor()
             ex.add_node(node)
             threading.Thread(target=ex.spin, daemon=True).start()
 

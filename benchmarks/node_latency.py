@@ -31,6 +31,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
@@ -56,7 +57,50 @@ def parse_args(argv=None):
     p.add_argument("--dds-profile", default="shm_large",
                    help="Fast DDS profile of both processes: shm_large (the shipped one, as the launch file "
                         "sets), none (Fast DDS defaults: 640x480 images are mostly lost), or an XML path")
+    p.add_argument("--in-process", action="store_true",
+                   help="run the node in this process (own executor, as gs4_node spins it) instead of as a "
+                        "child process; with --sample its worker's Python stack is sampled")
+    p.add_argument("--sample", action="store_true", help="with --in-process: where the worker spends its time")
     return p.parse_args(argv)
+
+
+class InProcessNode:
+    """gs4_node built in this process and spun by its own executor thread, as main() spins it.
+
+    The node then shares this process's GIL with the publisher, unlike on a robot, but its
+    threads can be inspected: used to find where the worker loses time.
+    """
+
+    def __init__(self, params: dict, namespace: str, prefix: str):
+        from rclpy.parameter import Parameter
+
+        from gs4_ros.ros.node import GS4Node, make_executor
+
+        remaps = []
+        for t in ("color/image_raw", "depth/image_raw", "color/camera_info", "depth/camera_info"):
+            remaps += ["-r", f"{t}:={prefix}/{t}"]
+        self.namespace = namespace
+        self.node = GS4Node(namespace=namespace, cli_args=["--ros-args", *remaps],
+                            parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+        self.ex = make_executor()
+        self.ex.add_node(self.node)
+        threading.Thread(target=self.ex.spin, daemon=True, name="node_executor").start()
+        self.pid = os.getpid()
+
+    @property
+    def topic_base(self) -> str:
+        return f"{self.namespace}/gs4_node"
+
+    def wait_ready(self, timeout: float = 0.0) -> bool:
+        return True
+
+    def log(self) -> str:
+        return ""
+
+    def stop(self):
+        self.ex.shutdown()
+        self.node.shutdown()
+        self.node.destroy_node()
 
 
 def make_frames(n, width, height, seed):
@@ -115,8 +159,12 @@ def main(argv=None) -> int:
     for s in args.set:
         k, v = s.split("=", 1)
         params[k.strip()] = _yaml_value(v)
-    node = NodeRunner(params, namespace="/bench", prefix="/bench_camera", log_path=args.node_log)
     rclpy.init()
+    if args.in_process:
+        node = InProcessNode(params, "/bench", "/bench_camera")
+    else:
+        node = NodeRunner(params, namespace="/bench", prefix="/bench_camera", log_path=args.node_log)
+        node.pid = node.proc.pid
     client = rclpy.create_node("gs4_latency_bench")
     poses = {}          # stamp_ns -> receive time_ns
     diags = []          # (time, {key: value})
@@ -185,6 +233,12 @@ def main(argv=None) -> int:
             d0 = dict(diags[-1][1]) if diags else {}
 
         # measured stream
+        from bench_common import StackSampler, busiest_threads, thread_cpu_seconds
+
+        cpu0, tc0 = thread_cpu_seconds(node.pid), time.monotonic()
+        sampler = None
+        if args.sample and args.in_process:
+            sampler = StackSampler(node.node.worker._thread.ident, period=0.002, depth=4).__enter__()
         n_pub = int(round(args.duration * args.rate))
         period = 1.0 / args.rate
         stamps = []
@@ -200,6 +254,9 @@ def main(argv=None) -> int:
             player.publish(enc[next(order)], st)
             stamps.append(st)
         t_pub = time.monotonic() - t0
+        cpu1, tc1 = thread_cpu_seconds(node.pid), time.monotonic()
+        if sampler is not None:
+            sampler.__exit__(None, None, None)
         time.sleep(3.0)
         with lock:
             d1 = dict(diags[-1][1]) if diags else {}
@@ -260,6 +317,19 @@ def main(argv=None) -> int:
         print(f"  gaussians {res['gaussians_end']}; node RSS MB start {res['rss_mb']['start']:.0f} "
               f"end {res['rss_mb']['end']:.0f} max {res['rss_mb']['max']:.0f}; GPU MB "
               f"{res['gpu_memory_mb']['start']} -> {res['gpu_memory_mb']['end']} (peak {res['gpu_memory_mb']['peak']})")
+        names = {t.native_id: t.name for t in threading.enumerate()} if args.in_process else None
+        busy = busiest_threads(cpu0, cpu1, tc1 - tc0, 8, names)
+        if busy:
+            print("  busiest threads of the node's process while streaming:")
+            print("\n".join("  " + b for b in busy))
+        res["busiest_threads"] = busy
+        if sampler is not None:
+            res["worker_stack_inclusive"] = sampler.top(30, inclusive=True)
+            res["worker_stack_innermost"] = sampler.top(20)
+            print("  the node's worker thread: functions on its stack (share of samples)")
+            print("\n".join("  " + t for t in res["worker_stack_inclusive"]))
+            print("  innermost frames")
+            print("\n".join("  " + t for t in res["worker_stack_innermost"]))
         if args.json:
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
             Path(args.json).write_text(json.dumps(res, indent=2, default=str))

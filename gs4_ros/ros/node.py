@@ -1,7 +1,8 @@
 """gs4_node: the rclpy node that drives SLAMPipeline from synchronised RGB-D topics.
 
-Threads: the executor runs subscriptions, services and the diagnostics timer; one worker
-thread owns the pipeline. Sensor callbacks only synchronise messages and put the newest
+Threads: one single-threaded executor runs subscriptions, services and the diagnostics
+timer (see make_executor for why not rclpy's multi-threaded one); one worker thread owns
+the pipeline. Sensor callbacks only synchronise messages and put the newest
 set into a single slot (an unprocessed set is overwritten and counted as dropped), so no
 GPU work ever runs in a callback and memory does not grow with the input rate. Decoding
 happens on the worker, so frames that end up dropped are never decoded. Services hand
@@ -28,7 +29,7 @@ from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry, Path
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rcl_interfaces.msg import SetParametersResult
@@ -44,7 +45,7 @@ from .params import (NODE_PARAM_NAMES, PARAMS_BY_NAME, PIPELINE_PREFIX, check_no
 from .qos import image_out_qos, input_qos, latched_qos, stream_qos
 from .sync import ApproxTimeSync, SyncMonitor
 from .tf import TfOutput, inv, link_from_optical, map_transform
-from .worker import FrameWorker, OutputThread, output_due
+from .worker import FrameWorker, OutputThread, name_os_thread, output_due
 
 DEFAULT_OPTICAL_FRAME = "camera_color_optical_frame"
 BAD_COVARIANCE = 9999.0  # rtabmap's marker for a pose that should not be trusted
@@ -129,6 +130,7 @@ class GS4Node(Node):
         self._next_path = self._next_map = self._next_render = 0.0
         self._path_dirty = False
 
+        # Groups matter only if the node is composed into a multi-threaded executor.
         g_sensor = MutuallyExclusiveCallbackGroup()
         g_srv = MutuallyExclusiveCallbackGroup()
         g_timer = MutuallyExclusiveCallbackGroup()
@@ -829,6 +831,21 @@ def _rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def make_executor():
+    """The executor gs4_node is spun by (main, benchmarks and tests share it).
+
+    Single-threaded on purpose. rclpy's (Jazzy) MultiThreadedExecutor hands each ready
+    callback to its pool and, until a pool thread has started it, yields the same task
+    again on every loop: with 30 Hz images its thread ran ~40 loops per message and used
+    86% of a core in Python, and the worker, starved of the GIL, tracked 20x slower (0.8
+    instead of 8 frames/s on a CPU, 1.3 instead of ~40 on an H200; benchmarks/node_latency.py
+    --in-process --sample shows the busiest threads). The callbacks here are microseconds,
+    so one thread is enough; a service waits for the worker (save/load/reset), and frames
+    arriving meanwhile wait in DDS, which the worker could not have processed anyway.
+    """
+    return SingleThreadedExecutor()
+
+
 def main(args=None):
     rclpy.init(args=args)
     node = None
@@ -839,9 +856,9 @@ def main(args=None):
             print(f"gs4_node: invalid parameters: {e}", file=sys.stderr)
             rclpy.try_shutdown()
             sys.exit(2)
-        # Two threads: services (which wait for the worker) never block the sensor callbacks.
-        executor = MultiThreadedExecutor(num_threads=2)
+        executor = make_executor()
         executor.add_node(node)
+        name_os_thread("gs4_node")       # the executor's thread: `top -H` tells it from gs4_worker
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
