@@ -39,6 +39,8 @@ def main(argv=None):
     ap.add_argument("--height", type=int, default=480)
     ap.add_argument("--map", type=int, default=6000, help="visible map Gaussians besides the new ones")
     ap.add_argument("--reps", type=int, default=0, help="timed repetitions (default 50 on CUDA, 5 on CPU)")
+    ap.add_argument("--profile", action="store_true",
+                    help="also print torch.profiler's top operators of each network")
     a = ap.parse_args(argv)
     dev = torch.device(a.device)
     reps = a.reps or (50 if dev.type == "cuda" else 5)
@@ -82,17 +84,46 @@ def main(argv=None):
             out, upd = refine_set(ref, gm, r, new)
             return out
 
+        from gs4_ros.core.initializer import block_gaussians
+        from gs4_ros.core.nets.backbone import encode_rgbd
+        from gs4_ros.core.nets.knn import knn
+
+        g_rows = gm.means[rows]
+        parts = {  # the pieces, each timed alone, to show where the time goes
+            "predictor: geometric prior": lambda: block_gaussians(depth, rgb, K, cfg, None, stride=8),
+            "predictor: backbone": lambda: pred.backbone(encode_rgbd(rgb[None], depth[None])),
+            "refiner: visible rows": lambda: select_rows(visible_rows(gm, pose, K, depth), new, 32768),
+            "refiner: kNN": lambda: knn(g_rows, ref.k),
+        }
         for _ in range(3):
             run_pred()
             run_ref()
+            for fn in parts.values():
+                fn()
         tp = timed(run_pred, dev, reps)
         tr = timed(run_ref, dev, reps)
+        tparts = {k: timed(fn, dev, reps) for k, fn in parts.items()}
+        if a.profile:
+            from torch.profiler import ProfilerActivity, profile
+
+            acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+            for label, fn in (("predictor", run_pred), ("refiner", run_ref)):
+                with profile(activities=acts) as prof:
+                    for _ in range(10):
+                        fn()
+                    if dev.type == "cuda":
+                        torch.cuda.synchronize(dev)
+                key = "cuda_time_total" if dev.type == "cuda" else "cpu_time_total"
+                print(f"\n{label}: torch.profiler, 10 calls, by {key}")
+                print(prof.key_averages().table(sort_by=key, row_limit=15))
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     print(f"nets_speed: {a.width}x{a.height} on {name}; weights: {src}")
     print(f"  predictor  {tp[0]:7.2f} ms median  {tp[1]:7.2f} ms p90  ({v.numel()} tokens, {int(v.sum())} valid)")
     print(f"  refiner    {tr[0]:7.2f} ms median  {tr[1]:7.2f} ms p90  ({rows.numel()} Gaussians: "
           f"{rows.numel() - new.numel()} visible map + {new.numel()} new, k={ref.k})")
     print(f"  total      {tp[0] + tr[0]:7.2f} ms per mapped frame (target <= 8 ms on an H100-class GPU)")
+    for k, (med, p90) in tparts.items():
+        print(f"    {k:28s} {med:7.2f} ms median  {p90:7.2f} ms p90")
     return 0
 
 
