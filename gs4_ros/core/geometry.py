@@ -130,3 +130,90 @@ def bilateral_depth(depth: torch.Tensor, radius: int = 2, sigma_px: float = 1.5,
     w = w_sp * torch.exp(-(rel ** 2) / (2 * sigma_rel ** 2)) * (patches > 0)
     out = (w * patches).sum(0) / w.sum(0).clamp(min=1e-12)
     return torch.where(depth > 0, out, torch.zeros_like(out))
+
+
+def sym3_eigh(A: torch.Tensor):
+    """Eigenvalues (ascending) and unit eigenvectors (columns) of symmetric 3x3 matrices
+    [..., 3, 3], as torch.linalg.eigh returns them, in closed form.
+
+    torch.linalg.eigh on CUDA reads cuSOLVER's status back to the host, a synchronisation
+    that keeps the Gaussian predictor out of a CUDA graph and costs a launch-bound round
+    trip per call. For 3x3 matrices the trigonometric roots of the characteristic cubic, a
+    cross product of (A - lambda I)'s rows and a 2x2 rotation are a few dozen elementwise
+    operations. The matrix is scaled to unit max-norm first so float32 keeps
+    its precision for the millimetre-sized covariances of depth blocks. Eigenvectors of a
+    repeated eigenvalue are any orthonormal completion (as with eigh).
+    """
+    scale = A.abs().amax(dim=(-2, -1), keepdim=True).clamp(min=1e-30)
+    B = A / scale
+    eye = torch.eye(3, device=A.device, dtype=A.dtype)
+    m = (B[..., 0, 0] + B[..., 1, 1] + B[..., 2, 2]) / 3
+    C = B - m[..., None, None] * eye
+    p = (C * C).sum((-2, -1)) / 6
+    q = _det3(C) / 2
+    sp = p.clamp(min=0).sqrt()
+    r = (q / (sp ** 3).clamp(min=1e-30)).clamp(-1.0, 1.0)
+    phi = torch.acos(r) / 3
+    l_hi = m + 2 * sp * torch.cos(phi)
+    l_lo = m + 2 * sp * torch.cos(phi + 2 * torch.pi / 3)
+    l_md = 3 * m - l_hi - l_lo
+    # The eigenvector of the better separated end of the spectrum is well defined from the
+    # cubic's root; the other two follow from a 2x2 problem in the plane orthogonal to it,
+    # which has a stable closed form even where they (nearly) coincide.
+    low_first = (l_md - l_lo) >= (l_hi - l_md)
+    v1 = torch.where(low_first[..., None], _null_vector(B - l_lo[..., None, None] * eye),
+                     _null_vector(B - l_hi[..., None, None] * eye))
+    u = _perpendicular(v1)
+    w = torch.cross(v1, u, dim=-1)
+    Bu, Bw = (B @ u[..., None])[..., 0], (B @ w[..., None])[..., 0]
+    a, b, c = (u * Bu).sum(-1), (u * Bw).sum(-1), (w * Bw).sum(-1)
+    theta = 0.5 * torch.atan2(2 * b, a - c)
+    e_big = torch.cos(theta)[..., None] * u + torch.sin(theta)[..., None] * w
+    e_small = torch.cross(v1, e_big, dim=-1)
+    half = torch.sqrt(((a - c) / 2) ** 2 + b ** 2)
+    big, small = (a + c) / 2 + half, (a + c) / 2 - half
+    r1 = (v1 * (B @ v1[..., None])[..., 0]).sum(-1)     # Rayleigh quotient of v1
+    lf = low_first[..., None]
+    n = torch.where(lf, v1, e_small)
+    t = torch.where(lf, e_big, v1)
+    l_min = torch.where(low_first, r1, small)
+    l_mid = torch.where(low_first, small, big)
+    l_max = torch.where(low_first, big, r1)
+    mid = torch.cross(t, n, dim=-1)                      # right-handed [n, mid, t]
+    evals = torch.stack([l_min, l_mid, l_max], -1) * scale[..., 0]
+    return evals, torch.stack([n, mid, t], -1)
+
+
+def _det3(C: torch.Tensor) -> torch.Tensor:
+    # Cofactor expansion: torch.linalg.det on CUDA goes through an LU with a host check.
+    return (C[..., 0, 0] * (C[..., 1, 1] * C[..., 2, 2] - C[..., 1, 2] * C[..., 2, 1])
+            - C[..., 0, 1] * (C[..., 1, 0] * C[..., 2, 2] - C[..., 1, 2] * C[..., 2, 0])
+            + C[..., 0, 2] * (C[..., 1, 0] * C[..., 2, 1] - C[..., 1, 1] * C[..., 2, 0]))
+
+
+def _null_vector(M: torch.Tensor) -> torch.Tensor:
+    """Unit vector of the (near) null space of rank-2 3x3 matrices: the longest cross
+    product of two rows (rows of a singular matrix are all orthogonal to it)."""
+    r0, r1, r2 = M[..., 0, :], M[..., 1, :], M[..., 2, :]
+    c = torch.stack([torch.cross(r0, r1, dim=-1), torch.cross(r0, r2, dim=-1),
+                     torch.cross(r1, r2, dim=-1)], -2)                 # [..., 3, 3]
+    nrm = c.norm(dim=-1)
+    best = nrm.argmax(-1, keepdim=True)
+    v = c.gather(-2, best[..., None].expand(*best.shape, 3))[..., 0, :]
+    vn = nrm.gather(-1, best)
+    # Rank < 2 (a repeated eigenvalue): every direction in the null space qualifies.
+    fallback = _perpendicular(M[..., 0, :] + M[..., 1, :] + M[..., 2, :])
+    return torch.where(vn > 1e-12, v / vn.clamp(min=1e-30), fallback)
+
+
+def _perpendicular(v: torch.Tensor) -> torch.Tensor:
+    """A unit vector perpendicular to each v (any unit vector where v is zero)."""
+    a = v.abs()
+    e = torch.zeros_like(v)
+    idx = a.argmin(-1, keepdim=True)                     # the axis least aligned with v
+    e.scatter_(-1, idx, 1.0)
+    w = torch.cross(v, e, dim=-1)
+    wn = w.norm(dim=-1, keepdim=True)
+    unit_x = torch.zeros_like(v)
+    unit_x[..., 0] = 1.0
+    return torch.where(wn > 1e-12, w / wn.clamp(min=1e-30), unit_x)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from . import se3
 from .config import MappingConfig
-from .geometry import backproject
+from .geometry import backproject, sym3_eigh
 
 
 @dataclass
@@ -66,7 +66,7 @@ def block_gaussians(depth: torch.Tensor, rgb: torch.Tensor, K: torch.Tensor, cfg
     X = (P - mean[:, None]) * w[..., None]
     cov = X.transpose(1, 2) @ X / wsum[:, None, None]
     cov = cov + torch.eye(3, device=cov.device, dtype=cov.dtype) * 1e-10
-    evals, evecs = torch.linalg.eigh(cov)                # ascending
+    evals, evecs = sym3_eigh(cov)                        # ascending; no host sync on CUDA
     normal = evecs[..., 0]
     # Normal faces the camera.
     flip = (normal * mean).sum(-1) > 0
