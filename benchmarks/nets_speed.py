@@ -74,13 +74,18 @@ def main(argv=None):
         m, ls, q = tok.world(0, pose)
         v = tok.valid[0]
         new = gm.insert(m, ls, q, tok.opacity_logits[0][v], tok.colors[0][v], features=tok.features[0][v])
-        rows = select_rows(visible_rows(gm, pose, K, depth), new, 32768)
+        rows = select_rows(visible_rows(gm, pose, K, depth), new, 32768, len(gm))
 
-        def run_pred():
-            pred(rgb, depth, K, cfg)
+        from gs4_ros.core.config import PipelineConfig
+        from gs4_ros.core.nets.mapper import NetworkMapper
+
+        mapper = NetworkMapper(pred, ref, PipelineConfig())
+
+        def run_pred():      # as the pipeline runs it: from a CUDA graph on the GPU
+            mapper._predict(rgb, depth, K, None, 8)
 
         def run_ref():
-            r = select_rows(visible_rows(gm, pose, K, depth), new, 32768)
+            r = select_rows(visible_rows(gm, pose, K, depth), new, 32768, len(gm))
             out, upd = refine_set(ref, gm, r, new)
             return out
 
@@ -90,9 +95,10 @@ def main(argv=None):
 
         g_rows = gm.means[rows]
         parts = {  # the pieces, each timed alone, to show where the time goes
+            "predictor: eager (no graph)": lambda: pred(rgb, depth, K, cfg),
             "predictor: geometric prior": lambda: block_gaussians(depth, rgb, K, cfg, None, stride=8),
             "predictor: backbone": lambda: pred.backbone(encode_rgbd(rgb[None], depth[None])),
-            "refiner: visible rows": lambda: select_rows(visible_rows(gm, pose, K, depth), new, 32768),
+            "refiner: visible rows": lambda: select_rows(visible_rows(gm, pose, K, depth), new, 32768, len(gm)),
             "refiner: kNN": lambda: knn(g_rows, ref.k),
         }
         for _ in range(3):

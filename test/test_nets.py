@@ -269,3 +269,31 @@ def test_network_mapping_into_a_map_without_features(frames160, untrained_weight
             pipe.process(f)
     assert len(pipe.map) > 0 and pipe.map.features.shape[1] == 0
     assert "refinement skipped" in caplog.text and (pipe.map.update_count == 0).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_graphed_predictor_matches_eager_on_cuda():
+    """The mapper replays the predictor from a CUDA graph: same tokens as the eager call,
+    for a second frame too (inputs are copied into the graph's buffers)."""
+    from gs4_ros.core.config import PipelineConfig
+    from gs4_ros.core.nets.mapper import NetworkMapper
+
+    dev = torch.device("cuda")
+    torch.manual_seed(0)
+    pred = GaussianPredictor(20).to(dev).eval()
+    for p in pred.gauss_head[-1].parameters():          # non-zero residuals exercise every path
+        torch.nn.init.normal_(p, std=0.1)
+    mapper = NetworkMapper(pred, None, PipelineConfig())
+    seq = SyntheticSequence(seed=4, n_frames=8, width=160, height=120, device=dev)
+    with torch.no_grad():
+        for i in (0, 5):
+            f = seq[i]
+            rgb = torch.from_numpy(f.rgb).to(dev).float() / 255
+            depth = torch.from_numpy(f.depth).to(dev)
+            K = f.intrinsics.K(dev)
+            eager = pred(rgb, depth, K, mapper.cfg.mapping)
+            graphed = mapper._predict(rgb, depth, K, None, 8)
+            assert not mapper._graphed[(8, True)].failed
+            for name in ("means", "log_scales", "quats", "opacity_logits", "colors", "features", "sem_logits"):
+                assert torch.allclose(getattr(eager, name), getattr(graphed, name), atol=1e-5), name
+            assert torch.equal(eager.valid, graphed.valid)

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from . import se3
 from .config import TrackingConfig
+from .cuda_graph import GraphedCall
 from .geometry import backproject, bilateral_depth, downsample_depth, downsample_image, image_gradients, normals_from_points
 
 LUMA = (0.299, 0.587, 0.114)
@@ -299,8 +300,7 @@ class RGBDTracker:
         self.device_solver = device_solver
         self._problems: Dict[tuple, _LevelProblem] = {}
         self._device_failed = False
-        self._prep: Dict[tuple, tuple] = {}
-        self._prep_failed = False
+        self._prep = GraphedCall(self._prepare_eager, "tracker pyramids", enabled=use_cuda_graphs)
 
     def prepare(self, depth, rgb, K, points, normals, color, alpha):
         """(observed pyramid, reference pyramid) of one frame.
@@ -310,41 +310,10 @@ class RGBDTracker:
         replayed. The returned levels live in static buffers that the next call
         overwrites: use them before preparing another frame.
         """
-        args = (depth, rgb, K, points, normals, color, alpha)
-        if not (self.use_cuda_graphs and depth.is_cuda) or self._prep_failed:
-            return self._prepare_eager(*args)
-        key = tuple((tuple(a.shape), a.dtype) for a in args)
-        entry = self._prep.get(key)
-        if entry is None:
-            try:
-                entry = self._capture_prepare(args)
-            except RuntimeError as e:
-                import logging
-
-                logging.getLogger(__name__).warning("pyramid graphs unavailable (%s); running eagerly", e)
-                self._prep_failed = True
-                return self._prepare_eager(*args)
-            self._prep[key] = entry
-        graph, inputs, outs = entry
-        for dst, src in zip(inputs, args):
-            dst.copy_(src)
-        graph.replay()
-        return outs
+        return self._prep(depth, rgb, K, points, normals, color, alpha)
 
     def _prepare_eager(self, depth, rgb, K, points, normals, color, alpha):
         return self.levels_for(depth, rgb, K), self.reference_levels(points, normals, color, alpha, K)
-
-    def _capture_prepare(self, args):
-        inputs = [a.detach().clone() for a in args]
-        s = torch.cuda.Stream()
-        s.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(s):
-            self._prepare_eager(*inputs)  # warm-up outside capture
-        torch.cuda.current_stream().wait_stream(s)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            outs = self._prepare_eager(*inputs)
-        return graph, inputs, outs
 
     def levels_for(self, depth, rgb, K) -> List[Level]:
         """Pyramid of the current (observed) frame."""

@@ -64,6 +64,7 @@ class FitOptions:
     strides: List[int] = field(default_factory=lambda: [8, 8, 8, 8, 16, 32])
     feature_dim: int = 16
     width_channels: int = 64
+    token_weight: float = 0.1        # weight of the per-token semantic cross-entropy
     seed: int = 0
     command: str = ""
 
@@ -157,7 +158,7 @@ def refiner_clip(pred, ref, rast, sampler, mcfg, length: int, weights: LossWeigh
             means, ls, q = tok.world(0, pose, sel)
             new = gmap.insert(means, ls, q, tok.opacity_logits[0][sel], tok.colors[0][sel],
                               features=tok.features[0][sel], birth_frame=i)
-            rows = select_rows(visible_rows(gmap, pose, seq.K, seq.depth[i]), new, 32768)
+            rows = select_rows(visible_rows(gmap, pose, seq.K, seq.depth[i]), new, 32768, len(gmap))
         if rows.numel() < 4:
             continue
         refined, upd = refine_set(ref, gmap, rows, new, new_features=tok.features[0][sel])
@@ -268,7 +269,7 @@ def fit(opts: FitOptions) -> dict:
     real = [real_sequence(opts.real, opts.real_frames, opts.width, opts.height, dev)] if opts.real else []
     state["sequences"] = sorted(set(state["sequences"]) | {s.name for s in syn + real})
     sampler = Sampler(syn, real, opts.p_real, opts.max_gap, seed=opts.seed + state["chunk"])
-    weights = LossWeights()
+    weights = LossWeights(token=opts.token_weight)
     if warm is not None:
         t_w = time.time()
         warm.join()

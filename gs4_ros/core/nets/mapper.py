@@ -14,7 +14,9 @@ from typing import Dict, Tuple
 
 import torch
 
+from .. import se3
 from ..covisibility import block_confidence, unmapped_blocks
+from ..cuda_graph import GraphedCall
 from ..initializer import labels_to_logits
 from .refiner import FIELDS, GaussianRefiner, apply_residuals
 
@@ -28,7 +30,7 @@ def visible_rows(gmap, pose: torch.Tensor, K: torch.Tensor, depth: torch.Tensor,
     if len(gmap) == 0:
         return torch.zeros(0, dtype=torch.long, device=gmap.device)
     H, W = depth.shape
-    Tcw = torch.linalg.inv(pose)
+    Tcw = se3.inv(pose)                  # closed form: linalg.inv syncs with the host on CUDA
     pc = gmap.means @ Tcw[:3, :3].T + Tcw[:3, 3]
     z = pc[:, 2]
     zs = z.clamp(min=1e-3)
@@ -49,7 +51,7 @@ def refine_set(refiner: GaussianRefiner, gmap, rows: torch.Tensor, new_rows: tor
     g = {f: getattr(gmap, f)[rows] for f in FIELDS}
     if new_features is not None and new_rows.numel():
         g["features"] = torch.cat([g["features"][: rows.numel() - new_rows.numel()], new_features], 0)
-    is_new = torch.isin(rows, new_rows)
+    is_new = _member(rows, new_rows, len(gmap))
     res = refiner(g, is_new)
     upd = ~gmap.frozen[rows]
     res = res * upd[:, None].to(res.dtype)
@@ -65,9 +67,20 @@ def commit(gmap, rows: torch.Tensor, refined: Dict[str, torch.Tensor], upd: torc
     gmap.mark_updated(r, freeze_after)
 
 
-def select_rows(vis: torch.Tensor, new_rows: torch.Tensor, cap: int) -> torch.Tensor:
-    """Visible rows plus the new ones, at most cap (new ones first, visible ones evenly thinned)."""
-    old = vis[~torch.isin(vis, new_rows)]
+def _member(rows: torch.Tensor, of: torch.Tensor, n: int) -> torch.Tensor:
+    """rows in `of` (both row indices below n), by a mask: torch.isin sorts both sets."""
+    mask = torch.zeros(n, dtype=torch.bool, device=rows.device)
+    mask[of] = True
+    return mask[rows]
+
+
+def select_rows(vis: torch.Tensor, new_rows: torch.Tensor, cap: int, n_rows: int = None) -> torch.Tensor:
+    """Visible rows plus the new ones, at most cap (new ones first, visible ones evenly
+    thinned). n_rows: the map's size (saves reading the largest index back from the GPU)."""
+    n = n_rows
+    if n is None:
+        n = int(torch.cat([vis, new_rows]).max()) + 1 if vis.numel() + new_rows.numel() else 0
+    old = vis[~_member(vis, new_rows, n)]
     room = max(cap - new_rows.numel(), 0)
     if old.numel() > room:
         old = old[torch.linspace(0, old.numel() - 1, room, device=old.device).long()] if room else old[:0]
@@ -81,6 +94,20 @@ class NetworkMapper:
         self.cfg = cfg
         self.class_map = class_map  # [K_cfg] index into the network's classes (-1: absent)
         self.timings_ms: Dict[str, float] = {}
+        self._graphed: Dict[tuple, GraphedCall] = {}
+
+    def _predict(self, rgb, depth, K, labels, stride: int):
+        """The predictor at inference, replayed from a CUDA graph per frame size and stride
+        (~1 ms of kernels that take ~4 ms to launch one by one from Python)."""
+        key = (stride, labels is None)
+        call = self._graphed.get(key)
+        if call is None:
+            m = self.cfg.mapping
+
+            def fn(rgb, depth, K, *lab):
+                return self.predictor(rgb, depth, K, m, lab[0] if lab else None, stride=stride)
+            call = self._graphed[key] = GraphedCall(fn, "Gaussian predictor")
+        return call(rgb, depth, K, *(() if labels is None else (labels,)))
 
     def _sync(self, dev):
         if dev.type == "cuda":
@@ -100,7 +127,7 @@ class NetworkMapper:
         dev = depth.device
         t0 = time.perf_counter()
         use_frame_labels = nc.semantics == "frame" and labels is not None
-        tok = self.predictor(rgb, depth, K, m, labels if use_frame_labels else None, stride=m.stride)
+        tok = self._predict(rgb, depth, K, labels if use_frame_labels else None, m.stride)
         self._sync(dev)
         t1 = time.perf_counter()
         self.timings_ms = {"predict": 1000 * (t1 - t0)}
@@ -127,7 +154,8 @@ class NetworkMapper:
                                birth_frame=frame_index, keyframe_id=kf_id, obs_weight=conf[select])
         if nc.refine and self.refiner is not None and fits:
             t2 = time.perf_counter()
-            rows = select_rows(visible_rows(gmap, pose, K, depth, nc.visible_margin), new_rows, nc.max_refine)
+            rows = select_rows(visible_rows(gmap, pose, K, depth, nc.visible_margin), new_rows, nc.max_refine,
+                               len(gmap))
             refined, upd = refine_set(self.refiner, gmap, rows, new_rows)
             commit(gmap, rows, refined, upd, m.freeze_after)
             self._sync(dev)
