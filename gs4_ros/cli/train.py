@@ -36,6 +36,8 @@ def register(sub):
     f.add_argument("--clip-lengths", default="2,4,8", help="refiner clip lengths, in training order")
     f.add_argument("--strides", default="8,8,8,8,16,32", help="token stride per step drawn from this list")
     f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--token-weight", type=float, default=d.token_weight,
+                   help="weight of the per-token semantic cross-entropy (the rendered one stays 0.1)")
     f.set_defaults(func=cmd_fit)
 
     e = tsub.add_parser("eval", help="ablation table on held-out synthetic seeds (and 7-Scenes frames)")
@@ -65,6 +67,7 @@ def cmd_fit(args) -> int:
                       real_frames=args.real_frames, p_real=args.p_real,
                       clip_lengths=[int(x) for x in args.clip_lengths.split(",") if x.strip()], seed=args.seed,
                       strides=[int(x) for x in args.strides.split(",") if x.strip()],
+                      token_weight=args.token_weight,
                       command="gs4 " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     s = fit(opts)
     last = s["chunks"][-1]

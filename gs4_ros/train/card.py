@@ -35,7 +35,7 @@ def write_card(path, summary: dict, weights_path=None):
         + (f"; real 7-Scenes frames {o.get('real_frames')} with rendering losses only (p={o.get('p_real')})"
            if o.get("real") else "; no real frames"),
         "- Losses: colour MSE + 0.2 (1 - SSIM) + 0.5 surface-depth L1 (m) + 0.1 (1 - alpha) + 0.1 CE on rendered"
-        " semantics + 0.1 per-token CE (inverse-sqrt class-frequency weights),"
+        f" semantics + {o.get('token_weight', 0.1):g} per-token CE (inverse-sqrt class-frequency weights),"
         " in the input view and two overlapping views (co-visible pixels); refiner: rendering losses on clips of "
         + "/".join(str(x) for x in o.get("clip_lengths", [])) + " frames",
         f"- Token strides per step drawn from {o.get('strides')}; batch {o.get('batch')}, AdamW lr {o.get('lr')} "
