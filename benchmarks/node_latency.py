@@ -330,6 +330,15 @@ def main(argv=None) -> int:
             print("\n".join("  " + t for t in res["worker_stack_inclusive"]))
             print("  innermost frames")
             print("\n".join("  " + t for t in res["worker_stack_innermost"]))
+        # When the slow frames came (seconds into the stream): a stall at the start points
+        # to first-use costs (kernel selection, allocations), a periodic one to an output.
+        series = [((s - stamps[0]) / 1e9, (got[s] - s) / 1e6 if s in got else None) for s in stamps]
+        res["latency_series_s_ms"] = series
+        slow = sorted((x for x in series if x[1] is None or x[1] > 50.0),
+                      key=lambda x: -(x[1] if x[1] is not None else 1e9))[:8]
+        if slow:
+            print("  slowest frames (> 50 ms or no pose): " + ", ".join(
+                f"t={t:.2f}s " + ("no pose" if v is None else f"{v:.0f} ms") for t, v in sorted(slow)))
         if args.json:
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
             Path(args.json).write_text(json.dumps(res, indent=2, default=str))
