@@ -66,7 +66,12 @@ def block_gaussians(depth: torch.Tensor, rgb: torch.Tensor, K: torch.Tensor, cfg
     X = (P - mean[:, None]) * w[..., None]
     cov = X.transpose(1, 2) @ X / wsum[:, None, None]
     cov = cov + torch.eye(3, device=cov.device, dtype=cov.dtype) * 1e-10
-    evals, evecs = sym3_eigh(cov)                        # ascending; no host sync on CUDA
+    # Ascending. Inside a CUDA graph capture the closed form (eigh syncs with the host);
+    # eagerly eigh, one kernel instead of the closed form's few dozen.
+    if cov.is_cuda and torch.cuda.is_current_stream_capturing():
+        evals, evecs = sym3_eigh(cov)
+    else:
+        evals, evecs = torch.linalg.eigh(cov)
     normal = evecs[..., 0]
     # Normal faces the camera.
     flip = (normal * mean).sum(-1) > 0

@@ -28,6 +28,7 @@ from . import se3
 from .config import PipelineConfig
 from .frame import FrameError, Intrinsics, RGBDFrame
 from .covisibility import block_confidence, unmapped_blocks
+from .cuda_graph import GraphedCall
 from .fusion import fuse_depth
 from .gaussian_map import GaussianMap
 from .initializer import block_gaussians, labels_to_logits, to_world
@@ -75,6 +76,7 @@ class SLAMPipeline:
         self.device = resolve_device(device or self.cfg.device)
         self.rasterizer = make_rasterizer(self.cfg.renderer, self.device)
         self.tracker = RGBDTracker(self.cfg.tracking)
+        self._block_calls = {}               # labels given? -> GraphedCall of block_gaussians
         self.backend: Optional[Backend] = None
         self.nets = None
         if self.cfg.initializer == "network":
@@ -397,10 +399,21 @@ class SLAMPipeline:
         return dict(enabled=True, synchronous=self.cfg.backend.synchronous, **self.backend.stats.summary())
 
     # -- mapping ----------------------------------------------------------------------
+    def _block_gaussians(self, depth, rgb, K, labels):
+        """v0's block Gaussians of a keyframe, replayed from a CUDA graph per frame size
+        (a hundred small kernels: ~1 ms replayed, ~5 ms launched one by one)."""
+        key = labels is None
+        call = self._block_calls.get(key)
+        if call is None:
+            m = self.cfg.mapping
+            call = self._block_calls[key] = GraphedCall(
+                lambda d, c, k, *lab: block_gaussians(d, c, k, m, lab[0] if lab else None), "block Gaussians")
+        return call(depth, rgb, K, *(() if labels is None else (labels,)))
+
     @torch.no_grad()
     def _map(self, depth, rgb, K, intr: Intrinsics, pose, labels, kf: Keyframe, frame_index: int) -> int:
         m = self.cfg.mapping
-        bg = block_gaussians(depth, rgb, K, m, labels)
+        bg = self._block_gaussians(depth, rgb, K, labels)
         conf = block_confidence(bg, K, m.stride, intr.width, intr.height)
         select = bg.valid & unmapped_blocks(self.rasterizer, self.map, pose, K, intr.width, intr.height,
                                             m.stride, bg.depth, m.silhouette_threshold, m.front_margin)
