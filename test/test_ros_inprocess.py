@@ -185,3 +185,24 @@ def test_path_is_rewritten_when_the_back_end_corrects_past_poses():
         assert t.node.pipe.correction_count == 1
     finally:
         t.close()
+
+
+def test_slow_frames_are_reported_with_their_stage_times(capfd):
+    """slow_frame_warn_ms: a frame that keeps the worker longer is logged with the
+    pipeline's stage times; with the default (0) nothing is."""
+    from gs4_ros.ros.player import FramePlayer, encode
+
+    frames = H.synthetic_frames(2)
+    for limit, expect in ((0.0, False), (0.001, True)):
+        t = InProcess("pipeline.device:=cpu", f"slow_frame_warn_ms:={limit}", "map_rate_hz:=0.0",
+                      "render_rate_hz:=0.0", "publish_tf:=false")
+        try:
+            player = FramePlayer(t.client, prefix="", publish_labels=False, publish_gt=False)
+            assert H.spin_until(t.ex, lambda: player.pub_color.get_subscription_count() > 0, 30)
+            player.publish(encode(frames[0]), 10**9)
+            assert H.spin_until(t.ex, lambda: t.node.stats.processed >= 1, 120)
+            assert H.spin_until(t.ex, lambda: "slow_frame" in t.node._warned, 2) is expect
+        finally:
+            t.close()
+        err = capfd.readouterr().err
+        assert ("slow frame:" in err and "track" in err) is expect, err[-2000:]

@@ -13,6 +13,7 @@ their configured rates.
 from __future__ import annotations
 
 import collections
+import gc
 import logging
 import math
 import os
@@ -209,6 +210,11 @@ class GS4Node(Node):
         if self.p["load_map_on_start"]:
             ok, msg = self._load_map()
             self._log_result(ok, msg)
+        # Everything built so far (torch, rclpy, the pipeline) lives as long as the node:
+        # out of the collector's reach, a full collection scans only newer objects instead
+        # of pausing the worker for tens of milliseconds.
+        gc.collect()
+        gc.freeze()
         self.worker.start()
         self.get_logger().info(
             f"gs4_node ready: device {self.pipe.device}, renderer {type(self.pipe.rasterizer).__name__}, "
@@ -348,7 +354,15 @@ class GS4Node(Node):
             frame = frame.resized(w, h)
         return frame
 
+    def _check_slow(self, what: str, seconds: float, parts: Dict[str, float]):
+        limit = float(self.p["slow_frame_warn_ms"])
+        if limit > 0 and 1000 * seconds > limit:
+            detail = ", ".join(f"{k} {v:.0f}" for k, v in parts.items())
+            self._warn_every(f"slow_{what}", f"slow {what}: {1000 * seconds:.0f} ms on the worker "
+                             f"(slow_frame_warn_ms {limit:g}; ms: {detail})")
+
     def _process(self, s: SyncedSet):
+        t_start = time.perf_counter()
         if not self.p["camera_frame"]:
             self._optical_frame = (s.info.header.frame_id or s.color.header.frame_id
                                    or DEFAULT_OPTICAL_FRAME)
@@ -392,6 +406,7 @@ class GS4Node(Node):
         self._last_intr = frame.intrinsics
         self._publish_pose(res.pose, s.stamp_ns, res.ok)
         self.stats.latency_ms.append(1000 * (time.monotonic() - s.received))
+        self._check_slow("frame", time.perf_counter() - t_start, res.timings_ms)
 
     def _apply_corrections(self):
         """The back-end moved past poses and Gaussians: re-publish the path and the map.
@@ -480,21 +495,34 @@ class GS4Node(Node):
 
     # ------------------------------------------------------------------ worker: periodic
     def _idle(self):
+        t0 = time.perf_counter()
+        done: Dict[str, float] = {}
+        self._periodic_outputs(done)
+        self._check_slow("output", time.perf_counter() - t0, done)
+
+    def _periodic_outputs(self, done: Dict[str, float]):
+        """Path, clouds and rendered views when due; `done` gets each one's ms."""
         now = time.monotonic()
         pr = float(self.p["path_rate_hz"])
         if self._path_dirty and pr > 0 and now >= self._next_path:
+            t = time.perf_counter()
             self._publish_path()
+            done["path"] = 1000 * (time.perf_counter() - t)
             self._next_path = now + 1.0 / pr
         waiting = len(self.worker.slot) > 0
         mr = float(self.p["map_rate_hz"])
         if self._published_map_version != self._map_version and output_due(now, self._next_map, mr, waiting):
+            t = time.perf_counter()
             self._publish_clouds()
+            done["clouds"] = 1000 * (time.perf_counter() - t)
             self._next_map = now + 1.0 / mr
         rr = float(self.p["render_rate_hz"])
         key = (self._last_pose_stamp_ns, self._map_version)
         if (self._last_pose is not None and len(self.pipe.map) and self._rendered != key
                 and output_due(now, self._next_render, rr, waiting)):
+            t = time.perf_counter()
             self._publish_render()
+            done["render"] = 1000 * (time.perf_counter() - t)
             self._rendered = key
             self._next_render = now + 1.0 / rr
 

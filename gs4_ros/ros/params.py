@@ -73,6 +73,8 @@ NODE_PARAMS: List[Param] = [
     Param("cloud_min_opacity", 0.05, "Gaussians below this opacity are left out of the clouds."),
     Param("cloud_max_points", 0, "Subsample the clouds to at most this many points (0 = all)."),
     Param("diagnostics_rate_hz", 1.0, "Rate of /diagnostics.", read_only=True),
+    Param("slow_frame_warn_ms", 0.0, "Warn (at most every 5 s) when a frame or a periodic output "
+          "keeps the worker longer than this, with its stage times. 0 = off."),
     # map files and state
     Param("map_save_path", "~/.ros/gs4_map.ply", "PLY file written by ~/save_map."),
     Param("map_load_path", "", "PLY file read by ~/load_map; empty = map_save_path."),
