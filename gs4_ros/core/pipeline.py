@@ -19,7 +19,7 @@ import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -121,10 +121,14 @@ class SLAMPipeline:
         return len(self.map)
 
     # -- main entry -------------------------------------------------------------------
-    def process(self, frame: RGBDFrame, allow_mapping: bool = True) -> FrameResult:
+    def process(self, frame: RGBDFrame, allow_mapping: bool = True,
+                on_pose: Optional[Callable[[np.ndarray, bool], Any]] = None) -> FrameResult:
         """Track and map one frame. Raises FrameError (state untouched) for unusable frames.
 
         allow_mapping=False tracks only (held-out evaluation frames, paused mapping).
+        on_pose(pose 4x4, ok) is called as soon as the frame is tracked, before fusion and
+        mapping, so a live driver can publish the pose without waiting for the map (the
+        pose is final: mapping does not change it). Its exceptions are logged, not raised.
         """
         t0 = time.perf_counter()
         frame = frame.sanitized().validate()
@@ -159,6 +163,12 @@ class SLAMPipeline:
             is_kf = allow_mapping and track.ok and self._is_keyframe(pose, frame.index)
         if track is not None and not track.ok:
             self.frames_lost += 1
+        pose_np = pose.detach().double().cpu().numpy()
+        if on_pose is not None:
+            try:
+                on_pose(pose_np, track is None or track.ok)
+            except Exception:  # noqa: BLE001 - a driver's publishing must not break the map
+                log.exception("on_pose callback failed")
 
         added = pruned = 0
         m = self.cfg.mapping
@@ -181,7 +191,6 @@ class SLAMPipeline:
             self._sync()
             timings["map"] = 1000 * (time.perf_counter() - ts)
         self._poses.append(pose)
-        pose_np = pose.detach().double().cpu().numpy()
         self.trajectory.append((frame.timestamp, frame.index, pose_np))
         if self.backend is not None and self.keyframes:  # only corrections need anchors
             akf = self.keyframes[-1]

@@ -385,8 +385,18 @@ class GS4Node(Node):
         except FrameError as e:
             self._reject("bad_frame", str(e))
             return
+
+        def publish_now(T: np.ndarray, ok: bool):
+            # Called by the pipeline right after tracking: the pose goes out before the
+            # frame's fusion and mapping, which only the map needs. Corrections the back-end
+            # delivered at the start of this frame reach the path first.
+            if self.pipe.correction_count != self._seen_corrections:
+                self._apply_corrections()
+            self._publish_pose(T, s.stamp_ns, ok)
+            self.stats.latency_ms.append(1000 * (time.monotonic() - s.received))
+
         try:
-            res = self.pipe.process(frame)
+            res = self.pipe.process(frame, on_pose=publish_now)
         except FrameError as e:
             self._reject("bad_frame", str(e))
             return
@@ -404,16 +414,15 @@ class GS4Node(Node):
         if res.added or res.pruned:
             self._map_version += 1
         self._last_intr = frame.intrinsics
-        self._publish_pose(res.pose, s.stamp_ns, res.ok)
-        self.stats.latency_ms.append(1000 * (time.monotonic() - s.received))
         self._check_slow("frame", time.perf_counter() - t_start, res.timings_ms)
 
     def _apply_corrections(self):
         """The back-end moved past poses and Gaussians: re-publish the path and the map.
 
         The pipeline's trajectory and this node's path hold one entry per processed frame,
-        in order (both are cleared together on reset), so the path is rewritten in place;
-        the trajectory may already hold the frame being published, which the path gets next.
+        in order (both are cleared together on reset), so the path is rewritten in place
+        (called from the on_pose hook, before the current frame joins either, and after
+        the frame, when both hold it).
         """
         self._seen_corrections = self.pipe.correction_count
         traj = self.pipe.final_trajectory()

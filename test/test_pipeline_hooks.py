@@ -1,0 +1,51 @@
+"""SLAMPipeline.process(on_pose=...): the pose reaches a live driver as soon as the frame is
+tracked, before fusion and mapping, and equals the frame's final result."""
+import numpy as np
+import pytest
+
+from gs4_ros.core.config import PipelineConfig
+from gs4_ros.core.pipeline import SLAMPipeline
+from gs4_ros.io.synthetic import SyntheticSequence
+
+
+@pytest.fixture(scope="module")
+def frames():
+    seq = SyntheticSequence(seed=1, n_frames=6, width=96, height=72)
+    return [seq.frame(i) for i in range(len(seq))]
+
+
+def test_pose_hook_runs_before_mapping_with_the_final_pose(frames):
+    cfg = PipelineConfig()
+    cfg.mapping.keyframe_max_interval = 2
+    pipe = SLAMPipeline(cfg, device="cpu")
+    seen = []
+
+    def hook(T, ok):
+        # Called before this frame's Gaussians are inserted: the map is still the old one.
+        seen.append((T.copy(), ok, len(pipe.map), len(pipe.keyframes)))
+
+    for f in frames:
+        res = pipe.process(f, on_pose=hook)
+        T, ok, n_map, n_kf = seen[-1]
+        np.testing.assert_array_equal(T, res.pose)
+        assert ok == res.ok
+        if res.keyframe and res.added:
+            assert n_map < res.num_gaussians or res.pruned
+            assert n_kf == len(pipe.keyframes) - 1
+    assert len(seen) == len(frames)
+
+
+def test_a_failing_hook_does_not_break_the_frame(frames, caplog):
+    pipe = SLAMPipeline(PipelineConfig(), device="cpu")
+
+    def bad(T, ok):
+        raise RuntimeError("publisher gone")
+
+    ref = SLAMPipeline(PipelineConfig(), device="cpu")
+    for f in frames[:3]:
+        res = pipe.process(f, on_pose=bad)
+        expect = ref.process(f)
+        np.testing.assert_allclose(res.pose, expect.pose, atol=1e-6)
+        assert res.num_gaussians == expect.num_gaussians
+    assert "on_pose callback failed" in caplog.text
+    assert len(pipe.trajectory) == 3
