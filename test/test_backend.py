@@ -367,3 +367,14 @@ def test_tracking_trigger_on_large_motion_or_residual_jump(short_frames):
     assert pipe._tracking_trigger(tr(0.5, 0.005), 12 + cfg.backend.joint_min_interval) == "motion"
     assert pipe._tracking_trigger(TrackResult(torch.eye(4), False, 0.0, float("nan"), float("nan"), 1,
                                               np.eye(6), (1.0, 0.0)), 40) == ""
+
+
+def test_loop_closure_off_and_joint_on_every_keyframe(short_frames):
+    """The ablation's "+optimisation" set-up: no loop queries at all, and one joint run
+    after each keyframe (the first has nothing to optimise against yet)."""
+    pipe, _, results = run_small(short_frames, loop_closure=False, joint_on_keyframe=True,
+                                 joint_iterations=1, joint_top_k=1, joint_min_interval=1000)
+    st = pipe.backend.stats
+    assert st.loop_queries == 0 and st.loop_closures == 0
+    n_kf = sum(r.keyframe for r in results)
+    assert st.joint_reasons.get("keyframe", 0) >= n_kf - 1 >= 2

@@ -87,6 +87,7 @@ class BackendConfig:
     # deviation, shape kept (see keyframe_graph.normalize_information).
     odom_sigma: float = 0.02                # metres per keyframe step (drift is systematic: generous)
     loop_sigma: float = 0.01                # metres
+    loop_closure: bool = True               # False: keyframe graph and joint optimisation only
     # Loop candidates
     orb_features: int = 500
     min_keyframe_gap: int = 15              # never test the last N keyframes (they are odometry)
@@ -123,6 +124,8 @@ class BackendConfig:
     joint_trigger_step: float = 0.08        # metres tracking moved away from the prediction
     joint_trigger_residual_ratio: float = 2.0  # rms depth residual over its running median
     joint_min_interval: int = 10            # frames between tracking-triggered runs
+    joint_on_keyframe: bool = False         # also run after every keyframe is mapped (GS4's
+                                            # per-frame optimisation; the ablation's "+optimisation")
     joint_lr_pose: float = 1.0e-3           # Adam on the se(3) deltas
     joint_lr_means: float = 1.0e-4
     joint_lr_colors: float = 5.0e-3

@@ -203,6 +203,8 @@ class SLAMPipeline:
             if self.cfg.backend.synchronous:
                 self._backend_boundary(timings)
             reason = self._tracking_trigger(track, frame.index)
+            if not reason and is_kf and self.joint is not None and self.cfg.backend.joint_on_keyframe:
+                reason = "keyframe"
             if reason:
                 self._joint(self._recent_keyframes(), reason, timings)
             timings["backend"] = 1000 * (time.perf_counter() - ts)

@@ -1,5 +1,5 @@
 """Ablation table in the style of GS4's: geometric initialiser / prediction only /
-+ refinement, on held-out synthetic seeds (below 1000, never used for training) and
++ refinement / + 1-iteration optimisation / + pruning, on held-out synthetic seeds (below 1000, never used for training) and
 optionally the 7-Scenes frames after those used for training. Each variant runs the whole
 pipeline through eval/runner.run_frames and eval/runner.evaluate: every 5th frame is
 evaluated, and every 10th frame is tracked but never mapped (held-out views)."""
@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from ..core.config import PipelineConfig
+from ..core.config import MappingConfig, PipelineConfig
 from ..core.pipeline import SLAMPipeline, resolve_device
 from ..eval.runner import evaluate, run_frames
 from .fit import TRAIN_SEED_BASE
@@ -24,10 +24,19 @@ COLUMNS = [("psnr", "PSNR", "{:.2f}"), ("ssim", "SSIM", "{:.3f}"), ("depth_l1_cm
 
 
 def variants(weights: str) -> Dict[str, dict]:
-    net = {"initializer": "network", "network.weights": weights}
+    """GS4's ablation steps, each adding one stage to the previous. Pruning comes last, so
+    the rows before it keep every Gaussian (prune_opacity 0); the optimisation row runs
+    one joint Adam iteration on the newest keyframe after each keyframe is mapped
+    (back-end on, loop closure off, so only that stage is added)."""
+    net = {"initializer": "network", "network.weights": weights, "mapping.prune_opacity": 0.0}
+    opt = dict(net, **{"network.refine": True, "backend.enabled": True, "backend.synchronous": True,
+                       "backend.loop_closure": False, "backend.joint_on_keyframe": True,
+                       "backend.joint_iterations": 1, "backend.joint_top_k": 1})
     return {"geometric": {"initializer": "geometric"},
             "prediction": dict(net, **{"network.refine": False}),
-            "+refinement": dict(net, **{"network.refine": True})}
+            "+refinement": dict(net, **{"network.refine": True}),
+            "+optimisation": opt,
+            "+pruning": dict(opt, **{"mapping.prune_opacity": MappingConfig().prune_opacity})}
 
 
 def run_source(name: str, frames: list, weights: str, device: str, only: Optional[List[str]] = None,
@@ -47,6 +56,8 @@ def run_source(name: str, frames: list, weights: str, device: str, only: Optiona
         m = evaluate(pipe, rec)
         if "miou" in m and var == "geometric":
             m["note"] = "labels from the frames' label images"
+        if pipe.backend is not None:
+            m["joint_optimizations"] = pipe.backend.stats.joint_optimizations
         m.update(source=name, variant=var)
         rows.append(m)
         print("measured: " + table([m]).splitlines()[-1], flush=True)   # each row as soon as it is measured

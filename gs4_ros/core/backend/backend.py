@@ -118,6 +118,8 @@ class Backend:
                                          normalize_information(information, c.odom_sigma), "odom"))
         self._last_id = kf_id
         self.stats.keyframes += 1
+        if not c.loop_closure:
+            return
         job = _Job(kf_id, cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), np.asarray(depth, np.float32), np.asarray(K, np.float64))
         if c.synchronous:
             self._process(job)
