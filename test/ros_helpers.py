@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -151,15 +150,11 @@ class NodeProcess:
         return False
 
     def stop(self, timeout: float = 15.0) -> int:
-        if self.alive():
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        from gs4_ros.ros.player import stop_process
+
+        rc = stop_process(self.proc, timeout)
         self._log.close()
-        return self.proc.returncode
+        return rc
 
 
 # --- waiting on DDS -------------------------------------------------------------------------

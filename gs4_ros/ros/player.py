@@ -186,15 +186,22 @@ class NodeRunner:
         return False
 
     def stop(self, timeout: float = 20.0) -> Optional[int]:
-        import signal
-        import subprocess
-
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        rc = stop_process(self.proc, timeout)
         self._log.close()
-        return self.proc.returncode
+        return rc
+
+
+def stop_process(proc, timeout: float = 20.0) -> Optional[int]:
+    """Stop a node process as `ros2 launch` does: SIGINT (rclpy ignores SIGTERM while
+    spinning), a kill if it has not exited within `timeout` s; its exit status."""
+    import signal
+    import subprocess
+
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    return proc.returncode

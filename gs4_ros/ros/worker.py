@@ -27,6 +27,19 @@ def name_os_thread(name: str) -> None:
         pass
 
 
+def _run_reporting(fn: Callable[..., Any], on_error: Optional[Callable[[BaseException], Any]], *args):
+    """fn(*args); an exception goes to on_error (whose own failure is ignored), never up:
+    one bad frame or output must not kill the thread a robot's SLAM runs on."""
+    try:
+        fn(*args)
+    except Exception as e:  # noqa: BLE001 - reported, never fatal
+        if on_error is not None:
+            try:
+                on_error(e)
+            except Exception:
+                pass
+
+
 def output_due(now: float, next_time: float, rate_hz: float, frame_waiting: bool,
                max_defer_periods: float = 4.0) -> bool:
     """Is a periodic output (clouds, rendered views) due on the worker now?
@@ -164,14 +177,7 @@ class FrameWorker:
         return self._thread.is_alive()
 
     def _call(self, fn, *args):
-        try:
-            fn(*args)
-        except Exception as e:  # noqa: BLE001 - reported, never fatal
-            if self.on_error is not None:
-                try:
-                    self.on_error(e)
-                except Exception:
-                    pass
+        _run_reporting(fn, self.on_error, *args)
 
     def _run(self):
         name_os_thread(self._thread.name)
@@ -262,13 +268,7 @@ class OutputThread:
                 fn = self._jobs.pop(key)
                 self._running = True
             try:
-                fn()
-            except Exception as e:  # noqa: BLE001 - reported, never fatal
-                if self.on_error is not None:
-                    try:
-                        self.on_error(e)
-                    except Exception:
-                        pass
+                _run_reporting(fn, self.on_error)
             finally:
                 with self._cond:
                     self._running = False
