@@ -60,6 +60,10 @@ class MappingConfig:
     keyframe_max_interval: int = 10         # frames
     max_depth: float = 6.0                  # do not map beyond (noisy)
     min_depth: float = 0.1
+    # Keyframes: depth holes of at least this many pixels whose surroundings are one plane
+    # (glass, dark or shiny patches, dropouts) are mapped on that plane (core/depth_fill).
+    # Tracking and fusion use the measured depth only. 0 disables.
+    fill_holes_min_area: int = 64
     # Depth fusion: each tracked frame moves visible Gaussians along their normals by a
     # confidence-weighted running average (confidence capped here). 0 disables.
     fuse_max_weight: float = 60.0

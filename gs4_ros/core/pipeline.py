@@ -29,6 +29,7 @@ from .config import PipelineConfig
 from .frame import FrameError, Intrinsics, RGBDFrame
 from .covisibility import block_confidence, unmapped_blocks
 from .cuda_graph import GraphedCall
+from .depth_fill import fill_planar_holes
 from .fusion import fuse_depth
 from .gaussian_map import GaussianMap
 from .initializer import block_gaussians, labels_to_logits, to_world
@@ -181,12 +182,13 @@ class SLAMPipeline:
             ts = time.perf_counter()
             kf = Keyframe(len(self.keyframes), frame.index, frame.timestamp, pose.clone())
             self.keyframes.append(kf)
+            depth_map = self._depth_for_mapping(frame, depth)
             if self.nets is not None:
-                added = self.nets.map_frame(self.map, self.rasterizer, depth, rgb, K, frame.intrinsics, pose,
+                added = self.nets.map_frame(self.map, self.rasterizer, depth_map, rgb, K, frame.intrinsics, pose,
                                             labels, kf.id, frame.index)
                 timings.update(self.nets.timings_ms)
             else:
-                added = self._map(depth, rgb, K, frame.intrinsics, pose, labels, kf, frame.index)
+                added = self._map(depth_map, rgb, K, frame.intrinsics, pose, labels, kf, frame.index)
             pruned = self.map.prune(self.cfg.mapping.prune_opacity)
             self._sync()
             timings["map"] = 1000 * (time.perf_counter() - ts)
@@ -410,6 +412,17 @@ class SLAMPipeline:
         return dict(enabled=True, synchronous=self.cfg.backend.synchronous, **self.backend.stats.summary())
 
     # -- mapping ----------------------------------------------------------------------
+    def _depth_for_mapping(self, frame: RGBDFrame, depth: torch.Tensor) -> torch.Tensor:
+        """The keyframe's depth with planar holes filled (mapping only; see depth_fill)."""
+        m = self.cfg.mapping
+        if m.fill_holes_min_area <= 0:
+            return depth
+        filled, mask = fill_planar_holes(frame.depth, frame.intrinsics.K_numpy(), min_area=m.fill_holes_min_area,
+                                         min_depth=m.min_depth, max_depth=m.max_depth)
+        if not mask.any():
+            return depth
+        return torch.from_numpy(filled).to(depth.device, depth.dtype)
+
     def _block_gaussians(self, depth, rgb, K, labels):
         """v0's block Gaussians of a keyframe, replayed from a CUDA graph per frame size
         (a hundred small kernels: ~1 ms replayed, ~5 ms launched one by one)."""

@@ -149,7 +149,10 @@ def evaluate(pipe: SLAMPipeline, rec: RunRecord) -> Dict[str, object]:
     for i, f in sorted(rec.eval_frames.items()):
         out = pipe.render(est[i], f.intrinsics, semantics=f.labels is not None)
         row = {"psnr": psnr(out["color"], f.rgb), "ssim": ssim(out["color"], f.rgb),
-               "depth_l1_cm": depth_l1_cm(out["depth"], f.depth)}
+               "depth_l1_cm": depth_l1_cm(out["depth"], f.depth),
+               # Where the sensor gave no depth (glass, out of range) an RGB-D map has
+               # nothing to render: this PSNR tells map quality from coverage.
+               "psnr_depth_valid": psnr(out["color"], f.rgb, mask=f.depth > 0)}
         buckets["heldout" if i in rec.heldout else "mapped"].append(row)
         if f.labels is not None:
             has_labels = True
@@ -158,7 +161,7 @@ def evaluate(pipe: SLAMPipeline, rec: RunRecord) -> Dict[str, object]:
         if not rows:
             continue
         pre = "" if name == "mapped" else "heldout_"
-        for key in ("psnr", "ssim", "depth_l1_cm"):
+        for key in ("psnr", "ssim", "depth_l1_cm", "psnr_depth_valid"):
             m[pre + key] = float(np.nanmean([r[key] for r in rows]))
         m[pre + "eval_frames"] = len(rows)
     if has_labels:
