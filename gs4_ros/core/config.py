@@ -64,6 +64,11 @@ class MappingConfig:
     # (glass, dark or shiny patches, dropouts) are mapped on that plane (core/depth_fill).
     # Tracking and fusion use the measured depth only. 0 disables.
     fill_holes_min_area: int = 64
+    # A keyframe decides which blocks the map already explains from the tracker's render of
+    # the map when tracking moved at most this far from the prediction it rendered at
+    # (saves one full render per keyframe); 0 renders again at the tracked pose.
+    covis_reuse_max_step: float = 0.01      # metres
+    covis_reuse_max_deg: float = 0.5
     # Depth fusion: each tracked frame moves visible Gaussians along their normals by a
     # confidence-weighted running average (confidence capped here). 0 disables.
     fuse_max_weight: float = 60.0

@@ -11,14 +11,19 @@ from .render import render_views
 @torch.no_grad()
 def unmapped_blocks(rasterizer, gmap, pose, K, width: int, height: int, stride: int,
                     block_depth: torch.Tensor, silhouette_threshold: float = 0.5,
-                    front_margin: float = 0.04) -> torch.Tensor:
+                    front_margin: float = 0.04, render=None) -> torch.Tensor:
     """[hb*wb] bool: the map's silhouette over the block is below the threshold, or the
-    observed depth lies clearly (front_margin x depth) in front of the rendered surface."""
+    observed depth lies clearly (front_margin x depth) in front of the rendered surface.
+
+    render: a geometry render of the map from (nearly) this pose to use instead of
+    rendering again (the tracker's reference; blocks are 8 pixels, a few millimetres of
+    pose difference do not change which are explained)."""
     s = stride
     hb, wb = height // s, width // s
     if len(gmap) == 0:
         return torch.ones(hb * wb, dtype=torch.bool, device=block_depth.device)
-    r = render_views(rasterizer, gmap.params(), pose, K, width, height, geometry=True)
+    r = render if render is not None else render_views(rasterizer, gmap.params(), pose, K, width, height,
+                                                       geometry=True)
     a = r.alpha[0, : hb * s, : wb * s].reshape(hb, s, wb, s)
     rd = r.surface_depth[0, : hb * s, : wb * s].reshape(hb, s, wb, s)
     solid = (a > 0.5).float()

@@ -77,6 +77,7 @@ class SLAMPipeline:
         self.device = resolve_device(device or self.cfg.device)
         self.rasterizer = make_rasterizer(self.cfg.renderer, self.device)
         self.tracker = RGBDTracker(self.cfg.tracking)
+        self._ref_render = None                # this frame's render of the map for tracking
         self._block_calls = {}               # labels given? -> GraphedCall of block_gaussians
         self.backend: Optional[Backend] = None
         self.nets = None
@@ -183,16 +184,20 @@ class SLAMPipeline:
             kf = Keyframe(len(self.keyframes), frame.index, frame.timestamp, pose.clone())
             self.keyframes.append(kf)
             depth_map = self._depth_for_mapping(frame, depth)
+            covis = self._ref_render if (track is not None and track.ok and m.covis_reuse_max_step > 0
+                                         and track.delta_from_prediction[0] <= m.covis_reuse_max_step
+                                         and track.delta_from_prediction[1] <= math.radians(m.covis_reuse_max_deg)) else None
             if self.nets is not None:
                 added = self.nets.map_frame(self.map, self.rasterizer, depth_map, rgb, K, frame.intrinsics, pose,
-                                            labels, kf.id, frame.index)
+                                            labels, kf.id, frame.index, covis_render=covis)
                 timings.update(self.nets.timings_ms)
             else:
-                added = self._map(depth_map, rgb, K, frame.intrinsics, pose, labels, kf, frame.index)
+                added = self._map(depth_map, rgb, K, frame.intrinsics, pose, labels, kf, frame.index, covis)
             pruned = self.map.prune(self.cfg.mapping.prune_opacity)
             self._sync()
             timings["map"] = 1000 * (time.perf_counter() - ts)
         self._poses.append(pose)
+        self._ref_render = None                  # only valid for the frame it was rendered for
         self.trajectory.append((frame.timestamp, frame.index, pose_np))
         if self.backend is not None and self.keyframes:  # only corrections need anchors
             akf = self.keyframes[-1]
@@ -247,6 +252,7 @@ class SLAMPipeline:
         with torch.no_grad():
             t0 = time.perf_counter()
             ref = render_views(self.rasterizer, self.map.params(), pred, K, W, H, geometry=True)
+            self._ref_render = ref
             cur_levels, ref_levels = self.tracker.prepare(depth, rgb, K, ref.points[0], ref.normals[0],
                                                           ref.color[0], ref.alpha[0])
             self._sync()
@@ -435,12 +441,14 @@ class SLAMPipeline:
         return call(depth, rgb, K, *(() if labels is None else (labels,)))
 
     @torch.no_grad()
-    def _map(self, depth, rgb, K, intr: Intrinsics, pose, labels, kf: Keyframe, frame_index: int) -> int:
+    def _map(self, depth, rgb, K, intr: Intrinsics, pose, labels, kf: Keyframe, frame_index: int,
+             covis_render=None) -> int:
         m = self.cfg.mapping
         bg = self._block_gaussians(depth, rgb, K, labels)
         conf = block_confidence(bg, K, m.stride, intr.width, intr.height)
         select = bg.valid & unmapped_blocks(self.rasterizer, self.map, pose, K, intr.width, intr.height,
-                                            m.stride, bg.depth, m.silhouette_threshold, m.front_margin)
+                                            m.stride, bg.depth, m.silhouette_threshold, m.front_margin,
+                                            render=covis_render)
         n = int(select.sum())
         if n == 0:
             return 0

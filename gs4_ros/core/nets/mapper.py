@@ -122,7 +122,8 @@ class NetworkMapper:
         return out
 
     @torch.no_grad()
-    def map_frame(self, gmap, rasterizer, depth, rgb, K, intr, pose, labels, kf_id: int, frame_index: int) -> int:
+    def map_frame(self, gmap, rasterizer, depth, rgb, K, intr, pose, labels, kf_id: int, frame_index: int,
+                  covis_render=None) -> int:
         m, nc = self.cfg.mapping, self.cfg.network
         dev = depth.device
         t0 = time.perf_counter()
@@ -133,7 +134,8 @@ class NetworkMapper:
         self.timings_ms = {"predict": 1000 * (t1 - t0)}
         conf = block_confidence(tok.priors[0], K, m.stride, intr.width, intr.height)
         select = tok.valid[0] & unmapped_blocks(rasterizer, gmap, pose, K, intr.width, intr.height, m.stride,
-                                                tok.depth[0], m.silhouette_threshold, m.front_margin)
+                                                tok.depth[0], m.silhouette_threshold, m.front_margin,
+                                                render=covis_render)
         n = int(select.sum())
         if n == 0:
             return 0

@@ -1,5 +1,6 @@
-"""SLAMPipeline.process(on_pose=...): the pose reaches a live driver as soon as the frame is
-tracked, before fusion and mapping, and equals the frame's final result."""
+"""SLAMPipeline.process per frame: the pose reaches a live driver (on_pose) as soon as the
+frame is tracked, before fusion and mapping, and equals the frame's final result; a
+keyframe reuses the tracker's render of the map for co-visibility."""
 import numpy as np
 import pytest
 
@@ -49,3 +50,32 @@ def test_a_failing_hook_does_not_break_the_frame(frames, caplog):
         assert res.num_gaussians == expect.num_gaussians
     assert "on_pose callback failed" in caplog.text
     assert len(pipe.trajectory) == 3
+
+
+def test_keyframes_reuse_the_tracking_render_for_covisibility(monkeypatch):
+    """With reuse (default) keyframes after the first render the map once (for tracking)
+    and insert about the same Gaussians as when they render again at the tracked pose."""
+    from gs4_ros.core import covisibility
+
+    calls = {"own": 0}
+    orig = covisibility.render_views
+
+    def counting(*a, **k):
+        calls["own"] += 1
+        return orig(*a, **k)
+    monkeypatch.setattr(covisibility, "render_views", counting)
+    seq = SyntheticSequence(seed=0, n_frames=6, width=160, height=120)
+    frames = [seq.frame(i) for i in range(len(seq))]
+    counts = {}
+    for step in (0.0, 0.05):     # steps from the prediction here are 0.7-2.6 cm
+        cfg = PipelineConfig()
+        cfg.mapping.keyframe_max_interval = 1            # every frame a keyframe
+        cfg.mapping.covis_reuse_max_step = step
+        pipe = SLAMPipeline(cfg, device="cpu")
+        calls["own"] = 0
+        for f in frames:
+            pipe.process(f)
+        counts[step] = (len(pipe.map), calls["own"])
+    assert counts[0.0][1] == len(frames) - 1            # every keyframe after the first rendered
+    assert counts[0.05][1] == 0                         # none did: the tracker's render served
+    assert abs(counts[0.05][0] - counts[0.0][0]) <= 0.05 * counts[0.0][0], counts
