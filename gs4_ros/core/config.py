@@ -24,6 +24,10 @@ class TrackingConfig:
     finest_level: int = 0                   # 0 = input resolution, 1 = half, ...
     iterations: List[int] = field(default_factory=lambda: [4, 6, 10])  # finest ... coarsest
     photo_weight: float = 0.05              # weight of the photometric term (metres per unit intensity)
+    # Photometric term on pyramid levels >= this only. 1 removes the finest level's pull of
+    # the blurred rendered colour (synthetic demo ATE 0.57 -> 0.34 cm) but cost 7-Scenes
+    # 0-299 (320x240) 1.98 -> 2.13 cm, so the finest level keeps it.
+    photo_min_level: int = 0
     # Huber threshold of the depth residual, metres. 5 mm (was 10): on 7-Scenes redkitchen
     # 0-499 at 640x480 (H200, benchmarks/sweep.py) ATE 2.56 -> 2.43 cm, in two runs; on the
     # synthetic demo (320x240, CPU) 1.77 -> 2.00 cm. Real depth's outliers (edges, multipath)
@@ -64,6 +68,10 @@ class MappingConfig:
     # (glass, dark or shiny patches, dropouts) are mapped on that plane (core/depth_fill).
     # Tracking and fusion use the measured depth only. 0 disables.
     fill_holes_min_area: int = 64
+    # Remove the expected depth-noise covariance before fitting each block's plane, so its
+    # normal is not tilted by noise along the rays (see initializer.block_gaussians). On the
+    # CPU at 320x240: synthetic demo ATE 1.91 -> 0.57 cm, 7-Scenes 0-299 2.10 -> 1.98 cm.
+    normal_noise_compensation: bool = True
     # A keyframe decides which blocks the map already explains from the tracker's render of
     # the map when tracking moved at most this far from the prediction it rendered at
     # (saves one full render per keyframe); 0 renders again at the tracked pose.

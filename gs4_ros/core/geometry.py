@@ -5,6 +5,12 @@ import torch
 import torch.nn.functional as F
 
 
+def depth_noise_sigma(z: torch.Tensor) -> torch.Tensor:
+    """Axial noise standard deviation (m) of structured-light depth at z (m): grows ~z^2
+    (Nguyen et al. 2012, Kinect v1; the synthetic sensor uses the same model)."""
+    return 0.0012 + 0.0019 * (z - 0.4).clamp(min=0) ** 2
+
+
 def pixel_grid(height: int, width: int, device=None, dtype=torch.float32, stride: int = 1,
                offset: float = 0.0):
     """(u, v) pixel coordinates of a stride-subsampled grid, each [h, w].

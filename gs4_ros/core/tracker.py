@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from . import se3
 from .config import TrackingConfig
 from .cuda_graph import GraphedCall
-from .geometry import backproject, bilateral_depth, downsample_depth, downsample_image, image_gradients, normals_from_points
+from .geometry import backproject, bilateral_depth, depth_noise_sigma, downsample_depth, downsample_image, image_gradients, normals_from_points
 
 LUMA = (0.299, 0.587, 0.114)
 
@@ -121,12 +121,13 @@ def solve_spd6(A: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 class _LevelProblem:
     """Static buffers and the normal-equation computation of one pyramid level."""
 
-    def __init__(self, cfg: TrackingConfig, shape, device, dtype, use_graph: bool):
+    def __init__(self, cfg: TrackingConfig, shape, device, dtype, use_graph: bool, level: int = 0):
         H, W = shape
         P = H * W
         z = lambda *s: torch.zeros(*s, device=device, dtype=dtype)
         self.cfg = cfg
         self.shape = shape
+        self.photo_weight = cfg.photo_weight if level >= cfg.photo_min_level else 0.0
         self.cur_p, self.cur_n, self.cur_g, self.cur_w = z(P, 3), z(P, 3), z(P), z(P)
         self.ref_geo = z(H, W, 7)          # points, normals, usable (alpha and validity)
         self.ref_photo = z(1, 4, H, W)     # gray, gx, gy, alpha
@@ -151,7 +152,7 @@ class _LevelProblem:
         self.cur_g.copy_(cur.gray.reshape(-1))
         z = cur.points[..., 2].reshape(-1)
         # Depth noise grows ~z^2 (structured light): inverse-variance weights, 1 at ~1 m.
-        sig = 0.0012 + 0.0019 * (z - 0.4).clamp(min=0) ** 2
+        sig = depth_noise_sigma(z)
         self.cur_w.copy_(cur.valid.reshape(-1).to(z.dtype) * (0.0031 / sig) ** 2)
         usable = ref.valid & (ref.alpha >= c.render_alpha_min)
         self.ref_geo.copy_(torch.cat([ref.points, ref.normals, usable[..., None].to(ref.points.dtype)], -1))
@@ -183,7 +184,7 @@ class _LevelProblem:
         A = torch.cat([J_d, r_d[:, None]], -1)
         M = (A * w_d[:, None]).T @ A                            # [7, 7]
         r_p = a_ok = None
-        if c.photo_weight > 0:
+        if self.photo_weight > 0:
             gx_ = (u + 0.5) / W * 2 - 1
             gy_ = (v + 0.5) / H * 2 - 1
             grid = torch.stack([gx_, gy_], -1).reshape(1, -1, 1, 2)
@@ -196,7 +197,7 @@ class _LevelProblem:
             # dI/dp through the pinhole projection.
             a = torch.stack([gxs * fx / zs, gys * fy / zs, -(gxs * fx * p[:, 0] + gys * fy * p[:, 1]) / (zs * zs)], -1)
             Ap = torch.cat([a, torch.cross(p, a, dim=-1), r_p[:, None]], -1)
-            w_p = a_ok.to(p.dtype) * _huber_w(r_p, c.huber_photo) * (c.photo_weight ** 2)
+            w_p = a_ok.to(p.dtype) * _huber_w(r_p, c.huber_photo) * (self.photo_weight ** 2)
             M = M + (Ap * w_p[:, None]).T @ Ap
         self.out.copy_(torch.cat([M[:6, :6].reshape(-1), M[:6, 6], ok.sum().to(p.dtype).reshape(1),
                                   M[6, 6].reshape(1)]))
@@ -355,7 +356,7 @@ class RGBDTracker:
     def _problem(self, lv: int, shape, device, dtype) -> _LevelProblem:
         key = (lv, tuple(shape), str(device), dtype)
         if key not in self._problems:
-            self._problems[key] = _LevelProblem(self.cfg, shape, device, dtype, self.use_cuda_graphs)
+            self._problems[key] = _LevelProblem(self.cfg, shape, device, dtype, self.use_cuda_graphs, lv)
         return self._problems[key]
 
     def track(self, cur: List[Level], ref: List[Level], ref_pose: torch.Tensor,

@@ -1,0 +1,51 @@
+"""Block Gaussians (the v0 initialiser): with depth noise along the rays, the fitted plane
+normals of an oblique surface are tilted away from the viewing direction unless the
+expected noise covariance is removed first (mapping.normal_noise_compensation). (At 60
+degrees and more the compensation does not help: 1.1 -> 1.4 deg there.)"""
+import math
+
+import numpy as np
+import torch
+
+from gs4_ros.core.config import MappingConfig
+from gs4_ros.core.geometry import depth_noise_sigma
+from gs4_ros.core.initializer import block_gaussians
+
+H, W = 240, 320
+K = torch.tensor([[290.0, 0, 160], [0, 290.0, 120], [0, 0, 1]])
+
+
+def oblique_plane(tilt_deg: float, distance: float = 2.5):
+    """Depth of a plane turned tilt_deg about the camera's y axis, and its unit normal."""
+    a = math.radians(tilt_deg)
+    n = np.array([math.sin(a), 0.0, -math.cos(a)])            # facing the camera
+    v, u = np.mgrid[0:H, 0:W].astype(np.float64)
+    rays = np.stack([(u - 160) / 290, (v - 120) / 290, np.ones_like(u)], -1)
+    z = (n @ np.array([0, 0, distance])) / (rays @ n)
+    return torch.from_numpy(z.astype(np.float32)), n
+
+
+def normal_errors_deg(depth, n_true, compensate: bool):
+    """(angle of the blocks' mean normal to the truth: the systematic tilt, mean angle of
+    the individual block normals: tilt and scatter)."""
+    cfg = MappingConfig()
+    cfg.normal_noise_compensation = compensate
+    bg = block_gaussians(depth, torch.full((H, W, 3), 0.5), K, cfg)
+    n = bg.rotmats[..., 2][bg.valid].double().numpy()
+    n = n * np.sign(n @ n_true)[:, None]
+    m = n.mean(0) / np.linalg.norm(n.mean(0))
+    return (float(np.degrees(np.arccos(min(1.0, m @ n_true)))),
+            float(np.degrees(np.arccos((n @ n_true).clip(max=1.0))).mean()))
+
+
+def test_noise_compensation_removes_the_tilt_of_oblique_normals():
+    z, n_true = oblique_plane(30.0)
+    g = torch.Generator().manual_seed(0)
+    noisy = z + depth_noise_sigma(z) * torch.randn(z.shape, generator=g)
+    clean_tilt, _ = normal_errors_deg(z, n_true, compensate=False)
+    raw_tilt, raw_each = normal_errors_deg(noisy, n_true, compensate=False)
+    tilt, each = normal_errors_deg(noisy, n_true, compensate=True)
+    assert clean_tilt < 0.2
+    assert raw_tilt > 2.0                      # noise along the rays tilts the normals (3.6 deg)
+    assert tilt < 0.2 * raw_tilt, (raw_tilt, tilt)
+    assert each < raw_each                     # and the blocks scatter less (5.7 -> 3.6 deg)
