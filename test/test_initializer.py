@@ -29,7 +29,7 @@ def normal_errors_deg(depth, n_true, compensate: bool):
     """(angle of the blocks' mean normal to the truth: the systematic tilt, mean angle of
     the individual block normals: tilt and scatter)."""
     cfg = MappingConfig()
-    cfg.normal_noise_compensation = compensate
+    cfg.normal_noise_compensation = 1.0 if compensate else 0.0
     bg = block_gaussians(depth, torch.full((H, W, 3), 0.5), K, cfg)
     n = bg.rotmats[..., 2][bg.valid].double().numpy()
     n = n * np.sign(n @ n_true)[:, None]

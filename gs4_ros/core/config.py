@@ -71,7 +71,7 @@ class MappingConfig:
     # Remove the expected depth-noise covariance before fitting each block's plane, so its
     # normal is not tilted by noise along the rays (see initializer.block_gaussians). On the
     # CPU at 320x240: synthetic demo ATE 1.91 -> 0.57 cm, 7-Scenes 0-299 2.10 -> 1.98 cm.
-    normal_noise_compensation: bool = True
+    normal_noise_compensation: float = 1.0  # times the noise model (depth_noise_sigma); 0 = off
     # A keyframe decides which blocks the map already explains from the tracker's render of
     # the map when tracking moved at most this far from the prediction it rendered at
     # (saves one full render per keyframe); 0 renders again at the tracked pose.

@@ -65,13 +65,13 @@ def block_gaussians(depth: torch.Tensor, rgb: torch.Tensor, K: torch.Tensor, cfg
     mean = (P * w[..., None]).sum(1) / wsum[:, None]
     X = (P - mean[:, None]) * w[..., None]
     cov = X.transpose(1, 2) @ X / wsum[:, None, None]
-    if cfg.normal_noise_compensation:
+    if cfg.normal_noise_compensation > 0:
         # Depth noise moves points along their rays, which adds sigma(z)^2 r r^T (r = the
         # ray with z = 1) to the covariance and tilts the fitted normal away from the
         # viewing direction (several degrees on oblique 8x8 blocks): a systematic error
         # the tracker's point-to-plane residuals turn into a pose bias. Subtract it.
         r = P / Dd.clamp(min=1e-6)[..., None]
-        s2 = depth_noise_sigma(Dd) ** 2 * w
+        s2 = cfg.normal_noise_compensation * depth_noise_sigma(Dd) ** 2 * w
         cov = cov - (r.transpose(1, 2) @ (r * s2[..., None])) / wsum[:, None, None]
     cov = cov + torch.eye(3, device=cov.device, dtype=cov.dtype) * 1e-10
     # Ascending. Inside a CUDA graph capture the closed form (eigh syncs with the host);
