@@ -31,9 +31,10 @@ from gs4_ros.io.datasets import open_dataset  # noqa: E402
 from bench_common import add_sequence_args  # noqa: E402  (this script's folder)
 
 
-def run_cv2(ds):
-    """cv2.Odometry RGB_DEPTH, each frame against the previous one, chained."""
-    K = ds.intrinsics.K_numpy().astype(np.float32)
+def run_cv2(ds, intrinsics=None):
+    """cv2.Odometry RGB_DEPTH, each frame against the previous one, chained. ds: a dataset
+    or a list of its frames (then pass the dataset's intrinsics)."""
+    K = (intrinsics or ds.intrinsics).K_numpy().astype(np.float32)
     s = cv2.OdometrySettings()
     s.setCameraMatrix(K)
     odo = cv2.Odometry(cv2.OdometryType_RGB_DEPTH, s, cv2.OdometryAlgoType_COMMON)
