@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Back-end on versus off on one sequence (issue 4): ATE, PSNR, loop closures, graph and
-joint optimisation cost, and a timing of five joint iterations over the visible map.
+joint optimisation cost, a timing of five joint iterations over the visible map, and each
+loop edge's error against the ground truth next to the tracking's for the same pair.
 
     python benchmarks/backend.py --dataset 7scenes:../shared/data/7scenes_redkitchen_dev \
         --device cuda --width 640 --height 480
@@ -61,6 +62,33 @@ def joint_timing(pipe: SLAMPipeline, iterations: int = 5, repeats: int = 10):
             "iterations": iterations, "loss_first_last": [loss[0], loss[-1]]}
 
 
+def _off(T):
+    """(cm, deg) of a relative transform."""
+    return (float(np.linalg.norm(T[:3, 3]) * 100),
+            float(np.degrees(np.arccos(np.clip((np.trace(T[:3, :3]) - 1) / 2, -1, 1)))))
+
+
+def loop_accuracy(pipe: SLAMPipeline, rec, odo_poses) -> list:
+    """Each loop edge (accepted or dropped as an outlier) against the ground truth's
+    relative pose of its two keyframes, next to the back-end-off tracking's estimate of the
+    same pair: a loop edge can only help where it is closer to the truth than tracking."""
+    kf_frame = {kf.id: kf.frame_index for kf in pipe.keyframes}
+    out = []
+    for e in pipe.backend.graph.edges:
+        if e.kind not in ("loop", "rejected"):
+            continue
+        fi, fj = kf_frame.get(e.i), kf_frame.get(e.j)
+        if fi not in rec.gt or fj not in rec.gt or fi not in odo_poses or fj not in odo_poses:
+            continue
+        G = np.linalg.inv(rec.gt[fi]) @ rec.gt[fj]
+        O = np.linalg.inv(odo_poses[fi]) @ odo_poses[fj]
+        ec, ed = _off(np.linalg.inv(G) @ e.T_ij)
+        oc, od = _off(np.linalg.inv(G) @ O)
+        out.append({"kind": e.kind, "frames": (int(fi), int(fj)), "gt_cm": _off(G)[0], "edge_cm": ec,
+                    "edge_deg": ed, "odo_cm": oc, "odo_deg": od})
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_sequence_args(ap)
@@ -75,6 +103,7 @@ def main():
     ds = open_dataset(args.dataset, frames=args.frames, width=args.width, height=args.height, **kw)
     frames = [ds[i] for i in range(len(ds))]  # decode once, outside the timed runs
     rows, out = [], {}
+    off_poses = {}      # the back-end-off run's poses, for the loop-edge comparison
     # Warm-up outside the timed runs: gsplat compiles (or loads) its kernels on first use.
     warm = SLAMPipeline(load_config(args.config, dict(sets, **{"backend.enabled": False})), device=str(device))
     for f in frames[:3]:
@@ -101,6 +130,10 @@ def main():
         if enabled:
             row["joint5"] = joint_timing(pipe)
             m["joint5_timing"] = row["joint5"]
+            loops = loop_accuracy(pipe, rec, off_poses)
+            m["loop_accuracy"] = loops
+        else:
+            off_poses = {r.index: r.pose for r in rec.results}
         rows.append(row)
         out[name] = m
         pipe.close()
@@ -120,6 +153,14 @@ def main():
               f"{j['visible_gaussians']} visible Gaussians: {j['ms_median']:.1f} ms median, "
               f"{j['ms_mean']:.1f} mean, {j['ms_max']:.1f} max per call "
               f"(loss {j['loss_first_last'][0]:.4f} -> {j['loss_first_last'][1]:.4f})")
+    loops = out["on"].get("loop_accuracy") or []
+    if loops:
+        print("\nloop edges against the ground truth (relative pose of the two keyframes), and what the "
+              "back-end-off tracking said for the same pair:")
+        print(f"{'kind':9s} {'frames':>11s} {'GT dist cm':>10s} {'edge off GT':>18s} {'tracking off GT':>18s}")
+        for e in loops:
+            print(f"{e['kind']:9s} {e['frames'][0]:5d}->{e['frames'][1]:<5d} {e['gt_cm']:10.1f} "
+                  f"{e['edge_cm']:8.2f} cm {e['edge_deg']:5.2f} deg {e['odo_cm']:8.2f} cm {e['odo_deg']:5.2f} deg")
     on, off = rows[1], rows[0]
     print(f"ATE on/off {on['ate_cm'] / off['ate_cm']:.3f}   PSNR on-off {on['psnr'] - off['psnr']:+.2f} dB")
     if args.out:
