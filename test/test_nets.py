@@ -293,7 +293,7 @@ def test_graphed_predictor_matches_eager_on_cuda():
             K = f.intrinsics.K(dev)
             eager = pred(rgb, depth, K, mapper.cfg.mapping)
             graphed = mapper._predict(rgb, depth, K, None, 8)
-            assert not mapper._graphed[(8, True)].failed
+            assert not mapper._predict_graphed.failed
             for name in ("means", "log_scales", "opacity_logits", "colors", "features", "sem_logits"):
                 assert torch.allclose(getattr(eager, name), getattr(graphed, name), atol=1e-5), name
             assert torch.equal(eager.valid, graphed.valid)

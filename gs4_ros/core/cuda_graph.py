@@ -16,7 +16,8 @@ log = logging.getLogger(__name__)
 
 
 class GraphedCall:
-    """fn(*tensors) on CUDA through graphs (one per input shapes/dtypes); eager otherwise.
+    """fn(*tensors, **static) on CUDA through graphs, one per input shapes/dtypes and
+    static (hashable, non-tensor) arguments; eager otherwise.
 
     If a capture fails (an operation this torch build refuses inside a graph, such as a
     host synchronisation), it logs once and runs fn eagerly from then on.
@@ -29,19 +30,19 @@ class GraphedCall:
         self.failed = False
         self._entries: Dict[tuple, tuple] = {}
 
-    def __call__(self, *args: torch.Tensor):
+    def __call__(self, *args: torch.Tensor, **static):
         if not self.enabled or self.failed or not args[0].is_cuda:
-            return self.fn(*args)
-        key = tuple((tuple(a.shape), a.dtype, a.device) for a in args)
+            return self.fn(*args, **static)
+        key = (tuple((tuple(a.shape), a.dtype, a.device) for a in args), tuple(sorted(static.items())))
         entry = self._entries.get(key)
         if entry is None:
             try:
-                entry = self._capture(args)
+                entry = self._capture(args, static)
             except RuntimeError as e:
                 log.warning("%s: CUDA graph capture failed (%s); running eagerly", self.name, e)
                 self.failed = True
                 self._entries.clear()
-                return self.fn(*args)
+                return self.fn(*args, **static)
             self._entries[key] = entry
         graph, inputs, outs = entry
         for dst, src in zip(inputs, args):
@@ -49,17 +50,14 @@ class GraphedCall:
         graph.replay()
         return outs
 
-    def _capture(self, args):
+    def _capture(self, args, static):
         inputs = [a.detach().clone() for a in args]
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
-            self.fn(*inputs)             # warm-up outside capture (cuDNN selection, allocator)
+            self.fn(*inputs, **static)   # warm-up outside capture (cuDNN selection, allocator)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            outs = self.fn(*inputs)
+            outs = self.fn(*inputs, **static)
         return graph, inputs, outs
-
-    def clear(self):
-        self._entries.clear()

@@ -78,7 +78,11 @@ class SLAMPipeline:
         self.rasterizer = make_rasterizer(self.cfg.renderer, self.device)
         self.tracker = RGBDTracker(self.cfg.tracking)
         self._ref_render = None                # this frame's render of the map for tracking
-        self._block_calls = {}               # labels given? -> GraphedCall of block_gaussians
+        # v0's block Gaussians of a keyframe, replayed from a CUDA graph per frame size (a
+        # hundred small kernels: ~1 ms replayed, ~5 ms launched one by one).
+        self._block_gaussians = GraphedCall(
+            lambda d, c, k, *lab: block_gaussians(d, c, k, self.cfg.mapping, lab[0] if lab else None),
+            "block Gaussians")
         self.backend: Optional[Backend] = None
         self.nets = None
         if self.cfg.initializer == "network":
@@ -429,22 +433,11 @@ class SLAMPipeline:
             return depth
         return torch.from_numpy(filled).to(depth.device, depth.dtype)
 
-    def _block_gaussians(self, depth, rgb, K, labels):
-        """v0's block Gaussians of a keyframe, replayed from a CUDA graph per frame size
-        (a hundred small kernels: ~1 ms replayed, ~5 ms launched one by one)."""
-        key = labels is None
-        call = self._block_calls.get(key)
-        if call is None:
-            m = self.cfg.mapping
-            call = self._block_calls[key] = GraphedCall(
-                lambda d, c, k, *lab: block_gaussians(d, c, k, m, lab[0] if lab else None), "block Gaussians")
-        return call(depth, rgb, K, *(() if labels is None else (labels,)))
-
     @torch.no_grad()
     def _map(self, depth, rgb, K, intr: Intrinsics, pose, labels, kf: Keyframe, frame_index: int,
              covis_render=None) -> int:
         m = self.cfg.mapping
-        bg = self._block_gaussians(depth, rgb, K, labels)
+        bg = self._block_gaussians(depth, rgb, K, *(() if labels is None else (labels,)))
         conf = block_confidence(bg, K, m.stride, intr.width, intr.height)
         select = bg.valid & unmapped_blocks(self.rasterizer, self.map, pose, K, intr.width, intr.height,
                                             m.stride, bg.depth, m.silhouette_threshold, m.front_margin,

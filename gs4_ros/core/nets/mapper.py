@@ -94,20 +94,14 @@ class NetworkMapper:
         self.cfg = cfg
         self.class_map = class_map  # [K_cfg] index into the network's classes (-1: absent)
         self.timings_ms: Dict[str, float] = {}
-        self._graphed: Dict[tuple, GraphedCall] = {}
+        # The predictor at inference, replayed from a CUDA graph per frame size and stride
+        # (~1 ms of kernels that take ~4 ms to launch one by one from Python).
+        self._predict_graphed = GraphedCall(
+            lambda rgb, depth, K, *lab, stride: self.predictor(rgb, depth, K, cfg.mapping, lab[0] if lab else None,
+                                                               stride=stride), "Gaussian predictor")
 
     def _predict(self, rgb, depth, K, labels, stride: int):
-        """The predictor at inference, replayed from a CUDA graph per frame size and stride
-        (~1 ms of kernels that take ~4 ms to launch one by one from Python)."""
-        key = (stride, labels is None)
-        call = self._graphed.get(key)
-        if call is None:
-            m = self.cfg.mapping
-
-            def fn(rgb, depth, K, *lab):
-                return self.predictor(rgb, depth, K, m, lab[0] if lab else None, stride=stride)
-            call = self._graphed[key] = GraphedCall(fn, "Gaussian predictor")
-        return call(rgb, depth, K, *(() if labels is None else (labels,)))
+        return self._predict_graphed(rgb, depth, K, *(() if labels is None else (labels,)), stride=stride)
 
     def _sync(self, dev):
         if dev.type == "cuda":
