@@ -77,7 +77,6 @@ class SLAMPipeline:
         self.device = resolve_device(device or self.cfg.device)
         self.rasterizer = make_rasterizer(self.cfg.renderer, self.device)
         self.tracker = RGBDTracker(self.cfg.tracking)
-        self._ref_render = None                # this frame's render of the map for tracking
         # v0's block Gaussians of a keyframe, replayed from a CUDA graph per frame size (a
         # hundred small kernels: ~1 ms replayed, ~5 ms launched one by one).
         self._block_gaussians = GraphedCall(
@@ -157,13 +156,13 @@ class SLAMPipeline:
         if not self._poses:
             pose = (se3.orthonormalize(torch.as_tensor(np.asarray(frame.meta["initial_pose"]), dtype=torch.float64)).float().to(dev)
                     if "initial_pose" in frame.meta else torch.eye(4, device=dev))
-            track = None
+            track = ref = None
             timings["track"] = 0.0
             is_kf = True
         else:
             ts = time.perf_counter()
             self._stage_ms = {}
-            pose, track = self._track(depth, rgb, K, frame.intrinsics)
+            pose, track, ref = self._track(depth, rgb, K, frame.intrinsics)
             timings["track"] = 1000 * (time.perf_counter() - ts)
             timings.update(self._stage_ms)
             is_kf = allow_mapping and track.ok and self._is_keyframe(pose, frame.index)
@@ -188,9 +187,7 @@ class SLAMPipeline:
             kf = Keyframe(len(self.keyframes), frame.index, frame.timestamp, pose.clone())
             self.keyframes.append(kf)
             depth_map = self._depth_for_mapping(frame, depth)
-            covis = self._ref_render if (track is not None and track.ok and m.covis_reuse_max_step > 0
-                                         and track.delta_from_prediction[0] <= m.covis_reuse_max_step
-                                         and track.delta_from_prediction[1] <= math.radians(m.covis_reuse_max_deg)) else None
+            covis = ref if self._reference_still_valid(track) else None
             if self.nets is not None:
                 added = self.nets.map_frame(self.map, self.rasterizer, depth_map, rgb, K, frame.intrinsics, pose,
                                             labels, kf.id, frame.index, covis_render=covis)
@@ -201,7 +198,6 @@ class SLAMPipeline:
             self._sync()
             timings["map"] = 1000 * (time.perf_counter() - ts)
         self._poses.append(pose)
-        self._ref_render = None                  # only valid for the frame it was rendered for
         self.trajectory.append((frame.timestamp, frame.index, pose_np))
         if self.backend is not None and self.keyframes:  # only corrections need anchors
             akf = self.keyframes[-1]
@@ -256,7 +252,6 @@ class SLAMPipeline:
         with torch.no_grad():
             t0 = time.perf_counter()
             ref = render_views(self.rasterizer, self.map.params(), pred, K, W, H, geometry=True)
-            self._ref_render = ref
             cur_levels, ref_levels = self.tracker.prepare(depth, rgb, K, ref.points[0], ref.normals[0],
                                                           ref.color[0], ref.alpha[0])
             self._sync()
@@ -264,8 +259,16 @@ class SLAMPipeline:
             res = self.tracker.track(cur_levels, ref_levels, pred)
         if not res.ok:
             log.warning("tracking weak (inliers %.2f); keeping the prediction", res.inlier_fraction)
-            return pred, res
-        return se3.orthonormalize(res.pose), res
+            return pred, res, ref
+        return se3.orthonormalize(res.pose), res, ref
+
+    def _reference_still_valid(self, track: Optional[TrackResult]) -> bool:
+        """May a keyframe take co-visibility from the tracker's render of the map? Only
+        when tracking moved little from the prediction that render was made at."""
+        m = self.cfg.mapping
+        return (track is not None and track.ok and m.covis_reuse_max_step > 0
+                and track.delta_from_prediction[0] <= m.covis_reuse_max_step
+                and track.delta_from_prediction[1] <= math.radians(m.covis_reuse_max_deg))
 
     def _is_keyframe(self, pose: torch.Tensor, index: int) -> bool:
         m = self.cfg.mapping
