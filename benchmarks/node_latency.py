@@ -76,11 +76,10 @@ class InProcessNode:
 
         from gs4_ros.ros.node import GS4Node, make_executor
 
-        remaps = []
-        for t in ("color/image_raw", "depth/image_raw", "color/camera_info", "depth/camera_info"):
-            remaps += ["-r", f"{t}:={prefix}/{t}"]
+        from gs4_ros.ros.player import camera_remaps
+
         self.namespace = namespace
-        self.node = GS4Node(namespace=namespace, cli_args=["--ros-args", *remaps],
+        self.node = GS4Node(namespace=namespace, cli_args=["--ros-args", *camera_remaps(prefix)],
                             parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
         self.ex = make_executor()
         self.ex.add_node(self.node)

@@ -514,24 +514,18 @@ class GS4Node(Node):
         now = time.monotonic()
         pr = float(self.p["path_rate_hz"])
         if self._path_dirty and pr > 0 and now >= self._next_path:
-            t = time.perf_counter()
-            self._publish_path()
-            done["path"] = 1000 * (time.perf_counter() - t)
+            _timed(done, "path", self._publish_path)
             self._next_path = now + 1.0 / pr
         waiting = len(self.worker.slot) > 0
         mr = float(self.p["map_rate_hz"])
         if self._published_map_version != self._map_version and output_due(now, self._next_map, mr, waiting):
-            t = time.perf_counter()
-            self._publish_clouds()
-            done["clouds"] = 1000 * (time.perf_counter() - t)
+            _timed(done, "clouds", self._publish_clouds)
             self._next_map = now + 1.0 / mr
         rr = float(self.p["render_rate_hz"])
         key = (self._last_pose_stamp_ns, self._map_version)
         if (self._last_pose is not None and len(self.pipe.map) and self._rendered != key
                 and output_due(now, self._next_render, rr, waiting)):
-            t = time.perf_counter()
-            self._publish_render()
-            done["render"] = 1000 * (time.perf_counter() - t)
+            _timed(done, "render", self._publish_render)
             self._rendered = key
             self._next_render = now + 1.0 / rr
 
@@ -844,6 +838,13 @@ class _RosLogBridge(logging.Handler):
             self.ros.info(text)
         else:
             self.ros.debug(text)
+
+
+def _timed(done: Dict[str, float], key: str, fn):
+    """fn(), its milliseconds recorded in done[key]."""
+    t = time.perf_counter()
+    fn()
+    done[key] = 1000 * (time.perf_counter() - t)
 
 
 def _rotvec(R: np.ndarray) -> np.ndarray:

@@ -128,6 +128,19 @@ def _nest(flat: dict) -> dict:
     return out
 
 
+CAMERA_TOPICS = ("color/image_raw", "depth/image_raw", "color/camera_info", "depth/camera_info",
+                 "labels/image_raw")
+
+
+def camera_remaps(prefix: str) -> List[str]:
+    """ROS arguments that point gs4_node's camera inputs at `prefix`/<topic>, as
+    FramePlayer(prefix=...) publishes them."""
+    out: List[str] = []
+    for t in CAMERA_TOPICS:
+        out += ["-r", f"{t}:={prefix.rstrip('/')}/{t}"]
+    return out
+
+
 class NodeRunner:
     """gs4_node as a child process (`python -m gs4_ros.ros.node`, or an installed executable)
     with parameters, a namespace and camera remaps; its output goes to a log file.
@@ -151,12 +164,9 @@ class NodeRunner:
         pf = self._dir / "params.yaml"
         pf.write_text(yaml.safe_dump({"/**": {"ros__parameters": _nest(params)}}))
         self.log_path = Path(log_path) if log_path else self._dir / "node.log"
-        p = prefix.rstrip("/")
         cmd = [str(executable)] if executable else [sys.executable, "-m", "gs4_ros.ros.node"]
         cmd += ["--ros-args", "--params-file", str(pf), "-r", f"__ns:={namespace or '/'}"]
-        for t in ("color/image_raw", "depth/image_raw", "color/camera_info", "depth/camera_info",
-                  "labels/image_raw"):
-            cmd += ["-r", f"{t}:={p}/{t}"]
+        cmd += camera_remaps(prefix)
         e = dict(os.environ)
         repo = str(Path(__file__).resolve().parents[2])
         e["PYTHONPATH"] = repo + (os.pathsep + e["PYTHONPATH"] if e.get("PYTHONPATH") else "")
