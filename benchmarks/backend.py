@@ -30,7 +30,7 @@ from gs4_ros.core.config import load_config  # noqa: E402
 from gs4_ros.core.pipeline import SLAMPipeline, resolve_device  # noqa: E402
 from gs4_ros.eval.runner import evaluate, run_frames  # noqa: E402
 from gs4_ros.io.datasets import open_dataset  # noqa: E402
-from bench_common import add_sequence_args  # noqa: E402  (this script's folder)
+from bench_common import add_sequence_args, transform_error  # noqa: E402  (this script's folder)
 
 
 def joint_timing(pipe: SLAMPipeline, iterations: int = 5, repeats: int = 10):
@@ -62,12 +62,6 @@ def joint_timing(pipe: SLAMPipeline, iterations: int = 5, repeats: int = 10):
             "iterations": iterations, "loss_first_last": [loss[0], loss[-1]]}
 
 
-def _off(T):
-    """(cm, deg) of a relative transform."""
-    return (float(np.linalg.norm(T[:3, 3]) * 100),
-            float(np.degrees(np.arccos(np.clip((np.trace(T[:3, :3]) - 1) / 2, -1, 1)))))
-
-
 def loop_accuracy(pipe: SLAMPipeline, rec, odo_poses) -> list:
     """Each loop edge (accepted or dropped as an outlier) against the ground truth's
     relative pose of its two keyframes, next to the back-end-off tracking's estimate of the
@@ -82,9 +76,9 @@ def loop_accuracy(pipe: SLAMPipeline, rec, odo_poses) -> list:
             continue
         G = np.linalg.inv(rec.gt[fi]) @ rec.gt[fj]
         O = np.linalg.inv(odo_poses[fi]) @ odo_poses[fj]
-        ec, ed = _off(np.linalg.inv(G) @ e.T_ij)
-        oc, od = _off(np.linalg.inv(G) @ O)
-        out.append({"kind": e.kind, "frames": (int(fi), int(fj)), "gt_cm": _off(G)[0], "edge_cm": ec,
+        ec, ed = transform_error(np.linalg.inv(G) @ e.T_ij)
+        oc, od = transform_error(np.linalg.inv(G) @ O)
+        out.append({"kind": e.kind, "frames": (int(fi), int(fj)), "gt_cm": transform_error(G)[0], "edge_cm": ec,
                     "edge_deg": ed, "odo_cm": oc, "odo_deg": od})
     return out
 

@@ -127,3 +127,12 @@ def busiest_threads(before: dict, after: dict, seconds: float, n: int = 10,
     rows.sort(reverse=True)
     return [f"{100 * u / max(seconds, 1e-9):6.1f}% of a core  tid {tid:<8d} {label}"
             for u, tid, label in rows[:n]]
+
+
+def transform_error(T) -> tuple:
+    """(cm, deg): translation and rotation angle of a 4x4 relative transform."""
+    import numpy as np
+
+    T = np.asarray(T)
+    return (float(np.linalg.norm(T[:3, 3]) * 100),
+            float(np.degrees(np.arccos(np.clip((np.trace(T[:3, :3]) - 1) / 2, -1, 1)))))

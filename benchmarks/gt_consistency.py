@@ -28,18 +28,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
-def _err(T):
-    t = float(np.linalg.norm(T[:3, 3])) * 100
-    r = float(np.degrees(np.arccos(np.clip((np.trace(T[:3, :3]) - 1) / 2, -1, 1))))
-    return t, r
-
-
 def main(argv=None) -> int:
     import torch
 
     from gs4_ros.core.config import PipelineConfig
     from gs4_ros.core.pipeline import SLAMPipeline
     from gs4_ros.io.datasets import open_dataset
+    from bench_common import transform_error
     from peer_odometry import run_cv2
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -74,10 +69,10 @@ def main(argv=None) -> int:
         pipe.process(fi)
         pipe._poses[-1] = torch.as_tensor(G, dtype=torch.float32, device=pipe.device)   # the start
         r = pipe.process(fj, allow_mapping=False)
-        t_off, r_off = _err(np.linalg.inv(G) @ r.pose)
-        t_base, r_base = _err(G)
+        t_off, r_off = transform_error(np.linalg.inv(G) @ r.pose)
+        t_base, r_base = transform_error(G)
         poses, _, _, _, fails = run_cv2([ds[k] for k in range(i, j + 1)], ds.intrinsics)
-        c_off = _err(np.linalg.inv(G) @ (np.linalg.inv(poses[0]) @ poses[-1]))
+        c_off = transform_error(np.linalg.inv(G) @ (np.linalg.inv(poses[0]) @ poses[-1]))
         print(f"| {i} | {j} | {t_base:.1f} | {r_base:.1f} | {t_off:.2f} | {r_off:.2f} | "
               f"{r.health.get('inlier_fraction', float('nan')):.2f} | {c_off[0]:.2f} | {c_off[1]:.2f}"
               f"{f' ({fails} failed)' if fails else ''} |")

@@ -75,7 +75,6 @@ class InProcessNode:
         from rclpy.parameter import Parameter
 
         from gs4_ros.ros.node import GS4Node, make_executor
-
         from gs4_ros.ros.player import camera_remaps
 
         self.namespace = namespace
@@ -163,7 +162,6 @@ def main(argv=None) -> int:
         node = InProcessNode(params, "/bench", "/bench_camera")
     else:
         node = NodeRunner(params, namespace="/bench", prefix="/bench_camera", log_path=args.node_log)
-        node.pid = node.proc.pid
     client = rclpy.create_node("gs4_latency_bench")
     poses = {}          # stamp_ns -> receive time_ns
     diags = []          # (time, {key: value})

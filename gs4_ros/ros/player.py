@@ -180,6 +180,10 @@ class NodeRunner:
     def topic_base(self) -> str:
         return f"{self.namespace}/gs4_node"
 
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
     def log(self) -> str:
         if not self._log.closed:
             self._log.flush()
