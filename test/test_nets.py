@@ -297,9 +297,10 @@ def test_graphed_predictor_matches_eager_on_cuda():
             for name in ("means", "log_scales", "opacity_logits", "colors", "features", "sem_logits"):
                 assert torch.allclose(getattr(eager, name), getattr(graphed, name), atol=1e-5), name
             assert torch.equal(eager.valid, graphed.valid)
-            # Rotations through the covariance they give: inside the graph the block planes
-            # come from the closed-form eigensolver, whose tangent axes may point the other
-            # way than eigh's (a half turn about the normal: the same Gaussian).
+            # Rotations through the covariance they give (q and -q are one rotation). Inside
+            # the graph the block planes come from the closed-form eigensolver; the prior's
+            # axes have a fixed sign, so the predictor's rotation residual acts in the same
+            # frame as after eigh (it did not, before the sign was fixed: 0.5% here).
             cov = [se3.quat_to_rotmat(t.quats[0]) @ torch.diag_embed(torch.exp(2 * t.log_scales[0]))
                    @ se3.quat_to_rotmat(t.quats[0]).transpose(-1, -2) for t in (eager, graphed)]
             v = eager.valid[0]

@@ -84,7 +84,12 @@ def block_gaussians(depth: torch.Tensor, rgb: torch.Tensor, K: torch.Tensor, cfg
     # Normal faces the camera.
     flip = (normal * mean).sum(-1) > 0
     normal = torch.where(flip[:, None], -normal, normal)
+    # An eigenvector's sign is arbitrary and differs between solvers (eigh on CPU, on CUDA,
+    # the closed form in a graph). The predictor applies its rotation residual in this
+    # frame, so fix the sign: the major axis points to +x of the camera (then +y, +z).
     t1 = evecs[..., 2]
+    key = t1[..., 0] + 1e-3 * t1[..., 1] + 1e-6 * t1[..., 2]
+    t1 = torch.where((key < 0)[:, None], -t1, t1)
     t2 = torch.cross(normal, t1, dim=-1)
     R = torch.stack([t1, t2, normal], -1)
     foot = s * med / K[0, 0]                             # block side length in metres
