@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gs4_ros.core.backend import JointOptimizer, JointView  # noqa: E402
+from gs4_ros.core.backend import JointOptimizer  # noqa: E402
 from gs4_ros.core.config import load_config  # noqa: E402
 from gs4_ros.core.pipeline import SLAMPipeline, resolve_device  # noqa: E402
 from gs4_ros.eval.runner import evaluate, run_frames  # noqa: E402
@@ -38,14 +38,7 @@ def joint_timing(pipe: SLAMPipeline, iterations: int = 5, repeats: int = 10):
     b = copy.deepcopy(pipe.cfg.backend)
     b.joint_iterations = iterations
     opt = JointOptimizer(b)
-    dev = pipe.device
-    views = []
-    for kf in pipe.keyframes[-b.joint_top_k:]:
-        node = pipe.backend.graph.nodes.get(kf.id)
-        if node is None or node.rgb is None:
-            continue
-        views.append(JointView(kf.id, kf.pose.clone(), torch.from_numpy(node.rgb).to(dev).float() / 255.0,
-                               torch.from_numpy(node.depth).to(dev), torch.as_tensor(node.K, dtype=torch.float32)))
+    views = pipe.joint_views([kf.id for kf in pipe.keyframes[-b.joint_top_k:]])
     if not views:
         return None
     saved = {k: getattr(pipe.map, k).clone() for k in ("means", "log_scales", "quats", "opacity_logits", "colors")}

@@ -306,6 +306,65 @@ def test_joint_optimisation_lowers_the_loss(small_run):
     assert one.iterations == 1 and len(one.losses) == 1
 
 
+def test_view_loss_window_is_the_librarys_default():
+    """The window made once per run on the device must give pytorch_msssim's own SSIM."""
+    from pytorch_msssim import ssim
+
+    from gs4_ros.core.backend.joint_optimizer import ssim_window, view_loss
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(2, 30, 40, 3, generator=g), torch.rand(2, 30, 40, 3, generator=g)
+    ref = 0.8 * (a - b).abs().mean() + 0.2 * (1 - ssim(a.permute(0, 3, 1, 2), b.permute(0, 3, 1, 2), data_range=1.0))
+    z = torch.zeros(2, 30, 40)
+    torch.testing.assert_close(view_loss(a, z, b, z, 0.0, ssim_window(3)), ref)
+    torch.testing.assert_close(view_loss(a, z, b, z, 0.0), ref)
+
+
+def test_joint_optimisation_leaves_unseen_gaussians_bit_identical(small_run):
+    """The whole map is handed to Adam; rows no view sees must come back unchanged."""
+    pipe, _, _ = small_run
+    kf = pipe.keyframes[-1]
+    node = pipe.backend.graph.nodes[kf.id]
+    view = JointView(kf.id, kf.pose, torch.from_numpy(node.rgb).float() / 255,
+                     torch.from_numpy(node.depth), torch.as_tensor(node.K, dtype=torch.float32))
+    gm = copy.deepcopy(pipe.map)
+    # Two extra Gaussians 5 m behind the camera: in no view.
+    behind = (kf.pose[:3, :3] @ torch.tensor([0.0, 0.0, -5.0]) + kf.pose[:3, 3]).float()
+    for name in ("means", "log_scales", "quats", "opacity_logits", "colors"):
+        t = getattr(gm, name)
+        setattr(gm, name, torch.cat([t, t[:2].clone()]))
+    gm.means[-2:] = behind + torch.tensor([[0.0, 0.0, 0.0], [0.1, 0.0, 0.0]])
+    before = {n: getattr(gm, n).clone() for n in ("means", "log_scales", "quats", "opacity_logits", "colors")}
+    cfg = copy.deepcopy(pipe.cfg.backend)
+    res = JointOptimizer(cfg).run(gm, pipe.rasterizer, [view], iterations=3)
+    assert res.num_gaussians < len(gm)
+    changed = torch.zeros(len(gm), dtype=torch.bool)
+    for n, t in before.items():
+        changed |= (getattr(gm, n) != t).reshape(len(gm), -1).any(-1)
+    assert not changed[-2:].any()
+    assert changed.sum() > 0.5 * res.num_gaussians   # the seen ones do move
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_graphed_joint_loss_gradients_match_eager_on_cuda():
+    from gs4_ros.core.backend.joint_optimizer import _loss_and_grads, ssim_window
+    from gs4_ros.core.cuda_graph import GraphedCall
+
+    dev = torch.device("cuda")
+    g = torch.Generator(device=dev).manual_seed(0)
+    graphed = GraphedCall(_loss_and_grads, "test")
+    win = ssim_window(3, device=dev)
+    for _ in range(3):  # capture, then replays with new inputs
+        c, rgb = torch.rand(2, 48, 64, 3, device=dev, generator=g), torch.rand(2, 48, 64, 3, device=dev, generator=g)
+        d, obs = torch.rand(2, 48, 64, device=dev, generator=g), torch.rand(2, 48, 64, device=dev, generator=g)
+        obs[:, :10] = 0
+        got = [t.clone() for t in graphed(c, d, rgb, obs, win, depth_weight=1.0)]
+        want = _loss_and_grads(c, d, rgb, obs, win, depth_weight=1.0)
+        for x, y in zip(got, want):
+            torch.testing.assert_close(x, y)
+    assert not graphed.failed
+
+
 def test_async_backend_never_blocks_and_finishes(short_frames):
     """Threaded mode: keyframes are queued, process() returns, finish() drains."""
     frames = short_frames

@@ -362,19 +362,25 @@ class SLAMPipeline:
     def _recent_keyframes(self) -> List[int]:
         return [kf.id for kf in self.keyframes[-self.cfg.backend.joint_top_k:]]
 
+    def joint_views(self, kf_ids: List[int]) -> List[JointView]:
+        """The images the back-end kept for these keyframes (those that kept none are left
+        out), at the keyframes' current poses."""
+        dev = self.device
+        views = []
+        for k in kf_ids:
+            node = self.backend.graph.nodes.get(k) if self.backend is not None else None
+            if node is None or node.rgb is None:
+                continue
+            views.append(JointView(k, self.keyframes[k].pose, torch.from_numpy(node.rgb).to(dev).float() / 255.0,
+                                   torch.from_numpy(node.depth).to(dev), torch.as_tensor(node.K, dtype=torch.float32)))
+        return views
+
     def _joint(self, kf_ids: List[int], reason: str, timings: Dict[str, float]):
         """Few Adam steps on the visible Gaussians and these keyframes' poses; the new
         poses go back to the keyframes, the graph and (for the newest) the motion model."""
         if self.joint is None:
             return None
-        dev = self.device
-        views = []
-        for k in kf_ids:
-            node = self.backend.graph.nodes.get(k)
-            if node is None or node.rgb is None:
-                continue
-            views.append(JointView(k, self.keyframes[k].pose, torch.from_numpy(node.rgb).to(dev).float() / 255.0,
-                                   torch.from_numpy(node.depth).to(dev), torch.as_tensor(node.K, dtype=torch.float32)))
+        views = self.joint_views(kf_ids)
         if not views:
             return None
         res = self.joint.run(self.map, self.rasterizer, views)

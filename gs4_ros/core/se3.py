@@ -85,6 +85,21 @@ def se3_exp(xi: torch.Tensor) -> torch.Tensor:
     return make_T(R, t)
 
 
+def se3_generators(device=None, dtype=torch.float32) -> torch.Tensor:
+    """[6, 16]: a twist xi [..., 6] times this is its 4x4 hat matrix, flattened.
+
+    One matrix product instead of the dozens of small kernels of building the hat
+    matrix entry by entry: the joint optimiser forms it every Adam step.
+    """
+    G = torch.zeros(6, 4, 4, dtype=dtype)
+    for i in range(3):
+        G[i, i, 3] = 1.0                                   # rho: translation
+    G[3, 2, 1], G[3, 1, 2] = 1.0, -1.0                     # phi: rotation, [phi]x
+    G[4, 0, 2], G[4, 2, 0] = 1.0, -1.0
+    G[5, 1, 0], G[5, 0, 1] = 1.0, -1.0
+    return G.reshape(6, 16).to(device)
+
+
 def se3_log(T: torch.Tensor) -> torch.Tensor:
     R, t = T[..., :3, :3], T[..., :3, 3]
     phi = so3_log(R)

@@ -6,18 +6,26 @@ keyframe pose is parameterised by a right-multiplied se(3) delta (camera frame),
 the start, so the step size is the same whatever the absolute pose. Loss per view:
 0.8 L1 + 0.2 (1 - SSIM) on colour plus depth_weight x L1 on valid observed depth, all k
 views rendered in one call.
+
+On a GPU the cost is kernel launches, not arithmetic (a step is ~1.5 ms of device work),
+so a step is kept to few kernels: the whole map is optimised (Gaussians no view sees get
+a zero gradient, hence exactly zero Adam steps, so no visibility pass, gather or scatter
+is needed), the pose delta enters the view matrices through its first-order retraction
+(one small matrix product; the returned poses use the exact exponential), and the loss
+with its gradient is replayed from a CUDA graph per image shape.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from pytorch_msssim import ssim
 
 from .. import se3
 from ..config import BackendConfig
+from ..cuda_graph import GraphedCall
 from ..gaussian_map import GaussianMap, GaussianParams
 from ..render import render_views
 
@@ -42,13 +50,28 @@ class JointResult:
     stats: Dict[str, float] = field(default_factory=dict)
 
 
-def view_loss(color, depth, rgb, obs_depth, depth_weight: float) -> torch.Tensor:
+def ssim_window(channels: int, size: int = 11, sigma: float = 1.5, device=None) -> torch.Tensor:
+    """SSIM's Gaussian window as pytorch_msssim takes it ([channels, 1, 1, size]); made once
+    per run on the device, since the library otherwise builds it on the host every call."""
+    x = torch.arange(size, dtype=torch.float32) - size // 2
+    g = torch.exp(-x * x / (2 * sigma * sigma))
+    return (g / g.sum()).reshape(1, 1, 1, size).repeat(channels, 1, 1, 1).to(device)
+
+
+def ssim_window_size(h: int, w: int) -> int:
+    """11 (SSIM's usual window), smaller for tiny images; always odd and >= 3."""
+    return max(min(11, min(h, w) // 2 * 2 - 1), 3)
+
+
+def view_loss(color, depth, rgb, obs_depth, depth_weight: float,
+              win: Optional[torch.Tensor] = None) -> torch.Tensor:
     """0.8 L1 + 0.2 (1 - SSIM) on colour [C, h, w, 3] plus weighted L1 on valid depth."""
     l1 = (color - rgb).abs().mean()
     a = color.permute(0, 3, 1, 2)
     b = rgb.permute(0, 3, 1, 2)
-    win = min(11, min(a.shape[-2:]) // 2 * 2 - 1)
-    s = ssim(a, b, data_range=1.0, size_average=True, win_size=max(win, 3))
+    if win is None:
+        win = ssim_window(3, ssim_window_size(*a.shape[-2:]), device=a.device)
+    s = ssim(a, b, data_range=1.0, size_average=True, win=win)
     loss = 0.8 * l1 + 0.2 * (1.0 - s)
     if depth_weight > 0:
         # Masked mean by sums: no boolean indexing, which would wait for the device.
@@ -57,14 +80,31 @@ def view_loss(color, depth, rgb, obs_depth, depth_weight: float) -> torch.Tensor
     return loss
 
 
+def _loss_and_grads(color, depth, rgb, obs_depth, win, depth_weight: float
+                    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """view_loss and its gradients with respect to the rendered colour and depth, with
+    fixed shapes, so it can be captured and replayed as one CUDA graph."""
+    with torch.enable_grad():
+        c = color.detach().requires_grad_(True)
+        d = depth.detach().requires_grad_(True)
+        loss = view_loss(c, d, rgb, obs_depth, depth_weight, win)
+        gc, gd = torch.autograd.grad(loss, (c, d))
+    return loss.detach(), gc, gd
+
+
+FIELDS = ("means", "log_scales", "quats", "opacity_logits", "colors")
+
+
 class JointOptimizer:
-    def __init__(self, cfg: BackendConfig):
+    def __init__(self, cfg: BackendConfig, use_cuda_graphs: bool = True):
         self.cfg = cfg
+        self._loss_grads = GraphedCall(_loss_and_grads, "joint loss", enabled=use_cuda_graphs)
 
     def run(self, gmap: GaussianMap, rasterizer, views: List[JointView], iterations: Optional[int] = None,
             evaluate_final: bool = False, optimize_poses: bool = True) -> Optional[JointResult]:
-        """Optimise in place: map rows of the visible Gaussians are overwritten, the new
-        poses returned (the caller feeds them to its keyframes and the graph)."""
+        """Optimise in place: the map's rows are overwritten (only those a view sees
+        change), the new poses returned (the caller feeds them to its keyframes and the
+        graph)."""
         c = self.cfg
         n_it = int(c.joint_iterations if iterations is None else iterations)
         if not views or len(gmap) == 0 or n_it <= 0:
@@ -73,21 +113,13 @@ class JointOptimizer:
         dev = gmap.device
         h, w = views[0].depth.shape
         P0 = torch.stack([v.pose.to(dev, torch.float32) for v in views])
+        V0 = se3.inv(P0)
         Ks = torch.stack([v.K.to(dev, torch.float32) for v in views])
         rgb = torch.stack([v.rgb.to(dev) for v in views])
         obs = torch.stack([v.depth.to(dev) for v in views])
-        with torch.no_grad():
-            vis = render_views(rasterizer, gmap.params(), P0, Ks, w, h).visible.any(0)
-        idx = torch.nonzero(vis).flatten()
-        if idx.numel() == 0:
-            return None
-        leaves = {
-            "means": gmap.means[idx].clone().requires_grad_(True),
-            "log_scales": gmap.log_scales[idx].clone().requires_grad_(True),
-            "quats": gmap.quats[idx].clone().requires_grad_(True),
-            "opacity_logits": gmap.opacity_logits[idx].clone().requires_grad_(True),
-            "colors": gmap.colors[idx].clone().requires_grad_(True),
-        }
+        win = ssim_window(3, ssim_window_size(h, w), device=dev)
+        G = se3.se3_generators(dev)
+        leaves = {name: getattr(gmap, name).detach().clone().requires_grad_(True) for name in FIELDS}
         delta = torch.zeros(len(views), 6, device=dev, requires_grad=True)
         groups = [{"params": [leaves["means"]], "lr": c.joint_lr_means},
                   {"params": [leaves["log_scales"]], "lr": c.joint_lr_scales},
@@ -99,33 +131,39 @@ class JointOptimizer:
         # Fused Adam on CUDA: one kernel per step instead of several per parameter group.
         opt = torch.optim.Adam(groups, fused=dev.type == "cuda")
 
-        def forward():
+        def render():
             q = leaves["quats"]
             p = GaussianParams(means=leaves["means"], quats=q / q.norm(dim=-1, keepdim=True).clamp(min=1e-12),
                                scales=torch.exp(leaves["log_scales"]),
                                opacities=torch.sigmoid(leaves["opacity_logits"]),
                                colors=leaves["colors"].clamp(0, 1))
-            poses = P0 @ se3.se3_exp(delta)
-            r = render_views(rasterizer, p, poses, Ks, w, h)
-            return view_loss(r.color, r.depth, rgb, obs, c.joint_depth_weight)
+            # P0 exp(delta) to first order: its inverse is (I - hat(delta)) V0.
+            vm = V0 - (delta @ G).view(-1, 4, 4) @ V0
+            return render_views(rasterizer, p, None, Ks, w, h, viewmats=vm)
 
-        losses = []
+        losses, visible = [], None
         for _ in range(n_it):
             opt.zero_grad(set_to_none=True)
-            loss = forward()
-            loss.backward()
+            r = render()
+            if visible is None:
+                visible = r.visible.any(0).sum()
+            loss, gc, gd = self._loss_grads(r.color, r.depth, rgb, obs, win,
+                                            depth_weight=float(c.joint_depth_weight))
+            torch.autograd.backward((r.color, r.depth), (gc, gd))
             opt.step()
-            losses.append(loss.detach())  # read back once at the end, not once per step
-        losses = torch.stack(losses).tolist()
+            losses.append(loss.clone())  # the graph overwrites it; read back once at the end
+        head = torch.stack(losses + [visible.to(losses[0].dtype)]).tolist()
+        losses, n_visible = head[:-1], int(head[-1])
         final = None
         if evaluate_final:
             with torch.no_grad():
-                final = float(forward())
+                r = render()
+                final = float(view_loss(r.color, r.depth, rgb, obs, c.joint_depth_weight, win))
         with torch.no_grad():
             for name, t in leaves.items():
-                getattr(gmap, name)[idx] = t.detach()
+                getattr(gmap, name).copy_(t)
             new_poses = se3.orthonormalize(P0 @ se3.se3_exp(delta.detach()))
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         return JointResult({v.kf_id: new_poses[i] for i, v in enumerate(views)}, losses, final, n_it,
-                           int(idx.numel()), 1000 * (time.perf_counter() - t0))
+                           n_visible, 1000 * (time.perf_counter() - t0))

@@ -87,17 +87,22 @@ def _geometry_maps(rasterizer, params, poses_c2w, Ks, width, height, base_feats,
 def render_views(rasterizer: Rasterizer, params: GaussianParams, poses_c2w: torch.Tensor,
                  K: torch.Tensor, width: int, height: int, semantics: bool = False,
                  background: Optional[torch.Tensor] = None,
-                 min_alpha_for_depth: float = 1e-3, geometry: bool = False) -> RenderOutput:
+                 min_alpha_for_depth: float = 1e-3, geometry: bool = False,
+                 viewmats: Optional[torch.Tensor] = None) -> RenderOutput:
     """Render colour, depth, silhouette and optionally semantics at camera-to-world poses.
 
     poses_c2w [C, 4, 4] or [4, 4]; K [3, 3] or [C, 3, 3]. Differentiable with respect to
-    the Gaussians and the poses.
+    the Gaussians and the poses. viewmats [C, 4, 4] (with poses_c2w None, not with
+    geometry): world-to-camera matrices used as given, for callers that form them directly.
     """
-    if poses_c2w.dim() == 2:
-        poses_c2w = poses_c2w[None]
-    C = poses_c2w.shape[0]
+    if viewmats is None:
+        if poses_c2w.dim() == 2:
+            poses_c2w = poses_c2w[None]
+        viewmats = se3.inv(poses_c2w)
+    elif geometry or poses_c2w is not None:
+        raise ValueError("pass either poses_c2w or viewmats (geometry maps need poses_c2w)")
+    C = viewmats.shape[0]
     Ks = K[None].expand(C, 3, 3) if K.dim() == 2 else K
-    viewmats = se3.inv(poses_c2w)
     feats = [params.colors]
     if semantics:
         if params.sem_probs is None:
@@ -109,7 +114,7 @@ def render_views(rasterizer: Rasterizer, params: GaussianParams, poses_c2w: torc
         bg = torch.zeros(C, feats.shape[-1], device=feats.device, dtype=feats.dtype)
         bg[:, :3] = background.to(feats)
     if len(params) == 0:
-        z = torch.zeros(C, height, width, device=poses_c2w.device, dtype=poses_c2w.dtype)
+        z = torch.zeros(C, height, width, device=viewmats.device, dtype=viewmats.dtype)
         f = torch.zeros(C, height, width, feats.shape[-1] + (6 if geometry else 0), device=z.device, dtype=z.dtype)
         if bg is not None:
             f[..., : bg.shape[-1]] += bg[:, None, None]
