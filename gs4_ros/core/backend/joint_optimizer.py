@@ -92,7 +92,8 @@ def _loss_and_grads(color, depth, rgb, obs_depth, win, depth_weight: float
     return loss.detach(), gc, gd
 
 
-FIELDS = ("means", "log_scales", "quats", "opacity_logits", "colors")
+# Map fields the optimisation steps, with their widths in the packed parameter.
+FIELDS = (("means", 3), ("log_scales", 3), ("quats", 4), ("opacity_logits", 1), ("colors", 3))
 
 
 class JointOptimizer:
@@ -119,26 +120,37 @@ class JointOptimizer:
         obs = torch.stack([v.depth.to(dev) for v in views])
         win = ssim_window(3, ssim_window_size(h, w), device=dev)
         G = se3.se3_generators(dev)
-        leaves = {name: getattr(gmap, name).detach().clone().requires_grad_(True) for name in FIELDS}
-        delta = torch.zeros(len(views), 6, device=dev, requires_grad=True)
-        groups = [{"params": [leaves["means"]], "lr": c.joint_lr_means},
-                  {"params": [leaves["log_scales"]], "lr": c.joint_lr_scales},
-                  {"params": [leaves["quats"]], "lr": c.joint_lr_quats},
-                  {"params": [leaves["opacity_logits"]], "lr": c.joint_lr_opacity},
-                  {"params": [leaves["colors"]], "lr": c.joint_lr_colors}]
-        if optimize_poses:
-            groups.append({"params": [delta], "lr": c.joint_lr_pose})
-        # Fused Adam on CUDA: one kernel per step instead of several per parameter group.
-        opt = torch.optim.Adam(groups, fused=dev.type == "cuda")
+        # One Adam parameter group instead of one per field and learning rate: Adam's
+        # Python-side cost is per group. Each field is x = x0 + lr * y with y from zero
+        # and Adam at lr 1; Adam ignores the gradient's scale, so y's unit steps are the
+        # field's lr-sized steps, as with a group per field (eps scaled to keep its
+        # effect at most the usual 1e-8). Rows no view sees keep y = 0, so x = x0 exactly.
+        X0 = torch.cat([getattr(gmap, name).detach().reshape(len(gmap), k) for name, k in FIELDS], 1)
+        lrs = {"means": c.joint_lr_means, "log_scales": c.joint_lr_scales, "quats": c.joint_lr_quats,
+               "opacity_logits": c.joint_lr_opacity, "colors": c.joint_lr_colors}
+        step = torch.tensor([lrs[name] for name, k in FIELDS for _ in range(k)], device=dev, dtype=X0.dtype)
+        Y = torch.zeros_like(X0, requires_grad=True)
+        dY = torch.zeros(len(views), 6, device=dev, requires_grad=True)
+        all_lr = list(lrs.values()) + ([c.joint_lr_pose] if optimize_poses else [])
+        opt = torch.optim.Adam([Y, dY] if optimize_poses else [Y], lr=1.0, eps=1e-8 * min(all_lr),
+                               fused=dev.type == "cuda")
+
+        def fields(y):
+            X = torch.addcmul(X0, y, step)
+            out, i = {}, 0
+            for name, k in FIELDS:
+                out[name] = X[:, i:i + k] if k > 1 else X[:, i]
+                i += k
+            return out
 
         def render():
-            q = leaves["quats"]
-            p = GaussianParams(means=leaves["means"], quats=q / q.norm(dim=-1, keepdim=True).clamp(min=1e-12),
-                               scales=torch.exp(leaves["log_scales"]),
-                               opacities=torch.sigmoid(leaves["opacity_logits"]),
-                               colors=leaves["colors"].clamp(0, 1))
+            f = fields(Y)
+            q = f["quats"]
+            p = GaussianParams(means=f["means"], quats=q / q.norm(dim=-1, keepdim=True).clamp(min=1e-12),
+                               scales=torch.exp(f["log_scales"]), opacities=torch.sigmoid(f["opacity_logits"]),
+                               colors=f["colors"].clamp(0, 1))
             # P0 exp(delta) to first order: its inverse is (I - hat(delta)) V0.
-            vm = V0 - (delta @ G).view(-1, 4, 4) @ V0
+            vm = V0 - ((dY * c.joint_lr_pose) @ G).view(-1, 4, 4) @ V0
             return render_views(rasterizer, p, None, Ks, w, h, viewmats=vm)
 
         losses, visible = [], None
@@ -160,9 +172,9 @@ class JointOptimizer:
                 r = render()
                 final = float(view_loss(r.color, r.depth, rgb, obs, c.joint_depth_weight, win))
         with torch.no_grad():
-            for name, t in leaves.items():
+            for name, t in fields(Y.detach()).items():
                 getattr(gmap, name).copy_(t)
-            new_poses = se3.orthonormalize(P0 @ se3.se3_exp(delta.detach()))
+            new_poses = se3.orthonormalize(P0 @ se3.se3_exp(dY.detach() * c.joint_lr_pose))
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         return JointResult({v.kf_id: new_poses[i] for i, v in enumerate(views)}, losses, final, n_it,
