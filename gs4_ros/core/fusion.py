@@ -20,14 +20,15 @@ def observation_confidence(u, v, d, K, W: int, H: int) -> torch.Tensor:
 
 @torch.no_grad()
 def fuse_depth(gmap, depth: torch.Tensor, K: torch.Tensor, pose: torch.Tensor, gate: float,
-               max_weight: float, min_depth: float = 0.1, max_depth: float = 8.0) -> int:
+               max_weight: float, min_depth: float = 0.1, max_depth: float = 8.0) -> torch.Tensor:
     """Move visible Gaussians along their normals towards the observed surface.
 
     `gmap.obs_weight` accumulates confidence (capped at max_weight, so the map can still
-    follow slow changes). Returns how many Gaussians were updated.
+    follow slow changes). Returns how many Gaussians were updated (a 0-d tensor: reading
+    it would wait for the GPU).
     """
     if len(gmap) == 0:
-        return 0
+        return torch.zeros((), dtype=torch.long)
     H, W = depth.shape
     Tcw = se3.inv(pose)
     mc = se3.transform_points(Tcw, gmap.means)
@@ -47,11 +48,12 @@ def fuse_depth(gmap, depth: torch.Tensor, K: torch.Tensor, pose: torch.Tensor, g
     r = ((p_obs - mc) * n_c).sum(-1)
     cos_view = (n_c * ray).sum(-1).abs() / ray.norm(dim=-1)
     ok &= (r.abs() < gate + 0.01 * d) & (cos_view > 0.3)
-    idx = torch.nonzero(ok).flatten()
-    if idx.numel() == 0:
-        return 0
-    w_new = observation_confidence(u[idx].to(z.dtype), v[idx].to(z.dtype), d[idx], K, W, H) * cos_view[idx]
-    w_old = gmap.obs_weight[idx]
-    gmap.means[idx] += (r[idx] * w_new / (w_old + w_new))[:, None] * n_w[idx]
-    gmap.obs_weight[idx] = torch.clamp(w_old + w_new, max=max_weight)
-    return int(idx.numel())
+    # Masked updates over every row rather than a gather of the fused ones: selecting
+    # them (nonzero) would make the host wait for the GPU in mid-frame.
+    w_new = torch.where(ok, observation_confidence(u.to(z.dtype), v.to(z.dtype), d, K, W, H) * cos_view,
+                        torch.zeros_like(z))
+    w_old = gmap.obs_weight
+    step = r * w_new / (w_old + w_new).clamp(min=1e-12)
+    gmap.means += torch.where(ok, step, torch.zeros_like(step))[:, None] * n_w
+    gmap.obs_weight.copy_(torch.where(ok, torch.clamp(w_old + w_new, max=max_weight), w_old))
+    return ok.sum()

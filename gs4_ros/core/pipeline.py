@@ -71,6 +71,32 @@ class Keyframe:
     pose: torch.Tensor               # [4, 4] camera-to-world (current estimate)
 
 
+class StageClock:
+    """Stage durations (ms) that do not make the host wait for the GPU in mid-frame (which
+    would stop it queueing the next stage meanwhile): on CUDA, events at the stage
+    boundaries, read after the frame's final synchronisation; on the CPU, wall time."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self._spans: List[tuple] = []
+
+    def now(self):
+        if not self.cuda:
+            return time.perf_counter()
+        e = torch.cuda.Event(enable_timing=True)
+        e.record()
+        return e
+
+    def span(self, name: str, start):
+        self._spans.append((name, start, self.now()))
+
+    def read(self) -> Dict[str, float]:
+        """Call after synchronising with the device."""
+        out = {name: (a.elapsed_time(b) if self.cuda else 1000 * (b - a)) for name, a, b in self._spans}
+        self._spans.clear()
+        return out
+
+
 class SLAMPipeline:
     def __init__(self, config: Optional[PipelineConfig] = None, device: Optional[str] = None):
         self.cfg = config or PipelineConfig()
@@ -100,6 +126,7 @@ class SLAMPipeline:
         self.keyframes: List[Keyframe] = []
         self._poses: List[torch.Tensor] = []
         self.intrinsics: Optional[Intrinsics] = None
+        self._K_cache: Optional[tuple] = None   # (intrinsics, K on the device)
         self.frames_processed = 0
         self.frames_lost = 0
         self.last_result: Optional[FrameResult] = None
@@ -144,11 +171,12 @@ class SLAMPipeline:
                              "reset the pipeline to change resolution")
         self.intrinsics = frame.intrinsics
         dev = self.device
-        K = frame.intrinsics.K(dev)
+        K = self._K(frame.intrinsics)
         depth = torch.from_numpy(frame.depth).to(dev)
         rgb = torch.from_numpy(frame.rgb).to(dev).float() / 255.0
         labels = None if frame.labels is None else torch.from_numpy(frame.labels.astype(np.int64)).to(dev)
         timings: Dict[str, float] = {}
+        clock = StageClock(dev)
         self._frame_index = frame.index
         if self.backend is not None and self._poses:
             self._backend_boundary(timings)
@@ -161,14 +189,17 @@ class SLAMPipeline:
             is_kf = True
         else:
             ts = time.perf_counter()
-            self._stage_ms = {}
-            pose, track, ref = self._track(depth, rgb, K, frame.intrinsics)
+            pose, track, ref = self._track(depth, rgb, K, frame.intrinsics, clock)
             timings["track"] = 1000 * (time.perf_counter() - ts)
-            timings.update(self._stage_ms)
-            is_kf = allow_mapping and track.ok and self._is_keyframe(pose, frame.index)
         if track is not None and not track.ok:
             self.frames_lost += 1
-        pose_np = pose.detach().double().cpu().numpy()
+        # The pose and its distance to the last keyframe in one read-back.
+        kf_dist = (se3.pose_distance(self.keyframes[-1].pose, pose) if track is not None
+                   else (pose.new_zeros(()), pose.new_zeros(())))
+        host = torch.cat([pose.detach().reshape(-1), torch.stack(kf_dist)]).double().cpu().numpy()
+        pose_np = host[:16].reshape(4, 4)
+        if track is not None:
+            is_kf = allow_mapping and track.ok and self._is_keyframe(host[16], host[17], frame.index)
         if on_pose is not None:
             try:
                 on_pose(pose_np, track is None or track.ok)
@@ -178,10 +209,9 @@ class SLAMPipeline:
         added = pruned = 0
         m = self.cfg.mapping
         if track is not None and track.ok and allow_mapping and m.fuse_max_weight > 0:
-            ts = time.perf_counter()
+            ts = clock.now()
             fuse_depth(self.map, depth, K, pose, m.fuse_gate, m.fuse_max_weight, m.min_depth, m.max_depth)
-            self._sync()
-            timings["fuse"] = 1000 * (time.perf_counter() - ts)
+            clock.span("fuse", ts)
         if is_kf:
             ts = time.perf_counter()
             kf = Keyframe(len(self.keyframes), frame.index, frame.timestamp, pose.clone())
@@ -218,6 +248,7 @@ class SLAMPipeline:
         self.frames_processed += 1
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
+        timings.update(clock.read())
         timings["total"] = 1000 * (time.perf_counter() - t0)
         health = {}
         if track is not None:
@@ -243,24 +274,29 @@ class SLAMPipeline:
             vel = se3.inv(self._poses[-2]) @ last
             # Re-project onto SE(3): composing float32 poses (inv = transpose) otherwise
             # amplifies any non-orthogonality geometrically from frame to frame.
-            return se3.orthonormalize(last @ vel)
+            return se3.reorthonormalize(last @ vel)
         return last.clone()
 
-    def _track(self, depth, rgb, K, intr: Intrinsics):
+    def _K(self, intr: Intrinsics) -> torch.Tensor:
+        """The intrinsics on the device, uploaded once rather than every frame."""
+        if self._K_cache is None or self._K_cache[0] != intr:
+            self._K_cache = (intr, intr.K(self.device))
+        return self._K_cache[1]
+
+    def _track(self, depth, rgb, K, intr: Intrinsics, clock: "StageClock"):
         pred = self._predict()
         W, H = intr.width, intr.height
         with torch.no_grad():
-            t0 = time.perf_counter()
+            t0 = clock.now()
             ref = render_views(self.rasterizer, self.map.params(), pred, K, W, H, geometry=True)
             cur_levels, ref_levels = self.tracker.prepare(depth, rgb, K, ref.points[0], ref.normals[0],
                                                           ref.color[0], ref.alpha[0])
-            self._sync()
-            self._stage_ms["render_ref"] = 1000 * (time.perf_counter() - t0)
+            clock.span("render_ref", t0)
             res = self.tracker.track(cur_levels, ref_levels, pred)
         if not res.ok:
             log.warning("tracking weak (inliers %.2f); keeping the prediction", res.inlier_fraction)
             return pred, res, ref
-        return se3.orthonormalize(res.pose), res, ref
+        return se3.reorthonormalize(res.pose), res, ref
 
     def _reference_still_valid(self, track: Optional[TrackResult]) -> bool:
         """May a keyframe take co-visibility from the tracker's render of the map? Only
@@ -270,12 +306,11 @@ class SLAMPipeline:
                 and track.delta_from_prediction[0] <= m.covis_reuse_max_step
                 and track.delta_from_prediction[1] <= math.radians(m.covis_reuse_max_deg))
 
-    def _is_keyframe(self, pose: torch.Tensor, index: int) -> bool:
+    def _is_keyframe(self, dt: float, dr: float, index: int) -> bool:
+        """dt (m), dr (rad): the frame's distance to the last keyframe."""
         m = self.cfg.mapping
-        kf = self.keyframes[-1]
-        dt, dr = se3.pose_distance(kf.pose, pose)
-        return (float(dt) > m.keyframe_translation or math.degrees(float(dr)) > m.keyframe_rotation_deg
-                or index - kf.frame_index >= m.keyframe_max_interval)
+        return (dt > m.keyframe_translation or math.degrees(dr) > m.keyframe_rotation_deg
+                or index - self.keyframes[-1].frame_index >= m.keyframe_max_interval)
 
     # -- back-end ---------------------------------------------------------------------
     def _backend_boundary(self, timings: Dict[str, float]):

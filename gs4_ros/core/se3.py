@@ -191,6 +191,18 @@ def rotation_angle(R: torch.Tensor) -> torch.Tensor:
     return torch.atan2(0.5 * w.norm(dim=-1), 0.5 * (tr - 1))
 
 
+def reorthonormalize(T: torch.Tensor, steps: int = 2) -> torch.Tensor:
+    """Pull a pose that is already nearly a rigid transform (float32 products of poses)
+    back onto SE(3) with Bjorck steps R <- R (3 I - R^T R) / 2, which converge
+    quadratically to the nearest rotation. Unlike orthonormalize's SVD this never makes
+    the host wait for the GPU; for matrices far from a rotation use orthonormalize."""
+    R = T[..., :3, :3]
+    eye = torch.eye(3, dtype=T.dtype, device=T.device)
+    for _ in range(steps):
+        R = R @ (1.5 * eye - 0.5 * (R.transpose(-1, -2) @ R))
+    return make_T(R, T[..., :3, 3])
+
+
 def orthonormalize(T: torch.Tensor) -> torch.Tensor:
     """Nearest proper rotation (SVD) for poses from files that drift off SO(3)."""
     U, _, Vh = torch.linalg.svd(T[..., :3, :3])
