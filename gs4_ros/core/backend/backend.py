@@ -58,6 +58,7 @@ class BackendStats:
     def summary(self) -> Dict[str, object]:
         def stat(v):
             return {"count": len(v), "mean_ms": float(np.mean(v)) if v else 0.0,
+                    "median_ms": float(np.median(v)) if v else 0.0, "first_ms": float(v[0]) if v else 0.0,
                     "max_ms": float(np.max(v)) if v else 0.0, "total_ms": float(np.sum(v)) if v else 0.0}
         return {"keyframes": self.keyframes, "loop_queries": self.loop_queries,
                 "loop_candidates_verified": self.loop_candidates_verified,

@@ -100,6 +100,9 @@ class JointOptimizer:
     def __init__(self, cfg: BackendConfig, use_cuda_graphs: bool = True):
         self.cfg = cfg
         self._loss_grads = GraphedCall(_loss_and_grads, "joint loss", enabled=use_cuda_graphs)
+        # torch.optim's first optimiser imports torch._dynamo (~2 s): pay it here, at
+        # start-up, not in the middle of a sequence on the tracking thread.
+        torch.optim.Adam([torch.zeros(1, requires_grad=True)])
 
     def run(self, gmap: GaussianMap, rasterizer, views: List[JointView], iterations: Optional[int] = None,
             evaluate_final: bool = False, optimize_poses: bool = True) -> Optional[JointResult]:
