@@ -2,7 +2,6 @@
 a hole between surfaces at different depths and holes below the size limit stay empty,
 and the pipeline maps a filled window but tracks with the measured depth."""
 import numpy as np
-import torch
 
 from gs4_ros.core.depth_fill import fill_planar_holes
 
@@ -73,28 +72,3 @@ def test_pipeline_maps_a_glass_pane_only_with_filling():
     # (edge Gaussians of the frame spill a little onto the pane without filling; at 160x120
     # a few pane pieces between mullions are below the size limit)
     assert cover[0] < 0.35 and cover[64] > 0.6 and cover[64] > cover[0] + 0.3, cover
-
-
-def test_filling_on_a_host_thread_maps_the_same_as_inline():
-    """The GPU path fills each frame's holes on a thread while the frame is tracked; the
-    map must be the one inline filling gives, keyframe by keyframe."""
-    from gs4_ros.core.config import PipelineConfig
-    from gs4_ros.core.pipeline import SLAMPipeline
-    from gs4_ros.io.synthetic import SyntheticSequence
-
-    seq = SyntheticSequence(seed=900, n_frames=6, width=160, height=120)
-    frames = [seq.frame(i) for i in range(6)]
-    maps = []
-    for prefetch in (False, True):
-        cfg = PipelineConfig()
-        cfg.mapping.keyframe_max_interval = 2
-        pipe = SLAMPipeline(cfg, device="cpu")
-        pipe.prefetch_fill = prefetch
-        for f in frames:
-            pipe.process(f)
-        assert (pipe._fill_job is not None) == prefetch
-        maps.append(pipe.map.means.clone())
-        pipe.close()
-        assert pipe._fill_pool is None
-    assert maps[0].shape == maps[1].shape and maps[0].shape[0] > 0
-    torch.testing.assert_close(maps[0], maps[1])

@@ -18,7 +18,6 @@ import logging
 import math
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
@@ -109,7 +108,6 @@ class SLAMPipeline:
         self._block_gaussians = GraphedCall(
             lambda d, c, k, *lab: block_gaussians(d, c, k, self.cfg.mapping, lab[0] if lab else None),
             "block Gaussians")
-        self.prefetch_fill = self.device.type == "cuda"   # see _prefetch_fill
         self.backend: Optional[Backend] = None
         self.nets = None
         if self.cfg.initializer == "network":
@@ -146,14 +144,9 @@ class SLAMPipeline:
         self._frame_index = 0
 
     def close(self):
-        """Stop the back-end and hole-filling threads (the pipeline stays usable; reset()
-        starts a new back-end, the next keyframe a new filler)."""
+        """Stop the back-end thread (the pipeline stays usable; reset() starts a new one)."""
         if getattr(self, "backend", None) is not None:
             self.backend.close()
-        if getattr(self, "_fill_pool", None) is not None:
-            self._fill_pool.shutdown(wait=True)
-        self._fill_pool: Optional[ThreadPoolExecutor] = None
-        self._fill_job: Optional[Future] = None
 
     @property
     def num_gaussians(self) -> int:
@@ -184,7 +177,6 @@ class SLAMPipeline:
         labels = None if frame.labels is None else torch.from_numpy(frame.labels.astype(np.int64)).to(dev)
         timings: Dict[str, float] = {}
         clock = StageClock(dev)
-        fill = self._prefetch_fill(frame) if allow_mapping else None
         self._frame_index = frame.index
         if self.backend is not None and self._poses:
             self._backend_boundary(timings)
@@ -224,7 +216,7 @@ class SLAMPipeline:
             ts = time.perf_counter()
             kf = Keyframe(len(self.keyframes), frame.index, frame.timestamp, pose.clone())
             self.keyframes.append(kf)
-            depth_map = self._depth_for_mapping(frame, depth, fill)
+            depth_map = self._depth_for_mapping(frame, depth)
             covis = ref if self._reference_still_valid(track) else None
             if self.nets is not None:
                 added = self.nets.map_frame(self.map, self.rasterizer, depth_map, rgb, K, frame.intrinsics, pose,
@@ -474,30 +466,13 @@ class SLAMPipeline:
         return dict(enabled=True, synchronous=self.cfg.backend.synchronous, **self.backend.stats.summary())
 
     # -- mapping ----------------------------------------------------------------------
-    def _fill(self, frame: RGBDFrame):
-        m = self.cfg.mapping
-        return fill_planar_holes(frame.depth, frame.intrinsics.K_numpy(), min_area=m.fill_holes_min_area,
-                                 min_depth=m.min_depth, max_depth=m.max_depth)
-
-    def _prefetch_fill(self, frame: RGBDFrame) -> Optional[Future]:
-        """On CUDA, start filling this frame's depth holes on a host thread while the GPU
-        tracks it, so a keyframe finds the result ready (5-9 ms of host work that would
-        otherwise delay the next frame). Skipped while the previous fill still runs, and
-        on the CPU, where the thread would only compete with torch for the cores."""
-        if not self.prefetch_fill or self.cfg.mapping.fill_holes_min_area <= 0:
-            return None
-        if self._fill_job is not None and not self._fill_job.done():
-            return None
-        if self._fill_pool is None:
-            self._fill_pool = ThreadPoolExecutor(1, thread_name_prefix="gs4_depth_fill")
-        self._fill_job = self._fill_pool.submit(self._fill, frame)
-        return self._fill_job
-
-    def _depth_for_mapping(self, frame: RGBDFrame, depth: torch.Tensor, fill: Optional[Future] = None) -> torch.Tensor:
+    def _depth_for_mapping(self, frame: RGBDFrame, depth: torch.Tensor) -> torch.Tensor:
         """The keyframe's depth with planar holes filled (mapping only; see depth_fill)."""
-        if self.cfg.mapping.fill_holes_min_area <= 0:
+        m = self.cfg.mapping
+        if m.fill_holes_min_area <= 0:
             return depth
-        filled, mask = fill.result() if fill is not None else self._fill(frame)
+        filled, mask = fill_planar_holes(frame.depth, frame.intrinsics.K_numpy(), min_area=m.fill_holes_min_area,
+                                         min_depth=m.min_depth, max_depth=m.max_depth)
         if not mask.any():
             return depth
         return torch.from_numpy(filled).to(depth.device, depth.dtype)
