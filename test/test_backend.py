@@ -437,3 +437,14 @@ def test_loop_closure_off_and_joint_on_every_keyframe(short_frames):
     assert st.loop_queries == 0 and st.loop_closures == 0
     n_kf = sum(r.keyframe for r in results)
     assert st.joint_reasons.get("keyframe", 0) >= n_kf - 1 >= 2
+
+
+def test_joint_warm_up_runs_on_its_own_map():
+    """The start-up warm-up (CUDA only in the pipeline) optimises a throwaway map: it must
+    run, and leave the optimiser usable for a real map afterwards."""
+    from gs4_ros.core.render import make_rasterizer
+
+    cfg = PipelineConfig().backend
+    opt = JointOptimizer(cfg)
+    res = opt.warm_up(make_rasterizer("torch", "cpu"), "cpu")
+    assert res.iterations == 2 and res.num_gaussians > 32 and res.losses[0] > 0

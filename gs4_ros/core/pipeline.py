@@ -134,6 +134,8 @@ class SLAMPipeline:
         b = self.cfg.backend
         self.backend = Backend(b, self.cfg.tracking) if b.enabled else None
         self.joint = JointOptimizer(b) if b.enabled and b.joint_enabled else None
+        if self.joint is not None and self.device.type == "cuda":
+            self.joint.warm_up(self.rasterizer, self.device)
         self._anchors: List[tuple] = []        # per frame: (keyframe id, 4x4 pose in that keyframe)
         self._anchor_inv = (None, None)         # ((keyframe id, correction count), inverse pose)
         # Bumped whenever the back-end or the joint optimiser moves past poses (and the

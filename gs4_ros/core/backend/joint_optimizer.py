@@ -104,6 +104,22 @@ class JointOptimizer:
         # start-up, not in the middle of a sequence on the tracking thread.
         torch.optim.Adam([torch.zeros(1, requires_grad=True)])
 
+    def warm_up(self, rasterizer, device) -> Optional[JointResult]:
+        """One small optimisation on a throwaway map, so that the first real run (in the
+        middle of a sequence, on the tracking thread) does not also pay for loading its
+        kernels and cuDNN (about 1 s on an H200)."""
+        dev = torch.device(device)
+        g = torch.Generator().manual_seed(0)
+        n, h, w = 64, 24, 32
+        gm = GaussianMap(num_classes=0, device=dev)
+        means = torch.rand(n, 3, generator=g) * torch.tensor([1.0, 0.8, 0.5]) - torch.tensor([0.5, 0.4, -1.0])
+        gm.insert(means.to(dev), torch.full((n, 3), -3.0, device=dev), torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1).to(dev),
+                  torch.zeros(n, device=dev), torch.rand(n, 3, generator=g).to(dev))
+        K = torch.tensor([[30.0, 0, w / 2], [0, 30.0, h / 2], [0, 0, 1]])
+        view = JointView(0, torch.eye(4, device=dev), torch.rand(h, w, 3, generator=g).to(dev),
+                         torch.full((h, w), 1.2, device=dev), K)
+        return self.run(gm, rasterizer, [view], iterations=2)
+
     def run(self, gmap: GaussianMap, rasterizer, views: List[JointView], iterations: Optional[int] = None,
             evaluate_final: bool = False, optimize_poses: bool = True) -> Optional[JointResult]:
         """Optimise in place: the map's rows are overwritten (only those a view sees
