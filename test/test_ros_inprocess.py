@@ -85,6 +85,42 @@ def test_odometry_prior_is_buffered_and_matched_by_stamp():
         t.close()
 
 
+def test_odometry_prior_becomes_the_camera_pose_the_tracker_starts_from():
+    """An odometry whose child is the camera's optical frame goes to the pipeline as the
+    camera pose in odom (frame.meta odom_camera_pose); one of another child needs TF's
+    optical <- child first, and without TF it is not used (warned), not guessed."""
+    from gs4_ros.core.frame import Intrinsics
+    from gs4_ros.ros.node import SyncedSet
+    from gs4_ros.ros.tf import odom_camera_pose
+    import torch
+
+    from gs4_ros.core import se3
+
+    T_oc = se3.se3_exp(torch.tensor([0.1, 0.0, 0.2, 0.0, 0.3, 0.0], dtype=torch.float64)).numpy()
+    T_odom_child = se3.se3_exp(torch.tensor([1.0, 2.0, 0.0, 0.0, 0.0, 0.5], dtype=torch.float64)).numpy()
+    cam = odom_camera_pose(T_odom_child, T_oc)
+    # The camera point p_opt maps into odom through child: odom <- child <- optical.
+    p = np.array([0.3, -0.2, 1.5, 1.0])
+    np.testing.assert_allclose(cam @ p, T_odom_child @ inv(T_oc) @ p)
+    np.testing.assert_allclose(odom_camera_pose(T_odom_child), T_odom_child)
+
+    t = InProcess("subscribe_odom_prior:=true", "camera_frame:=cam_optical")
+    try:
+        intr = Intrinsics(60.0, 60.0, 31.5, 23.5, 64, 48)
+        color = conv.numpy_to_image(np.full((48, 64, 3), 128, np.uint8), "rgb8")
+        depth = conv.numpy_to_image(np.full((48, 64), 1500, np.uint16), "16UC1")
+        info = conv.intrinsics_to_camera_info(intr)
+        for child, expect in (("cam_optical", True), ("", True), ("base_link", t.node.tf.can_lookup)):
+            odo = {"stamp": 1.0, "pose": T_odom_child, "frame_id": "odom", "child_frame_id": child}
+            f = t.node._decode(SyncedSet(color, depth, None, info, 10**9, 0.0, odo))
+            assert f.meta["odom_prior"] is odo
+            assert ("odom_camera_pose" in f.meta) == expect, child
+            if expect:
+                np.testing.assert_allclose(f.meta["odom_camera_pose"], T_odom_child)
+    finally:
+        t.close()
+
+
 def test_tf_is_reported_off_when_tf2_is_missing():
     try:
         import tf2_ros  # noqa: F401

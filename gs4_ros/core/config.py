@@ -42,6 +42,10 @@ class TrackingConfig:
     min_inlier_fraction: float = 0.2        # health: below this tracking is "lost"
     bilateral_radius: int = 0               # edge-preserving pre-filter of observed depth (0 = off)
     motion_model: str = "constant_velocity"  # or "static"
+    # Seed tracking with the relative motion of the frames' external odometry (wheels, VIO:
+    # frame.meta["odom_camera_pose"], set by the node from its odom_prior topic) when this
+    # frame and the previous one both carry it; the motion model otherwise.
+    use_motion_prior: bool = True
     # On CUDA, solve each Gauss-Newton step on the GPU (fixed iteration counts, one graph
     # per level, one host round trip per frame) instead of on the host (early stopping).
     device_solver: bool = True

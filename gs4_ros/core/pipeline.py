@@ -127,6 +127,7 @@ class SLAMPipeline:
         self._poses: List[torch.Tensor] = []
         self.intrinsics: Optional[Intrinsics] = None
         self._K_cache: Optional[tuple] = None   # (intrinsics, K on the device)
+        self._odom_pose: Optional[np.ndarray] = None   # last frame's meta odom_camera_pose
         self.frames_processed = 0
         self.frames_lost = 0
         self.last_result: Optional[FrameResult] = None
@@ -183,6 +184,7 @@ class SLAMPipeline:
         if self.backend is not None and self._poses:
             self._backend_boundary(timings)
 
+        motion = self._motion_prior(frame)
         if not self._poses:
             pose = (se3.orthonormalize(torch.as_tensor(np.asarray(frame.meta["initial_pose"]), dtype=torch.float64)).float().to(dev)
                     if "initial_pose" in frame.meta else torch.eye(4, device=dev))
@@ -191,7 +193,7 @@ class SLAMPipeline:
             is_kf = True
         else:
             ts = time.perf_counter()
-            pose, track, ref = self._track(depth, rgb, K, frame.intrinsics, clock)
+            pose, track, ref = self._track(depth, rgb, K, frame.intrinsics, clock, motion)
             timings["track"] = 1000 * (time.perf_counter() - ts)
         if track is not None and not track.ok:
             self.frames_lost += 1
@@ -270,8 +272,26 @@ class SLAMPipeline:
             torch.cuda.synchronize(self.device)
 
     # -- tracking ---------------------------------------------------------------------
-    def _predict(self) -> torch.Tensor:
+    def _motion_prior(self, frame: RGBDFrame) -> Optional[np.ndarray]:
+        """The camera's motion since the previous frame by the external odometry the two
+        frames carry (meta "odom_camera_pose": camera-to-odom, 4x4), or None."""
+        prev, self._odom_pose = self._odom_pose, None
+        cur = frame.meta.get("odom_camera_pose")
+        if cur is None:
+            return None
+        cur = np.asarray(cur, dtype=np.float64)
+        if cur.shape != (4, 4) or not np.isfinite(cur).all():
+            log.warning("frame %d: odom_camera_pose is not a finite 4x4 matrix; ignored", frame.index)
+            return None
+        self._odom_pose = cur
+        if prev is None or not self.cfg.tracking.use_motion_prior:
+            return None
+        return np.linalg.inv(prev) @ cur
+
+    def _predict(self, motion: Optional[np.ndarray] = None) -> torch.Tensor:
         last = self._poses[-1]
+        if motion is not None:
+            return se3.reorthonormalize(last @ torch.as_tensor(motion, dtype=last.dtype, device=last.device))
         if self.cfg.tracking.motion_model == "constant_velocity" and len(self._poses) >= 2:
             vel = se3.inv(self._poses[-2]) @ last
             # Re-project onto SE(3): composing float32 poses (inv = transpose) otherwise
@@ -285,8 +305,9 @@ class SLAMPipeline:
             self._K_cache = (intr, intr.K(self.device))
         return self._K_cache[1]
 
-    def _track(self, depth, rgb, K, intr: Intrinsics, clock: "StageClock"):
-        pred = self._predict()
+    def _track(self, depth, rgb, K, intr: Intrinsics, clock: "StageClock",
+               motion: Optional[np.ndarray] = None):
+        pred = self._predict(motion)
         W, H = intr.width, intr.height
         with torch.no_grad():
             t0 = clock.now()

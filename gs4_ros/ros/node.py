@@ -45,7 +45,7 @@ from .params import (NODE_PARAM_NAMES, PARAMS_BY_NAME, PIPELINE_PREFIX, check_no
                      declare_all, expand_path, read_node_params, read_pipeline_config)
 from .qos import image_out_qos, input_qos, latched_qos, stream_qos
 from .sync import ApproxTimeSync, SyncMonitor
-from .tf import TfOutput, inv, link_from_optical, map_transform
+from .tf import TfOutput, inv, link_from_optical, map_transform, odom_camera_pose
 from .worker import FrameWorker, OutputThread, name_os_thread, output_due
 
 DEFAULT_OPTICAL_FRAME = "camera_color_optical_frame"
@@ -346,6 +346,10 @@ class GS4Node(Node):
             meta["initial_pose"] = link_from_optical()
         if s.odom_prior is not None:
             meta["odom_prior"] = s.odom_prior
+            child = s.odom_prior["child_frame_id"] or self._optical_frame
+            T_opt_child = self._optical_from(child, "odometry prior")
+            if T_opt_child is not None:   # the tracker's starting guess (use_motion_prior)
+                meta["odom_camera_pose"] = odom_camera_pose(s.odom_prior["pose"], T_opt_child)
         frame = RGBDFrame(self._index, s.stamp_ns * 1e-9, rgb, depth, intr, labels=labels, meta=meta)
         w, h = int(self.p["process_width"]), int(self.p["process_height"])
         if w or h:
@@ -470,20 +474,29 @@ class GS4Node(Node):
         if self.p["publish_tf"] and self.tf.backend != "off":
             self._publish_tf(T, stamp_ns)
 
+    def _optical_from(self, child: str, user: str) -> Optional[np.ndarray]:
+        """optical <- child (identity when child is the optical frame): a camera-internal,
+        static transform from the driver's TF, looked up once and cached; None (logged)
+        while TF does not have it."""
+        if child == self._optical_frame:
+            return np.eye(4)
+        key = (self._optical_frame, child)
+        T = self._static_tf.get(key)
+        if T is None:
+            T = self.tf.lookup(self._optical_frame, child)
+            if T is None:
+                self._warn_every(f"tf_{child}", f"no TF from {self._optical_frame} to {child}; "
+                                 f"{user} not used until there is")
+                return None
+            self._static_tf[key] = T
+        return T
+
     def _publish_tf(self, T_map_opt: np.ndarray, stamp_ns: int):
         child = self.p["base_frame"] or self._optical_frame
         T_opt_child = None
         if child != self._optical_frame:
-            # camera-internal transform (driver's static TF): looked up once, then cached
-            key = (self._optical_frame, child)
-            T_opt_child = self._static_tf.get(key)
+            T_opt_child = self._optical_from(child, "map TF")
             if T_opt_child is None:
-                T_opt_child = self.tf.lookup(self._optical_frame, child)
-                if T_opt_child is not None:
-                    self._static_tf[key] = T_opt_child
-            if T_opt_child is None:
-                self._warn_every("tf_base", f"no TF from {self._optical_frame} to base_frame "
-                                 f"{child}; not broadcasting map TF")
                 return
         if self.p["tf_mode"] == "map_to_odom":
             T_odom_child = None

@@ -58,6 +58,13 @@ def map_transform(mode: str, T_map_optical: np.ndarray,
     raise ValueError(f"tf_mode must be one of {TF_MODES}, got '{mode}'")
 
 
+def odom_camera_pose(T_odom_child: np.ndarray, T_optical_child: Optional[np.ndarray] = None) -> np.ndarray:
+    """The camera's (optical frame's) pose in the odometry frame, from an odometry
+    message's odom -> child and TF's optical <- child (None: the child is the optical
+    frame), so the pipeline can take the camera's motion between two frames from it."""
+    return T_odom_child if T_optical_child is None else T_odom_child @ inv(T_optical_child)
+
+
 class TfOutput:
     """Broadcasts transforms and looks them up, using whatever TF packages exist."""
 
