@@ -258,6 +258,9 @@ def main(argv=None) -> int:
         with lock:
             d1 = dict(diags[-1][1]) if diags else {}
             rss = [float(d["rss_mb"]) for t, d in diags if "rss_mb" in d]
+            # RSS through the measured stream, one sample per tenth of it: flat or growing?
+            stream = [(t - t0, float(d["rss_mb"])) for t, d in diags if "rss_mb" in d and t >= t0]
+            rss_trace = [min(stream, key=lambda s: abs(s[0] - k * t_pub / 10))[1] for k in range(11)] if stream else []
             got = {s: poses[s] for s in stamps if s in poses}
         lat = np.array([(got[s] - s) / 1e6 for s in stamps if s in got])
 
@@ -291,7 +294,7 @@ def main(argv=None) -> int:
             "stage_ms": {k[len("latency_ms_"):]: float(v) for k, v in d1.items() if k.startswith("latency_ms_")},
             "gaussians_end": d1.get("gaussians"),
             "rss_mb": {"start": float(d0.get("rss_mb", "nan")), "end": float(d1.get("rss_mb", "nan")),
-                       "max": max(rss) if rss else float("nan")},
+                       "max": max(rss) if rss else float("nan"), "stream_trace": rss_trace},
             "gpu_memory_mb": {"start": d0.get("gpu_memory_mb"), "end": d1.get("gpu_memory_mb"),
                               "peak": d1.get("gpu_memory_peak_mb")},
             "warmup_isolated_latency_ms_median": pct(warm_ms[1:], 50),
@@ -314,6 +317,9 @@ def main(argv=None) -> int:
         print(f"  gaussians {res['gaussians_end']}; node RSS MB start {res['rss_mb']['start']:.0f} "
               f"end {res['rss_mb']['end']:.0f} max {res['rss_mb']['max']:.0f}; GPU MB "
               f"{res['gpu_memory_mb']['start']} -> {res['gpu_memory_mb']['end']} (peak {res['gpu_memory_mb']['peak']})")
+        if res["rss_mb"]["stream_trace"]:
+            print("  node RSS MB through the stream (every tenth of it): "
+                  + " ".join(f"{v:.0f}" for v in res["rss_mb"]["stream_trace"]))
         names = {t.native_id: t.name for t in threading.enumerate()} if args.in_process else None
         busy = busiest_threads(cpu0, cpu1, tc1 - tc0, 8, names)
         if busy:
