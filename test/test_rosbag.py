@@ -297,3 +297,55 @@ def test_reads_ros1_bag_like_tum(tmp_path):
     np.testing.assert_allclose(out[2].depth[1:], depth[1:])
     assert out[0].intrinsics == Intrinsics(7.0, 7.5, 3.5, 2.5, 8, 6)
     assert out[1].timestamp == pytest.approx(1_305_031_102.033333333)
+
+
+def test_odometry_topic_gives_each_frame_its_camera_pose(tmp_path, frames):
+    """`gs4 convert --odom-topic` writes the ground truth as Odometry of the camera frame;
+    `gs4 run --bag --odom-topic` hands it to the pipeline as odom_camera_pose."""
+    out = tmp_path / "odom_bag"
+    rosbag.write_bag(frames, out, odom_topic="/odom")
+    assert rosbag.bag_info(out)["topics"]["/odom"] == {"type": "nav_msgs/msg/Odometry", "count": len(frames)}
+    back = list(rosbag.read_frames(out, odom_topic="/odom"))
+    assert len(back) == len(frames)
+    for a, b in zip(frames, back):
+        np.testing.assert_allclose(b.meta["odom_camera_pose"], a.gt_pose, atol=1e-9)
+        np.testing.assert_allclose(b.gt_pose, a.gt_pose, atol=1e-9)       # still the ground truth
+    assert all("odom_camera_pose" not in f.meta for f in rosbag.read_frames(out))
+    with pytest.raises(rosbag.BagError, match="no nav_msgs/Odometry"):
+        next(rosbag.read_frames(out, odom_topic="/gt/pose"))
+    # Odometry of another frame with no /tf_static path to the camera: warned once, not used.
+    msgs = []
+    odom = {"stamps": np.array([back[0].meta["stamp_ns"]], np.int64), "poses": np.eye(4)[None],
+            "child": "base_link", "edges": {},
+            "T_opt_child": None, "warned": False}
+
+    class Color:
+        class header:
+            frame_id = "camera_color_optical_frame"
+
+    for f in back[:3]:
+        f.meta.pop("odom_camera_pose")
+        rosbag._attach_odometry(f, Color, None, odom, msgs.append)
+        assert "odom_camera_pose" not in f.meta
+    assert len(msgs) == 1 and "no /tf_static path" in msgs[0] and "base_link" in msgs[0]
+    odom["edges"] = {("camera_color_optical_frame", "base_link"): np.eye(4)}
+    rosbag._attach_odometry(back[0], Color, None, odom, msgs.append)
+    assert "odom_camera_pose" in back[0].meta
+
+
+def test_static_chain_walks_the_tree_both_ways():
+    from gs4_ros.core import se3
+    import torch
+
+    def T(*xi):
+        return se3.se3_exp(torch.tensor(xi, dtype=torch.float64)).numpy()
+
+    base_link, link_cam, cam_opt = T(0.1, 0, 0.3, 0, 0, 0.2), T(0, 0.05, 0, 0.1, 0, 0), T(0, 0, 0, -1.2, 0, -1.5)
+    edges = {("base_link", "camera_link"): base_link, ("camera_link", "camera_optical"): link_cam,
+             ("camera_link", "imu"): cam_opt}
+    want = np.linalg.inv(link_cam) @ np.linalg.inv(base_link)           # optical <- base_link
+    np.testing.assert_allclose(rosbag.static_chain(edges, "camera_optical", "base_link"), want, atol=1e-12)
+    np.testing.assert_allclose(rosbag.static_chain(edges, "base_link", "camera_optical"), np.linalg.inv(want),
+                               atol=1e-12)
+    np.testing.assert_allclose(rosbag.static_chain(edges, "imu", "imu"), np.eye(4))
+    assert rosbag.static_chain(edges, "camera_optical", "wheel") is None

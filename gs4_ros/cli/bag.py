@@ -19,12 +19,13 @@ log = logging.getLogger(__name__)
 def bag_frames(path, color_topic: Optional[str] = None, depth_topic: Optional[str] = None,
                info_topic: Optional[str] = None, depth_scale: Optional[float] = None,
                frames=None, width: Optional[int] = None, height: Optional[int] = None,
-               labels_topic: Optional[str] = None, gt_topic: Optional[str] = None
-               ) -> Iterator[RGBDFrame]:
+               labels_topic: Optional[str] = None, gt_topic: Optional[str] = None,
+               odom_topic: Optional[str] = None) -> Iterator[RGBDFrame]:
     """Synchronised frames of a rosbag2 (sqlite3/MCAP) or ROS 1 bag, topics auto-detected.
 
     Ground truth comes from a PoseStamped/Odometry topic when the bag has one (e.g. the
     /gt/pose that `gs4 convert` writes). Undecodable frames are skipped with a warning.
+    odom_topic: an Odometry topic whose motion seeds tracking (see io.rosbag.read_frames).
     """
     from ..io.rosbag import read_frames
 
@@ -33,7 +34,7 @@ def bag_frames(path, color_topic: Optional[str] = None, depth_topic: Optional[st
     return read_frames(path, color_topic=color_topic, depth_topic=depth_topic,
                        info_topic=info_topic, labels_topic=labels_topic, gt_topic=gt_topic,
                        depth_scale=depth_scale, frames=frames, width=width, height=height,
-                       log=log.warning)
+                       log=log.warning, odom_topic=odom_topic)
 
 
 def register(sub):
@@ -54,6 +55,9 @@ def register(sub):
     p.add_argument("--frame-id", default="camera_color_optical_frame",
                    help="header frame_id of images and CameraInfo")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--odom-topic", default=None,
+                   help="also write the ground truth as nav_msgs/Odometry here (odom -> the camera "
+                        "frame): a perfect odometry prior for trying the node's odom_prior input")
     p.set_defaults(func=cmd_convert)
 
 
@@ -79,7 +83,7 @@ def cmd_convert(args) -> int:
             yield seq[i]
 
     s = write_bag(frames(), args.out, storage=args.storage, prefix=args.prefix,
-                  frame_id=args.frame_id, overwrite=args.overwrite)
+                  frame_id=args.frame_id, overwrite=args.overwrite, odom_topic=args.odom_topic)
     print(f"wrote {s.frames} frames to {s.path} ({s.storage}) in {time.perf_counter() - t0:.1f} s")
     for topic, count in sorted(s.topics.items()):
         print(f"  {topic}: {count}")

@@ -36,6 +36,8 @@ def register(sub):
     p.add_argument("--depth-topic", default=None)
     p.add_argument("--info-topic", default=None)
     p.add_argument("--depth-scale", type=float, default=None, help="depth counts per metre override (TUM: 5000)")
+    p.add_argument("--odom-topic", default=None,
+                   help="nav_msgs/Odometry topic of the bag whose motion seeds tracking (as the node's odom_prior)")
     p.add_argument("--out", required=True, help="output folder")
     _add_common(p)
     p.set_defaults(func=cmd_run)
@@ -81,7 +83,8 @@ def cmd_run(args) -> int:
 
         frames = bag_frames(args.bag, color_topic=args.color_topic, depth_topic=args.depth_topic,
                             info_topic=args.info_topic, depth_scale=args.depth_scale, frames=args.frames,
-                            width=size[0] if size else None, height=size[1] if size else None)
+                            width=size[0] if size else None, height=size[1] if size else None,
+                            odom_topic=args.odom_topic)
         source = f"bag:{args.bag}"
     else:
         from ..io.datasets import open_dataset

@@ -58,8 +58,12 @@ class BagSummary:
 
 def write_bag(frames: Iterable[RGBDFrame], out, storage: str = "sqlite3", prefix: str = "/camera",
               frame_id: str = "camera_color_optical_frame", gt_frame: str = "world",
-              gt_topic: str = "/gt/pose", overwrite: bool = False) -> BagSummary:
-    """Write frames as a rosbag2 folder `out` (see the module doc for the layout)."""
+              gt_topic: str = "/gt/pose", overwrite: bool = False,
+              odom_topic: Optional[str] = None) -> BagSummary:
+    """Write frames as a rosbag2 folder `out` (see the module doc for the layout).
+
+    odom_topic: also write the ground truth as nav_msgs/Odometry (odom -> the camera
+    frame), a perfect odometry for exercising the node's odometry prior."""
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     if storage not in STORAGES:
@@ -80,8 +84,9 @@ def write_bag(frames: Iterable[RGBDFrame], out, storage: str = "sqlite3", prefix
     p = prefix.rstrip("/")
     names = {"color": f"{p}/color/image_raw", "depth": f"{p}/depth/image_raw",
              "cinfo": f"{p}/color/camera_info", "dinfo": f"{p}/depth/camera_info",
-             "labels": f"{p}/labels/image_raw", "gt": gt_topic}
-    types = {"color": IMAGE, "depth": IMAGE, "cinfo": INFO, "dinfo": INFO, "labels": IMAGE, "gt": POSE}
+             "labels": f"{p}/labels/image_raw", "gt": gt_topic, "odom": odom_topic}
+    types = {"color": IMAGE, "depth": IMAGE, "cinfo": INFO, "dinfo": INFO, "labels": IMAGE, "gt": POSE,
+             "odom": ODOM}
     counts: Dict[str, int] = {}
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
     n = 0
@@ -123,16 +128,61 @@ def write_bag(frames: Iterable[RGBDFrame], out, storage: str = "sqlite3", prefix
                 put("labels", img(np.ascontiguousarray(f.labels, dtype=np.uint8), "mono8"), t_ns)
             if f.gt_pose is not None and np.all(np.isfinite(f.gt_pose)):
                 pos, q = conv.matrix_to_pose_fields(f.gt_pose)
-                put("gt", PoseStamped(
-                    header=Header(stamp=hdr.stamp, frame_id=gt_frame),
-                    pose=Pose(position=Point(x=float(pos[0]), y=float(pos[1]), z=float(pos[2])),
-                              orientation=Quaternion(x=float(q[0]), y=float(q[1]), z=float(q[2]),
-                                                     w=float(q[3])))), t_ns)
+                pose = Pose(position=Point(x=float(pos[0]), y=float(pos[1]), z=float(pos[2])),
+                            orientation=Quaternion(x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3])))
+                put("gt", PoseStamped(header=Header(stamp=hdr.stamp, frame_id=gt_frame), pose=pose), t_ns)
+                if odom_topic:
+                    put("odom", _odometry(T, Header(stamp=hdr.stamp, frame_id="odom"), frame_id, pose), t_ns)
             n += 1
     if n == 0:
         shutil.rmtree(out, ignore_errors=True)
         raise BagError("no frames to write")
     return BagSummary(out, storage, n, counts)
+
+
+def _odometry(T, header, child: str, pose):
+    """A nav_msgs/Odometry with this pose and zero twist (rosbags message classes)."""
+    cov = np.zeros(36)
+    Vec = T["geometry_msgs/msg/Vector3"]
+    twist = T["geometry_msgs/msg/TwistWithCovariance"](
+        twist=T["geometry_msgs/msg/Twist"](linear=Vec(x=0.0, y=0.0, z=0.0), angular=Vec(x=0.0, y=0.0, z=0.0)),
+        covariance=cov.copy())
+    return T[ODOM](header=header, child_frame_id=child,
+                   pose=T["geometry_msgs/msg/PoseWithCovariance"](pose=pose, covariance=cov.copy()), twist=twist)
+
+
+def static_chain(edges: Dict[Tuple[str, str], np.ndarray], target: str, source: str) -> Optional[np.ndarray]:
+    """T_target_source (maps points from `source` into `target`) through a tree of static
+    transforms {(parent, child): T_parent_child}, walked in either direction; None when
+    the two frames are not connected. Written out because a bag replayed without ROS has
+    no tf2 buffer to ask."""
+    if target == source:
+        return np.eye(4)
+    nbr: Dict[str, List[Tuple[str, np.ndarray]]] = {}
+    for (a, b), T in edges.items():
+        nbr.setdefault(a, []).append((b, T))                 # a <- b: T_a_b
+        nbr.setdefault(b, []).append((a, np.linalg.inv(T)))  # b <- a
+    seen, frontier = {target: np.eye(4)}, [target]
+    while frontier:
+        nxt = []
+        for f in frontier:
+            for g, T in nbr.get(f, []):
+                if g not in seen:
+                    seen[g] = seen[f] @ T                     # T_target_g
+                    nxt.append(g)
+        frontier = nxt
+    return seen.get(source)
+
+
+def _static_transforms(reader) -> Dict[Tuple[str, str], np.ndarray]:
+    edges: Dict[Tuple[str, str], np.ndarray] = {}
+    conns = [c for c in reader.connections if c.topic == "/tf_static"]
+    if not conns:                    # (an empty list would read every message)
+        return edges
+    for conn, _, raw in reader.messages(connections=conns):
+        for t in reader.deserialize(raw, conn.msgtype).transforms:
+            edges[(t.header.frame_id.lstrip("/"), t.child_frame_id.lstrip("/"))] = conv.pose_to_matrix(t.transform)
+    return edges
 
 
 # --- reading --------------------------------------------------------------------------------
@@ -281,11 +331,14 @@ def read_frames(path, color_topic: Optional[str] = None, depth_topic: Optional[s
                 info_topic: Optional[str] = None, labels_topic: Optional[str] = None,
                 gt_topic: Optional[str] = None, depth_scale: Optional[float] = None,
                 frames=None, width: Optional[int] = None, height: Optional[int] = None,
-                slop: float = 0.02, log=None) -> Iterator[RGBDFrame]:
+                slop: float = 0.02, log=None, odom_topic: Optional[str] = None) -> Iterator[RGBDFrame]:
     """Stream synchronised RGBDFrames from a rosbag2 folder / .mcap / .db3 or a ROS 1 .bag.
 
     Frames that cannot be decoded are skipped with a message to `log` (a callable), like
     the node does. `labels_topic=""` ignores label images even when the bag has them.
+    odom_topic (nav_msgs/Odometry): each frame gets the camera's pose in that odometry
+    (meta "odom_camera_pose", through the bag's /tf_static when the odometry's child is
+    not the camera frame), which seeds tracking as the node's odometry prior does.
     """
     from rosbags.highlevel import AnyReader
 
@@ -304,6 +357,15 @@ def read_frames(path, color_topic: Optional[str] = None, depth_topic: Optional[s
         if tp.gt:
             gtype = next(c.msgtype for c in reader.connections if c.topic == tp.gt)
             gt_stamps, gt_poses = _gt_track(reader, tp.gt, gtype)
+        odom = None
+        if odom_topic:
+            oconn = [c for c in reader.connections if c.topic == odom_topic]
+            if not oconn or oconn[0].msgtype != ODOM:
+                raise BagError(f"--odom-topic {odom_topic}: no nav_msgs/Odometry topic of that name in {p}")
+            o_stamps, o_poses = _gt_track(reader, odom_topic, ODOM)
+            first = _peek(reader, oconn[:1]).get(odom_topic)
+            odom = {"stamps": o_stamps, "poses": o_poses, "child": first.child_frame_id.lstrip("/"),
+                    "edges": _static_transforms(reader), "T_opt_child": None, "warned": False}
         inputs = [tp.color, tp.depth] + ([tp.labels] if tp.labels else [])
         want = set(inputs) | ({tp.info} if tp.info else set())
         conns = [c for c in reader.connections if c.topic in want]
@@ -332,6 +394,8 @@ def read_frames(path, color_topic: Optional[str] = None, depth_topic: Optional[s
                 if b is not None and idx >= b:
                     return
                 fr = _make_frame(idx, ms, info_msg, scale, gt_stamps, gt_poses, width, height, log)
+                if fr is not None and odom is not None:
+                    _attach_odometry(fr, ms[0], info_msg, odom, log)
                 if fr is not None:
                     emitted += 1
                     yield fr
@@ -364,6 +428,26 @@ def _make_frame(idx, ms, info_msg, scale, gt_stamps, gt_poses, width, height, lo
         if log is not None:
             log(f"skipping bag frame {idx} at {st / NS:.6f}: {e}")
         return None
+
+
+def _attach_odometry(fr: RGBDFrame, color, info_msg, odom: dict, log) -> None:
+    """meta odom_camera_pose of a bag frame: the odometry at its stamp moved into the
+    camera's optical frame (the colour image's / CameraInfo's frame_id)."""
+    from ..ros.tf import odom_camera_pose
+
+    if odom["T_opt_child"] is None:
+        cam = (color.header.frame_id or (info_msg.header.frame_id if info_msg is not None else "")).lstrip("/")
+        child = odom["child"] or cam
+        odom["T_opt_child"] = static_chain(odom["edges"], cam, child)
+        if odom["T_opt_child"] is None:
+            if not odom["warned"] and log is not None:
+                log(f"odometry child frame '{child}' has no /tf_static path to the camera frame "
+                    f"'{cam}' in the bag; the odometry prior is not used")
+            odom["warned"] = True
+            return
+    T = interpolate_pose(odom["stamps"], odom["poses"], int(fr.meta["stamp_ns"]))
+    if T is not None:
+        fr.meta["odom_camera_pose"] = odom_camera_pose(T, odom["T_opt_child"])
 
 
 def bag_info(path) -> Dict[str, object]:
