@@ -10,6 +10,7 @@ Written layout (what RGB-D drivers publish, so the node's default remaps fit):
   <prefix>/depth/camera_info  sensor_msgs/CameraInfo (depth is registered to colour)
   <prefix>/labels/image_raw   sensor_msgs/Image mono8 class ids, 255 unknown (if present)
   /gt/pose                    geometry_msgs/PoseStamped, camera-to-world, OpenCV optical axes
+  (odom_topic)                nav_msgs/Odometry odom -> camera frame, the same poses (optional)
 Every message of a frame carries the frame's stamp in its header and as bag time.
 
 Reading finds the topics by message type and image encoding when they are not named,
