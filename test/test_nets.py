@@ -154,9 +154,9 @@ def test_refiner_updates_appearance_not_positions_and_respects_freeze_and_prune(
 def test_select_rows_caps_and_keeps_new():
     vis = torch.arange(0, 100)
     new = torch.arange(90, 120)
-    rows = select_rows(vis, new, cap=50)
+    rows = select_rows(vis, new, cap=50, n_rows=120)
     assert rows.numel() == 50 and torch.equal(rows[-30:], new) and len(set(rows.tolist())) == 50
-    assert torch.equal(select_rows(vis, new, cap=1000), torch.cat([torch.arange(90), new]))
+    assert torch.equal(select_rows(vis, new, cap=1000, n_rows=120), torch.cat([torch.arange(90), new]))
 
 
 def test_visible_rows_excludes_occluded_and_outside(seq):

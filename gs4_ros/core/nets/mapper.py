@@ -74,13 +74,10 @@ def _member(rows: torch.Tensor, of: torch.Tensor, n: int) -> torch.Tensor:
     return mask[rows]
 
 
-def select_rows(vis: torch.Tensor, new_rows: torch.Tensor, cap: int, n_rows: int = None) -> torch.Tensor:
+def select_rows(vis: torch.Tensor, new_rows: torch.Tensor, cap: int, n_rows: int) -> torch.Tensor:
     """Visible rows plus the new ones, at most cap (new ones first, visible ones evenly
-    thinned). n_rows: the map's size (saves reading the largest index back from the GPU)."""
-    n = n_rows
-    if n is None:
-        n = int(torch.cat([vis, new_rows]).max()) + 1 if vis.numel() + new_rows.numel() else 0
-    old = vis[~_member(vis, new_rows, n)]
+    thinned). n_rows: the map's size (given, so nothing is read back from the GPU)."""
+    old = vis[~_member(vis, new_rows, n_rows)]
     room = max(cap - new_rows.numel(), 0)
     if old.numel() > room:
         old = old[torch.linspace(0, old.numel() - 1, room, device=old.device).long()] if room else old[:0]
