@@ -26,6 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gs4_ros.core.backend import JointOptimizer  # noqa: E402
+from gs4_ros.core.backend.joint_optimizer import FIELDS as JOINT_FIELDS  # noqa: E402
 from gs4_ros.core.config import load_config  # noqa: E402
 from gs4_ros.core.pipeline import SLAMPipeline, resolve_device  # noqa: E402
 from gs4_ros.eval.runner import evaluate, run_frames  # noqa: E402
@@ -41,7 +42,7 @@ def joint_timing(pipe: SLAMPipeline, iterations: int = 5, repeats: int = 10):
     views = pipe.joint_views([kf.id for kf in pipe.keyframes[-b.joint_top_k:]])
     if not views:
         return None
-    saved = {k: getattr(pipe.map, k).clone() for k in ("means", "log_scales", "quats", "opacity_logits", "colors")}
+    saved = {k: getattr(pipe.map, k).clone() for k, _ in JOINT_FIELDS}
     times, visible, loss, first = [], 0, None, None
     for r in range(repeats + 2):
         res = opt.run(pipe.map, pipe.rasterizer, views, evaluate_final=False)

@@ -315,9 +315,9 @@ def test_odometry_topic_gives_each_frame_its_camera_pose(tmp_path, frames):
         next(rosbag.read_frames(out, odom_topic="/gt/pose"))
     # Odometry of another frame with no /tf_static path to the camera: warned once, not used.
     msgs = []
-    odom = {"stamps": np.array([back[0].meta["stamp_ns"]], np.int64), "poses": np.eye(4)[None],
-            "child": "base_link", "edges": {},
-            "T_opt_child": None, "warned": False}
+    track = {"stamps": np.array([back[0].meta["stamp_ns"]], np.int64), "poses": np.eye(4)[None],
+             "child": "base_link"}
+    odom = dict(track, edges={})
 
     class Color:
         class header:
@@ -328,7 +328,7 @@ def test_odometry_topic_gives_each_frame_its_camera_pose(tmp_path, frames):
         rosbag._attach_odometry(f, Color, None, odom, msgs.append)
         assert "odom_camera_pose" not in f.meta
     assert len(msgs) == 1 and "no /tf_static path" in msgs[0] and "base_link" in msgs[0]
-    odom["edges"] = {("camera_color_optical_frame", "base_link"): np.eye(4)}
+    odom = dict(track, edges={("camera_color_optical_frame", "base_link"): np.eye(4)})
     rosbag._attach_odometry(back[0], Color, None, odom, msgs.append)
     assert "odom_camera_pose" in back[0].meta
 

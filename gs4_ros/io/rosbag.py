@@ -366,7 +366,7 @@ def read_frames(path, color_topic: Optional[str] = None, depth_topic: Optional[s
             o_stamps, o_poses = _gt_track(reader, odom_topic, ODOM)
             first = _peek(reader, oconn[:1]).get(odom_topic)
             odom = {"stamps": o_stamps, "poses": o_poses, "child": first.child_frame_id.lstrip("/"),
-                    "edges": _static_transforms(reader), "T_opt_child": None, "warned": False}
+                    "edges": _static_transforms(reader)}
         inputs = [tp.color, tp.depth] + ([tp.labels] if tp.labels else [])
         want = set(inputs) | ({tp.info} if tp.info else set())
         conns = [c for c in reader.connections if c.topic in want]
@@ -436,16 +436,15 @@ def _attach_odometry(fr: RGBDFrame, color, info_msg, odom: dict, log) -> None:
     camera's optical frame (the colour image's / CameraInfo's frame_id)."""
     from ..ros.tf import odom_camera_pose
 
-    if odom["T_opt_child"] is None:
+    if "T_opt_child" not in odom:    # resolved once, at the first frame (static transforms)
         cam = (color.header.frame_id or (info_msg.header.frame_id if info_msg is not None else "")).lstrip("/")
         child = odom["child"] or cam
         odom["T_opt_child"] = static_chain(odom["edges"], cam, child)
-        if odom["T_opt_child"] is None:
-            if not odom["warned"] and log is not None:
-                log(f"odometry child frame '{child}' has no /tf_static path to the camera frame "
-                    f"'{cam}' in the bag; the odometry prior is not used")
-            odom["warned"] = True
-            return
+        if odom["T_opt_child"] is None and log is not None:
+            log(f"odometry child frame '{child}' has no /tf_static path to the camera frame "
+                f"'{cam}' in the bag; the odometry prior is not used")
+    if odom["T_opt_child"] is None:
+        return
     T = interpolate_pose(odom["stamps"], odom["poses"], int(fr.meta["stamp_ns"]))
     if T is not None:
         fr.meta["odom_camera_pose"] = odom_camera_pose(T, odom["T_opt_child"])
