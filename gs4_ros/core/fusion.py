@@ -6,16 +6,15 @@ from __future__ import annotations
 import torch
 
 from . import se3
-from .geometry import depth_noise_sigma
+from .geometry import depth_weight
 from .render.base import gaussian_normals
 
 
 def observation_confidence(u, v, d, K, W: int, H: int) -> torch.Tensor:
     """Weight of a depth sample: structured-light noise grows ~z^2 and lens/depth
     distortion towards the image border, so near, central samples count most."""
-    sig = depth_noise_sigma(d)
     r2 = ((u - K[0, 2]) / (0.5 * W)) ** 2 + ((v - K[1, 2]) / (0.5 * H)) ** 2
-    return torch.exp(-r2 / (2 * 0.6 ** 2)) * (0.0031 / sig) ** 2
+    return torch.exp(-r2 / (2 * 0.6 ** 2)) * depth_weight(d)
 
 
 @torch.no_grad()

@@ -11,6 +11,12 @@ def depth_noise_sigma(z: torch.Tensor) -> torch.Tensor:
     return 0.0012 + 0.0019 * (z - 0.4).clamp(min=0) ** 2
 
 
+def depth_weight(z: torch.Tensor) -> torch.Tensor:
+    """Inverse-variance weight of a depth sample at z (m) under depth_noise_sigma,
+    normalised to about 1 at 1 m."""
+    return (0.0031 / depth_noise_sigma(z)) ** 2
+
+
 def pixel_grid(height: int, width: int, device=None, dtype=torch.float32, stride: int = 1,
                offset: float = 0.0):
     """(u, v) pixel coordinates of a stride-subsampled grid, each [h, w].

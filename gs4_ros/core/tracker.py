@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from . import se3
 from .config import TrackingConfig
 from .cuda_graph import GraphedCall
-from .geometry import backproject, bilateral_depth, depth_noise_sigma, downsample_depth, downsample_image, image_gradients, normals_from_points
+from .geometry import backproject, bilateral_depth, depth_weight, downsample_depth, downsample_image, image_gradients, normals_from_points
 
 LUMA = (0.299, 0.587, 0.114)
 
@@ -152,8 +152,7 @@ class _LevelProblem:
         self.cur_g.copy_(cur.gray.reshape(-1))
         z = cur.points[..., 2].reshape(-1)
         # Depth noise grows ~z^2 (structured light): inverse-variance weights, 1 at ~1 m.
-        sig = depth_noise_sigma(z)
-        self.cur_w.copy_(cur.valid.reshape(-1).to(z.dtype) * (0.0031 / sig) ** 2)
+        self.cur_w.copy_(cur.valid.reshape(-1).to(z.dtype) * depth_weight(z))
         usable = ref.valid & (ref.alpha >= c.render_alpha_min)
         self.ref_geo.copy_(torch.cat([ref.points, ref.normals, usable[..., None].to(ref.points.dtype)], -1))
         if ref.photo is not None:
