@@ -12,9 +12,9 @@ from gs4_ros.cli.main import build_parser, main
 from gs4_ros.core.config import MappingConfig
 from gs4_ros.core.nets import GaussianPredictor, GaussianRefiner, load_networks
 from gs4_ros.core.render import make_rasterizer
-from gs4_ros.train.ablation import table
+from gs4_ros.train.ablation import mean_rows, table
 from gs4_ros.train.data import Sampler, covisible_mask, synthetic_sequences
-from gs4_ros.train.fit import FitOptions, fit, predictor_step, refiner_clip
+from gs4_ros.train.fit import FitOptions, fit, predictor_step, refiner_clip, semantic_batch
 from gs4_ros.train.losses import LossWeights
 
 TINY = dict(device="cpu", width=64, height=48, seeds=2, frames=3, step=3, batch=1, clip_lengths=[2])
@@ -29,6 +29,38 @@ def test_covisible_mask_of_a_view_with_itself_is_its_valid_depth():
     far = s.poses[0].clone()
     far[:3, 3] += 100 * far[:3, 2]      # 100 m along the optical axis: nothing is seen
     assert not covisible_mask(s.depth[0], far, s.depth_tgt[0], s.poses[0], s.K).any()
+
+
+def test_worker_processes_render_the_same_rooms_as_the_training_process():
+    cpu = torch.device("cpu")
+    a = synthetic_sequences([1000, 1002], 2, 2, 64, 48, cpu)
+    b = synthetic_sequences([1002, 1000], 2, 2, 64, 48, cpu, workers=2)
+    assert [q.name for q in b] == ["synthetic:1000", "synthetic:1002"]
+    for qa, qb in zip(a, b):
+        for f in ("rgb", "depth", "rgb_tgt", "depth_tgt", "labels", "poses", "K"):
+            assert torch.equal(getattr(qa, f), getattr(qb, f)), f
+
+
+def test_semantic_batch_mirrors_frames_with_their_labels():
+    seqs = synthetic_sequences([1003], 1, 2, 64, 48, torch.device("cpu"))
+    pred, mcfg = GaussianPredictor(width=16), MappingConfig()
+    q = seqs[0]
+    plain = pred(q.rgb[0].float() / 255.0, q.depth[0], q.K, mcfg, labels=q.labels[0])
+    hb, wb = plain.grid_shape
+    lab = plain.labels[0].reshape(hb, wb)
+    tok = semantic_batch(pred, Sampler(seqs, [], 0.0, 1, seed=5), mcfg, 12, 8)
+    got = tok.labels.reshape(12, hb, wb)
+    mirrored = [bool(torch.equal(g, lab.flip(1))) for g in got]
+    same = [bool(torch.equal(g, lab)) for g in got]
+    assert not torch.equal(lab, lab.flip(1))              # the room is not symmetric
+    assert all(m or s for m, s in zip(mirrored, same)) and any(mirrored) and any(same)
+    # The extra frames feed a loss term that reaches the semantic head.
+    opts = FitOptions(batch=1, sem_batch=2, strides=[8])
+    parts = predictor_step(pred, make_rasterizer("torch", "cpu"), Sampler(seqs, [], 0.0, 1, seed=6), mcfg, opts,
+                           LossWeights())
+    assert "token_ce_aug" in parts
+    parts["token_ce_aug"].backward()
+    assert pred.sem_head[-1].weight.grad.abs().sum() > 0
 
 
 def test_predictor_and_refiner_losses_decrease_on_a_fixed_batch():
@@ -74,8 +106,8 @@ def test_fit_chunk_writes_loadable_weights_and_resumes(tmp_path):
     assert all(int(x.split(":")[1]) >= 1000 for x in js["training_sequences"])
     s2 = fit(FitOptions(out=str(out), ckpt=str(ck), resume=True, steps=1, refine_steps=1, **TINY))
     assert s2["total_predictor_steps"] == 3 and s2["total_refiner_clips"] == 2 and len(s2["chunks"]) == 2
-    assert "1000" not in " ".join(x for x in s2["training_sequences"] if x.endswith(":1100"))
-    assert "synthetic:1100" in s2["training_sequences"]     # a resumed chunk makes new rooms
+    # A resumed chunk makes new rooms, after every seed the first chunk asked for.
+    assert set(s2["training_sequences"]) == set(js["training_sequences"]) | {"synthetic:1002", "synthetic:1003"}
 
 
 def test_cli_eval_prints_the_ablation_table(tmp_path, capsys, caplog):
@@ -98,6 +130,19 @@ def test_cli_eval_prints_the_ablation_table(tmp_path, capsys, caplog):
     assert table(rows).count("\n") == 6
     # Training seeds are refused for evaluation.
     assert main(["train", "eval", "--weights", str(out), "--seeds", "1000", "--device", "cpu"]) == 2
+
+
+def test_mean_rows_average_each_variant_over_the_synthetic_seeds():
+    rows = [dict(source="synthetic:900", variant="geometric", psnr=20.0, miou=0.5, num_gaussians=100),
+            dict(source="synthetic:901", variant="geometric", psnr=24.0, miou=0.9, num_gaussians=300),
+            dict(source="synthetic:900", variant="prediction", psnr=18.0, miou=float("nan")),
+            dict(source="synthetic:901", variant="prediction", psnr=22.0, miou=0.3),
+            dict(source="7scenes:250:500", variant="geometric", psnr=10.0)]
+    m = mean_rows(rows)
+    assert [r["variant"] for r in m] == ["geometric", "prediction"]
+    assert m[0]["psnr"] == 22.0 and abs(m[0]["miou"] - 0.7) < 1e-12 and m[0]["num_gaussians"] == 200
+    assert m[1]["psnr"] == 20.0 and "miou" not in m[1]     # a seed without the figure: no mean
+    assert "| synthetic:mean(2 seeds) | prediction | 20.00 |" in table(m)
 
 
 def test_train_subcommand_is_registered():

@@ -38,6 +38,10 @@ def register(sub):
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--token-weight", type=float, default=d.token_weight,
                    help="weight of the per-token semantic cross-entropy (the rendered one stays 0.1)")
+    f.add_argument("--sem-batch", type=int, default=d.sem_batch,
+                   help="extra labelled frames per step (mirrored, colour-jittered) for the token loss alone")
+    f.add_argument("--workers", type=int, default=d.workers,
+                   help="processes rendering the synthetic rooms on the CPU (0: one after another on --device)")
     f.set_defaults(func=cmd_fit)
 
     e = tsub.add_parser("eval", help="ablation table on held-out synthetic seeds (and 7-Scenes frames)")
@@ -67,7 +71,7 @@ def cmd_fit(args) -> int:
                       real_frames=args.real_frames, p_real=args.p_real,
                       clip_lengths=[int(x) for x in args.clip_lengths.split(",") if x.strip()], seed=args.seed,
                       strides=[int(x) for x in args.strides.split(",") if x.strip()],
-                      token_weight=args.token_weight,
+                      token_weight=args.token_weight, sem_batch=args.sem_batch, workers=args.workers,
                       command="gs4 " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     s = fit(opts)
     last = s["chunks"][-1]

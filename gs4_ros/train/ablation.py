@@ -81,6 +81,21 @@ def table(rows: List[dict]) -> str:
     return "\n".join(out)
 
 
+def mean_rows(rows: List[dict]) -> List[dict]:
+    """Per variant, the mean of the table's columns over the synthetic seeds: one room
+    holds a handful of classes, so a single seed's mIoU swings with its room type."""
+    out = []
+    for var in dict.fromkeys(r["variant"] for r in rows if r["source"].startswith("synthetic:")):
+        rs = [r for r in rows if r["variant"] == var and r["source"].startswith("synthetic:")]
+        m = {"source": f"synthetic:mean({len(rs)} seeds)", "variant": var}
+        for key, _, _ in COLUMNS:
+            vals = [float(r[key]) for r in rs if r.get(key) is not None and r[key] == r[key]]
+            if len(vals) == len(rs):
+                m[key] = sum(vals) / len(vals)
+        out.append(m)
+    return out
+
+
 def ablation(weights: str, seeds: List[int], frames: int = 100, width: int = 640, height: int = 480,
              device: str = "auto", real: str = "", real_frames: str = "250:500", json_out: str = "",
              only: Optional[List[str]] = None, overrides: Optional[dict] = None) -> List[dict]:
@@ -102,6 +117,9 @@ def ablation(weights: str, seeds: List[int], frames: int = 100, width: int = 640
         ds = open_dataset(f"synthetic:seed={s},frames={frames}", width=width, height=height, device=dev)
         fr = [ds[i] for i in range(len(ds))]   # rendered once, shared by the variants
         rows += run_source(f"synthetic:{s}", fr, weights, dev, only, overrides)
+        save()
+    if len(seeds) > 1:
+        rows += mean_rows(rows)
         save()
     if real:
         ds = open_dataset(f"7scenes:{real}", frames=real_frames, width=width, height=height)

@@ -25,7 +25,13 @@ def write_card(path, summary: dict, weights_path=None):
         "",
         "## Training",
         "",
-        f"- Command: `{summary.get('command') or '(called from Python)'}`",
+    ]
+    cmds = [c.get("command") for c in summary.get("chunks", [])]
+    if len(cmds) > 1 and all(cmds):
+        lines += ["- Commands, one per chunk, in order:"] + [f"  {i}. `{c}`" for i, c in enumerate(cmds)]
+    else:
+        lines.append(f"- Command: `{summary.get('command') or '(called from Python)'}`")
+    lines += [
         f"- Device: {summary.get('device')} (renderer {summary.get('renderer')}); "
         f"{summary.get('total_seconds', 0):.0f} s of training in {len(summary.get('chunks', []))} chunk(s)",
         f"- Steps: {summary.get('total_predictor_steps')} predictor steps (batch {o.get('batch')}), "
@@ -36,7 +42,10 @@ def write_card(path, summary: dict, weights_path=None):
            if o.get("real") else "; no real frames"),
         "- Losses: colour MSE + 0.2 (1 - SSIM) + 0.5 surface-depth L1 (m) + 0.1 (1 - alpha) + 0.1 CE on rendered"
         f" semantics + {o.get('token_weight', 0.1):g} per-token CE (inverse-sqrt class-frequency weights),"
-        " in the input view and two overlapping views (co-visible pixels); refiner: rendering losses on clips of "
+        " in the input view and two overlapping views (co-visible pixels)"
+        + (f"; the per-token CE also on {o['sem_batch']} more frames per step, mirrored at random and with"
+           " jittered exposure and white balance" if o.get("sem_batch") else "")
+        + "; refiner: rendering losses on clips of "
         + "/".join(str(x) for x in o.get("clip_lengths", [])) + " frames",
         f"- Token strides per step drawn from {o.get('strides')}; batch {o.get('batch')}, AdamW lr {o.get('lr')} "
         "(warm-up, cosine decay over the chunk)",

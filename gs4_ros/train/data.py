@@ -45,20 +45,66 @@ def _stack(frames, device, clean: bool) -> dict:
     }
 
 
+def _render_seed(seed: int, frames: int, step: int, width: int, height: int) -> dict:
+    """One seed's kept frames as numpy arrays, rendered on the CPU with one thread (runs in
+    a worker process of synthetic_sequences)."""
+    from ..io.synthetic import SyntheticSequence
+
+    torch.set_num_threads(1)
+    seq = SyntheticSequence(seed=seed, n_frames=frames * step, width=width, height=height, device="cpu")
+    fr = [seq[i] for i in range(0, frames * step, step)]
+    d = {k: v.numpy() if v is not None else None for k, v in _stack(fr, "cpu", clean=True).items()}
+    d["K"] = seq.intrinsics.K("cpu").numpy()
+    return d
+
+
+def _to_sequence(seed: int, d: dict, device) -> Sequence:
+    t = lambda a: None if a is None else torch.from_numpy(a).to(device)  # noqa: E731
+    return Sequence(f"synthetic:{seed}", real=False, **{k: t(v) for k, v in d.items()})
+
+
 def synthetic_sequences(seeds: List[int], frames: int, step: int, width: int, height: int, device,
-                        deadline: Optional[float] = None, min_sequences: int = 2) -> List[Sequence]:
+                        deadline: Optional[float] = None, min_sequences: int = 2,
+                        workers: int = 0) -> List[Sequence]:
     """Every `step`-th frame of a frames*step long path per seed, until the deadline
-    (time.time()) passes once at least min_sequences are made."""
+    (time.time()) passes once at least min_sequences are made.
+
+    With workers > 1 the seeds are rendered on the CPU by that many processes: the
+    generator is a long chain of small tensor ops that keeps one core busy whatever the
+    device, so on a many-core GPU machine a pool makes several times more rooms in the
+    same minute than rendering one seed after another on the GPU, and the GPU stays free
+    for the kernel compile that overlaps the data phase."""
     from ..io.synthetic import SyntheticSequence
 
     out = []
-    for seed in seeds:
-        if deadline is not None and len(out) >= min_sequences and time.time() > deadline:
-            break
-        seq = SyntheticSequence(seed=seed, n_frames=frames * step, width=width, height=height, device=device)
-        fr = [seq[i] for i in range(0, frames * step, step)]
-        d = _stack(fr, device, clean=True)
-        out.append(Sequence(f"synthetic:{seed}", K=seq.intrinsics.K(device), real=False, **d))
+    if workers > 1 and len(seeds) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+        # spawn: the parent may hold a CUDA context, which a forked child must not inherit.
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+        try:
+            pending = {pool.submit(_render_seed, s, frames, step, width, height): s for s in seeds}
+            while pending:
+                left = None if deadline is None else deadline - time.time()
+                if left is not None and left <= 0 and len(out) >= min_sequences:
+                    break
+                done, _ = wait(pending, timeout=None if left is None or len(out) < min_sequences else left,
+                               return_when=FIRST_COMPLETED)
+                for f in done:
+                    seed = pending.pop(f)
+                    out.append(_to_sequence(seed, f.result(), device))
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+        out.sort(key=lambda q: int(q.name.split(":")[1]))
+    else:
+        for seed in seeds:
+            if deadline is not None and len(out) >= min_sequences and time.time() > deadline:
+                break
+            seq = SyntheticSequence(seed=seed, n_frames=frames * step, width=width, height=height, device=device)
+            fr = [seq[i] for i in range(0, frames * step, step)]
+            d = _stack(fr, device, clean=True)
+            out.append(Sequence(f"synthetic:{seed}", K=seq.intrinsics.K(device), real=False, **d))
     log.info("synthetic training data: %d sequences x %d frames at %dx%d", len(out), frames, width, height)
     return out
 

@@ -65,6 +65,8 @@ class FitOptions:
     feature_dim: int = 16
     width_channels: int = 64
     token_weight: float = 0.1        # weight of the per-token semantic cross-entropy
+    sem_batch: int = 0               # extra labelled frames per step for the token loss alone
+    workers: int = 0                 # processes rendering synthetic data (0/1: in this process)
     seed: int = 0
     command: str = ""
 
@@ -96,6 +98,46 @@ def _targets(seq, views, src: int):
     return rgb, dep, torch.stack(masks), lab
 
 
+def _token_ce(tok, num_classes: int) -> Optional[torch.Tensor]:
+    """Cross-entropy of the token logits against the blocks' majority labels, weighted by
+    inverse-sqrt class frequency in the batch: walls and floors cover most tokens, and
+    mIoU counts every present class alike."""
+    tl = tok.labels.reshape(-1)
+    ok = tok.valid.reshape(-1) & (tl < num_classes)
+    if not ok.any():
+        return None
+    cnt = torch.bincount(tl[ok], minlength=num_classes).to(tok.sem_logits.dtype)
+    cw = torch.where(cnt > 0, cnt.clamp(min=1).rsqrt(), torch.zeros_like(cnt))
+    cw = cw * ok.sum() / (cw * cnt).sum()
+    return F.cross_entropy(tok.sem_logits.reshape(-1, num_classes)[ok], tl[ok], weight=cw)
+
+
+def semantic_batch(pred, sampler, mcfg, n: int, stride: int):
+    """Tokens of n more labelled frames, mirrored left-right at random and with jittered
+    exposure and white balance, for the token cross-entropy alone.
+
+    Labels are what the semantic head lacks most: a step's rendering batch is a few frames
+    (three renders each), while the backbone and the head cost little more per extra
+    image. A mirror image is a valid room, but not a rigid view of this one, so these
+    frames never enter the rendering losses."""
+    seqs = [sampler.syn[int(sampler.rng.integers(len(sampler.syn)))] for _ in range(n)]
+    idx = [int(sampler.rng.integers(len(q))) for q in seqs]
+    rgb = torch.stack([q.rgb[i] for q, i in zip(seqs, idx)]).float() / 255.0
+    depth = torch.stack([q.depth[i] for q, i in zip(seqs, idx)])
+    labels = torch.stack([q.labels[i] for q, i in zip(seqs, idx)])
+    Ks = torch.stack([q.K for q in seqs]).clone()
+    W = depth.shape[-1]
+    flip = torch.as_tensor(sampler.rng.random(n) < 0.5, device=depth.device)
+    rgb = torch.where(flip[:, None, None, None], rgb.flip(2), rgb)
+    depth = torch.where(flip[:, None, None], depth.flip(2), depth)
+    labels = torch.where(flip[:, None, None], labels.flip(2), labels)
+    Ks[:, 0, 2] = torch.where(flip, (W - 1) - Ks[:, 0, 2], Ks[:, 0, 2])
+    gain = torch.as_tensor(sampler.rng.uniform(0.7, 1.3, (n, 1, 1, 1)) * sampler.rng.uniform(0.9, 1.1, (n, 1, 1, 3)),
+                           dtype=rgb.dtype, device=rgb.device)
+    rgb = (rgb * gain).clamp(0, 1)
+    return pred(rgb, depth, Ks, mcfg, labels=labels, stride=stride)
+
+
 def predictor_step(pred, rast, sampler, mcfg, opts, weights: LossWeights) -> Dict[str, torch.Tensor]:
     batch = []
     for _ in range(opts.batch):
@@ -123,16 +165,13 @@ def predictor_step(pred, rast, sampler, mcfg, opts, weights: LossWeights) -> Dic
         rgb_t, dep_t, mask, lab = _targets(seq, views, views[0])
         for k, v in render_losses(out, rgb_t, dep_t, mask, lab).items():
             parts.setdefault(k, []).append(v)
-    tl = tok.labels.reshape(-1)
-    ok = tok.valid.reshape(-1) & (tl < pred.num_classes)
-    if ok.any():
-        # Inverse-sqrt class frequency (in this batch) weights: walls and floors cover most
-        # tokens, and mIoU counts every present class alike.
-        cnt = torch.bincount(tl[ok], minlength=pred.num_classes).to(tok.sem_logits.dtype)
-        cw = torch.where(cnt > 0, cnt.clamp(min=1).rsqrt(), torch.zeros_like(cnt))
-        cw = cw * ok.sum() / (cw * cnt).sum()
-        parts.setdefault("token_ce", []).append(
-            F.cross_entropy(tok.sem_logits.reshape(-1, pred.num_classes)[ok], tl[ok], weight=cw))
+    ce = _token_ce(tok, pred.num_classes)
+    if ce is not None:
+        parts.setdefault("token_ce", []).append(ce)
+    if opts.sem_batch > 0 and sampler.syn:
+        ce = _token_ce(semantic_batch(pred, sampler, mcfg, opts.sem_batch, stride), pred.num_classes)
+        if ce is not None:
+            parts.setdefault("token_ce_aug", []).append(ce)
     out = {k: torch.stack(v).mean() for k, v in parts.items()}
     out["loss"] = total(out, weights) if out else torch.zeros((), device=dev, requires_grad=True)
     return out
@@ -263,9 +302,12 @@ def fit(opts: FitOptions) -> dict:
     budget = opts.minutes * 60
     warm = warm_up(rast, dev)
     # Data: fresh seeds per chunk, never below TRAIN_SEED_BASE (evaluation seeds are).
-    first_seed = TRAIN_SEED_BASE + 100 * state["chunk"]
+    # (A chunk starts after the last seed any earlier chunk asked for, however many it made.)
+    first_seed = state.get("next_seed", TRAIN_SEED_BASE + 100 * state["chunk"])
+    state["next_seed"] = first_seed + opts.seeds
     syn = synthetic_sequences(list(range(first_seed, first_seed + opts.seeds)), opts.frames, opts.step,
-                              opts.width, opts.height, dev, deadline=t_start + opts.data_minutes * 60)
+                              opts.width, opts.height, dev, deadline=t_start + opts.data_minutes * 60,
+                              workers=opts.workers)
     real = [real_sequence(opts.real, opts.real_frames, opts.width, opts.height, dev)] if opts.real else []
     state["sequences"] = sorted(set(state["sequences"]) | {s.name for s in syn + real})
     sampler = Sampler(syn, real, opts.p_real, opts.max_gap, seed=opts.seed + state["chunk"])
@@ -350,7 +392,8 @@ def fit(opts: FitOptions) -> dict:
              "clip_lengths": sorted(set(rhist.get("clip_length", []))),
              "predictor_first": pred_first, "predictor_final": pred_final,
              "refiner_first": ref_first, "refiner_final": ref_final,
-             "synthetic_sequences": len(syn), "real_frames": int(sum(len(r) for r in real))}
+             "synthetic_sequences": len(syn), "real_frames": int(sum(len(r) for r in real)),
+             "command": opts.command}
     state["history"].append(chunk)
     save_ckpt()
     device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"

@@ -61,5 +61,5 @@ def render_losses(out, rgb_tgt: torch.Tensor, depth_tgt: torch.Tensor, mask: tor
 
 def total(parts: Dict[str, torch.Tensor], w: LossWeights) -> torch.Tensor:
     keys = {"color_mse": w.color, "ssim": w.ssim, "depth_l1": w.depth, "sem_ce": w.sem, "token_ce": w.token,
-            "coverage": w.alpha}
+            "token_ce_aug": w.token, "coverage": w.alpha}
     return sum(keys[k] * v for k, v in parts.items() if k in keys)
