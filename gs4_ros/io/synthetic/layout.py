@@ -558,10 +558,10 @@ class RoomGen:
         r = self.rng
         W, D = r.uniform(1.2, 2.5), r.uniform(0.8, 1.8)
         # Rugs go under furniture, so they ignore the occupancy grid but stay in the room.
+        if self.W - 1.2 < W or self.D - 1.2 < D:   # no room for it (checked before drawing a place)
+            return
         for _ in range(20):
             x, y = r.uniform(0.6 + W / 2, self.W - 0.6 - W / 2), r.uniform(0.6 + D / 2, self.D - 0.6 - D / 2)
-            if self.W - 1.2 < W or self.D - 1.2 < D:
-                return
             m = self.grid.cells(x, y, 0.0, W / 2, D / 2)
             if (self.grid.occ[m] < 0).any():
                 continue
