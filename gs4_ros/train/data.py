@@ -93,7 +93,11 @@ def synthetic_sequences(seeds: List[int], frames: int, step: int, width: int, he
                                return_when=FIRST_COMPLETED)
                 for f in done:
                     seed = pending.pop(f)
-                    out.append(_to_sequence(seed, f.result(), device))
+                    try:
+                        out.append(_to_sequence(seed, f.result(), device))
+                    except Exception as e:  # noqa: BLE001 - one bad room must not end a training chunk
+                        log.warning("synthetic seed %d skipped: the generator failed (%s: %s)", seed,
+                                    type(e).__name__, e)
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
         out.sort(key=lambda q: int(q.name.split(":")[1]))
@@ -101,8 +105,12 @@ def synthetic_sequences(seeds: List[int], frames: int, step: int, width: int, he
         for seed in seeds:
             if deadline is not None and len(out) >= min_sequences and time.time() > deadline:
                 break
-            seq = SyntheticSequence(seed=seed, n_frames=frames * step, width=width, height=height, device=device)
-            fr = [seq[i] for i in range(0, frames * step, step)]
+            try:
+                seq = SyntheticSequence(seed=seed, n_frames=frames * step, width=width, height=height, device=device)
+                fr = [seq[i] for i in range(0, frames * step, step)]
+            except Exception as e:  # noqa: BLE001 - as above
+                log.warning("synthetic seed %d skipped: the generator failed (%s: %s)", seed, type(e).__name__, e)
+                continue
             d = _stack(fr, device, clean=True)
             out.append(Sequence(f"synthetic:{seed}", K=seq.intrinsics.K(device), real=False, **d))
     log.info("synthetic training data: %d sequences x %d frames at %dx%d", len(out), frames, width, height)
