@@ -42,6 +42,8 @@ def register(sub):
                    help="extra labelled frames per step (mirrored, colour-jittered) for the token loss alone")
     f.add_argument("--workers", type=int, default=d.workers,
                    help="processes rendering the synthetic rooms on the CPU (0: one after another on --device)")
+    f.add_argument("--new-refiner", action="store_true",
+                   help="with --resume: keep the predictor and its optimiser, start the refiner afresh")
     f.set_defaults(func=cmd_fit)
 
     e = tsub.add_parser("eval", help="ablation table on held-out synthetic seeds (and 7-Scenes frames)")
@@ -72,6 +74,7 @@ def cmd_fit(args) -> int:
                       clip_lengths=[int(x) for x in args.clip_lengths.split(",") if x.strip()], seed=args.seed,
                       strides=[int(x) for x in args.strides.split(",") if x.strip()],
                       token_weight=args.token_weight, sem_batch=args.sem_batch, workers=args.workers,
+                      new_refiner=args.new_refiner,
                       command="gs4 " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     s = fit(opts)
     last = s["chunks"][-1]

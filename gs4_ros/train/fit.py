@@ -67,6 +67,7 @@ class FitOptions:
     token_weight: float = 0.1        # weight of the per-token semantic cross-entropy
     sem_batch: int = 0               # extra labelled frames per step for the token loss alone
     workers: int = 0                 # processes rendering synthetic data (0/1: in this process)
+    new_refiner: bool = False        # with resume: keep the predictor, train a fresh refiner
     seed: int = 0
     command: str = ""
 
@@ -277,9 +278,12 @@ def fit(opts: FitOptions) -> dict:
             raise FileNotFoundError(f"--resume: no checkpoint at {ck}")
         blob = torch.load(ck, map_location=dev, weights_only=False)
         pred.load_state_dict(blob["predictor"])
-        ref.load_state_dict(blob["refiner"])
         opt_p.load_state_dict(blob["opt_predictor"])
-        opt_r.load_state_dict(blob["opt_refiner"])
+        if opts.new_refiner:   # e.g. after a change of the refiner's inputs: it starts over
+            log.info("--new-refiner: the refiner starts from scratch, the predictor is resumed")
+        else:
+            ref.load_state_dict(blob["refiner"])
+            opt_r.load_state_dict(blob["opt_refiner"])
         state = blob["state"]
         state["chunk"] += 1
         log.info("resumed from %s: chunk %d, %d predictor steps, %d refiner clips", ck, state["chunk"],

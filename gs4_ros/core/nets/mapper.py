@@ -52,7 +52,7 @@ def refine_set(refiner: GaussianRefiner, gmap, rows: torch.Tensor, new_rows: tor
     if new_features is not None and new_rows.numel():
         g["features"] = torch.cat([g["features"][: rows.numel() - new_rows.numel()], new_features], 0)
     is_new = _member(rows, new_rows, len(gmap))
-    res = refiner(g, is_new)
+    res = refiner(g, is_new, gmap.update_count[rows])
     upd = ~gmap.frozen[rows]
     res = res * upd[:, None].to(res.dtype)
     return apply_residuals(g, res), upd
