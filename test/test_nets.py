@@ -12,7 +12,6 @@ from gs4_ros.core import se3
 from gs4_ros.core.config import MappingConfig, PipelineConfig
 from gs4_ros.core.gaussian_map import GaussianMap
 from gs4_ros.core.initializer import block_gaussians, to_world
-from gs4_ros.core.config import SCANNET20_CLASSES
 from gs4_ros.core.nets import GaussianPredictor, GaussianRefiner, load_networks, save_networks
 from gs4_ros.core.nets.knn import knn
 from gs4_ros.core.nets.mapper import commit, refine_set, select_rows, visible_rows
@@ -137,6 +136,9 @@ def test_refiner_updates_appearance_not_positions_and_respects_freeze_and_prune(
         assert not torch.allclose(getattr(gm, f)[live], before[f][live]), f
         assert torch.equal(getattr(gm, f)[frozen], before[f][frozen]), f
     assert (gm.update_count[:10] == 8).all() and gm.frozen[:10].all()      # reached 8 updates: frozen
+    # Scale changes at a Gaussian's first refinement only (rows 0-9 had 7 updates before).
+    assert torch.equal(gm.log_scales[:10], before["log_scales"][:10])
+    assert not torch.allclose(gm.log_scales[10:70], before["log_scales"][10:70])
     assert (gm.update_count[10:70] == 1).all() and not gm.frozen[10:70].any()
     assert (gm.update_count[70:] == 0).all()
     # A refiner that drives opacity down: the pipeline's prune drops every refined row and
@@ -189,29 +191,6 @@ def test_weights_round_trip(tmp_path):
     torch.save({"format": "other"}, tmp_path / "bad.pt")
     with pytest.raises(ValueError):
         load_networks(tmp_path / "bad.pt")
-
-
-def test_refiner_reads_update_counts_and_older_weights_load_without(tmp_path, random_map):
-    gm = _map_for_refiner(random_map)
-    gm.frozen[:] = False
-    rows = torch.arange(len(gm))
-    torch.manual_seed(4)
-    ref = GaussianRefiner(feature_dim=16, k=8)
-    _perturb(ref, 0.3)
-    with torch.no_grad():
-        a, _ = refine_set(ref, gm, rows, rows[60:])
-        gm.update_count[20:40] = 5
-        b, _ = refine_set(ref, gm, rows, rows[60:])
-    moved = (a["colors"] - b["colors"]).abs().sum(-1) > 1e-6
-    assert moved[20:40].any()              # the Gaussians whose count changed are refined differently
-    # A file from before the count input (its refiner_arch lacks the key) loads as such.
-    old = GaussianRefiner(feature_dim=16, count_input=False)
-    save_networks(tmp_path / "old.pt", GaussianPredictor(width=32), old, SCANNET20_CLASSES)
-    blob = torch.load(tmp_path / "old.pt", weights_only=True)
-    del blob["refiner_arch"]["count_input"]
-    torch.save(blob, tmp_path / "old.pt")
-    _, r2, _ = load_networks(tmp_path / "old.pt")
-    assert not r2.count_input and r2.embed[0].in_features == 16 + 12
 
 
 def _run(cfg, frames):

@@ -10,7 +10,7 @@ changes nothing.
 """
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict
 
 import torch
 import torch.nn as nn
@@ -49,24 +49,11 @@ class LocalAttention(nn.Module):
         return h + self.ff(h)
 
 
-# Updates a Gaussian has had, as the refiner sees them (count / UPDATE_SCALE, capped at 1).
-UPDATE_SCALE = 8.0
-
-
 class GaussianRefiner(nn.Module):
-    """count_input: the refiner also reads how often each Gaussian was refined before. A
-    refiner trained one step at a time learns a residual that helps a fresh prediction;
-    applied again and again to the same Gaussian on overlapping keyframes, the same push
-    compounds (synthetic seed 900, CPU, 40 frames: depth L1 1.9 -> 4.1 cm with 8 updates,
-    1.9 cm with one). Knowing the count, it can learn to leave settled Gaussians alone.
-    Weights trained without it load with count_input False."""
-
-    def __init__(self, feature_dim: int = 16, hidden: int = 64, heads: int = 4, k: int = 16, layers: int = 2,
-                 count_input: bool = True):
+    def __init__(self, feature_dim: int = 16, hidden: int = 64, heads: int = 4, k: int = 16, layers: int = 2):
         super().__init__()
         self.feature_dim, self.hidden, self.heads, self.k, self.layers = feature_dim, hidden, heads, k, layers
-        self.count_input = bool(count_input)
-        self.embed = nn.Sequential(nn.Linear(feature_dim + 12 + int(self.count_input), hidden), nn.ReLU(inplace=True),
+        self.embed = nn.Sequential(nn.Linear(feature_dim + 12, hidden), nn.ReLU(inplace=True),
                                    nn.Linear(hidden, hidden))
         self.pos = nn.Sequential(nn.Linear(4, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, hidden))
         self.blocks = nn.ModuleList([LocalAttention(hidden, heads) for _ in range(layers)])
@@ -77,20 +64,16 @@ class GaussianRefiner(nn.Module):
 
     def arch(self) -> dict:
         return {"feature_dim": self.feature_dim, "hidden": self.hidden, "heads": self.heads, "k": self.k,
-                "layers": self.layers, "count_input": self.count_input}
+                "layers": self.layers}
 
-    def forward(self, g: Dict[str, torch.Tensor], is_new: torch.Tensor,
-                updates: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """g: per-Gaussian raw fields of the set (FIELDS); is_new [N] bool; updates [N]: how
-        often each was refined before (zeros when None) -> residuals [N, 11]."""
+    def forward(self, g: Dict[str, torch.Tensor], is_new: torch.Tensor) -> torch.Tensor:
+        """g: per-Gaussian raw fields of the set (FIELDS); is_new [N] bool -> residuals [N, 11]."""
         means = g["means"]
         q = g["quats"] / g["quats"].norm(dim=-1, keepdim=True).clamp(min=1e-8)
         q = torch.where(q[:, :1] < 0, -q, q)
         ls = g["log_scales"]
         x = torch.cat([g["features"], g["colors"], ls - ls.mean(-1, keepdim=True), ls.mean(-1, keepdim=True) + 4.0,
-                       torch.tanh(g["opacity_logits"] / 4)[:, None], q[:, 1:], is_new[:, None].to(means.dtype)]
-                      + ([((updates.to(means.dtype) if updates is not None else torch.zeros_like(means[:, 0]))
-                           / UPDATE_SCALE).clamp(max=1.0)[:, None]] if self.count_input else []), -1)
+                       torch.tanh(g["opacity_logits"] / 4)[:, None], q[:, 1:], is_new[:, None].to(means.dtype)], -1)
         h = self.embed(x)
         nbr = knn(means, self.k)                                         # [N, k]
         rho = torch.exp(ls.max(-1).values).clamp(min=1e-3)[:, None, None]

@@ -38,8 +38,7 @@ def load_networks(path, device="cpu") -> Tuple[GaussianPredictor, GaussianRefine
         raise ValueError(f"{path} is not a gs4 networks file (format {FORMAT})")
     pred = GaussianPredictor(**blob["predictor_arch"])
     pred.load_state_dict(blob["predictor"])
-    # Files written before the refiner read update counts lack the key: build it without.
-    ref = GaussianRefiner(**{"count_input": False, **blob["refiner_arch"]})
+    ref = GaussianRefiner(**blob["refiner_arch"])
     ref.load_state_dict(blob["refiner"])
     info = {"class_names": list(blob["class_names"]), "meta": blob.get("meta", {}), "path": str(path)}
     return pred.to(device).eval(), ref.to(device).eval(), info
