@@ -110,6 +110,24 @@ def test_fit_chunk_writes_loadable_weights_and_resumes(tmp_path):
     assert set(s2["training_sequences"]) == set(js["training_sequences"]) | {"synthetic:1002", "synthetic:1003"}
 
 
+def test_resume_with_new_refiner_keeps_the_predictor_and_restarts_the_refiner(tmp_path):
+    ck = tmp_path / "ck.pt"
+    fit(FitOptions(out=str(tmp_path / "a.pt"), ckpt=str(ck), steps=2, refine_steps=2, **TINY))
+    pa, _, _ = load_networks(tmp_path / "a.pt")
+    ref_only = dict(TINY, refine_fraction=1.0, refine_steps=1)    # no predictor step, one refiner clip
+
+    def refiner_adam_steps():
+        st = torch.load(ck, weights_only=False)["opt_refiner"]["state"]
+        return max(int(v["step"]) for v in st.values())   # one Adam step per frame of a clip
+
+    fit(FitOptions(out=str(tmp_path / "b.pt"), ckpt=str(ck), resume=True, **ref_only))
+    assert refiner_adam_steps() == 6                                # resumed: 3 clips of 2 frames
+    fit(FitOptions(out=str(tmp_path / "c.pt"), ckpt=str(ck), resume=True, new_refiner=True, **ref_only))
+    assert refiner_adam_steps() == 2                                # started over: 1 clip
+    pc, _, _ = load_networks(tmp_path / "c.pt")
+    assert all(torch.equal(u, v) for u, v in zip(pa.backbone.state_dict().values(), pc.backbone.state_dict().values()))
+
+
 def test_cli_eval_prints_the_ablation_table(tmp_path, capsys, caplog):
     out = tmp_path / "gs4_nets.pt"
     fit(FitOptions(out=str(out), ckpt=str(tmp_path / "ck.pt"), steps=1, refine_steps=1, **TINY))
