@@ -36,6 +36,9 @@ class TrackingConfig:
     huber_photo: float = 0.05               # intensity in [0, 1]
     max_correspondence: float = 0.08        # metres; ICP outlier gate (scaled up at coarse levels)
     max_normal_angle_deg: float = 35.0
+    # Observed normals are differenced over round(width / normal_width) pixels either side
+    # (at least 1): the same angular baseline at any image size (0: always 1 pixel).
+    normal_width: int = 320
     min_depth: float = 0.1
     max_depth: float = 8.0
     render_alpha_min: float = 0.8           # rendered pixels below this silhouette are not model
