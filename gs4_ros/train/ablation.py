@@ -85,8 +85,9 @@ def mean_rows(rows: List[dict]) -> List[dict]:
     """Per variant, the mean of the table's columns over the synthetic seeds: one room
     holds a handful of classes, so a single seed's mIoU swings with its room type."""
     out = []
-    for var in dict.fromkeys(r["variant"] for r in rows if r["source"].startswith("synthetic:")):
-        rs = [r for r in rows if r["variant"] == var and r["source"].startswith("synthetic:")]
+    syn = [r for r in rows if r["source"].startswith("synthetic:")]
+    for var in dict.fromkeys(r["variant"] for r in syn):
+        rs = [r for r in syn if r["variant"] == var]
         m = {"source": f"synthetic:mean({len(rs)} seeds)", "variant": var}
         for key, _, _ in COLUMNS:
             vals = [float(r[key]) for r in rs if r.get(key) is not None and r[key] == r[key]]

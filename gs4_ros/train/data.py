@@ -45,22 +45,26 @@ def _stack(frames, device, clean: bool) -> dict:
     }
 
 
-def _render_seed(seed: int, frames: int, step: int, width: int, height: int) -> dict:
-    """One seed's kept frames as numpy arrays, rendered on the CPU with one thread (runs in
-    a worker process of synthetic_sequences)."""
+def _seed_tensors(seed: int, frames: int, step: int, width: int, height: int, device) -> dict:
+    """Sequence fields (K included) of one seed's kept frames, rendered on `device`."""
     from ..io.synthetic import SyntheticSequence
 
-    torch.set_num_threads(1)
-    seq = SyntheticSequence(seed=seed, n_frames=frames * step, width=width, height=height, device="cpu")
-    fr = [seq[i] for i in range(0, frames * step, step)]
-    d = {k: v.numpy() if v is not None else None for k, v in _stack(fr, "cpu", clean=True).items()}
-    d["K"] = seq.intrinsics.K("cpu").numpy()
+    seq = SyntheticSequence(seed=seed, n_frames=frames * step, width=width, height=height, device=device)
+    d = _stack([seq[i] for i in range(0, frames * step, step)], device, clean=True)
+    d["K"] = seq.intrinsics.K(device)
     return d
 
 
-def _to_sequence(seed: int, d: dict, device) -> Sequence:
-    t = lambda a: None if a is None else torch.from_numpy(a).to(device)  # noqa: E731
-    return Sequence(f"synthetic:{seed}", real=False, **{k: t(v) for k, v in d.items()})
+def _render_seed(seed: int, frames: int, step: int, width: int, height: int) -> dict:
+    """_seed_tensors as numpy arrays, rendered on the CPU with one thread (runs in a worker
+    process of synthetic_sequences)."""
+    torch.set_num_threads(1)
+    return {k: None if v is None else v.numpy() for k, v in _seed_tensors(seed, frames, step, width, height,
+                                                                         "cpu").items()}
+
+
+def _skipped(seed: int, e: Exception):
+    log.warning("synthetic seed %d skipped: the generator failed (%s: %s)", seed, type(e).__name__, e)
 
 
 def synthetic_sequences(seeds: List[int], frames: int, step: int, width: int, height: int, device,
@@ -74,8 +78,6 @@ def synthetic_sequences(seeds: List[int], frames: int, step: int, width: int, he
     device, so on a many-core GPU machine a pool makes several times more rooms in the
     same minute than rendering one seed after another on the GPU, and the GPU stays free
     for the kernel compile that overlaps the data phase."""
-    from ..io.synthetic import SyntheticSequence
-
     out = []
     if workers > 1 and len(seeds) > 1:
         import multiprocessing as mp
@@ -83,6 +85,7 @@ def synthetic_sequences(seeds: List[int], frames: int, step: int, width: int, he
 
         # spawn: the parent may hold a CUDA context, which a forked child must not inherit.
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+        to_dev = lambda a: None if a is None else torch.from_numpy(a).to(device)  # noqa: E731
         try:
             pending = {pool.submit(_render_seed, s, frames, step, width, height): s for s in seeds}
             while pending:
@@ -94,10 +97,11 @@ def synthetic_sequences(seeds: List[int], frames: int, step: int, width: int, he
                 for f in done:
                     seed = pending.pop(f)
                     try:
-                        out.append(_to_sequence(seed, f.result(), device))
+                        d = f.result()
                     except Exception as e:  # noqa: BLE001 - one bad room must not end a training chunk
-                        log.warning("synthetic seed %d skipped: the generator failed (%s: %s)", seed,
-                                    type(e).__name__, e)
+                        _skipped(seed, e)
+                        continue
+                    out.append(Sequence(f"synthetic:{seed}", real=False, **{k: to_dev(v) for k, v in d.items()}))
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
         out.sort(key=lambda q: int(q.name.split(":")[1]))
@@ -106,13 +110,11 @@ def synthetic_sequences(seeds: List[int], frames: int, step: int, width: int, he
             if deadline is not None and len(out) >= min_sequences and time.time() > deadline:
                 break
             try:
-                seq = SyntheticSequence(seed=seed, n_frames=frames * step, width=width, height=height, device=device)
-                fr = [seq[i] for i in range(0, frames * step, step)]
+                d = _seed_tensors(seed, frames, step, width, height, device)
             except Exception as e:  # noqa: BLE001 - as above
-                log.warning("synthetic seed %d skipped: the generator failed (%s: %s)", seed, type(e).__name__, e)
+                _skipped(seed, e)
                 continue
-            d = _stack(fr, device, clean=True)
-            out.append(Sequence(f"synthetic:{seed}", K=seq.intrinsics.K(device), real=False, **d))
+            out.append(Sequence(f"synthetic:{seed}", real=False, **d))
     log.info("synthetic training data: %d sequences x %d frames at %dx%d", len(out), frames, width, height)
     return out
 
