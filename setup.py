@@ -57,6 +57,9 @@ setup(
             "ros-jazzy-ament-package",
         ],
         "test": ["pytest>=7", "pytest-timeout>=2"],
+        # Peer for benchmarks/peer_odometry.py (a KinectFusion-style dense SLAM); about
+        # 400 MB, and it needs the system's libusb-1.0, so it is nowhere else required.
+        "bench": ["open3d>=0.18"],
     },
     zip_safe=True,
     maintainer="gs4_ros developers",
