@@ -128,6 +128,34 @@ def test_resume_with_new_refiner_keeps_the_predictor_and_restarts_the_refiner(tm
     assert all(torch.equal(u, v) for u, v in zip(pa.backbone.state_dict().values(), pc.backbone.state_dict().values()))
 
 
+def test_semantic_only_chunk_adds_the_context_branch_and_leaves_the_gaussians_alone(tmp_path):
+    ck = tmp_path / "ck.pt"
+    fit(FitOptions(out=str(tmp_path / "a.pt"), ckpt=str(ck), steps=2, refine_steps=1, **TINY))
+    pa, ra, _ = load_networks(tmp_path / "a.pt")
+    assert pa.sem_context is None                       # a file without the branch still loads
+    s = fit(FitOptions(out=str(tmp_path / "b.pt"), ckpt=str(ck), resume=True, sem_context=True, semantic_only=True,
+                       steps=3, sem_batch=2, strides=[8], **TINY))
+    last = s["chunks"][-1]
+    assert last["semantic_steps"] == 3 and last["predictor_steps"] == 0 and last["refiner_clips"] == 0
+    assert s["total_predictor_steps"] == 2 and s["total_semantic_steps"] == 3
+    pb, rb, _ = load_networks(tmp_path / "b.pt")
+    assert pb.sem_context is not None and pb.sem_context.out.weight.abs().sum() > 0
+    q = synthetic_sequences([1005], 1, 2, 64, 48, torch.device("cpu"))[0]
+    mcfg = MappingConfig()
+    with torch.no_grad():
+        ta = pa(q.rgb[0].float() / 255.0, q.depth[0], q.K, mcfg)
+        tb = pb(q.rgb[0].float() / 255.0, q.depth[0], q.K, mcfg)
+    for f in ("means", "log_scales", "quats", "opacity_logits", "colors", "features"):
+        assert torch.equal(getattr(ta, f), getattr(tb, f)), f
+    assert not torch.allclose(ta.sem_logits, tb.sem_logits)
+    assert all(torch.equal(u, v) for u, v in zip(ra.state_dict().values(), rb.state_dict().values()))
+    # A second semantic chunk resumes the branch and its optimiser.
+    s2 = fit(FitOptions(out=str(tmp_path / "c.pt"), ckpt=str(ck), resume=True, semantic_only=True, steps=1,
+                        sem_batch=2, strides=[8], **TINY))
+    assert s2["total_semantic_steps"] == 4
+    assert "semantic steps" in (tmp_path / "MODEL_CARD.md").read_text()
+
+
 def test_cli_eval_prints_the_ablation_table(tmp_path, capsys, caplog):
     out = tmp_path / "gs4_nets.pt"
     fit(FitOptions(out=str(out), ckpt=str(tmp_path / "ck.pt"), steps=1, refine_steps=1, **TINY))

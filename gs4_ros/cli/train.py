@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from typing import Optional
 
 
 def register(sub):
@@ -44,6 +45,12 @@ def register(sub):
                    help="processes rendering the synthetic rooms on the CPU (0: one after another on --device)")
     f.add_argument("--new-refiner", action="store_true",
                    help="with --resume: keep the predictor and its optimiser, start the refiner afresh")
+    f.add_argument("--sem-context", action="store_true",
+                   help="give the predictor the semantic context branch (dilated + frame-pooled features; "
+                        "added to resumed weights that lack it, starting at zero)")
+    f.add_argument("--semantic-only", action="store_true",
+                   help="with --resume: train only the semantic head on --sem-batch frames per step; the "
+                        "backbone, the Gaussian head and the refiner stay exactly as they were")
     f.set_defaults(func=cmd_fit)
 
     e = tsub.add_parser("eval", help="ablation table on held-out synthetic seeds (and 7-Scenes frames)")
@@ -63,10 +70,10 @@ def register(sub):
     e.set_defaults(func=cmd_eval)
 
 
-def cmd_fit(args) -> int:
-    from ..train.fit import FitOptions, fit
+def fit_options(args):
+    from ..train.fit import FitOptions
 
-    opts = FitOptions(out=args.out, ckpt=args.ckpt, resume=args.resume, device=args.device, minutes=args.minutes,
+    return FitOptions(out=args.out, ckpt=args.ckpt, resume=args.resume, device=args.device, minutes=args.minutes,
                       data_minutes=args.data_minutes, steps=args.steps, refine_steps=args.refine_steps,
                       refine_fraction=args.refine_fraction, width=args.width, height=args.height, seeds=args.seeds,
                       frames=args.frames, step=args.step, batch=args.batch, lr=args.lr, real=args.real,
@@ -74,11 +81,35 @@ def cmd_fit(args) -> int:
                       clip_lengths=[int(x) for x in args.clip_lengths.split(",") if x.strip()], seed=args.seed,
                       strides=[int(x) for x in args.strides.split(",") if x.strip()],
                       token_weight=args.token_weight, sem_batch=args.sem_batch, workers=args.workers,
-                      new_refiner=args.new_refiner,
+                      new_refiner=args.new_refiner, sem_context=args.sem_context,
+                      semantic_only=args.semantic_only,
                       command="gs4 " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+
+
+def options_from_command(command: str) -> Optional[dict]:
+    """The FitOptions (as a dict) of a recorded `gs4 train fit ...` command line, so that a
+    model card describes each chunk by its own options; None if it is not one."""
+    from dataclasses import asdict
+
+    from .main import build_parser
+
+    words = shlex.split(command or "")
+    if words[:3] != ["gs4", "train", "fit"]:
+        return None
+    try:
+        return dict(asdict(fit_options(build_parser().parse_args(words[1:]))), command=command)
+    except SystemExit:      # argparse rejects a command of an older version of the CLI
+        return None
+
+
+def cmd_fit(args) -> int:
+    from ..train.fit import fit
+
+    opts = fit_options(args)
     s = fit(opts)
     last = s["chunks"][-1]
-    print(f"trained {last['predictor_steps']} predictor steps, {last['refiner_clips']} refiner clips "
+    print(f"trained {last['predictor_steps']} predictor steps, {last.get('semantic_steps', 0)} semantic-head steps, "
+          f"{last['refiner_clips']} refiner clips "
           f"in {last['seconds']:.0f} s; final predictor loss {last['predictor_final'].get('loss', float('nan')):.4f}, "
           f"refiner loss {last['refiner_final'].get('loss', float('nan')):.4f}; weights {opts.out}")
     return 0

@@ -12,9 +12,24 @@ def _fmt(d: dict) -> str:
     return ", ".join(f"{k} {v:.4f}" for k, v in sorted(d.items())) if d else "n/a"
 
 
+def _chunk_options(chunk: dict, fallback: dict) -> dict:
+    from ..cli.train import options_from_command
+
+    return options_from_command(chunk.get("command", "")) or fallback
+
+
 def write_card(path, summary: dict, weights_path=None):
     path = Path(path)
-    o = summary.get("options", {})
+    chunks = summary.get("chunks", [])
+    opts = [_chunk_options(c, summary.get("options", {})) for c in chunks]
+    # The predictor's options are those of the last chunk that trained it (a later
+    # semantic-only chunk has its own batch and data options), and so on.
+    o = next((x for c, x in zip(reversed(chunks), reversed(opts)) if c.get("predictor_steps")),
+             summary.get("options", {}))
+    so = next((x for c, x in zip(reversed(chunks), reversed(opts)) if c.get("semantic_steps")), {})
+    devices = {}
+    for c in chunks:
+        devices.setdefault(c.get("device", "not recorded"), []).append(str(c["chunk"]))
     size = Path(weights_path).stat().st_size / 2 ** 20 if weights_path and Path(weights_path).is_file() else float("nan")
     lines = [
         "# gs4_ros networks: model card",
@@ -32,12 +47,17 @@ def write_card(path, summary: dict, weights_path=None):
     else:
         lines.append(f"- Command: `{summary.get('command') or '(called from Python)'}`")
     lines += [
-        f"- Device: {summary.get('device')} (renderer {summary.get('renderer')}); "
-        f"{summary.get('total_seconds', 0):.0f} s of training in {len(summary.get('chunks', []))} chunk(s)",
+        "- Device: "
+        + ("; ".join(f"{d} (chunk {', '.join(i)})" for d, i in devices.items()) or str(summary.get("device")))
+        + f", renderer {summary.get('renderer')}; {summary.get('total_seconds', 0):.0f} s of training in "
+        f"{len(chunks)} chunk(s)",
         f"- Steps: {summary.get('total_predictor_steps')} predictor steps (batch {o.get('batch')}), "
-        f"{summary.get('total_refiner_clips')} refiner clips",
+        f"{summary.get('total_refiner_clips')} refiner clips"
+        + (f", {summary['total_semantic_steps']} semantic-head steps ({so.get('sem_batch')} mirrored, jittered"
+           " labelled frames each, the rest of the network frozen)" if summary.get("total_semantic_steps") else ""),
         f"- Data: {len(summary.get('training_sequences', []))} sequences: synthetic seeds >= 1000 "
-        f"({o.get('frames')} frames each, every {o.get('step')}th frame of the path, {o.get('width')}x{o.get('height')})"
+        f"({o.get('frames')} frames each, every {o.get('step')}th frame of the path, {o.get('width')}x{o.get('height')}"
+        + (", in the chunks that trained the predictor; semantic-only chunks as their commands say)" if so else ")")
         + (f"; real 7-Scenes frames {o.get('real_frames')} with rendering losses only (p={o.get('p_real')})"
            if o.get("real") else "; no real frames"),
         "- Losses: colour MSE + 0.2 (1 - SSIM) + 0.5 surface-depth L1 (m) + 0.1 (1 - alpha) + 0.1 CE on rendered"
@@ -51,18 +71,25 @@ def write_card(path, summary: dict, weights_path=None):
         "(warm-up, cosine decay over the chunk)",
         f"- Weights file: {Path(weights_path).name if weights_path else 'gs4_nets.pt'} ({size:.2f} MB)",
         "",
-        "| chunk | s | predictor steps | refiner clips | predictor loss first -> final | refiner loss first -> final |",
-        "|---|---|---|---|---|---|",
+        "| chunk | s | predictor steps | semantic steps | refiner clips | predictor loss first -> final |"
+        " refiner loss first -> final |",
+        "|---|---|---|---|---|---|---|",
     ]
     for c in summary.get("chunks", []):
         pf, pl = c.get("predictor_first", {}), c.get("predictor_final", {})
         rf, rl = c.get("refiner_first", {}), c.get("refiner_final", {})
-        lines.append(f"| {c['chunk']} | {c['seconds']:.0f} | {c['predictor_steps']} | {c['refiner_clips']} | "
+        lines.append(f"| {c['chunk']} | {c['seconds']:.0f} | {c['predictor_steps']} | {c.get('semantic_steps', 0)} | "
+                     f"{c['refiner_clips']} | "
                      f"{pf.get('loss', float('nan')):.4f} -> {pl.get('loss', float('nan')):.4f} | "
                      f"{rf.get('loss', float('nan')):.4f} -> {rl.get('loss', float('nan')):.4f} |")
-    last = summary.get("chunks", [{}])[-1] if summary.get("chunks") else {}
-    lines += ["", f"Final predictor losses: {_fmt(last.get('predictor_final', {}))}",
-              "", f"Final refiner losses: {_fmt(last.get('refiner_final', {}))}", ""]
+    def last(key):   # the final losses of the last chunk that ran that stage
+        return next((c for c in reversed(chunks) if c.get(key)), {})
+
+    pl, sl, rl = last("predictor_steps"), last("semantic_steps"), last("refiner_clips")
+    lines += ["", f"Final predictor losses: {_fmt(pl.get('predictor_final', {}))}"]
+    if sl:
+        lines += ["", f"Final semantic-head loss: {_fmt(sl.get('predictor_final', {}))}"]
+    lines += ["", f"Final refiner losses: {_fmt(rl.get('refiner_final', {}))}", ""]
     # New weights make any earlier table stale: the evaluation section starts empty.
     lines.append(f"{EVAL_MARK}\n\n(not run yet for these weights: `gs4 train eval --card {path}` fills it in)\n")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,9 @@ One call = one chunk that fits a 10-minute GPU run: it makes its training data (
 synthetic seeds per chunk, so resumed chunks see new rooms), trains the predictor for
 (1 - refine_fraction) of the budget and the refiner (predictor frozen) for the rest on
 clips of 2, then 4, then 8 frames, checkpoints, and writes the weights, a JSON of the
-figures and the model card. `--resume` continues from the checkpoint.
+figures and the model card. `--resume` continues from the checkpoint; a `--semantic-only`
+chunk trains the semantic head alone (labels are what it lacks, and those steps cost a
+fraction of a rendering step) and leaves every predicted Gaussian as it was.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from ..core.config import SCANNET20_CLASSES, MappingConfig
 from ..core.covisibility import unmapped_blocks
 from ..core.gaussian_map import GaussianMap, GaussianParams
 from ..core.nets import GaussianPredictor, GaussianRefiner, save_networks
+from ..core.nets.predictor import SemanticContext
 from ..core.nets.mapper import commit, refine_set, select_rows, visible_rows
 from ..core.render import make_rasterizer, render_views
 from .data import Sampler, covisible_mask, real_sequence, synthetic_sequences
@@ -68,6 +71,8 @@ class FitOptions:
     sem_batch: int = 0               # extra labelled frames per step for the token loss alone
     workers: int = 0                 # processes rendering synthetic data (0/1: in this process)
     new_refiner: bool = False        # with resume: keep the predictor, train a fresh refiner
+    sem_context: bool = False        # give the predictor the semantic context branch (kept once added)
+    semantic_only: bool = False      # train only the semantic head (backbone and the rest frozen)
     seed: int = 0
     command: str = ""
 
@@ -137,6 +142,19 @@ def semantic_batch(pred, sampler, mcfg, n: int, stride: int):
                            dtype=rgb.dtype, device=rgb.device)
     rgb = (rgb * gain).clamp(0, 1)
     return pred(rgb, depth, Ks, mcfg, labels=labels, stride=stride)
+
+
+def semantic_parameters(pred) -> List[torch.nn.Parameter]:
+    return list(pred.sem_head.parameters()) + ([] if pred.sem_context is None else
+                                               list(pred.sem_context.parameters()))
+
+
+def semantic_step(pred, sampler, mcfg, opts) -> Optional[torch.Tensor]:
+    """Token cross-entropy of sem_batch mirrored, jittered labelled frames; only the
+    semantic head's weights require gradients in this stage, so the backbone runs without
+    keeping activations and the Gaussians the model predicts stay exactly as they were."""
+    stride = int(sampler.rng.choice(opts.strides)) if opts.strides else mcfg.stride
+    return _token_ce(semantic_batch(pred, sampler, mcfg, max(opts.sem_batch, 1), stride), pred.num_classes)
 
 
 def predictor_step(pred, rast, sampler, mcfg, opts, weights: LossWeights) -> Dict[str, torch.Tensor]:
@@ -226,6 +244,40 @@ def refiner_clip(pred, ref, rast, sampler, mcfg, length: int, weights: LossWeigh
     return {k: float(np.mean(v)) for k, v in logs.items()}, len(gmap)
 
 
+def _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t0: float, t_end: float, maybe_save) -> int:
+    """--semantic-only: train the semantic head alone until the step count or the deadline."""
+    keep = {id(p) for p in semantic_parameters(pred)}
+    for p in pred.parameters():
+        p.requires_grad_(id(p) in keep)
+    pred.train()
+    n = 0
+    while True:
+        now = time.time()
+        if (opts.steps and n >= opts.steps) or (not opts.steps and now >= t_end):
+            break
+        frac = n / opts.steps if opts.steps else (now - t0) / max(t_end - t0, 1e-6)
+        for g in opt_s.param_groups:
+            g["lr"] = _lr(opts.lr, frac, n)
+        ce = semantic_step(pred, sampler, mcfg, opts)
+        n += 1
+        if ce is None or not torch.isfinite(ce):
+            state["skipped"] = state.get("skipped", 0) + 1
+            continue
+        opt_s.zero_grad(set_to_none=True)
+        ce.backward()
+        if torch.isfinite(torch.nn.utils.clip_grad_norm_(semantic_parameters(pred), 1.0)):
+            opt_s.step()
+        state["sem_steps"] = state.get("sem_steps", 0) + 1
+        hist.setdefault("token_ce_aug", []).append(float(ce.detach()))
+        hist.setdefault("loss", []).append(float(ce.detach()))
+        maybe_save()
+        if n % 100 == 0 or n == 1:
+            log.info("semantic step %d: token_ce_aug %.4f", state["sem_steps"], np.mean(hist["token_ce_aug"][-100:]))
+    for p in pred.parameters():
+        p.requires_grad_(True)
+    return n
+
+
 def warm_up(rast, dev) -> Optional[threading.Thread]:
     """Start compiling gsplat's CUDA kernels (about a minute on a fresh machine) in a thread,
     so the compile overlaps the CPU-bound synthetic data generation instead of eating
@@ -266,7 +318,8 @@ def fit(opts: FitOptions) -> dict:
         torch.backends.cudnn.benchmark = True
     mcfg = MappingConfig()
     rast = make_rasterizer("auto", dev)
-    pred = GaussianPredictor(len(SCANNET20_CLASSES), opts.feature_dim, opts.width_channels).to(dev)
+    pred = GaussianPredictor(len(SCANNET20_CLASSES), opts.feature_dim, opts.width_channels,
+                             sem_context=opts.sem_context and not opts.resume).to(dev)
     ref = GaussianRefiner(opts.feature_dim).to(dev)
     opt_p = torch.optim.AdamW(pred.parameters(), lr=opts.lr, weight_decay=1e-4)
     opt_r = torch.optim.AdamW(list(ref.parameters()) + list(pred.feat_head.parameters()), lr=opts.lr * 0.5,
@@ -277,8 +330,17 @@ def fit(opts: FitOptions) -> dict:
         if not ck.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint at {ck}")
         blob = torch.load(ck, map_location=dev, weights_only=False)
-        pred.load_state_dict(blob["predictor"])
-        opt_p.load_state_dict(blob["opt_predictor"])
+        had_context = any(k.startswith("sem_context.") for k in blob["predictor"])
+        if had_context or opts.sem_context:
+            pred.sem_context = SemanticContext(pred.width, pred.num_classes).to(dev)
+            opt_p = torch.optim.AdamW(pred.parameters(), lr=opts.lr, weight_decay=1e-4)
+        pred.load_state_dict(blob["predictor"], strict=had_context or not opts.sem_context)
+        sd = blob["opt_predictor"]
+        if opts.sem_context and not had_context:
+            # The branch's parameters come last in pred.parameters(): extend the saved
+            # group by their indices, so the old parameters keep their Adam moments.
+            sd["param_groups"][0]["params"] = list(range(len(list(pred.parameters()))))
+        opt_p.load_state_dict(sd)
         if opts.new_refiner:   # e.g. after a change of the refiner's inputs: it starts over
             log.info("--new-refiner: the refiner starts from scratch, the predictor is resumed")
         else:
@@ -289,11 +351,22 @@ def fit(opts: FitOptions) -> dict:
         log.info("resumed from %s: chunk %d, %d predictor steps, %d refiner clips", ck, state["chunk"],
                  state["pred_steps"], state["ref_clips"])
     ck.parent.mkdir(parents=True, exist_ok=True)
+    opt_s = None
+    if opts.semantic_only:
+        if not opts.resume:
+            raise ValueError("--semantic-only trains the semantic head of resumed weights: pass --resume")
+        opt_s = torch.optim.AdamW(semantic_parameters(pred), lr=opts.lr, weight_decay=1e-4)
+        if blob.get("opt_semantic") is not None:
+            try:
+                opt_s.load_state_dict(blob["opt_semantic"])
+            except ValueError:   # the head changed since (a branch added): fresh moments
+                log.info("--semantic-only: the semantic optimiser starts over")
 
     def save_ckpt():
         tmp = ck.with_suffix(".tmp")
         torch.save({"predictor": pred.state_dict(), "refiner": ref.state_dict(), "opt_predictor": opt_p.state_dict(),
-                    "opt_refiner": opt_r.state_dict(), "state": state, "options": asdict(opts)}, tmp)
+                    "opt_refiner": opt_r.state_dict(), "opt_semantic": None if opt_s is None else opt_s.state_dict(),
+                    "state": state, "options": asdict(opts)}, tmp)
         tmp.replace(ck)
 
     last_save = [time.time()]
@@ -304,7 +377,7 @@ def fit(opts: FitOptions) -> dict:
             last_save[0] = time.time()
 
     budget = opts.minutes * 60
-    warm = warm_up(rast, dev)
+    warm = None if opts.semantic_only else warm_up(rast, dev)   # that stage renders nothing
     # Data: fresh seeds per chunk, never below TRAIN_SEED_BASE (evaluation seeds are).
     # (A chunk starts after the last seed any earlier chunk asked for, however many it made.)
     first_seed = state.get("next_seed", TRAIN_SEED_BASE + 100 * state["chunk"])
@@ -323,11 +396,14 @@ def fit(opts: FitOptions) -> dict:
     t_train = time.time()
     left = max(budget - (t_train - t_start), 1.0)
     t_pred_end = t_train + left * (1 - opts.refine_fraction)
+    hist: Dict[str, list] = {}
+    n = sem_n = 0
+    if opts.semantic_only:
+        sem_n = _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t_train, t_start + budget, maybe_save)
+        t_pred_end = t_train    # no predictor or refiner stage in this chunk
     # -- predictor ------------------------------------------------------------------
     pred.train()
-    hist: Dict[str, list] = {}
-    n = 0
-    while True:
+    while not opts.semantic_only:
         now = time.time()
         if (opts.steps and n >= opts.steps) or (not opts.steps and now >= t_pred_end):
             break
@@ -366,7 +442,7 @@ def fit(opts: FitOptions) -> dict:
     t_end = t_start + budget
     m = 0
     stages = opts.clip_lengths
-    while True:
+    while not opts.semantic_only:
         now = time.time()
         if (opts.refine_steps and m >= opts.refine_steps) or (not opts.refine_steps and now >= t_end):
             break
@@ -392,7 +468,10 @@ def fit(opts: FitOptions) -> dict:
         raise RuntimeError("training diverged: non-finite weights; nothing written")
     elapsed = time.time() - t_start
     state["seconds"] += elapsed
-    chunk = {"chunk": state["chunk"], "seconds": elapsed, "predictor_steps": n, "refiner_clips": m,
+    device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+    chunk = {"chunk": state["chunk"], "seconds": elapsed, "device": device_name,
+             "predictor_steps": 0 if opts.semantic_only else n,
+             "semantic_steps": sem_n, "refiner_clips": m,
              "clip_lengths": sorted(set(rhist.get("clip_length", []))),
              "predictor_first": pred_first, "predictor_final": pred_final,
              "refiner_first": ref_first, "refiner_final": ref_final,
@@ -400,9 +479,9 @@ def fit(opts: FitOptions) -> dict:
              "command": opts.command}
     state["history"].append(chunk)
     save_ckpt()
-    device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     summary = {"command": opts.command, "device": device_name, "renderer": rast.name,
                "total_predictor_steps": state["pred_steps"], "total_refiner_clips": state["ref_clips"],
+               "total_semantic_steps": state.get("sem_steps", 0),
                "total_seconds": state["seconds"], "chunks": state["history"],
                "training_sequences": state["sequences"], "options": asdict(opts)}
     save_networks(opts.out, pred, ref, SCANNET20_CLASSES, meta={"summary": json.dumps(summary)})

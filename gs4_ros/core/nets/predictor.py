@@ -95,11 +95,34 @@ def _head(cin: int, cout: int, zero: bool) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cin, 3, 1, 1), nn.ReLU(inplace=True), last)
 
 
+class SemanticContext(nn.Module):
+    """Residual logits from a wider view than the 3x3 semantic head's: two dilated
+    convolutions (about a metre of wall at 3 m) and the frame's pooled coarsest features.
+
+    The classes the plain head confuses are told apart by context, not by the block itself:
+    a sofa and a bed are both soft boxes, a shower curtain is a curtain in a bathroom. The
+    output layer starts at zero, so adding the branch to trained weights changes nothing
+    until it is trained."""
+
+    def __init__(self, width: int, num_classes: int):
+        super().__init__()
+        self.local = nn.Sequential(nn.Conv2d(width, width, 3, 1, 2, dilation=2), nn.ReLU(inplace=True),
+                                   nn.Conv2d(width, width, 3, 1, 4, dilation=4), nn.ReLU(inplace=True))
+        self.glob = nn.Sequential(nn.Linear(width, width), nn.ReLU(inplace=True))
+        self.out = nn.Conv2d(2 * width, num_classes, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, feats: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+        g = self.glob(coarse.mean((2, 3)))[:, :, None, None].expand(-1, -1, *feats.shape[-2:])
+        return self.out(torch.cat([self.local(feats), g], 1))
+
+
 class GaussianPredictor(nn.Module):
     """RGB-D frame -> TokenGaussians at stride 8 (16 and 32 selectable per call)."""
 
     def __init__(self, num_classes: int = 20, feature_dim: int = 16, width: int = 64,
-                 init_opacity: float = 0.95):
+                 init_opacity: float = 0.95, sem_context: bool = False):
         super().__init__()
         self.num_classes = int(num_classes)
         self.feature_dim = int(feature_dim)
@@ -108,11 +131,18 @@ class GaussianPredictor(nn.Module):
         self.gauss_head = _head(width, N_GAUSS_OUT, zero=True)
         self.feat_head = _head(width, self.feature_dim, zero=False)
         self.sem_head = _head(width, self.num_classes, zero=False)
+        # Optional so that weight files written before the branch existed still load.
+        self.sem_context = SemanticContext(width, self.num_classes) if sem_context else None
         self.opacity_bias = float(math.log(init_opacity / (1 - init_opacity)))
 
     def arch(self) -> dict:
         return {"num_classes": self.num_classes, "feature_dim": self.feature_dim, "width": self.width,
-                "init_opacity": 1 / (1 + math.exp(-self.opacity_bias))}
+                "init_opacity": 1 / (1 + math.exp(-self.opacity_bias)), "sem_context": self.sem_context is not None}
+
+    def semantic_logits(self, feats: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+        """[B, C, h, w] token features (+ the stride-32 level) -> [B, K, h, w] class logits."""
+        sem = self.sem_head(feats)
+        return sem if self.sem_context is None else sem + self.sem_context(feats, coarse)
 
     def forward(self, rgb: torch.Tensor, depth: torch.Tensor, K: torch.Tensor, cfg: MappingConfig,
                 labels: Optional[torch.Tensor] = None, stride: int = 8) -> TokenGaussians:
@@ -129,10 +159,11 @@ class GaussianPredictor(nn.Module):
         with torch.no_grad():
             priors = [block_gaussians(depth[b], rgb[b], Ks[b], cfg, None if labels is None else labels[b], stride=s)
                       for b in range(B)]
-        feats = self.backbone(encode_rgbd(rgb, depth))[s][:, :, :hb, :wb]
+        levels = self.backbone(encode_rgbd(rgb, depth))
+        feats = levels[s][:, :, :hb, :wb]
         g = self.gauss_head(feats).flatten(2).transpose(1, 2)          # [B, T, 14]
         f = self.feat_head(feats).flatten(2).transpose(1, 2)
-        sem = self.sem_head(feats).flatten(2).transpose(1, 2)
+        sem = self.semantic_logits(feats, levels[32]).flatten(2).transpose(1, 2)
         pm = torch.stack([p.means for p in priors])                    # [B, T, 3]
         rot = torch.stack([p.rotmats for p in priors])                 # [B, T, 3, 3]
         # Centre: shift the prior's pixel, back-project it onto the block's plane, then

@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""The semantic head alone: token accuracy, mIoU over the classes present and the worst
+confusions, on held-out synthetic seeds, for one or more weights files in the same run.
+
+The map's mIoU (`gs4 train eval`) mixes the head with tracking and fusion; this looks at
+what the head itself predicts for each stride-8 token against the token's majority label,
+so a change of the head or of its training shows directly.
+
+    python benchmarks/semantic_tokens.py --device cuda --weights gs4_ros/weights/gs4_nets.pt new.pt
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gs4_ros.core.config import SCANNET20_CLASSES, MappingConfig  # noqa: E402
+from gs4_ros.core.nets import load_networks  # noqa: E402
+from gs4_ros.core.nets.weights import DEFAULT_WEIGHTS  # noqa: E402
+from gs4_ros.train.data import _seed_tensors  # noqa: E402
+
+
+def confusion(pred, frames, cfg, num_classes: int) -> np.ndarray:
+    conf = np.zeros((num_classes, num_classes), np.int64)
+    for d in frames:
+        with torch.no_grad():
+            tok = pred(d["rgb"].float() / 255.0, d["depth"], d["K"], cfg, labels=d["labels"])
+        lab, valid = tok.labels.reshape(-1), tok.valid.reshape(-1)
+        guess = tok.sem_logits.reshape(-1, num_classes).argmax(-1)
+        ok = valid & (lab < num_classes)
+        np.add.at(conf, (lab[ok].cpu().numpy(), guess[ok].cpu().numpy()), 1)
+    return conf
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--weights", nargs="+", default=[str(DEFAULT_WEIGHTS)])
+    ap.add_argument("--seeds", default="900,901,902,903,904,905", help="held-out synthetic seeds (< 1000)")
+    ap.add_argument("--frames", type=int, default=10, help="frames per seed")
+    ap.add_argument("--step", type=int, default=4, help="every step-th frame of the camera path")
+    ap.add_argument("--width", type=int, default=640)
+    ap.add_argument("--height", type=int, default=480)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch", type=int, default=5, help="frames per forward pass")
+    args = ap.parse_args()
+    dev = torch.device(args.device)
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    if any(s >= 1000 for s in seeds):
+        sys.exit("training seeds start at 1000: evaluate on seeds below it")
+    frames = []
+    for s in seeds:
+        d = _seed_tensors(s, args.frames, args.step, args.width, args.height, dev)
+        for i in range(0, args.frames, args.batch):
+            frames.append({"rgb": d["rgb"][i:i + args.batch], "depth": d["depth"][i:i + args.batch],
+                           "labels": d["labels"][i:i + args.batch], "K": d["K"]})
+    cfg = MappingConfig()
+    names = list(SCANNET20_CLASSES)
+    dev_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu"
+    print(f"data: synthetic seeds {args.seeds}, {args.frames} frames each (every {args.step}th), "
+          f"{args.width}x{args.height}, stride-8 tokens; device: {dev_name}")
+    print(f"{'weights':<40s} {'token acc':>9s} {'mIoU':>6s} {'classes':>7s}  worst classes (IoU, mostly taken for)")
+    for w in args.weights:
+        pred, _, _ = load_networks(w, dev)
+        conf = confusion(pred, frames, cfg, pred.num_classes)
+        tp, gt, pr = np.diag(conf), conf.sum(1), conf.sum(0)
+        iou = tp / np.maximum(gt + pr - tp, 1)
+        present = np.flatnonzero(gt > 0)
+        worst = sorted(present, key=lambda k: iou[k])[:4]
+        conf_off = conf - np.diag(tp)
+        desc = ", ".join(f"{names[k]} {iou[k]:.2f} ({names[int(conf_off[k].argmax())]})" for k in worst)
+        print(f"{str(w)[-40:]:<40s} {tp.sum() / max(conf.sum(), 1):9.3f} {iou[present].mean():6.3f} "
+              f"{len(present):7d}  {desc}")
+
+
+if __name__ == "__main__":
+    main()
