@@ -283,9 +283,9 @@ def test_graphed_predictor_matches_eager_on_cuda():
 
     dev = torch.device("cuda")
     torch.manual_seed(0)
-    pred = GaussianPredictor(20).to(dev).eval()
-    for p in pred.gauss_head[-1].parameters():          # non-zero residuals exercise every path
-        torch.nn.init.normal_(p, std=0.1)
+    pred = GaussianPredictor(20, sem_context=True).to(dev).eval()
+    for p in list(pred.gauss_head[-1].parameters()) + list(pred.sem_context.out.parameters()):
+        torch.nn.init.normal_(p, std=0.1)               # non-zero residuals exercise every path
     mapper = NetworkMapper(pred, None, PipelineConfig())
     seq = SyntheticSequence(seed=4, n_frames=8, width=160, height=120, device=dev)
     with torch.no_grad():
