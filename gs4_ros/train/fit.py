@@ -470,8 +470,7 @@ def fit(opts: FitOptions) -> dict:
     state["seconds"] += elapsed
     device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     chunk = {"chunk": state["chunk"], "seconds": elapsed, "device": device_name,
-             "predictor_steps": 0 if opts.semantic_only else n,
-             "semantic_steps": sem_n, "refiner_clips": m,
+             "predictor_steps": n, "semantic_steps": sem_n, "refiner_clips": m,
              "clip_lengths": sorted(set(rhist.get("clip_length", []))),
              "predictor_first": pred_first, "predictor_final": pred_final,
              "refiner_first": ref_first, "refiner_final": ref_final,
