@@ -264,6 +264,82 @@ def test_7scenes_real_sequence():
     assert steps.max() < 0.05
 
 
+# --- colour-to-depth registration ------------------------------------------------------
+
+def _plane_texture(x, y):
+    """A smooth pattern on the plane z = 2 m, as a function of metric x, y."""
+    return (127 + 100 * np.sin(9 * x) * np.cos(7 * y)).astype(np.float32)
+
+
+def test_register_color_identity_camera_keeps_the_image():
+    from gs4_ros.io.datasets.registration import ColorCamera, register_color
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)
+    depth = rng.uniform(0.5, 3.0, (30, 40)).astype(np.float32)
+    K = np.array([[35.0, 0, 20], [0, 35.0, 15], [0, 0, 1]])
+    out = register_color(rgb, depth, K, ColorCamera(35.0, 35.0, 20.0, 15.0, np.eye(4)))
+    np.testing.assert_array_equal(out, rgb)
+
+
+def test_register_color_moves_another_cameras_view_into_the_depth_view():
+    """A textured plane seen by a colour camera with another focal length, 2.5 cm to the
+    side: after registration each depth pixel holds the texture at its own 3D point."""
+    from gs4_ros.io.datasets.registration import ColorCamera, register_color
+
+    h, w, z = 120, 160, 2.0
+    Kd = np.array([[146.0, 0, 80], [0, 146.0, 60], [0, 0, 1]])
+    T = np.eye(4)
+    T[0, 3] = -0.025                       # colour camera 2.5 cm along the depth camera's +x
+    cam = ColorCamera(131.0, 131.0, 80.0, 60.0, T)
+    u, v = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
+    # What the colour camera sees: its ray hits the plane at (x_c, y_c) in its own frame.
+    xc, yc = (u - cam.cx) * z / cam.fx, (v - cam.cy) * z / cam.fy
+    rgb = np.repeat(_plane_texture(xc - T[0, 3], yc)[..., None], 3, axis=2).astype(np.uint8)
+    depth = np.full((h, w), z, np.float32)
+    out = register_color(rgb, depth, Kd, cam)[..., 0].astype(np.float32)
+    want = _plane_texture((u - Kd[0, 2]) * z / Kd[0, 0], (v - Kd[1, 2]) * z / Kd[1, 1])
+    inner = (slice(10, -10), slice(10, -10))     # away from the replicated border
+    assert np.abs(out - want)[inner].mean() < 2.0
+    assert np.abs(rgb[..., 0].astype(np.float32) - want)[inner].mean() > 20.0   # it did need moving
+
+
+def test_7scenes_reader_registers_colour_unless_told_not_to(tmp_path):
+    from gs4_ros.cli.main import build_parser
+    from gs4_ros.cli.run import dataset_kwargs
+
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "frame-000000.color.png"), rgb[..., ::-1])
+    cv2.imwrite(str(tmp_path / "frame-000000.depth.png"), np.full((48, 64), 1500, np.uint16))
+    args = build_parser().parse_args(["run", "--dataset", f"7scenes:{tmp_path}", "--out", str(tmp_path / "o"),
+                                      "--no-color-registration"])
+    kw = dataset_kwargs(args, "cpu")
+    assert kw == {"register_color": False}
+    np.testing.assert_array_equal(open_dataset(f"7scenes:{tmp_path}", **kw)[0].rgb, rgb)
+    registered = open_dataset(f"7scenes:{tmp_path}")[0].rgb
+    assert np.abs(registered.astype(int) - rgb).mean() > 20     # resampled into the depth view
+
+
+@pytest.mark.data
+@pytest.mark.skipif(not SEVEN.is_dir(), reason=f"real 7-Scenes data not found at {SEVEN}")
+def test_7scenes_colour_is_registered_to_depth_by_default():
+    """Registered, colour edges sit on depth edges more often than as recorded (every
+    frame of ten; benchmarks/color_registration.py prints the same score)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("color_registration",
+                                                  REPO / "benchmarks" / "color_registration.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    reg = open_dataset(f"7scenes:{SEVEN}", frames="0:500:50")
+    raw = open_dataset(f"7scenes:{SEVEN}", frames="0:500:50", register_color=False)
+    for i in range(len(reg)):
+        a, b = reg[i], raw[i]
+        np.testing.assert_array_equal(a.depth, b.depth)
+        assert mod.edge_alignment(a.rgb, a.depth) > mod.edge_alignment(b.rgb, b.depth)
+
+
 # --- open_dataset ----------------------------------------------------------------------
 
 def test_open_dataset_messages(tmp_path):

@@ -27,6 +27,14 @@ def _add_common(p: argparse.ArgumentParser):
     p.add_argument("--print-every", type=int, default=25)
 
 
+def dataset_kwargs(args, device) -> dict:
+    """Reader options from the command line (the readers ignore the ones they lack)."""
+    kw = {"device": str(device)} if args.dataset.startswith("synthetic") else {}
+    if getattr(args, "no_color_registration", False):
+        kw["register_color"] = False
+    return kw
+
+
 def register(sub):
     p = sub.add_parser("run", help="run SLAM on a dataset or a rosbag2 and evaluate")
     src = p.add_mutually_exclusive_group(required=True)
@@ -36,6 +44,9 @@ def register(sub):
     p.add_argument("--depth-topic", default=None)
     p.add_argument("--info-topic", default=None)
     p.add_argument("--depth-scale", type=float, default=None, help="depth counts per metre override (TUM: 5000)")
+    p.add_argument("--no-color-registration", action="store_true",
+                   help="7-Scenes: use the colour images as recorded instead of resampling them into the "
+                        "depth camera's view")
     p.add_argument("--odom-topic", default=None,
                    help="nav_msgs/Odometry topic of the bag whose motion seeds tracking (as the node's odom_prior)")
     p.add_argument("--out", required=True, help="output folder")
@@ -89,7 +100,7 @@ def cmd_run(args) -> int:
     else:
         from ..io.datasets import open_dataset
 
-        kw = {"device": str(device)} if args.dataset.startswith("synthetic") else {}
+        kw = dataset_kwargs(args, device)
         if size is None and device.type == "cpu":
             probe = open_dataset(args.dataset, frames="0:1", **kw)
             if probe.intrinsics.width >= 640:
