@@ -3,9 +3,8 @@
 as recorded and registered (io/datasets/registration.py), with a sweep of the colour
 camera's focal length around the calibration's 525 px. No ground truth is involved.
 
-Score: mean colour-gradient magnitude on depth discontinuities (> 5 cm between
-neighbours, dilated by one pixel) over its mean on all pixels with depth. Colour edges
-that sit on the depth edges raise it; a shifted or scaled colour image lowers it.
+Score: gs4_ros.eval.image_metrics.edge_alignment (colour gradient on depth edges over
+colour gradient everywhere with depth).
 
     python benchmarks/color_registration.py --dataset 7scenes:../shared/data/7scenes_redkitchen_dev
 """
@@ -15,25 +14,14 @@ import argparse
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gs4_ros.eval.image_metrics import edge_alignment  # noqa: E402
 from gs4_ros.io.datasets import open_dataset  # noqa: E402
 from gs4_ros.io.datasets.registration import ColorCamera, register_color  # noqa: E402
 from gs4_ros.io.datasets.sevenscenes import KINECT_V1_COLOR  # noqa: E402
-
-
-def edge_alignment(rgb: np.ndarray, depth: np.ndarray, jump: float = 0.05) -> float:
-    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    grad = np.hypot(cv2.Sobel(gray, cv2.CV_32F, 1, 0), cv2.Sobel(gray, cv2.CV_32F, 0, 1))
-    valid = depth > 0
-    dx = np.abs(np.diff(depth, axis=1, prepend=depth[:, :1]))
-    dy = np.abs(np.diff(depth, axis=0, prepend=depth[:1]))
-    edges = (np.maximum(dx, dy) > jump) & valid
-    edges = cv2.dilate(edges.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    return float(grad[edges].mean() / max(grad[valid].mean(), 1e-6))
 
 
 def main():

@@ -326,18 +326,14 @@ def test_7scenes_reader_registers_colour_unless_told_not_to(tmp_path):
 def test_7scenes_colour_is_registered_to_depth_by_default():
     """Registered, colour edges sit on depth edges more often than as recorded (every
     frame of ten; benchmarks/color_registration.py prints the same score)."""
-    import importlib.util
+    from gs4_ros.eval.image_metrics import edge_alignment
 
-    spec = importlib.util.spec_from_file_location("color_registration",
-                                                  REPO / "benchmarks" / "color_registration.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
     reg = open_dataset(f"7scenes:{SEVEN}", frames="0:500:50")
     raw = open_dataset(f"7scenes:{SEVEN}", frames="0:500:50", register_color=False)
     for i in range(len(reg)):
         a, b = reg[i], raw[i]
         np.testing.assert_array_equal(a.depth, b.depth)
-        assert mod.edge_alignment(a.rgb, a.depth) > mod.edge_alignment(b.rgb, b.depth)
+        assert edge_alignment(a.rgb, a.depth) > edge_alignment(b.rgb, b.depth)
 
 
 # --- open_dataset ----------------------------------------------------------------------
