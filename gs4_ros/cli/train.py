@@ -88,7 +88,8 @@ def fit_options(args):
 
 def options_from_command(command: str) -> Optional[dict]:
     """The FitOptions (as a dict) of a recorded `gs4 train fit ...` command line, so that a
-    model card describes each chunk by its own options; None if it is not one."""
+    model card describes each chunk by its own options; None if it is not one. An option
+    the command left out reads as today's default."""
     from dataclasses import asdict
 
     from .main import build_parser
