@@ -29,7 +29,6 @@ from ..core.config import SCANNET20_CLASSES, MappingConfig
 from ..core.covisibility import unmapped_blocks
 from ..core.gaussian_map import GaussianMap, GaussianParams
 from ..core.nets import GaussianPredictor, GaussianRefiner, save_networks
-from ..core.nets.predictor import SemanticContext
 from ..core.nets.mapper import commit, refine_set, select_rows, visible_rows
 from ..core.render import make_rasterizer, render_views
 from .data import Sampler, covisible_mask, real_sequence, synthetic_sequences
@@ -318,22 +317,24 @@ def fit(opts: FitOptions) -> dict:
         torch.backends.cudnn.benchmark = True
     mcfg = MappingConfig()
     rast = make_rasterizer("auto", dev)
+    ck = Path(opts.ckpt)
+    blob = None
+    if opts.resume:
+        if not ck.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {ck}")
+        blob = torch.load(ck, map_location=dev, weights_only=False)
+    elif opts.semantic_only:
+        raise ValueError("--semantic-only trains the semantic head of resumed weights: pass --resume")
+    # The context branch is kept once a checkpoint has it, and added on --sem-context.
+    had_context = blob is not None and any(k.startswith("sem_context.") for k in blob["predictor"])
     pred = GaussianPredictor(len(SCANNET20_CLASSES), opts.feature_dim, opts.width_channels,
-                             sem_context=opts.sem_context and not opts.resume).to(dev)
+                             sem_context=opts.sem_context or had_context).to(dev)
     ref = GaussianRefiner(opts.feature_dim).to(dev)
     opt_p = torch.optim.AdamW(pred.parameters(), lr=opts.lr, weight_decay=1e-4)
     opt_r = torch.optim.AdamW(list(ref.parameters()) + list(pred.feat_head.parameters()), lr=opts.lr * 0.5,
                               weight_decay=1e-4)
     state = {"chunk": 0, "pred_steps": 0, "ref_clips": 0, "history": [], "seconds": 0.0, "sequences": []}
-    ck = Path(opts.ckpt)
-    if opts.resume:
-        if not ck.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint at {ck}")
-        blob = torch.load(ck, map_location=dev, weights_only=False)
-        had_context = any(k.startswith("sem_context.") for k in blob["predictor"])
-        if had_context or opts.sem_context:
-            pred.sem_context = SemanticContext(pred.width, pred.num_classes).to(dev)
-            opt_p = torch.optim.AdamW(pred.parameters(), lr=opts.lr, weight_decay=1e-4)
+    if blob is not None:
         pred.load_state_dict(blob["predictor"], strict=had_context or not opts.sem_context)
         sd = blob["opt_predictor"]
         if opts.sem_context and not had_context:
@@ -353,8 +354,6 @@ def fit(opts: FitOptions) -> dict:
     ck.parent.mkdir(parents=True, exist_ok=True)
     opt_s = None
     if opts.semantic_only:
-        if not opts.resume:
-            raise ValueError("--semantic-only trains the semantic head of resumed weights: pass --resume")
         opt_s = torch.optim.AdamW(semantic_parameters(pred), lr=opts.lr, weight_decay=1e-4)
         if blob.get("opt_semantic") is not None:
             try:
