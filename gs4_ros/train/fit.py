@@ -143,6 +143,11 @@ def semantic_batch(pred, sampler, mcfg, n: int, stride: int):
     return pred(rgb, depth, Ks, mcfg, labels=labels, stride=stride)
 
 
+def _draw_stride(sampler, opts, mcfg) -> int:
+    """This step's token stride: drawn from opts.strides (the mapping default if empty)."""
+    return int(sampler.rng.choice(opts.strides)) if opts.strides else mcfg.stride
+
+
 def semantic_parameters(pred) -> List[torch.nn.Parameter]:
     return list(pred.sem_head.parameters()) + ([] if pred.sem_context is None else
                                                list(pred.sem_context.parameters()))
@@ -152,7 +157,7 @@ def semantic_step(pred, sampler, mcfg, opts) -> Optional[torch.Tensor]:
     """Token cross-entropy of sem_batch mirrored, jittered labelled frames; only the
     semantic head's weights require gradients in this stage, so the backbone runs without
     keeping activations and the Gaussians the model predicts stay exactly as they were."""
-    stride = int(sampler.rng.choice(opts.strides)) if opts.strides else mcfg.stride
+    stride = _draw_stride(sampler, opts, mcfg)
     return _token_ce(semantic_batch(pred, sampler, mcfg, max(opts.sem_batch, 1), stride), pred.num_classes)
 
 
@@ -167,7 +172,7 @@ def predictor_step(pred, rast, sampler, mcfg, opts, weights: LossWeights) -> Dic
     Ks = torch.stack([s.K for s, _ in batch])
     labels = torch.stack([s.labels[v[0]] if s.labels is not None else
                           torch.full_like(s.depth[v[0]], 255, dtype=torch.uint8) for s, v in batch])
-    stride = int(sampler.rng.choice(opts.strides)) if opts.strides else mcfg.stride
+    stride = _draw_stride(sampler, opts, mcfg)
     tok = pred(rgb, depth, Ks, mcfg, labels=labels, stride=stride)
     parts: Dict[str, list] = {}
     for b, (seq, views) in enumerate(batch):
