@@ -123,7 +123,7 @@ class SevenScenesDataset(Dataset):
         depth = read_depth(self._depth[k], self.depth_scale, invalid_values=(0, 65535))
         if self.register_color and rgb.shape[:2] == depth.shape:
             h, w = rgb.shape[:2]
-            cam = KINECT_V1_COLOR if (w, h) == (640, 480) else KINECT_V1_COLOR.scaled(w / 640, h / 480)
+            cam = KINECT_V1_COLOR.scaled(w / 640, h / 480)    # the calibration is for 640x480
             rgb = register_color(rgb, depth, self._native.K_numpy(), cam)
         return make_frame(k, self._all_stamps[k], rgb, depth, self._native, self.gt_pose(k),
                           self._color[k], self._depth[k], meta={"file_number": self._numbers[k]})
