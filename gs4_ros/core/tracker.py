@@ -65,7 +65,7 @@ class Level:
 
 
 def build_pyramid(depth: torch.Tensor, gray: torch.Tensor, K: torch.Tensor, levels: int,
-                  min_depth: float, max_depth: float, normal_width: int = 320) -> List[Level]:
+                  min_depth: float, max_depth: float, normal_width: int) -> List[Level]:
     """Observed depth/intensity pyramid with vertex and normal maps; level 0 = input size.
 
     Normals are differenced over a baseline of the same angle at every image size: one
