@@ -88,6 +88,11 @@ class MappingConfig:
     # confidence-weighted running average (confidence capped here). 0 disables.
     fuse_max_weight: float = 60.0
     fuse_gate: float = 0.03                 # metres (+ 1% of depth) surface-to-observation gate
+    # Semantic fusion: each keyframe's class evidence (semantic head or label image) is
+    # averaged into the Gaussians it sees, over at most this many views (core/semantic_fusion).
+    # 0 keeps the class a Gaussian was born with.
+    semantic_fusion_max_views: int = 20
+    semantic_fusion_gate: float = 0.05      # metres (+ 2% of depth) Gaussian-to-block-depth gate
 
 
 @dataclass

@@ -5,7 +5,8 @@ log-scales, unnormalised quaternions (w, x, y, z) and opacity logits, as in 3DGS
 Colours are linear RGB in [0, 1]; semantics are class logits; `features` is the latent
 vector the refinement network reads. Book-keeping per Gaussian: how often it was
 updated (frozen after a limit), the frame that created it and the keyframe it is
-anchored to (so a back-end correction of that keyframe moves it rigidly).
+anchored to (so a back-end correction of that keyframe moves it rigidly), and how many
+views its semantics average.
 """
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ from . import se3
 # Fields with one row per Gaussian, in storage order.
 FLOAT_FIELDS = ("means", "log_scales", "quats", "opacity_logits", "colors", "sem_logits", "features",
                 "obs_weight")
-INT_FIELDS = ("update_count", "birth_frame", "keyframe_id")
-# Value of each int field for a new row; birth_frame and keyframe_id come from insert().
-INT_DEFAULTS = {"update_count": 0, "birth_frame": 0, "keyframe_id": -1}
+INT_FIELDS = ("update_count", "birth_frame", "keyframe_id", "sem_count")
+# Value of each int field for a new row; birth_frame and keyframe_id come from insert(),
+# sem_count (views averaged into sem_logits, core/semantic_fusion) is 0 without semantics.
+INT_DEFAULTS = {"update_count": 0, "birth_frame": 0, "keyframe_id": -1, "sem_count": 1}
 
 
 @dataclass
@@ -81,6 +83,7 @@ class GaussianMap:
         """
         n = means.shape[0]
         dev, dt = self.device, self.dtype
+        sem_count = INT_DEFAULTS["sem_count"] if sem_logits is not None else 0
         if sem_logits is None:
             sem_logits = torch.zeros(n, self.num_classes, device=dev, dtype=dt)
         if features is None:
@@ -98,7 +101,7 @@ class GaussianMap:
             t = new[name].to(device=dev, dtype=dt).detach()
             setattr(self, name, torch.cat([getattr(self, name), t], 0))
         start = len(self) - n
-        vals = dict(INT_DEFAULTS, birth_frame=birth_frame, keyframe_id=keyframe_id)
+        vals = dict(INT_DEFAULTS, birth_frame=birth_frame, keyframe_id=keyframe_id, sem_count=sem_count)
         for name, val in vals.items():
             setattr(self, name, torch.cat([getattr(self, name),
                                            torch.full((n,), val, device=dev, dtype=torch.int32)]))

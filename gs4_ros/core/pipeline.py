@@ -31,6 +31,7 @@ from .covisibility import block_confidence, unmapped_blocks
 from .cuda_graph import GraphedCall
 from .depth_fill import fill_planar_holes
 from .fusion import fuse_depth
+from .semantic_fusion import fuse_semantics
 from .gaussian_map import GaussianMap
 from .initializer import block_gaussians, labels_to_logits, to_world
 from .render import make_rasterizer, render_views
@@ -509,6 +510,10 @@ class SLAMPipeline:
         select = bg.valid & unmapped_blocks(self.rasterizer, self.map, pose, K, intr.width, intr.height,
                                             m.stride, bg.depth, m.silhouette_threshold, m.front_margin,
                                             render=covis_render)
+        if bg.labels is not None and m.semantic_fusion_max_views > 0:
+            fuse_semantics(self.map, pose, K, m.stride, bg.grid_shape,
+                           torch.where(bg.valid, bg.depth, torch.zeros_like(bg.depth)), bg.labels, len(self.map),
+                           m.semantic_fusion_gate, m.semantic_fusion_max_views)
         n = int(select.sum())
         if n == 0:
             return 0

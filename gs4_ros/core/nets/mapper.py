@@ -18,6 +18,7 @@ from .. import se3
 from ..covisibility import block_confidence, unmapped_blocks
 from ..cuda_graph import GraphedCall
 from ..initializer import labels_to_logits
+from ..semantic_fusion import fuse_semantics
 from .refiner import FIELDS, GaussianRefiner, apply_residuals
 
 log = logging.getLogger(__name__)
@@ -136,14 +137,19 @@ class NetworkMapper:
         select = tok.valid[0] & unmapped_blocks(rasterizer, gmap, pose, K, intr.width, intr.height, m.stride,
                                                 tok.depth[0], m.silhouette_threshold, m.front_margin,
                                                 render=covis_render)
+        evidence = tok.labels[0] if use_frame_labels else self._semantics(tok.sem_logits[0])
+        if m.semantic_fusion_max_views > 0:
+            fuse_semantics(gmap, pose, K, m.stride, tok.grid_shape,
+                           torch.where(tok.valid[0], tok.depth[0], torch.zeros_like(tok.depth[0])), evidence,
+                           len(gmap), m.semantic_fusion_gate, m.semantic_fusion_max_views)
         n = int(select.sum())
         if n == 0:
             return 0
         means, log_scales, quats = tok.world(0, pose, select)
         if use_frame_labels:
-            sem = labels_to_logits(tok.labels[0][select], self.cfg.num_classes)
+            sem = labels_to_logits(evidence[select], self.cfg.num_classes)
         else:
-            sem = self._semantics(tok.sem_logits[0][select])
+            sem = evidence[select]
         # A map loaded from elsewhere (a v0 PLY) may lack the latent features: map into it,
         # but the refiner, which reads them, is skipped.
         fits = gmap.feature_dim == self.predictor.feature_dim
