@@ -286,8 +286,9 @@ def test_graphed_predictor_matches_eager_on_cuda():
 
     dev = torch.device("cuda")
     torch.manual_seed(0)
-    pred = GaussianPredictor(20, sem_context=True).to(dev).eval()
-    for p in list(pred.gauss_head[-1].parameters()) + list(pred.sem_context.out.parameters()):
+    pred = GaussianPredictor(20, sem_context=True, sem_geometry=True).to(dev).eval()
+    for p in (list(pred.gauss_head[-1].parameters()) + list(pred.sem_context.out.parameters())
+              + list(pred.sem_geometry.out.parameters())):
         torch.nn.init.normal_(p, std=0.1)               # non-zero residuals exercise every path
     mapper = NetworkMapper(pred, None, PipelineConfig())
     seq = SyntheticSequence(seed=4, n_frames=8, width=160, height=120, device=dev)
@@ -312,3 +313,27 @@ def test_graphed_predictor_matches_eager_on_cuda():
             v = eager.valid[0]
             scale = cov[0][v].flatten(1).norm(dim=1).clamp(min=1e-12)
             assert ((cov[0][v] - cov[1][v]).flatten(1).norm(dim=1) / scale).max() < 1e-3
+
+
+def test_semantic_geometry_branch_starts_at_zero_and_reads_finite_geometry():
+    """Added to trained weights, the branch changes no logit until trained; its inputs are
+    finite where a block has no depth (a NaN normal there is not passed on), and the
+    image-row channel runs from the top row (-1) to the bottom one (+1)."""
+    from gs4_ros.core.nets.predictor import SemanticGeometry
+
+    torch.manual_seed(0)
+    plain = GaussianPredictor(20).eval()
+    geo = GaussianPredictor(20, sem_geometry=True).eval()
+    geo.load_state_dict(plain.state_dict(), strict=False)
+    seq = SyntheticSequence(seed=4, n_frames=2, width=160, height=120)
+    f = seq[0]
+    rgb, depth = torch.from_numpy(f.rgb).float() / 255, torch.from_numpy(f.depth)
+    with torch.no_grad():
+        a = plain(rgb, depth, f.intrinsics.K(), MappingConfig())
+        b = geo(rgb, depth, f.intrinsics.K(), MappingConfig())
+    assert torch.equal(a.sem_logits, b.sem_logits)
+    normals = torch.tensor([[[0.0, -1.0, 0.0], [float("nan")] * 3]])
+    x = SemanticGeometry.inputs(normals, torch.tensor([[2.0, 0.0]]), torch.tensor([[True, False]]), (2, 1))
+    assert x.shape == (1, 6, 2, 1) and torch.isfinite(x).all()
+    assert x[0, :, 0, 0].tolist() == [0.0, -1.0, 0.0, 0.5, -1.0, 1.0]
+    assert x[0, :, 1, 0].tolist() == [0.0, 0.0, 0.0, 0.0, 1.0, 0.0]

@@ -154,6 +154,19 @@ def test_semantic_only_chunk_adds_the_context_branch_and_leaves_the_gaussians_al
                         sem_batch=2, strides=[8], **TINY))
     assert s2["total_semantic_steps"] == 4
     assert "semantic steps" in (tmp_path / "MODEL_CARD.md").read_text()
+    # A third adds the geometry branch beside the context one: still no Gaussian moves.
+    fit(FitOptions(out=str(tmp_path / "d.pt"), ckpt=str(ck), resume=True, semantic_only=True, sem_geometry=True,
+                   steps=2, sem_batch=2, strides=[8], **TINY))
+    pc, _, _ = load_networks(tmp_path / "c.pt")
+    pd, _, _ = load_networks(tmp_path / "d.pt")
+    assert pc.sem_geometry is None and pd.sem_geometry is not None and pd.sem_context is not None
+    assert pd.sem_geometry.out.weight.abs().sum() > 0
+    with torch.no_grad():
+        tc = pc(q.rgb[0].float() / 255.0, q.depth[0], q.K, mcfg)
+        td = pd(q.rgb[0].float() / 255.0, q.depth[0], q.K, mcfg)
+    for f in ("means", "log_scales", "quats", "opacity_logits", "colors", "features"):
+        assert torch.equal(getattr(tc, f), getattr(td, f)), f
+    assert torch.isfinite(td.sem_logits).all() and not torch.allclose(tc.sem_logits, td.sem_logits)
 
 
 def test_cli_eval_prints_the_ablation_table(tmp_path, capsys, caplog):

@@ -48,6 +48,9 @@ def register(sub):
     f.add_argument("--sem-context", action="store_true",
                    help="give the predictor the semantic context branch (dilated + frame-pooled features; "
                         "added to resumed weights that lack it, starting at zero)")
+    f.add_argument("--sem-geometry", action="store_true",
+                   help="give the predictor the semantic geometry branch (each token's normal, depth and "
+                        "image row beside its features; added to resumed weights that lack it, starting at zero)")
     f.add_argument("--semantic-only", action="store_true",
                    help="with --resume: train only the semantic head on --sem-batch frames per step; the "
                         "backbone, the Gaussian head and the refiner stay exactly as they were")
@@ -82,6 +85,7 @@ def fit_options(args):
                       strides=[int(x) for x in args.strides.split(",") if x.strip()],
                       token_weight=args.token_weight, sem_batch=args.sem_batch, workers=args.workers,
                       new_refiner=args.new_refiner, sem_context=args.sem_context,
+                      sem_geometry=args.sem_geometry,
                       semantic_only=args.semantic_only,
                       command="gs4 " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
 

@@ -71,6 +71,7 @@ class FitOptions:
     workers: int = 0                 # processes rendering synthetic data (0/1: in this process)
     new_refiner: bool = False        # with resume: keep the predictor, train a fresh refiner
     sem_context: bool = False        # give the predictor the semantic context branch (kept once added)
+    sem_geometry: bool = False       # give the predictor the semantic geometry branch (kept once added)
     semantic_only: bool = False      # train only the semantic head (backbone and the rest frozen)
     seed: int = 0
     command: str = ""
@@ -149,8 +150,7 @@ def _draw_stride(sampler, opts, mcfg) -> int:
 
 
 def semantic_parameters(pred) -> List[torch.nn.Parameter]:
-    return list(pred.sem_head.parameters()) + ([] if pred.sem_context is None else
-                                               list(pred.sem_context.parameters()))
+    return [p for m in (pred.sem_head, pred.sem_context, pred.sem_geometry) if m is not None for p in m.parameters()]
 
 
 def semantic_step(pred, sampler, mcfg, opts) -> Optional[torch.Tensor]:
@@ -330,20 +330,26 @@ def fit(opts: FitOptions) -> dict:
         blob = torch.load(ck, map_location=dev, weights_only=False)
     elif opts.semantic_only:
         raise ValueError("--semantic-only trains the semantic head of resumed weights: pass --resume")
-    # The context branch is kept once a checkpoint has it, and added on --sem-context.
-    had_context = blob is not None and any(k.startswith("sem_context.") for k in blob["predictor"])
+    # A semantic branch is kept once a checkpoint has it, and added on --sem-context /
+    # --sem-geometry.
+    def had(branch: str) -> bool:
+        return blob is not None and any(k.startswith(branch + ".") for k in blob["predictor"])
+
+    had_context, had_geometry = had("sem_context"), had("sem_geometry")
+    adds_branch = (opts.sem_context and not had_context) or (opts.sem_geometry and not had_geometry)
     pred = GaussianPredictor(len(SCANNET20_CLASSES), opts.feature_dim, opts.width_channels,
-                             sem_context=opts.sem_context or had_context).to(dev)
+                             sem_context=opts.sem_context or had_context,
+                             sem_geometry=opts.sem_geometry or had_geometry).to(dev)
     ref = GaussianRefiner(opts.feature_dim).to(dev)
     opt_p = torch.optim.AdamW(pred.parameters(), lr=opts.lr, weight_decay=1e-4)
     opt_r = torch.optim.AdamW(list(ref.parameters()) + list(pred.feat_head.parameters()), lr=opts.lr * 0.5,
                               weight_decay=1e-4)
     state = {"chunk": 0, "pred_steps": 0, "ref_clips": 0, "history": [], "seconds": 0.0, "sequences": []}
     if blob is not None:
-        pred.load_state_dict(blob["predictor"], strict=had_context or not opts.sem_context)
+        pred.load_state_dict(blob["predictor"], strict=not adds_branch)
         sd = blob["opt_predictor"]
-        if opts.sem_context and not had_context:
-            # The branch's parameters come last in pred.parameters(): extend the saved
+        if adds_branch:
+            # The branches' parameters come last in pred.parameters(): extend the saved
             # group by their indices, so the old parameters keep their Adam moments.
             sd["param_groups"][0]["params"] = list(range(len(list(pred.parameters()))))
         opt_p.load_state_dict(sd)

@@ -118,11 +118,48 @@ class SemanticContext(nn.Module):
         return self.out(torch.cat([self.local(feats), g], 1))
 
 
+class SemanticGeometry(nn.Module):
+    """Residual logits from each token's geometry next to its features: the block's fitted
+    normal in the camera frame, its depth, its image row and whether it has depth.
+
+    Colour and texture do not generalise across rooms the way geometry does: on held-out
+    room 902 the head took a wooden floor for a bookshelf (floor IoU 0.05), though a floor
+    faces up and a bookshelf's front does not. The output layer starts at zero, so adding
+    the branch to trained weights changes nothing until it is trained."""
+
+    IN = 6   # normal (3), depth / 4 m, image row in [-1, 1], valid
+
+    def __init__(self, width: int, num_classes: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(width + self.IN, width, 3, 1, 1), nn.ReLU(inplace=True),
+                                  nn.Conv2d(width, width, 3, 1, 2, dilation=2), nn.ReLU(inplace=True))
+        self.out = nn.Conv2d(width, num_classes, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    @staticmethod
+    def inputs(normals: torch.Tensor, depth: torch.Tensor, valid: torch.Tensor, grid_shape) -> torch.Tensor:
+        """[B, T, 3] block normals (facing the camera), [B, T] depth and validity -> [B, 6, h, w]."""
+        B = depth.shape[0]
+        hb, wb = grid_shape
+        v = valid.to(depth.dtype)
+        row = torch.linspace(-1.0, 1.0, hb, device=depth.device, dtype=depth.dtype)
+        row = row[:, None].expand(hb, wb).reshape(1, -1).expand(B, -1)
+        # where, not a product: a block without depth may hold a non-finite normal.
+        n = torch.where(valid[..., None], normals, torch.zeros_like(normals))
+        d = torch.where(valid, depth / 4.0, torch.zeros_like(depth))
+        x = torch.cat([n, d[..., None], row[..., None], v[..., None]], -1)
+        return x.transpose(1, 2).reshape(B, SemanticGeometry.IN, hb, wb)
+
+    def forward(self, feats: torch.Tensor, geo: torch.Tensor) -> torch.Tensor:
+        return self.out(self.body(torch.cat([feats, geo], 1)))
+
+
 class GaussianPredictor(nn.Module):
     """RGB-D frame -> TokenGaussians at stride 8 (16 and 32 selectable per call)."""
 
     def __init__(self, num_classes: int = 20, feature_dim: int = 16, width: int = 64,
-                 init_opacity: float = 0.95, sem_context: bool = False):
+                 init_opacity: float = 0.95, sem_context: bool = False, sem_geometry: bool = False):
         super().__init__()
         self.num_classes = int(num_classes)
         self.feature_dim = int(feature_dim)
@@ -133,16 +170,24 @@ class GaussianPredictor(nn.Module):
         self.sem_head = _head(width, self.num_classes, zero=False)
         # Optional so that weight files written before the branch existed still load.
         self.sem_context = SemanticContext(width, self.num_classes) if sem_context else None
+        self.sem_geometry = SemanticGeometry(width, self.num_classes) if sem_geometry else None
         self.opacity_bias = float(math.log(init_opacity / (1 - init_opacity)))
 
     def arch(self) -> dict:
         return {"num_classes": self.num_classes, "feature_dim": self.feature_dim, "width": self.width,
-                "init_opacity": 1 / (1 + math.exp(-self.opacity_bias)), "sem_context": self.sem_context is not None}
+                "init_opacity": 1 / (1 + math.exp(-self.opacity_bias)), "sem_context": self.sem_context is not None,
+                "sem_geometry": self.sem_geometry is not None}
 
-    def semantic_logits(self, feats: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
-        """[B, C, h, w] token features (+ the stride-32 level) -> [B, K, h, w] class logits."""
+    def semantic_logits(self, feats: torch.Tensor, coarse: torch.Tensor,
+                        geo: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """[B, C, h, w] token features (+ the stride-32 level, + SemanticGeometry.inputs
+        when that branch exists) -> [B, K, h, w] class logits."""
         sem = self.sem_head(feats)
-        return sem if self.sem_context is None else sem + self.sem_context(feats, coarse)
+        if self.sem_context is not None:
+            sem = sem + self.sem_context(feats, coarse)
+        if self.sem_geometry is not None:
+            sem = sem + self.sem_geometry(feats, geo)
+        return sem
 
     def forward(self, rgb: torch.Tensor, depth: torch.Tensor, K: torch.Tensor, cfg: MappingConfig,
                 labels: Optional[torch.Tensor] = None, stride: int = 8) -> TokenGaussians:
@@ -163,9 +208,12 @@ class GaussianPredictor(nn.Module):
         feats = levels[s][:, :, :hb, :wb]
         g = self.gauss_head(feats).flatten(2).transpose(1, 2)          # [B, T, 14]
         f = self.feat_head(feats).flatten(2).transpose(1, 2)
-        sem = self.semantic_logits(feats, levels[32]).flatten(2).transpose(1, 2)
         pm = torch.stack([p.means for p in priors])                    # [B, T, 3]
         rot = torch.stack([p.rotmats for p in priors])                 # [B, T, 3, 3]
+        valid = torch.stack([p.valid for p in priors])
+        geo = (SemanticGeometry.inputs(rot[..., 2], pm[..., 2], valid, (hb, wb))
+               if self.sem_geometry is not None else None)
+        sem = self.semantic_logits(feats, levels[32], geo).flatten(2).transpose(1, 2)
         # Centre: shift the prior's pixel, back-project it onto the block's plane, then
         # scale its depth (a block seen at a grazing angle keeps the prior's pixel).
         fx, fy = Ks[:, 0, 0, None], Ks[:, 1, 1, None]
@@ -191,5 +239,5 @@ class GaussianPredictor(nn.Module):
         opacity_logits = g[..., 13] + self.opacity_bias
         lab = None if labels is None else torch.stack([p.labels for p in priors])
         return TokenGaussians(means, log_scales, quats, opacity_logits, colors, f, sem,
-                              torch.stack([p.valid for p in priors]), torch.stack([p.depth for p in priors]),
+                              valid, torch.stack([p.depth for p in priors]),
                               lab, priors, (hb, wb))
