@@ -187,8 +187,9 @@ def main(argv=None) -> int:
     ap.add_argument("--intrinsics", default=None, help="override 'fx,fy,cx,cy' (at the native size)")
     a = ap.parse_args(argv)
     if a.steps:
+        kw = {"intrinsics": a.intrinsics} if a.intrinsics else {}
         return scan_steps(open_dataset(a.dataset, frames=a.frames, width=a.width, height=a.height,
-                                       device=a.device), a)
+                                       device=a.device, **kw), a)
     if not a.pairs:
         ap.error("give --pairs or --steps")
     pairs = [tuple(int(x) for x in p.split(":")) for p in a.pairs.split(",") if p.strip()]
