@@ -209,3 +209,21 @@ def test_train_subcommand_is_registered():
     a = p.parse_args(["train", "fit", "--minutes", "7", "--resume", "--clip-lengths", "2,4"])
     assert a.minutes == 7 and a.resume and a.func.__name__ == "cmd_fit"
     assert p.parse_args(["train", "eval"]).func.__name__ == "cmd_eval"
+
+
+def test_a_branch_added_before_an_existing_one_keeps_each_parameters_adam_state(tmp_path):
+    """The context branch sits before the geometry branch among the predictor's parameters:
+    added to weights that already have the geometry branch, every old parameter must get
+    its own saved Adam moments back (a shifted mapping fails on the first step)."""
+    ck = tmp_path / "ck.pt"
+    fit(FitOptions(out=str(tmp_path / "a.pt"), ckpt=str(ck), steps=1, refine_steps=1, sem_geometry=True, **TINY))
+    before = torch.load(ck, weights_only=False)
+    names = [n for n, _ in GaussianPredictor(20, sem_geometry=True).named_parameters()]
+    geo_w = names.index("sem_geometry.out.weight")
+    fit(FitOptions(out=str(tmp_path / "b.pt"), ckpt=str(ck), resume=True, steps=1, refine_steps=1,
+                   sem_context=True, **TINY))
+    after = torch.load(ck, weights_only=False)
+    names2 = [n for n, _ in GaussianPredictor(20, sem_context=True, sem_geometry=True).named_parameters()]
+    st0, st1 = before["opt_predictor"]["state"], after["opt_predictor"]["state"]
+    assert int(st1[names2.index("sem_geometry.out.weight")]["step"]) == int(st0[geo_w]["step"]) + 1
+    assert int(st1[names2.index("sem_context.out.weight")]["step"]) == 1

@@ -349,9 +349,14 @@ def fit(opts: FitOptions) -> dict:
         pred.load_state_dict(blob["predictor"], strict=not adds_branch)
         sd = blob["opt_predictor"]
         if adds_branch:
-            # The branches' parameters come last in pred.parameters(): extend the saved
-            # group by their indices, so the old parameters keep their Adam moments.
-            sd["param_groups"][0]["params"] = list(range(len(list(pred.parameters()))))
+            # The saved state numbers the old parameters 0..n-1 in their order; a new
+            # branch may sit between them (the geometry branch after the context one or
+            # not). Give each current parameter its old number, new ones numbers past n,
+            # so the old parameters keep their Adam moments and the new ones start afresh.
+            old = iter(range(len(sd["param_groups"][0]["params"])))
+            new = iter(range(len(sd["param_groups"][0]["params"]), 10 ** 9))
+            sd["param_groups"][0]["params"] = [next(old) if name in blob["predictor"] else next(new)
+                                               for name, _ in pred.named_parameters()]
         opt_p.load_state_dict(sd)
         if opts.new_refiner:   # e.g. after a change of the refiner's inputs: it starts over
             log.info("--new-refiner: the refiner starts from scratch, the predictor is resumed")
