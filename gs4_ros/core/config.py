@@ -90,7 +90,8 @@ class MappingConfig:
     fuse_gate: float = 0.03                 # metres (+ 1% of depth) surface-to-observation gate
     # Semantic fusion: each keyframe's class evidence (semantic head or label image) is
     # averaged into the Gaussians it sees, over at most this many views (core/semantic_fusion).
-    # 0 keeps the class a Gaussian was born with.
+    # 0 keeps the class a Gaussian was born with. Held-out rooms 900-902, shipped weights,
+    # prediction row: mIoU 41.5% at 0, 45.6% at 5, 45.9% at 20 and at 100 (README).
     semantic_fusion_max_views: int = 20
     semantic_fusion_gate: float = 0.05      # metres (+ 2% of depth) Gaussian-to-block-depth gate
 
