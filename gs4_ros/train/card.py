@@ -71,17 +71,18 @@ def write_card(path, summary: dict, weights_path=None):
         "(warm-up, cosine decay over the chunk)",
         f"- Weights file: {Path(weights_path).name if weights_path else 'gs4_nets.pt'} ({size:.2f} MB)",
         "",
-        "| chunk | s | predictor steps | semantic steps | refiner clips | predictor loss first -> final |"
-        " refiner loss first -> final |",
+        "| chunk | s | predictor steps | semantic steps | refiner clips | predictor (semantic-only chunks: "
+        "semantic-head) loss first -> final | refiner loss first -> final |",
         "|---|---|---|---|---|---|---|",
     ]
     for c in summary.get("chunks", []):
         pf, pl = c.get("predictor_first", {}), c.get("predictor_final", {})
         rf, rl = c.get("refiner_first", {}), c.get("refiner_final", {})
+        def span(first, final):   # a stage the chunk did not run has no losses
+            return f"{first['loss']:.4f} -> {final['loss']:.4f}" if "loss" in first and "loss" in final else "-"
+
         lines.append(f"| {c['chunk']} | {c['seconds']:.0f} | {c['predictor_steps']} | {c.get('semantic_steps', 0)} | "
-                     f"{c['refiner_clips']} | "
-                     f"{pf.get('loss', float('nan')):.4f} -> {pl.get('loss', float('nan')):.4f} | "
-                     f"{rf.get('loss', float('nan')):.4f} -> {rl.get('loss', float('nan')):.4f} |")
+                     f"{c['refiner_clips']} | {span(pf, pl)} | {span(rf, rl)} |")
     def last(key):   # the final losses of the last chunk that ran that stage
         return next((c for c in reversed(chunks) if c.get(key)), {})
 
