@@ -4,12 +4,19 @@ same keyframe: unchanged); the count caps; a pipeline run fuses labels across ke
 import numpy as np
 import torch
 
+from gs4_ros.core.config import MappingConfig
 from gs4_ros.core.gaussian_map import GaussianMap
 from gs4_ros.core.initializer import labels_to_logits
 from gs4_ros.core.semantic_fusion import fuse_semantics
 
 K = torch.tensor([[100.0, 0, 31.5], [0, 100.0, 23.5], [0, 0, 1]])
 STRIDE, GRID = 8, (6, 8)      # a 64x48 image in 8x8 blocks
+
+
+def fuse(gm, pose, depth, evidence, num_rows, max_views):
+    """fuse_semantics on the 64x48 grid, blocks with depth > 0 valid, a 5 cm gate."""
+    cfg = MappingConfig(stride=STRIDE, semantic_fusion_gate=0.05, semantic_fusion_max_views=max_views)
+    return fuse_semantics(gm, pose, K, cfg, GRID, depth, depth > 0, evidence, num_rows)
 
 
 def block_centre_ray(row: int, col: int) -> torch.Tensor:
@@ -38,7 +45,7 @@ def test_views_overrule_the_birth_class_only_where_they_see():
     labels = torch.full((GRID[0] * GRID[1],), 3, dtype=torch.long)
     before = gm.sem_logits.clone()
     for k in range(3):
-        n = fuse_semantics(gm, torch.eye(4), K, STRIDE, GRID, depth, labels, num_rows=3, gate=0.05, max_count=20)
+        n = fuse(gm, torch.eye(4), depth, labels, num_rows=3, max_views=20)
         assert int(n) == 1
     assert gm.labels()[0].item() == 3
     assert gm.sem_count.tolist() == [4, 1, 1, 1]
@@ -53,12 +60,12 @@ def test_unlabelled_blocks_and_logit_evidence_and_the_cap():
     gm = make_map([ray * 1.5], label=1)
     depth = torch.full((GRID[0] * GRID[1],), 1.5)
     unknown = torch.full((GRID[0] * GRID[1],), 255, dtype=torch.long)
-    assert int(fuse_semantics(gm, torch.eye(4), K, STRIDE, GRID, depth, unknown, 1, 0.05, 3)) == 0
+    assert int(fuse(gm, torch.eye(4), depth, unknown, 1, 3)) == 0
     assert gm.sem_count.tolist() == [1]
     logits = torch.zeros(GRID[0] * GRID[1], 5)
     logits[:, 4] = 6.0
     for _ in range(5):
-        fuse_semantics(gm, torch.eye(4), K, STRIDE, GRID, depth, logits, 1, 0.05, 3)
+        fuse(gm, torch.eye(4), depth, logits, 1, 3)
     assert gm.sem_count.tolist() == [3] and gm.labels().tolist() == [4]
 
 
@@ -70,12 +77,12 @@ def test_a_moved_camera_fuses_the_block_the_gaussian_projects_into():
     labels = torch.zeros(GRID, dtype=torch.long)
     labels[2, 4] = 2
     for _ in range(2):
-        fuse_semantics(gm, pose, K, STRIDE, GRID, depth, labels.flatten(), 1, 0.05, 20)
+        fuse(gm, pose, depth, labels.flatten(), 1, 20)
     assert gm.labels().tolist() == [2]
     # Seen from the origin instead, the same point falls into another block (label 0).
     gm2 = make_map([torch.tensor([0.5, 0.0, 0.0]) + block_centre_ray(2, 4) * 2.0], label=1)
     for _ in range(2):
-        fuse_semantics(gm2, torch.eye(4), K, STRIDE, GRID, depth, labels.flatten(), 1, 0.05, 20)
+        fuse(gm2, torch.eye(4), depth, labels.flatten(), 1, 20)
     assert gm2.labels().tolist() == [0]
 
 

@@ -510,10 +510,8 @@ class SLAMPipeline:
         select = bg.valid & unmapped_blocks(self.rasterizer, self.map, pose, K, intr.width, intr.height,
                                             m.stride, bg.depth, m.silhouette_threshold, m.front_margin,
                                             render=covis_render)
-        if bg.labels is not None and m.semantic_fusion_max_views > 0:
-            fuse_semantics(self.map, pose, K, m.stride, bg.grid_shape,
-                           torch.where(bg.valid, bg.depth, torch.zeros_like(bg.depth)), bg.labels, len(self.map),
-                           m.semantic_fusion_gate, m.semantic_fusion_max_views)
+        if bg.labels is not None:
+            fuse_semantics(self.map, pose, K, m, bg.grid_shape, bg.depth, bg.valid, bg.labels, len(self.map))
         n = int(select.sum())
         if n == 0:
             return 0

@@ -14,26 +14,30 @@ from __future__ import annotations
 import torch
 
 from . import se3
+from .config import MappingConfig
 from .initializer import labels_to_logits
 
 
 @torch.no_grad()
-def fuse_semantics(gmap, pose: torch.Tensor, K: torch.Tensor, stride: int, grid_shape, block_depth: torch.Tensor,
-                   evidence: torch.Tensor, num_rows: int, gate: float, max_count: int) -> torch.Tensor:
+def fuse_semantics(gmap, pose: torch.Tensor, K: torch.Tensor, cfg: MappingConfig, grid_shape,
+                   block_depth: torch.Tensor, block_valid: torch.Tensor, evidence: torch.Tensor,
+                   num_rows: int) -> torch.Tensor:
     """Average one keyframe's class evidence into the first `num_rows` Gaussians it sees.
 
-    The evidence lives on the keyframe's block grid (stride x stride pixel blocks,
+    The evidence lives on the keyframe's block grid (cfg.stride x cfg.stride pixel blocks,
     `grid_shape` = (rows, cols), flattened row-major like the initialisers' blocks):
     `evidence` is [T, K] logits, or [T] integer labels (>= K: no evidence). A Gaussian
-    takes the block its centre projects into when the block's observed depth
-    (`block_depth`, [T], 0 = none) is within gate + 2% of depth of the Gaussian's, so
-    surfaces hidden behind the observed one get nothing. Rows from num_rows on (those this
-    keyframe just inserted, from the same evidence) are left alone. Returns how many rows
-    were updated (a 0-d tensor: reading it would wait for the GPU).
+    takes the block its centre projects into when that block has depth (`block_valid`) and
+    its depth (`block_depth`) is within cfg.semantic_fusion_gate + 2% of depth of the
+    Gaussian's, so surfaces hidden behind the observed one get nothing. Rows from num_rows
+    on (those this keyframe just inserted, from the same evidence) are left alone. A
+    Gaussian averages at most cfg.semantic_fusion_max_views views (0: no fusion). Returns
+    how many rows were updated (a 0-d tensor: reading it would wait for the GPU).
     """
     n = min(int(num_rows), len(gmap))
     kc = gmap.num_classes
-    if n == 0 or kc == 0:
+    max_count, stride = cfg.semantic_fusion_max_views, cfg.stride
+    if n == 0 or kc == 0 or max_count <= 0:
         return torch.zeros((), dtype=torch.long)
     hb, wb = grid_shape
     mc = se3.transform_points(se3.inv(pose), gmap.means[:n])
@@ -44,9 +48,9 @@ def fuse_semantics(gmap, pose: torch.Tensor, K: torch.Tensor, stride: int, grid_
     v = torch.round((K[1, 1] * mc[:, 1] / zs + K[1, 2] - off) / stride).long()
     ok = (z > 1e-3) & (u >= 0) & (u < wb) & (v >= 0) & (v < hb)
     t = v.clamp(0, hb - 1) * wb + u.clamp(0, wb - 1)
-    d = block_depth.reshape(-1)[t]
-    ok &= (d > 0) & ((z - d).abs() < gate + 0.02 * d)
-    ev = evidence.reshape(hb * wb, -1)[t] if evidence.dim() == 2 else evidence.reshape(-1)[t]
+    d = block_depth[t]
+    ok &= block_valid[t] & (d > 0) & ((z - d).abs() < cfg.semantic_fusion_gate + 0.02 * d)
+    ev = evidence[t]
     if ev.dim() == 1:                               # labels
         ok &= ev < kc
         ev = labels_to_logits(ev.clamp(max=kc - 1), kc).to(gmap.sem_logits.dtype)

@@ -138,10 +138,7 @@ class NetworkMapper:
                                                 tok.depth[0], m.silhouette_threshold, m.front_margin,
                                                 render=covis_render)
         evidence = tok.labels[0] if use_frame_labels else self._semantics(tok.sem_logits[0])
-        if m.semantic_fusion_max_views > 0:
-            fuse_semantics(gmap, pose, K, m.stride, tok.grid_shape,
-                           torch.where(tok.valid[0], tok.depth[0], torch.zeros_like(tok.depth[0])), evidence,
-                           len(gmap), m.semantic_fusion_gate, m.semantic_fusion_max_views)
+        fuse_semantics(gmap, pose, K, m, tok.grid_shape, tok.depth[0], tok.valid[0], evidence, len(gmap))
         n = int(select.sum())
         if n == 0:
             return 0
