@@ -21,12 +21,17 @@ def _chunk_options(chunk: dict, fallback: dict) -> dict:
 def write_card(path, summary: dict, weights_path=None):
     path = Path(path)
     chunks = summary.get("chunks", [])
-    opts = [_chunk_options(c, summary.get("options", {})) for c in chunks]
-    # The predictor's options are those of the last chunk that trained it (a later
-    # semantic-only chunk has its own batch and data options), and so on.
-    o = next((x for c, x in zip(reversed(chunks), reversed(opts)) if c.get("predictor_steps")),
-             summary.get("options", {}))
-    so = next((x for c, x in zip(reversed(chunks), reversed(opts)) if c.get("semantic_steps")), {})
+
+    def last(stage: str) -> Optional[int]:
+        """Index of the last chunk that ran `stage` (a key counting its steps), if any."""
+        return next((i for i in reversed(range(len(chunks))) if chunks[i].get(stage)), None)
+
+    # Each stage is described by the last chunk that ran it: a later semantic-only chunk
+    # has its own batch and data options, and its own final losses.
+    i_pred, i_sem, i_ref = last("predictor_steps"), last("semantic_steps"), last("refiner_clips")
+    o = (_chunk_options(chunks[i_pred], summary.get("options", {})) if i_pred is not None
+         else summary.get("options", {}))
+    so = _chunk_options(chunks[i_sem], {}) if i_sem is not None else {}
     devices = {}
     for c in chunks:
         devices.setdefault(c.get("device", "not recorded"), []).append(str(c["chunk"]))
@@ -75,22 +80,21 @@ def write_card(path, summary: dict, weights_path=None):
         "semantic-head) loss first -> final | refiner loss first -> final |",
         "|---|---|---|---|---|---|---|",
     ]
-    for c in summary.get("chunks", []):
-        pf, pl = c.get("predictor_first", {}), c.get("predictor_final", {})
-        rf, rl = c.get("refiner_first", {}), c.get("refiner_final", {})
-        def span(first, final):   # a stage the chunk did not run has no losses
-            return f"{first['loss']:.4f} -> {final['loss']:.4f}" if "loss" in first and "loss" in final else "-"
+    def span(c, stage):   # a stage the chunk did not run has no losses
+        first, final = c.get(stage + "_first", {}), c.get(stage + "_final", {})
+        return f"{first['loss']:.4f} -> {final['loss']:.4f}" if "loss" in first and "loss" in final else "-"
 
+    for c in chunks:
         lines.append(f"| {c['chunk']} | {c['seconds']:.0f} | {c['predictor_steps']} | {c.get('semantic_steps', 0)} | "
-                     f"{c['refiner_clips']} | {span(pf, pl)} | {span(rf, rl)} |")
-    def last(key):   # the final losses of the last chunk that ran that stage
-        return next((c for c in reversed(chunks) if c.get(key)), {})
+                     f"{c['refiner_clips']} | {span(c, 'predictor')} | {span(c, 'refiner')} |")
 
-    pl, sl, rl = last("predictor_steps"), last("semantic_steps"), last("refiner_clips")
-    lines += ["", f"Final predictor losses: {_fmt(pl.get('predictor_final', {}))}"]
-    if sl:
-        lines += ["", f"Final semantic-head loss: {_fmt(sl.get('predictor_final', {}))}"]
-    lines += ["", f"Final refiner losses: {_fmt(rl.get('refiner_final', {}))}", ""]
+    def final(i, key):
+        return _fmt(chunks[i].get(key, {})) if i is not None else _fmt({})
+
+    lines += ["", f"Final predictor losses: {final(i_pred, 'predictor_final')}"]
+    if i_sem is not None:   # a semantic-only chunk records its head's loss under predictor_final
+        lines += ["", f"Final semantic-head loss: {final(i_sem, 'predictor_final')}"]
+    lines += ["", f"Final refiner losses: {final(i_ref, 'refiner_final')}", ""]
     # New weights make any earlier table stale: the evaluation section starts empty.
     lines.append(f"{EVAL_MARK}\n\n(not run yet for these weights: `gs4 train eval --card {path}` fills it in)\n")
     path.parent.mkdir(parents=True, exist_ok=True)
