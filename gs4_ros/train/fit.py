@@ -10,6 +10,7 @@ fraction of a rendering step) and leaves every predicted Gaussian as it was.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -353,8 +354,7 @@ def fit(opts: FitOptions) -> dict:
             # branch may sit between them (the geometry branch after the context one or
             # not). Give each current parameter its old number, new ones numbers past n,
             # so the old parameters keep their Adam moments and the new ones start afresh.
-            old = iter(range(len(sd["param_groups"][0]["params"])))
-            new = iter(range(len(sd["param_groups"][0]["params"]), 10 ** 9))
+            old, new = itertools.count(), itertools.count(len(sd["param_groups"][0]["params"]))
             sd["param_groups"][0]["params"] = [next(old) if name in blob["predictor"] else next(new)
                                                for name, _ in pred.named_parameters()]
         opt_p.load_state_dict(sd)
