@@ -48,23 +48,6 @@ INLIER_M = 0.03          # residuals beyond this are occlusions or outliers, not
 NORMAL_BASELINE_PX = 2   # at 640 px wide: one-pixel differences of Kinect depth are mostly noise
 
 
-def _points(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
-    h, w = depth.shape
-    v, u = np.mgrid[0:h, 0:w]
-    return np.stack([(u - K[0, 2]) / K[0, 0] * depth, (v - K[1, 2]) / K[1, 1] * depth, depth], -1)
-
-
-def _normals(P: np.ndarray, valid: np.ndarray, r: int) -> np.ndarray:
-    """Central-difference normals; NaN where either neighbour is invalid."""
-    dx = np.full_like(P, np.nan)
-    dy = np.full_like(P, np.nan)
-    Pn = np.where(valid[..., None], P, np.nan)
-    dx[:, r:-r] = Pn[:, 2 * r:] - Pn[:, :-2 * r]
-    dy[r:-r] = Pn[2 * r:] - Pn[:-2 * r]
-    n = np.cross(dx, dy)
-    return n / np.linalg.norm(n, axis=-1, keepdims=True)
-
-
 def step_residual(ref, cur, K: np.ndarray, T_ref_cur: np.ndarray) -> float:
     """RMS (m) of point-to-plane residuals of cur's points, moved by T_ref_cur (cur's pose
     in ref's frame), against ref's surface at the pixel they project to. Written out: it is
@@ -88,6 +71,9 @@ def step_residual(ref, cur, K: np.ndarray, T_ref_cur: np.ndarray) -> float:
 
 def scan_steps(ds, a) -> int:
     """The --steps check (module docstring): every step i -> i+1 of the ground truth."""
+    import torch
+
+    from gs4_ros.core.geometry import backproject, normals_from_points
     from gs4_ros.eval.trajectory_metrics import trajectory_errors
     from gs4_ros.io.trajectory import read_tum
     from bench_common import transform_error
@@ -99,9 +85,12 @@ def scan_steps(ds, a) -> int:
     odo = cv2.Odometry(cv2.OdometryType_DEPTH, s, cv2.OdometryAlgoType_COMMON)
 
     def geometry(f):
-        d = np.where(np.isfinite(f.depth), f.depth, 0).astype(np.float64)
-        P = _points(d, K)
-        return P, _normals(P, d > 0, r), d
+        """(points, normals with NaN where there is none, depth) of a frame, float64."""
+        d = torch.from_numpy(np.where(np.isfinite(f.depth), f.depth, 0).astype(np.float64))
+        P = backproject(d, torch.from_numpy(K))
+        N, ok = normals_from_points(P, d > 0, r)
+        N = torch.where(ok[..., None], N, torch.full_like(N, float("nan")))
+        return P.numpy(), N.numpy(), d.numpy()
 
     t0 = time.perf_counter()
     stamps, gt, rows = [], [], []
