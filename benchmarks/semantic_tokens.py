@@ -23,19 +23,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gs4_ros.core.config import SCANNET20_CLASSES, MappingConfig  # noqa: E402
 from gs4_ros.core.nets import load_networks  # noqa: E402
 from gs4_ros.core.nets.weights import DEFAULT_WEIGHTS  # noqa: E402
+from gs4_ros.eval.image_metrics import ConfusionMatrix  # noqa: E402
 from gs4_ros.train.data import _seed_tensors  # noqa: E402
 
 
-def confusion(pred, frames, cfg, num_classes: int) -> np.ndarray:
-    conf = np.zeros((num_classes, num_classes), np.int64)
+def confusion(pred, frames, cfg, num_classes: int) -> ConfusionMatrix:
+    """The head's argmax per valid, labelled token against the token's majority label."""
+    cm = ConfusionMatrix(num_classes)
     for d in frames:
         with torch.no_grad():
             tok = pred(d["rgb"].float() / 255.0, d["depth"], d["K"], cfg, labels=d["labels"])
-        lab, valid = tok.labels.reshape(-1), tok.valid.reshape(-1)
+        valid = tok.valid.reshape(-1)
         guess = tok.sem_logits.reshape(-1, num_classes).argmax(-1)
-        ok = valid & (lab < num_classes)
-        np.add.at(conf, (lab[ok].cpu().numpy(), guess[ok].cpu().numpy()), 1)
-    return conf
+        cm.add(guess[valid].cpu().numpy(), tok.labels.reshape(-1)[valid].cpu().numpy())
+    return cm
 
 
 def main():
@@ -67,15 +68,13 @@ def main():
     print(f"{'weights':<40s} {'token acc':>9s} {'mIoU':>6s} {'classes':>7s}  worst classes (IoU, mostly taken for)")
     for w in args.weights:
         pred, _, _ = load_networks(w, dev)
-        conf = confusion(pred, frames, cfg, pred.num_classes)
-        tp, gt, pr = np.diag(conf), conf.sum(1), conf.sum(0)
-        iou = tp / np.maximum(gt + pr - tp, 1)
-        present = np.flatnonzero(gt > 0)
-        worst = sorted(present, key=lambda k: iou[k])[:4]
-        conf_off = conf - np.diag(tp)
+        cm = confusion(pred, frames, cfg, pred.num_classes)
+        r = cm.miou()
+        iou = r["per_class_iou"]
+        worst = sorted(iou, key=iou.get)[:4]
+        conf_off = cm.m - np.diag(np.diag(cm.m))
         desc = ", ".join(f"{names[k]} {iou[k]:.2f} ({names[int(conf_off[k].argmax())]})" for k in worst)
-        print(f"{str(w)[-40:]:<40s} {tp.sum() / max(conf.sum(), 1):9.3f} {iou[present].mean():6.3f} "
-              f"{len(present):7d}  {desc}")
+        print(f"{str(w)[-40:]:<40s} {r['pixel_accuracy']:9.3f} {r['miou']:6.3f} {len(iou):7d}  {desc}")
 
 
 if __name__ == "__main__":
