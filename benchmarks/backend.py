@@ -89,8 +89,7 @@ def main():
     args = ap.parse_args()
     device = resolve_device(args.device)
     sets = dict(s.split("=", 1) for s in args.set)
-    kw = {"device": str(device)} if args.dataset.startswith("synthetic") else {}
-    ds = open_dataset(args.dataset, frames=args.frames, width=args.width, height=args.height, **kw)
+    ds = open_dataset(args.dataset, frames=args.frames, width=args.width, height=args.height, device=str(device))
     frames = [ds[i] for i in range(len(ds))]  # decode once, outside the timed runs
     rows, out = [], {}
     off_poses = {}      # the back-end-off run's poses, for the loop-edge comparison

@@ -42,8 +42,7 @@ def main():
     sets.setdefault("backend.enabled", "true")
     sets.setdefault("backend.synchronous", "true")
     cfg = load_config(None, sets)
-    kw = {"device": str(dev)} if args.dataset.startswith("synthetic") else {}
-    ds = open_dataset(args.dataset, width=args.width, height=args.height, **kw)
+    ds = open_dataset(args.dataset, width=args.width, height=args.height, device=str(dev))
     pipe = SLAMPipeline(cfg, device=str(dev))
     for i in range(len(ds)):
         pipe.process(ds[i])

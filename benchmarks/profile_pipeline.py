@@ -47,8 +47,7 @@ def main():
     dev = resolve_device(args.device)
     sets = dict(s.split("=", 1) for s in args.set)
     cfg = load_config(args.config, sets)
-    kw = {"device": str(dev)} if args.dataset.startswith("synthetic") else {}
-    ds = open_dataset(args.dataset, width=args.width, height=args.height, **kw)
+    ds = open_dataset(args.dataset, width=args.width, height=args.height, device=str(dev))
     frames = [ds[i] for i in range(min(len(ds), args.warmup + args.frames))]
     pipe = SLAMPipeline(cfg, device=str(dev))
     for f in frames[:args.warmup]:

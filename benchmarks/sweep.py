@@ -46,8 +46,7 @@ def main():
     variants = [parse_variant(v) for v in (args.variant or ["base:"])]
     rows = []
     for spec in args.dataset:
-        kw = {"device": str(device)} if spec.startswith("synthetic") else {}
-        ds = open_dataset(spec, frames=args.frames, width=args.width, height=args.height, **kw)
+        ds = open_dataset(spec, frames=args.frames, width=args.width, height=args.height, device=str(device))
         frames = [ds[i] for i in range(len(ds))]  # decode once, outside the timed runs
         for name, sets in variants:
             cfg = load_config(args.config, sets)

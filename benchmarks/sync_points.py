@@ -53,8 +53,7 @@ def main():
     if not torch.cuda.is_available():
         sys.exit("sync_points needs CUDA")
     cfg = load_config(None, dict(s.split("=", 1) for s in args.set))
-    ds = open_dataset(args.dataset, width=args.width, height=args.height,
-                      **({"device": args.device} if args.dataset.startswith("synthetic") else {}))
+    ds = open_dataset(args.dataset, width=args.width, height=args.height, device=args.device)
     frames = [ds[i] for i in range(min(len(ds), args.warmup + args.frames))]
     pipe = SLAMPipeline(cfg, device=args.device)
     for f in frames[:args.warmup]:

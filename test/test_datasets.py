@@ -314,7 +314,7 @@ def test_7scenes_reader_registers_colour_unless_told_not_to(tmp_path):
     cv2.imwrite(str(tmp_path / "frame-000000.depth.png"), np.full((48, 64), 1500, np.uint16))
     args = build_parser().parse_args(["run", "--dataset", f"7scenes:{tmp_path}", "--out", str(tmp_path / "o"),
                                       "--no-color-registration"])
-    kw = dataset_kwargs(args, "cpu")
+    kw = dataset_kwargs(args)
     assert kw == {"register_color": False}
     np.testing.assert_array_equal(open_dataset(f"7scenes:{tmp_path}", **kw)[0].rgb, rgb)
     registered = open_dataset(f"7scenes:{tmp_path}")[0].rgb

@@ -27,12 +27,9 @@ def _add_common(p: argparse.ArgumentParser):
     p.add_argument("--print-every", type=int, default=25)
 
 
-def dataset_kwargs(args, device) -> dict:
+def dataset_kwargs(args) -> dict:
     """Reader options from the command line (the readers ignore the ones they lack)."""
-    kw = {"device": str(device)} if args.dataset.startswith("synthetic") else {}
-    if getattr(args, "no_color_registration", False):
-        kw["register_color"] = False
-    return kw
+    return {"register_color": False} if getattr(args, "no_color_registration", False) else {}
 
 
 def register(sub):
@@ -100,7 +97,8 @@ def cmd_run(args) -> int:
     else:
         from ..io.datasets import open_dataset
 
-        kw = dataset_kwargs(args, device)
+        # open_dataset hands the device to the synthetic generator only.
+        kw = dict(dataset_kwargs(args), device=str(device))
         if size is None and device.type == "cpu":
             probe = open_dataset(args.dataset, frames="0:1", **kw)
             if probe.intrinsics.width >= 640:
