@@ -1,6 +1,8 @@
-"""Planar hole filling (core/depth_fill): a hole inside one plane gets that plane's depth,
-a hole between surfaces at different depths and holes below the size limit stay empty,
-and the pipeline maps a filled window but tracks with the measured depth."""
+"""Planar hole filling (core/depth_fill): a hole inside one plane gets that plane's depth;
+a hole bordered by several surfaces gets the ones nothing is seen behind (a wall past an
+occluder, walls beyond the sensor's range), never a nearer surface through which a farther
+one shows; holes below the size limit stay empty; the pipeline maps a filled window but
+tracks with the measured depth."""
 import numpy as np
 
 from gs4_ros.core.depth_fill import fill_planar_holes
@@ -32,12 +34,17 @@ def test_hole_in_a_tilted_plane_is_filled_with_that_plane():
     np.testing.assert_array_equal(out[~filled], depth[~filled])     # measured depth untouched
 
 
-def test_hole_across_a_depth_step_stays_empty():
+def test_hole_across_a_depth_step_takes_the_farther_surface_or_nothing():
+    """At an object's edge the nearer surface cannot continue (the farther one's ring points
+    lie behind it), the farther one can, behind the object. Without occluded filling the
+    ring is two surfaces and the hole stays empty."""
     depth = np.full((H, W), 1.5, np.float32)
     depth[:, 80:] = 3.0                         # an object edge: two surfaces
     depth[40:80, 60:100] = 0.0
-    out, filled = fill_planar_holes(depth, K)
+    out, filled = fill_planar_holes(depth, K, occluded_fill=False)
     assert not filled.any() and (out[40:80, 60:100] == 0).all()
+    out, filled = fill_planar_holes(depth, K)
+    assert filled[40:80, 60:100].all() and np.allclose(out[40:80, 60:100], 3.0, atol=1e-3)
 
 
 def test_nothing_to_fill_and_non_finite_depth():
@@ -72,3 +79,85 @@ def test_pipeline_maps_a_glass_pane_only_with_filling():
     # (edge Gaussians of the frame spill a little onto the pane without filling; at 160x120
     # a few pane pieces between mullions are below the size limit)
     assert cover[0] < 0.35 and cover[64] > 0.6 and cover[64] > cover[0] + 0.3, cover
+
+
+def corner_room(depth_cut=None):
+    """Two walls meeting in a far corner (the view of a room's corner): x = -1.5 + 0.5 z on
+    the left and x = 2.5 - 0.5 z on the right, so the corner lies at z = 4 m; each pixel
+    sees the nearer wall."""
+    v, u = np.mgrid[0:H, 0:W].astype(np.float64)
+    rx = (u - K[0, 2]) / K[0, 0]
+    # x = a + b z and x = rx z  ->  z = a / (rx - b)
+    with np.errstate(divide="ignore"):
+        left = np.where(rx - 0.5 < 0, -1.5 / (rx - 0.5), np.inf)
+        right = np.where(rx + 0.5 > 0, 2.5 / (rx + 0.5), np.inf)
+    return np.minimum(left, right).astype(np.float32)
+
+
+def test_hole_beyond_the_sensor_range_at_a_corner_gets_each_wall():
+    """The sensor stops at 3.6 m and the corner is at 4 m: the hole around the corner is
+    bounded by both walls (not one plane), and each pixel gets its own wall's depth, past
+    the range limit."""
+    truth = corner_room()
+    rng = np.random.default_rng(1)
+    depth = truth + rng.normal(0, 0.002, truth.shape).astype(np.float32)
+    depth[truth > 3.6] = 0.0
+    hole = depth == 0
+    assert 0.05 < hole.mean() < 0.5
+    out, filled = fill_planar_holes(depth, K, max_depth=10.0, occluded_fill=False)
+    assert not filled[hole].any()                       # two walls: the ring is not one plane
+    out, filled = fill_planar_holes(depth, K, max_depth=10.0)
+    assert filled[hole].mean() > 0.9
+    assert np.abs(out[filled] - truth[filled]).max() < 0.03 and out[filled].max() > 3.9
+    np.testing.assert_array_equal(out[~filled], depth[~filled])
+
+
+def test_wall_behind_an_occluder_is_filled_and_a_gap_takes_the_farther_surface():
+    """A hole between a wall (2 m) and a box in front of it (1.2 m) takes the wall; a hole
+    in a doorway of that wall, bordered by the wall and by the farther room seen through it
+    (4 m), takes the farther room and never the wall, which ring points lie behind."""
+    n = np.array([0.1, 0.0, 1.0])
+    n /= np.linalg.norm(n)
+    wall = plane_depth(n, 2.0)
+    depth = wall.copy()
+    depth[40:90, 20:50] = 1.2                            # a box in front of the wall
+    depth[45:80, 40:70] = 0.0                            # hole: half behind the box's edge
+    far = plane_depth(np.array([0.0, 0.0, 1.0]), 4.0)
+    depth[20:100, 100:150] = far[20:100, 100:150]        # a doorway showing the next room
+    depth[40:80, 90:120] = 0.0                           # hole across the door's edge
+    out, filled = fill_planar_holes(depth, K)
+    box_hole = np.zeros_like(filled)
+    box_hole[45:80, 40:70] = True
+    assert filled[box_hole].mean() > 0.9
+    assert np.abs(out[box_hole & filled] - wall[box_hole & filled]).max() < 0.01
+    door_hole = np.zeros_like(filled)
+    door_hole[40:80, 90:120] = True
+    assert filled[door_hole].any()
+    assert np.abs(out[door_hole & filled] - 4.0).max() < 0.01      # the farther room, not the wall
+
+
+def test_pipeline_maps_a_wall_beyond_the_sensor_range():
+    """Synthetic room 902's far corner lies past the sensor's 6 m: with occluded filling the
+    first keyframe maps it near its true depth (beyond mapping.max_depth, which bounds only
+    measured depth), without it the region stays mostly empty."""
+    from gs4_ros.core.config import PipelineConfig
+    from gs4_ros.core.pipeline import SLAMPipeline
+    from gs4_ros.io.synthetic import SyntheticSequence
+
+    seq = SyntheticSequence(seed=902, n_frames=2, width=160, height=120)
+    f = seq.frame(0)
+    truth = seq.render_clean(0)["depth"].numpy()
+    far = (f.depth <= 0) & (truth > 6.0)
+    assert far.mean() > 0.05
+    cover, depth = {}, {}
+    for occluded in (False, True):
+        cfg = PipelineConfig()
+        cfg.mapping.fill_holes_occluded = occluded
+        pipe = SLAMPipeline(cfg, device="cpu")
+        res = pipe.process(f)
+        out = pipe.render(res.pose, f.intrinsics)
+        seen = far & (np.asarray(out["alpha"]) > 0.5)
+        cover[occluded] = float(seen.mean() / far.mean())
+        depth[occluded] = np.asarray(out["depth"])[seen] / truth[seen]
+    assert cover[False] < 0.4 and cover[True] > 0.8, cover
+    assert np.median(np.abs(depth[True] - 1)) < 0.05, np.median(depth[True])

@@ -1,20 +1,27 @@
 """Planar filling of large depth holes before a keyframe is mapped.
 
-Depth sensors return nothing on glass, on dark or shiny surfaces and in dropout blobs, so
-an RGB-D map has no Gaussians there and every later view of the spot renders empty: on
-the synthetic rooms a window pane (its outside view painted on the glass) is a third of
-some frames. When the valid pixels around a hole lie on one plane (the window frame, the
-wall around a dropout), the hole is most likely that plane too: its pixels get the depth
-of the ray-plane intersection, and mapping places Gaussians there. Holes between
-surfaces at different depths (object edges) fail the plane fit and stay empty. Tracking
-and depth fusion keep using the measured depth only.
+Depth sensors return nothing on glass, on dark or shiny surfaces, in dropout blobs and
+beyond their range, so an RGB-D map has no Gaussians there and every later view of the
+spot renders empty: on the synthetic rooms a window pane (its outside view painted on the
+glass) is a third of some frames, and a far wall past the 6 m limit a fifth of room 902's.
+When the valid pixels around a hole lie on one plane (the window frame, the wall around a
+dropout), the hole is most likely that plane too: its pixels get the depth of the
+ray-plane intersection, and mapping places Gaussians there. When they do not, the hole
+takes those of the frame's dominant planes that a good part of its surroundings lies on
+and that no surrounding point lies behind: a wall continues behind the plant or the
+curtain in front of it, and two walls meet in the far corner beyond the range; a nearer
+surface through which a farther one shows does not continue. Each pixel takes the
+nearest such plane (seen from inside a room, the first wall a ray meets). What this
+cannot know: a surface hidden in the hole itself (the side of a pillar seen edge-on)
+gets the wall behind it. Tracking and depth fusion keep using the measured depth only.
 
-Done on the host with OpenCV (connected components, a dilation per hole) because the
-holes are few and irregular; a 640x480 keyframe costs 5-9 ms on a 2-core CI machine.
+Done on the host with OpenCV and numpy (connected components, a dilation per hole, a
+small RANSAC for the frame's planes only when a hole needs them) because holes are few
+and irregular; a 640x480 keyframe of the synthetic rooms costs 7-45 ms on a 2-core CPU.
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import List, Tuple
 
 import cv2
 import numpy as np
@@ -23,16 +30,20 @@ import numpy as np
 def fill_planar_holes(depth: np.ndarray, K: np.ndarray, min_area: int = 64, max_fraction: float = 0.6,
                       ring: int = 4, min_ring_points: int = 40, max_rms: float = 0.006,
                       min_depth: float = 0.1, max_depth: float = 6.0,
-                      min_incidence: float = 0.2, min_solidity: float = 0.2) -> Tuple[np.ndarray, np.ndarray]:
+                      min_incidence: float = 0.2, min_solidity: float = 0.2,
+                      occluded_fill: bool = True, open_radius: int = 3) -> Tuple[np.ndarray, np.ndarray]:
     """(filled depth, mask of filled pixels) for an [H, W] float depth image in metres
     (0 or non-finite = no measurement) and 3x3 intrinsics K.
 
-    A hole (8-connected invalid region) is filled when it has at least min_area pixels and
-    at most max_fraction of the image, covers at least min_solidity of its bounding box,
-    the valid pixels within `ring` pixels of it number
-    at least min_ring_points and fit a plane with an RMS distance below max_rms metres
-    (+0.5% of their depth), and every filled depth lies in [min_depth, max_depth] at a
-    ray-plane incidence cosine above min_incidence.
+    A hole (8-connected invalid region after an opening of open_radius, which cuts off
+    thin bands along object edges) is considered when it has at least min_area pixels and
+    at most max_fraction of the image and covers at least min_solidity of its bounding
+    box. If the valid pixels within `ring` pixels of it (at least min_ring_points) fit one
+    plane with an RMS distance below max_rms metres (+0.5% of their depth), the hole is
+    filled with it when every filled depth lies in [min_depth, max_depth] at a ray-plane
+    incidence cosine above min_incidence. Otherwise, with occluded_fill, the frame's
+    planes judged on a ring three times as wide fill the pixels where the nearest of them
+    meets those limits (see the module docstring).
     """
     d = np.where(np.isfinite(depth), depth, 0.0).astype(np.float32)
     H, W = d.shape
@@ -41,9 +52,15 @@ def fill_planar_holes(depth: np.ndarray, K: np.ndarray, min_area: int = 64, max_
     filled = np.zeros((H, W), bool)
     if not invalid.any():
         return out, filled
+    if open_radius > 0:
+        # Thin bands of missing depth (object edges, grazing angles) join separate holes
+        # into one component spanning many surfaces; an opening cuts them off so each hole
+        # is judged on its own ring, and the bands themselves stay empty.
+        k = 2 * open_radius + 1
+        invalid = cv2.morphologyEx(invalid, cv2.MORPH_OPEN, np.ones((k, k), np.uint8))
     n, lab, stats, _ = cv2.connectedComponentsWithStats(invalid, connectivity=8)
+    planes = None                                   # the frame's planes, found when first needed
     fx, fy, cx, cy = float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
-    kernel = np.ones((2 * ring + 1, 2 * ring + 1), np.uint8)
     areas = stats[:, cv2.CC_STAT_AREA]
     # Compact holes only: a thin ragged band (missing depth along an object's edge) fills
     # a small part of its bounding box and borders two surfaces anyway.
@@ -51,38 +68,142 @@ def fill_planar_holes(depth: np.ndarray, K: np.ndarray, min_area: int = 64, max_
     big = np.nonzero((areas >= min_area) & (areas <= max_fraction * H * W) & (solidity >= min_solidity))[0]
     for c in big[big > 0]:                        # label 0 is the valid pixels
         x0, y0, w, h, area = (int(v) for v in stats[c])
-        xa, ya = max(0, x0 - ring), max(0, y0 - ring)
-        xb, yb = min(W, x0 + w + ring), min(H, y0 + h + ring)
+        m = 3 * ring                                # crop margin: room for the wide ring
+        xa, ya = max(0, x0 - m), max(0, y0 - m)
+        xb, yb = min(W, x0 + w + m), min(H, y0 + h + m)
         hole = lab[ya:yb, xa:xb] == c
-        around = cv2.dilate(hole.view(np.uint8), kernel).astype(bool) & ~hole
         zc = d[ya:yb, xa:xb]
-        around &= zc > 0
-        vs, us = np.nonzero(around)
-        if vs.size < min_ring_points:
+        P, z = _ring_points(hole, zc, ring, xa, ya, K)
+        if z.size < min_ring_points:
             continue
-        if vs.size > 4000:                          # plenty for a plane: keep the fit cheap
-            keep = np.linspace(0, vs.size - 1, 4000).astype(np.int64)
-            vs, us = vs[keep], us[keep]
-        z = zc[vs, us].astype(np.float64)
-        P = np.stack([(us + xa - cx) / fx * z, (vs + ya - cy) / fy * z, z], 1)
         centre = P.mean(0)
-        X = P - centre
-        evals, evecs = np.linalg.eigh(X.T @ X)       # ascending: the normal first
-        normal = evecs[:, 0]
-        rms = np.sqrt(max(evals[0], 0.0) / P.shape[0])
-        if rms > max_rms + 0.005 * float(np.median(z)):
-            continue
-        # Rays (x/z, y/z, 1) of the crop's pixels, as separable row and column terms.
-        rx = ((np.arange(xa, xb) - cx) / fx).astype(np.float32)
-        ry = ((np.arange(ya, yb) - cy) / fy).astype(np.float32)
-        normal = normal.astype(np.float32)
-        den = (normal[0] * rx[None, :] + normal[1] * ry[:, None] + normal[2])[hole]
-        cos = np.abs(den) / np.sqrt(rx[None, :] ** 2 + ry[:, None] ** 2 + 1.0)[hole]
-        if cos.min() < min_incidence:
-            continue
-        t = (centre @ normal) / den                  # depth along z (rays have z = 1)
-        if t.min() < min_depth or t.max() > max_depth:
-            continue
-        out[ya:yb, xa:xb][hole] = t.astype(np.float32)
-        filled[ya:yb, xa:xb][hole] = True
+        evals, evecs = np.linalg.eigh((P - centre).T @ (P - centre))   # ascending: the normal first
+        cands = [(evecs[:, 0], centre)]
+        if np.sqrt(max(evals[0], 0.0) / P.shape[0]) > max_rms + 0.005 * float(np.median(z)):
+            if not occluded_fill:
+                continue
+            if planes is None:
+                planes = frame_planes(d, K, max_rms)
+            # Judged on a wider ring: next to a hole beyond the sensor's range the few valid
+            # depths are the ones noise pulled nearer, a biased sample of the wall.
+            cands = _occluded_planes(*_ring_points(hole, zc, 3 * ring, xa, ya, K), planes, max_rms)
+            if not cands:
+                continue
+        # Rays (x/z, y/z, 1) of the hole's pixels. Of several planes each pixel takes the
+        # nearest one in front of the camera: seen from inside a room, the first wall a ray
+        # meets is the one it sees.
+        vv, uu = np.nonzero(hole)
+        rays = np.stack([(uu + xa - cx) / fx, (vv + ya - cy) / fy, np.ones(uu.size)], 1)
+        ts = np.stack([_plane_depth(n, c, rays) for n, c in cands])
+        ts = np.where(ts > 0, ts, np.inf)
+        k = ts.argmin(0)
+        t = ts[k, np.arange(uu.size)]
+        normals = np.stack([n for n, _ in cands])[k]
+        cos = np.abs((rays * normals).sum(1)) / np.linalg.norm(rays, axis=1)
+        if len(cands) == 1:
+            # One plane through the ring: all of the hole or none of it.
+            if cos.min() < min_incidence or t.min() < min_depth or t.max() > max_depth:
+                continue
+            ok = np.ones(uu.size, bool)
+        else:
+            ok = (cos >= min_incidence) & (t >= min_depth) & (t <= max_depth)
+        out[vv[ok] + ya, uu[ok] + xa] = t[ok].astype(np.float32)
+        filled[vv[ok] + ya, uu[ok] + xa] = True
     return out, filled
+
+
+
+def _ring_points(hole: np.ndarray, zc: np.ndarray, width: int, xa: int, ya: int, K: np.ndarray,
+                 max_points: int = 4000) -> Tuple[np.ndarray, np.ndarray]:
+    """Camera-frame points and depths of the valid pixels within `width` pixels of a hole
+    (hole and zc are crops whose top-left pixel is (xa, ya))."""
+    k = np.ones((2 * width + 1, 2 * width + 1), np.uint8)
+    around = cv2.dilate(hole.view(np.uint8), k).astype(bool) & ~hole & (zc > 0)
+    vs, us = np.nonzero(around)
+    if vs.size > max_points:                         # plenty for a plane: keep the fit cheap
+        keep = np.linspace(0, vs.size - 1, max_points).astype(np.int64)
+        vs, us = vs[keep], us[keep]
+    z = zc[vs, us].astype(np.float64)
+    fx, fy, cx, cy = float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
+    return np.stack([(us + xa - cx) / fx * z, (vs + ya - cy) / fy * z, z], 1), z
+
+
+def _tolerance(z: np.ndarray, max_rms: float) -> np.ndarray:
+    """Point-to-plane distance (m) still counted as on the plane: grows with depth like the noise."""
+    return 2.0 * (max_rms + 0.005 * z)
+
+
+def frame_planes(d: np.ndarray, K: np.ndarray, max_rms: float = 0.006, grid: int = 0, max_planes: int = 6,
+                 iterations: int = 128, min_support: float = 0.04, reach: int = 4) -> List[Tuple[np.ndarray, np.ndarray]]:
+    """The frame's dominant planes as (unit normal, point), largest first, by sequential
+    RANSAC on every grid-th valid pixel (default: about 80 x 60 of them). Each sample's three points lie within `reach` grid
+    cells of each other, so they mostly share a surface and a wall seen in a tenth of the
+    frame is found in a hundred tries. Written here rather than taken from Open3D (not a
+    dependency): a few vectorised lines. Deterministic (fixed seed)."""
+    fx, fy, cx, cy = float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
+    grid = grid or max(1, d.shape[1] // 80)          # about 80 x 60 samples at any size
+    v, u = np.mgrid[grid // 2:d.shape[0]:grid, grid // 2:d.shape[1]:grid]
+    z = d[v, u].astype(np.float64)
+    gh, gw = z.shape
+    P = np.stack([(u - cx) / fx * z, (v - cy) / fy * z, z], -1).reshape(-1, 3)
+    z = z.reshape(-1)
+    tol = _tolerance(z, max_rms)
+    rng = np.random.default_rng(0)
+    planes = []
+    left = z > 0
+    total = int(left.sum())
+    while len(planes) < max_planes and left.sum() >= max(min_support * total, 3):
+        seeds = rng.choice(np.nonzero(left)[0], size=iterations)
+        r0, c0 = seeds // gw, seeds % gw
+        off = rng.integers(-reach, reach + 1, size=(2, 2, iterations))
+        r12 = np.clip(r0 + off[:, 0], 0, gh - 1)
+        c12 = np.clip(c0 + off[:, 1], 0, gw - 1)
+        i1, i2 = r12[0] * gw + c12[0], r12[1] * gw + c12[1]
+        A = P[seeds]
+        nrm = np.cross(P[i1] - A, P[i2] - A)
+        length = np.linalg.norm(nrm, axis=1)
+        good = (length > 1e-9) & left[i1] & left[i2]
+        if not good.any():
+            break
+        nrm, A = nrm[good] / length[good, None], A[good]
+        rows = np.nonzero(left)[0]
+        Q, tq = P[rows], tol[rows]
+        inl = np.abs(Q @ nrm.T - (nrm * A).sum(1)[None]) < tq[:, None]      # [points, samples]
+        best = inl[:, int(inl.sum(0).argmax())]
+        if best.sum() < min_support * total:
+            break
+        for _ in range(3):                          # refit on the inliers, re-select them
+            c = Q[best].mean(0)
+            normal = np.linalg.eigh((Q[best] - c).T @ (Q[best] - c))[1][:, 0]
+            best = np.abs((Q - c) @ normal) < tq
+            if best.sum() < 3:
+                break
+        planes.append((normal, c))
+        left[rows[np.abs((Q - c) @ normal) < tq]] = False
+    return planes
+
+
+def _plane_depth(normal: np.ndarray, point: np.ndarray, rays: np.ndarray) -> np.ndarray:
+    """Depth (z) at which rays (x/z, y/z, 1) meet the plane; inf where nearly parallel."""
+    den = rays @ normal
+    safe = np.abs(den) > 1e-6
+    return np.where(safe, (point @ normal) / np.where(safe, den, 1.0), np.inf)
+
+
+def _occluded_planes(P: np.ndarray, z: np.ndarray, planes, max_rms: float, min_ring_support: float = 0.1,
+                     max_behind_fraction: float = 0.03, near: float = 3.0):
+    """The frame planes a hole continues when its ring is not one plane: each plane a good
+    part of the ring lies on, provided no ring point lies behind it. A wall seen past a
+    plant or a curtain, or beyond the sensor's range, continues behind them; a gap through
+    which something farther shows puts ring points behind the plane and is not filled
+    with it. A hole at a room's far corner has the two walls."""
+    tol = _tolerance(z, max_rms)
+    rays = P / z[:, None]
+    keep = []
+    for normal, point in planes:
+        t = _plane_depth(normal, point, rays)
+        support = float(((z < t + tol) & (z > t - near * tol)).mean())
+        behind = float(((t > 0) & (z > t + tol)).mean())
+        if support >= min_ring_support and behind <= max_behind_fraction:
+            keep.append((normal, point))
+    return keep

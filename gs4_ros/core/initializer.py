@@ -47,7 +47,7 @@ def block_gaussians(depth: torch.Tensor, rgb: torch.Tensor, K: torch.Tensor, cfg
     s = stride or cfg.stride
     H, W = depth.shape
     hb, wb = H // s, W // s
-    dv = (depth > cfg.min_depth) & (depth < cfg.max_depth)
+    dv = (depth > cfg.min_depth) & (depth < cfg.map_max_depth)
     d = torch.where(dv, depth, torch.zeros_like(depth))
     pts = backproject(d, K)
     P = _blocks(pts, s)                                  # [B, s2, 3]

@@ -491,14 +491,16 @@ class SLAMPipeline:
 
     # -- mapping ----------------------------------------------------------------------
     def _depth_for_mapping(self, frame: RGBDFrame, depth: torch.Tensor) -> torch.Tensor:
-        """The keyframe's depth with planar holes filled (mapping only; see depth_fill)."""
+        """The keyframe's depth with holes filled by planes (mapping only; see depth_fill).
+        Measured depth beyond mapping.max_depth is dropped first, since mapping accepts
+        filled depth up to fill_holes_max_depth."""
         m = self.cfg.mapping
         if m.fill_holes_min_area <= 0:
             return depth
-        filled, mask = fill_planar_holes(frame.depth, frame.intrinsics.K_numpy(), min_area=m.fill_holes_min_area,
-                                         min_depth=m.min_depth, max_depth=m.max_depth)
-        if not mask.any():
-            return depth
+        measured = np.where(np.isfinite(frame.depth) & (frame.depth < m.max_depth), frame.depth, 0.0)
+        filled, mask = fill_planar_holes(measured, frame.intrinsics.K_numpy(), min_area=m.fill_holes_min_area,
+                                         min_depth=m.min_depth, max_depth=m.fill_holes_max_depth,
+                                         occluded_fill=m.fill_holes_occluded)
         return torch.from_numpy(filled).to(depth.device, depth.dtype)
 
     @torch.no_grad()
