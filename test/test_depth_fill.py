@@ -161,3 +161,34 @@ def test_pipeline_maps_a_wall_beyond_the_sensor_range():
         depth[occluded] = np.asarray(out["depth"])[seen] / truth[seen]
     assert cover[False] < 0.4 and cover[True] > 0.8, cover
     assert np.median(np.abs(depth[True] - 1)) < 0.05, np.median(depth[True])
+
+
+def test_inferred_rows_are_left_out_of_tracking_and_replaced_by_measurements():
+    """Gaussians on filled depth are marked inferred: the tracking render leaves them out,
+    and a later keyframe that measures depth there replaces them with measured ones (the
+    same view, now with depth past 6 m, as a longer-range sensor would give it)."""
+    import dataclasses
+
+    from gs4_ros.core.config import PipelineConfig
+    from gs4_ros.core.pipeline import SLAMPipeline
+    from gs4_ros.io.synthetic import SyntheticSequence
+
+    seq = SyntheticSequence(seed=902, n_frames=2, width=160, height=120)
+    f = seq.frame(0)
+    truth = seq.render_clean(0)["depth"].numpy()
+    far = (f.depth <= 0) & (truth > 6.0)
+    cfg = PipelineConfig()
+    cfg.mapping.keyframe_max_interval = 1
+    cfg.mapping.max_depth = 10.0                       # measured depth up to 10 m is mapped
+    pipe = SLAMPipeline(cfg, device="cpu")
+    res = pipe.process(f)
+    gm = pipe.map
+    n_inf = int((gm.inferred != 0).sum())
+    assert n_inf > 0.5 * far.sum() / 64                # most far blocks (8x8) are inferred rows
+    assert float(gm.params(measured_only=True).opacities[gm.inferred != 0].max()) == 0.0
+    measured = dataclasses.replace(f, index=1, timestamp=f.timestamp + 1 / 30, depth=truth.astype(np.float32))
+    res = pipe.process(measured)
+    gm = pipe.map
+    assert int((gm.inferred != 0).sum()) < 0.2 * n_inf
+    out = pipe.render(res.pose, f.intrinsics)
+    assert float((np.asarray(out["alpha"])[far] > 0.5).mean()) > 0.8

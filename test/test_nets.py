@@ -302,7 +302,12 @@ def test_graphed_predictor_matches_eager_on_cuda():
             graphed = mapper._predict(rgb, depth, K, None, 8)
             assert not mapper._predict_graphed.failed
             for name in ("means", "log_scales", "opacity_logits", "colors", "features", "sem_logits"):
-                assert torch.allclose(getattr(eager, name), getattr(graphed, name), atol=1e-5), name
+                a, b = getattr(eager, name), getattr(graphed, name)
+                # The geometry branch reads the block normals, which come from eigh eagerly and
+                # from the closed-form solver in the graph: 1.3e-5 apart on 3 tokens (H200).
+                tol = 1e-4 if name == "sem_logits" else 1e-5
+                assert torch.allclose(a, b, atol=tol), (name, i, float((a - b).abs().max()),
+                                                        int(((a - b).abs() > tol).any(-1).sum()))
             assert torch.equal(eager.valid, graphed.valid)
             # Rotations through the covariance they give (q and -q are one rotation). Inside
             # the graph the block planes come from the closed-form eigensolver; the prior's

@@ -20,10 +20,12 @@ from . import se3
 # Fields with one row per Gaussian, in storage order.
 FLOAT_FIELDS = ("means", "log_scales", "quats", "opacity_logits", "colors", "sem_logits", "features",
                 "obs_weight")
-INT_FIELDS = ("update_count", "birth_frame", "keyframe_id", "sem_count")
+INT_FIELDS = ("update_count", "birth_frame", "keyframe_id", "sem_count", "inferred")
 # Value of each int field for a new row; birth_frame and keyframe_id come from insert(),
-# sem_count (views averaged into sem_logits, core/semantic_fusion) is 0 without semantics.
-INT_DEFAULTS = {"update_count": 0, "birth_frame": 0, "keyframe_id": -1, "sem_count": 1}
+# sem_count (views averaged into sem_logits, core/semantic_fusion) is 0 without semantics,
+# inferred is 1 for rows placed on a plane across a depth hole (core/depth_fill), not on
+# measured depth: tracking and co-visibility ignore them, measured depth replaces them.
+INT_DEFAULTS = {"update_count": 0, "birth_frame": 0, "keyframe_id": -1, "sem_count": 1, "inferred": 0}
 
 
 @dataclass
@@ -76,10 +78,11 @@ class GaussianMap:
 
     def insert(self, means, log_scales, quats, opacity_logits, colors, sem_logits=None,
                features=None, birth_frame: int = 0, keyframe_id: int = -1,
-               obs_weight=None) -> torch.Tensor:
+               obs_weight=None, inferred=None) -> torch.Tensor:
         """Append Gaussians; returns their indices. Missing semantics/features are zeros.
 
-        obs_weight is the depth-fusion confidence of each row's position (default 1).
+        obs_weight is the depth-fusion confidence of each row's position (default 1);
+        inferred marks rows placed on filled rather than measured depth (default none).
         """
         n = means.shape[0]
         dev, dt = self.device, self.dtype
@@ -105,6 +108,8 @@ class GaussianMap:
         for name, val in vals.items():
             setattr(self, name, torch.cat([getattr(self, name),
                                            torch.full((n,), val, device=dev, dtype=torch.int32)]))
+        if inferred is not None:
+            self.inferred[start:] = inferred.reshape(n).to(device=dev, dtype=torch.int32)
         self.frozen = torch.cat([self.frozen, torch.zeros(n, device=dev, dtype=torch.bool)])
         return torch.arange(start, start + n, device=dev)
 
@@ -131,14 +136,20 @@ class GaussianMap:
         self.frozen[idx] |= self.update_count[idx] >= freeze_after
 
     # -- views ---------------------------------------------------------------------
-    def params(self, idx: Optional[torch.Tensor] = None, with_semantics: bool = False) -> GaussianParams:
+    def params(self, idx: Optional[torch.Tensor] = None, with_semantics: bool = False,
+               measured_only: bool = False) -> GaussianParams:
+        """measured_only: inferred rows get opacity 0 (tracking and co-visibility must not
+        align to or be satisfied by a guess)."""
         sel = (lambda t: t) if idx is None else (lambda t: t[idx])
         q = sel(self.quats)
+        op = torch.sigmoid(sel(self.opacity_logits))
+        if measured_only:
+            op = op * (sel(self.inferred) == 0)
         return GaussianParams(
             means=sel(self.means),
             quats=q / q.norm(dim=-1, keepdim=True).clamp(min=1e-12),
             scales=torch.exp(sel(self.log_scales)),
-            opacities=torch.sigmoid(sel(self.opacity_logits)),
+            opacities=op,
             colors=sel(self.colors).clamp(0, 1),
             sem_probs=torch.softmax(sel(self.sem_logits), -1) if with_semantics and self.num_classes else None,
         )

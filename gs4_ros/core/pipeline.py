@@ -27,7 +27,7 @@ import torch
 from . import se3
 from .config import PipelineConfig
 from .frame import FrameError, Intrinsics, RGBDFrame
-from .covisibility import block_confidence, unmapped_blocks
+from .covisibility import block_confidence, block_fraction, blocks_to_insert, replaced_inferred
 from .cuda_graph import GraphedCall
 from .depth_fill import fill_planar_holes
 from .fusion import fuse_depth
@@ -221,14 +221,19 @@ class SLAMPipeline:
             ts = time.perf_counter()
             kf = Keyframe(len(self.keyframes), frame.index, frame.timestamp, pose.clone())
             self.keyframes.append(kf)
-            depth_map = self._depth_for_mapping(frame, depth)
+            depth_map, inferred = self._depth_for_mapping(frame, depth)
+            drop = replaced_inferred(self.map, pose, K, torch.where(depth < m.max_depth, depth, 0.0))
+            if bool(drop.any()):
+                self.map.keep(~drop)
             covis = ref if self._reference_still_valid(track) else None
             if self.nets is not None:
                 added = self.nets.map_frame(self.map, self.rasterizer, depth_map, rgb, K, frame.intrinsics, pose,
-                                            labels, kf.id, frame.index, covis_render=covis)
+                                            labels, kf.id, frame.index, covis_render=covis,
+                                            inferred_blocks=inferred)
                 timings.update(self.nets.timings_ms)
             else:
-                added = self._map(depth_map, rgb, K, frame.intrinsics, pose, labels, kf, frame.index, covis)
+                added = self._map(depth_map, rgb, K, frame.intrinsics, pose, labels, kf, frame.index, covis,
+                                  inferred)
             pruned = self.map.prune(self.cfg.mapping.prune_opacity)
             self._sync()
             timings["map"] = 1000 * (time.perf_counter() - ts)
@@ -312,7 +317,7 @@ class SLAMPipeline:
         W, H = intr.width, intr.height
         with torch.no_grad():
             t0 = clock.now()
-            ref = render_views(self.rasterizer, self.map.params(), pred, K, W, H, geometry=True)
+            ref = render_views(self.rasterizer, self.map.params(measured_only=True), pred, K, W, H, geometry=True)
             cur_levels, ref_levels = self.tracker.prepare(depth, rgb, K, ref.points[0], ref.normals[0],
                                                           ref.color[0], ref.alpha[0])
             clock.span("render_ref", t0)
@@ -490,28 +495,31 @@ class SLAMPipeline:
         return dict(enabled=True, synchronous=self.cfg.backend.synchronous, **self.backend.stats.summary())
 
     # -- mapping ----------------------------------------------------------------------
-    def _depth_for_mapping(self, frame: RGBDFrame, depth: torch.Tensor) -> torch.Tensor:
-        """The keyframe's depth with holes filled by planes (mapping only; see depth_fill).
-        Measured depth beyond mapping.max_depth is dropped first, since mapping accepts
-        filled depth up to fill_holes_max_depth."""
+    def _depth_for_mapping(self, frame: RGBDFrame, depth: torch.Tensor):
+        """(depth, inferred blocks): the keyframe's depth with holes filled by planes (mapping
+        only; see depth_fill), and which stride blocks are mostly filled, not measured (None
+        when nothing was filled). Measured depth beyond mapping.max_depth is dropped first,
+        since mapping accepts filled depth up to fill_holes_max_depth."""
         m = self.cfg.mapping
         if m.fill_holes_min_area <= 0:
-            return depth
+            return depth, None
         measured = np.where(np.isfinite(frame.depth) & (frame.depth < m.max_depth), frame.depth, 0.0)
         filled, mask = fill_planar_holes(measured, frame.intrinsics.K_numpy(), min_area=m.fill_holes_min_area,
                                          min_depth=m.min_depth, max_depth=m.fill_holes_max_depth,
                                          occluded_fill=m.fill_holes_occluded)
-        return torch.from_numpy(filled).to(depth.device, depth.dtype)
+        out = torch.from_numpy(filled).to(depth.device, depth.dtype)
+        if not mask.any():
+            return out, None
+        return out, block_fraction(torch.from_numpy(mask).to(depth.device), m.stride) > 0.5
 
     @torch.no_grad()
     def _map(self, depth, rgb, K, intr: Intrinsics, pose, labels, kf: Keyframe, frame_index: int,
-             covis_render=None) -> int:
+             covis_render=None, inferred_blocks=None) -> int:
         m = self.cfg.mapping
         bg = self._block_gaussians(depth, rgb, K, *(() if labels is None else (labels,)))
         conf = block_confidence(bg, K, m.stride, intr.width, intr.height)
-        select = bg.valid & unmapped_blocks(self.rasterizer, self.map, pose, K, intr.width, intr.height,
-                                            m.stride, bg.depth, m.silhouette_threshold, m.front_margin,
-                                            render=covis_render)
+        select = blocks_to_insert(self.rasterizer, self.map, pose, K, intr.width, intr.height, m.stride, bg.depth,
+                                  bg.valid, m.silhouette_threshold, m.front_margin, covis_render, inferred_blocks)
         if bg.labels is not None:
             fuse_semantics(self.map, pose, K, m, bg.grid_shape, bg.depth, bg.valid, bg.labels, len(self.map))
         n = int(select.sum())
@@ -521,7 +529,8 @@ class SLAMPipeline:
         sem = labels_to_logits(lab, self.cfg.num_classes) if lab is not None else None
         op = torch.full((n,), m.init_opacity, device=self.device)
         self.map.insert(means, log_scales, quats, torch.logit(op), colors, sem_logits=sem,
-                        birth_frame=frame_index, keyframe_id=kf.id, obs_weight=conf[select])
+                        birth_frame=frame_index, keyframe_id=kf.id, obs_weight=conf[select],
+                        inferred=None if inferred_blocks is None else inferred_blocks[select])
         return n
 
     # -- outputs ----------------------------------------------------------------------

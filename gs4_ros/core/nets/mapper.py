@@ -14,8 +14,7 @@ from typing import Dict, Tuple
 
 import torch
 
-from .. import se3
-from ..covisibility import block_confidence, unmapped_blocks
+from ..covisibility import block_confidence, blocks_to_insert, project_rows
 from ..cuda_graph import GraphedCall
 from ..initializer import labels_to_logits
 from ..semantic_fusion import fuse_semantics
@@ -31,14 +30,8 @@ def visible_rows(gmap, pose: torch.Tensor, K: torch.Tensor, depth: torch.Tensor,
     if len(gmap) == 0:
         return torch.zeros(0, dtype=torch.long, device=gmap.device)
     H, W = depth.shape
-    Tcw = se3.inv(pose)                  # closed form: linalg.inv syncs with the host on CUDA
-    pc = gmap.means @ Tcw[:3, :3].T + Tcw[:3, 3]
-    z = pc[:, 2]
-    zs = z.clamp(min=1e-3)
-    u = torch.floor(K[0, 0] * pc[:, 0] / zs + K[0, 2] + 0.5).long()
-    v = torch.floor(K[1, 1] * pc[:, 1] / zs + K[1, 2] + 0.5).long()
-    ok = (z > 0.05) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
-    d = depth[v.clamp(0, H - 1), u.clamp(0, W - 1)]
+    u, v, z, ok = project_rows(gmap, slice(None), pose, K, H, W)
+    d = depth[v, u]
     ok &= (d > 0) & ((z - d).abs() < margin + 0.05 * d)
     return torch.nonzero(ok).flatten()
 
@@ -124,7 +117,10 @@ class NetworkMapper:
 
     @torch.no_grad()
     def map_frame(self, gmap, rasterizer, depth, rgb, K, intr, pose, labels, kf_id: int, frame_index: int,
-                  covis_render=None) -> int:
+                  covis_render=None, inferred_blocks=None) -> int:
+        """Predict the keyframe's Gaussians, insert those the map does not explain yet, refine
+        them with their visible neighbours. inferred_blocks: [hb*wb] bool, tokens whose depth
+        was filled across a hole rather than measured (their rows are marked inferred)."""
         m, nc = self.cfg.mapping, self.cfg.network
         dev = depth.device
         t0 = time.perf_counter()
@@ -134,9 +130,8 @@ class NetworkMapper:
         t1 = time.perf_counter()
         self.timings_ms = {"predict": 1000 * (t1 - t0)}
         conf = block_confidence(tok.priors[0], K, m.stride, intr.width, intr.height)
-        select = tok.valid[0] & unmapped_blocks(rasterizer, gmap, pose, K, intr.width, intr.height, m.stride,
-                                                tok.depth[0], m.silhouette_threshold, m.front_margin,
-                                                render=covis_render)
+        select = blocks_to_insert(rasterizer, gmap, pose, K, intr.width, intr.height, m.stride, tok.depth[0],
+                                  tok.valid[0], m.silhouette_threshold, m.front_margin, covis_render, inferred_blocks)
         evidence = tok.labels[0] if use_frame_labels else self._semantics(tok.sem_logits[0])
         fuse_semantics(gmap, pose, K, m, tok.grid_shape, tok.depth[0], tok.valid[0], evidence, len(gmap))
         n = int(select.sum())
@@ -156,7 +151,8 @@ class NetworkMapper:
             self._warned = True
         new_rows = gmap.insert(means, log_scales, quats, tok.opacity_logits[0][select], tok.colors[0][select],
                                sem_logits=sem, features=tok.features[0][select] if fits else None,
-                               birth_frame=frame_index, keyframe_id=kf_id, obs_weight=conf[select])
+                               birth_frame=frame_index, keyframe_id=kf_id, obs_weight=conf[select],
+                               inferred=None if inferred_blocks is None else inferred_blocks[select])
         if nc.refine and self.refiner is not None and fits:
             t2 = time.perf_counter()
             rows = select_rows(visible_rows(gmap, pose, K, depth, nc.visible_margin), new_rows, nc.max_refine,
