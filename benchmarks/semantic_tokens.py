@@ -49,6 +49,7 @@ def main():
     ap.add_argument("--height", type=int, default=480)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch", type=int, default=5, help="frames per forward pass")
+    ap.add_argument("--fill-holes", action="store_true", help="input depth with holes filled as mapping fills them")
     args = ap.parse_args()
     dev = torch.device(args.device)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -56,7 +57,7 @@ def main():
         sys.exit("training seeds start at 1000: evaluate on seeds below it")
     frames = []
     for s in seeds:
-        d = _seed_tensors(s, args.frames, args.step, args.width, args.height, dev)
+        d = _seed_tensors(s, args.frames, args.step, args.width, args.height, dev, args.fill_holes)
         for i in range(0, args.frames, args.batch):
             frames.append({"rgb": d["rgb"][i:i + args.batch], "depth": d["depth"][i:i + args.batch],
                            "labels": d["labels"][i:i + args.batch], "K": d["K"]})

@@ -227,3 +227,20 @@ def test_a_branch_added_before_an_existing_one_keeps_each_parameters_adam_state(
     st0, st1 = before["opt_predictor"]["state"], after["opt_predictor"]["state"]
     assert int(st1[names2.index("sem_geometry.out.weight")]["step"]) == int(st0[geo_w]["step"]) + 1
     assert int(st1[names2.index("sem_context.out.weight")]["step"]) == 1
+
+
+def test_fill_holes_feeds_the_networks_the_mapping_depth():
+    """--fill-holes: the input depth of a training room is what the pipeline maps with
+    (holes filled, measured depth kept), so window and far-wall tokens get labels."""
+    from gs4_ros.core.config import MappingConfig
+    from gs4_ros.core.depth_fill import mapping_depth
+    from gs4_ros.io.synthetic import SyntheticSequence
+    from gs4_ros.train.data import _seed_tensors
+
+    raw = _seed_tensors(900, 2, 1, 160, 120, "cpu")["depth"][0].numpy()
+    filled = _seed_tensors(900, 2, 1, 160, 120, "cpu", fill_holes=True)["depth"][0].numpy()
+    assert (filled > 0).mean() > (raw > 0).mean() + 0.1          # seed 900 faces a window
+    kept = raw > 0
+    np.testing.assert_array_equal(filled[kept], raw[kept])
+    f = SyntheticSequence(seed=900, n_frames=2, width=160, height=120).frame(0)
+    np.testing.assert_array_equal(filled, mapping_depth(f.depth, f.intrinsics.K_numpy(), MappingConfig())[0])

@@ -207,3 +207,14 @@ def _occluded_planes(P: np.ndarray, z: np.ndarray, planes, max_rms: float, min_r
         if support >= min_ring_support and behind <= max_behind_fraction:
             keep.append((normal, point))
     return keep
+
+
+def mapping_depth(depth: np.ndarray, K: np.ndarray, cfg) -> Tuple[np.ndarray, np.ndarray]:
+    """(depth a keyframe is mapped with, mask of filled pixels) under a MappingConfig: the
+    measured depth up to cfg.max_depth, holes filled up to cfg.fill_holes_max_depth. The
+    pipeline maps with it and training feeds it to the networks, so both see the same."""
+    measured = np.where(np.isfinite(depth) & (depth < cfg.max_depth), depth, 0.0).astype(np.float32)
+    if cfg.fill_holes_min_area <= 0:
+        return measured, np.zeros(measured.shape, bool)
+    return fill_planar_holes(measured, K, min_area=cfg.fill_holes_min_area, min_depth=cfg.min_depth,
+                             max_depth=cfg.fill_holes_max_depth, occluded_fill=cfg.fill_holes_occluded)

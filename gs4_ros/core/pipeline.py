@@ -29,7 +29,7 @@ from .config import PipelineConfig
 from .frame import FrameError, Intrinsics, RGBDFrame
 from .covisibility import block_confidence, block_fraction, blocks_to_insert, replaced_inferred
 from .cuda_graph import GraphedCall
-from .depth_fill import fill_planar_holes
+from .depth_fill import mapping_depth
 from .fusion import fuse_depth
 from .semantic_fusion import fuse_semantics
 from .gaussian_map import GaussianMap
@@ -503,10 +503,7 @@ class SLAMPipeline:
         m = self.cfg.mapping
         if m.fill_holes_min_area <= 0:
             return depth, None
-        measured = np.where(np.isfinite(frame.depth) & (frame.depth < m.max_depth), frame.depth, 0.0)
-        filled, mask = fill_planar_holes(measured, frame.intrinsics.K_numpy(), min_area=m.fill_holes_min_area,
-                                         min_depth=m.min_depth, max_depth=m.fill_holes_max_depth,
-                                         occluded_fill=m.fill_holes_occluded)
+        filled, mask = mapping_depth(frame.depth, frame.intrinsics.K_numpy(), m)
         out = torch.from_numpy(filled).to(depth.device, depth.dtype)
         if not mask.any():
             return out, None

@@ -33,11 +33,21 @@ class Sequence:
         return self.rgb.shape[0]
 
 
-def _stack(frames, device, clean: bool) -> dict:
+def _stack(frames, device, clean: bool, fill_holes: bool = False) -> dict:
+    """fill_holes: the network input depth is the one mapping uses (holes filled by planes,
+    core/depth_fill.mapping_depth), so tokens on windows and far walls are trained too."""
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device)  # noqa: E731
+    if fill_holes:
+        from ..core.config import MappingConfig
+        from ..core.depth_fill import mapping_depth
+
+        mcfg = MappingConfig()
+        depth = [mapping_depth(f.depth, f.intrinsics.K_numpy(), mcfg)[0] for f in frames]
+    else:
+        depth = [f.depth for f in frames]
     return {
         "rgb": t(np.stack([f.rgb for f in frames])),
-        "depth": t(np.stack([f.depth for f in frames]).astype(np.float32)),
+        "depth": t(np.stack(depth).astype(np.float32)),
         "rgb_tgt": t(np.stack([f.meta["rgb_clean"] if clean else f.rgb for f in frames])),
         "depth_tgt": t(np.stack([f.meta["depth_clean"] if clean else f.depth for f in frames]).astype(np.float32)),
         "labels": t(np.stack([f.labels for f in frames])) if clean else None,
@@ -45,22 +55,23 @@ def _stack(frames, device, clean: bool) -> dict:
     }
 
 
-def _seed_tensors(seed: int, frames: int, step: int, width: int, height: int, device) -> dict:
+def _seed_tensors(seed: int, frames: int, step: int, width: int, height: int, device,
+                  fill_holes: bool = False) -> dict:
     """Sequence fields (K included) of one seed's kept frames, rendered on `device`."""
     from ..io.synthetic import SyntheticSequence
 
     seq = SyntheticSequence(seed=seed, n_frames=frames * step, width=width, height=height, device=device)
-    d = _stack([seq[i] for i in range(0, frames * step, step)], device, clean=True)
+    d = _stack([seq[i] for i in range(0, frames * step, step)], device, clean=True, fill_holes=fill_holes)
     d["K"] = seq.intrinsics.K(device)
     return d
 
 
-def _render_seed(seed: int, frames: int, step: int, width: int, height: int) -> dict:
+def _render_seed(seed: int, frames: int, step: int, width: int, height: int, fill_holes: bool = False) -> dict:
     """_seed_tensors as numpy arrays, rendered on the CPU with one thread (runs in a worker
     process of synthetic_sequences)."""
     torch.set_num_threads(1)
     return {k: None if v is None else v.numpy() for k, v in _seed_tensors(seed, frames, step, width, height,
-                                                                         "cpu").items()}
+                                                                         "cpu", fill_holes).items()}
 
 
 def _skipped(seed: int, e: Exception):
@@ -69,7 +80,7 @@ def _skipped(seed: int, e: Exception):
 
 def synthetic_sequences(seeds: List[int], frames: int, step: int, width: int, height: int, device,
                         deadline: Optional[float] = None, min_sequences: int = 2,
-                        workers: int = 0) -> List[Sequence]:
+                        workers: int = 0, fill_holes: bool = False) -> List[Sequence]:
     """Every `step`-th frame of a frames*step long path per seed, until the deadline
     (time.time()) passes once at least min_sequences are made.
 
@@ -87,7 +98,7 @@ def synthetic_sequences(seeds: List[int], frames: int, step: int, width: int, he
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
         to_dev = lambda a: None if a is None else torch.from_numpy(a).to(device)  # noqa: E731
         try:
-            pending = {pool.submit(_render_seed, s, frames, step, width, height): s for s in seeds}
+            pending = {pool.submit(_render_seed, s, frames, step, width, height, fill_holes): s for s in seeds}
             while pending:
                 left = None if deadline is None else deadline - time.time()
                 if left is not None and left <= 0 and len(out) >= min_sequences:
@@ -110,7 +121,7 @@ def synthetic_sequences(seeds: List[int], frames: int, step: int, width: int, he
             if deadline is not None and len(out) >= min_sequences and time.time() > deadline:
                 break
             try:
-                d = _seed_tensors(seed, frames, step, width, height, device)
+                d = _seed_tensors(seed, frames, step, width, height, device, fill_holes)
             except Exception as e:  # noqa: BLE001 - as above
                 _skipped(seed, e)
                 continue
@@ -119,12 +130,12 @@ def synthetic_sequences(seeds: List[int], frames: int, step: int, width: int, he
     return out
 
 
-def real_sequence(path: str, frames: str, width: int, height: int, device) -> Sequence:
+def real_sequence(path: str, frames: str, width: int, height: int, device, fill_holes: bool = False) -> Sequence:
     from ..io.datasets import open_dataset
 
     ds = open_dataset(f"7scenes:{path}", frames=frames, width=width, height=height)
     fr = [ds[i] for i in range(len(ds))]
-    d = _stack(fr, device, clean=False)
+    d = _stack(fr, device, clean=False, fill_holes=fill_holes)
     log.info("real training data: %d frames of %s (%s)", len(fr), path, frames)
     return Sequence(f"7scenes:{frames}", K=ds.intrinsics.K(device), real=True, **d)
 

@@ -74,6 +74,7 @@ class FitOptions:
     sem_context: bool = False        # give the predictor the semantic context branch (kept once added)
     sem_geometry: bool = False       # give the predictor the semantic geometry branch (kept once added)
     semantic_only: bool = False      # train only the semantic head (backbone and the rest frozen)
+    fill_holes: bool = False         # network input depth with holes filled as mapping fills them
     seed: int = 0
     command: str = ""
 
@@ -399,8 +400,9 @@ def fit(opts: FitOptions) -> dict:
     state["next_seed"] = first_seed + opts.seeds
     syn = synthetic_sequences(list(range(first_seed, first_seed + opts.seeds)), opts.frames, opts.step,
                               opts.width, opts.height, dev, deadline=t_start + opts.data_minutes * 60,
-                              workers=opts.workers)
-    real = [real_sequence(opts.real, opts.real_frames, opts.width, opts.height, dev)] if opts.real else []
+                              workers=opts.workers, fill_holes=opts.fill_holes)
+    real = ([real_sequence(opts.real, opts.real_frames, opts.width, opts.height, dev, opts.fill_holes)]
+            if opts.real else [])
     state["sequences"] = sorted(set(state["sequences"]) | {s.name for s in syn + real})
     sampler = Sampler(syn, real, opts.p_real, opts.max_gap, seed=opts.seed + state["chunk"])
     weights = LossWeights(token=opts.token_weight)
