@@ -227,7 +227,7 @@ def make_cloud(n=17, seed=0):
     return conv.gaussian_cloud_array(
         rng.normal(size=(n, 3)).astype(np.float32), rng.integers(0, 256, (n, 3), dtype=np.uint8),
         rng.integers(0, 21, n).astype(np.uint32), rng.uniform(0, 1, n).astype(np.float32),
-        rng.uniform(0.001, 0.1, (n, 3)).astype(np.float32), q), rng
+        rng.uniform(0.001, 0.1, (n, 3)).astype(np.float32), q, rng.integers(0, 2, n).astype(np.uint8)), rng
 
 
 def test_pointcloud2_layout_and_round_trip():
@@ -235,12 +235,13 @@ def test_pointcloud2_layout_and_round_trip():
     msg = conv.array_to_pointcloud2(arr)
     names = [f.name for f in msg.fields]
     assert names == ["x", "y", "z", "rgb", "label", "opacity", "scale_x", "scale_y", "scale_z",
-                     "rot_w", "rot_x", "rot_y", "rot_z"]
+                     "rot_w", "rot_x", "rot_y", "rot_z", "inferred"]
     types = {f.name: f.datatype for f in msg.fields}
     assert types["rgb"] == PointField.FLOAT32 and types["label"] == PointField.UINT32
-    assert all(types[n] == PointField.FLOAT32 for n in names if n not in ("label",))
-    assert [f.offset for f in msg.fields] == [4 * i for i in range(13)]
-    assert msg.point_step == 52 and msg.row_step == 52 * len(arr) and msg.height == 1
+    assert all(types[n] == PointField.FLOAT32 for n in names if n not in ("label", "inferred"))
+    assert types["inferred"] == PointField.UINT8
+    assert [f.offset for f in msg.fields] == [4 * i for i in range(14)]
+    assert msg.point_step == 53 and msg.row_step == 53 * len(arr) and msg.height == 1
     back = conv.pointcloud2_to_array(msg)
     for n in names:
         np.testing.assert_array_equal(back[n], arr[n])

@@ -270,15 +270,16 @@ def test_map_cloud_layout(live):
     msg = client.got["cloud"][-1]
     assert msg.header.frame_id == "map" and msg.height == 1 and msg.is_dense
     fields = [(f.name, f.offset, f.datatype, f.count) for f in msg.fields]
-    F32, U32 = PointField.FLOAT32, PointField.UINT32
+    F32, U32, U8 = PointField.FLOAT32, PointField.UINT32, PointField.UINT8
     assert fields == [("x", 0, F32, 1), ("y", 4, F32, 1), ("z", 8, F32, 1), ("rgb", 12, F32, 1),
                       ("label", 16, U32, 1), ("opacity", 20, F32, 1), ("scale_x", 24, F32, 1),
                       ("scale_y", 28, F32, 1), ("scale_z", 32, F32, 1), ("rot_w", 36, F32, 1),
-                      ("rot_x", 40, F32, 1), ("rot_y", 44, F32, 1), ("rot_z", 48, F32, 1)]
-    assert msg.point_step == 52 and msg.row_step == 52 * msg.width and not msg.is_bigendian
+                      ("rot_x", 40, F32, 1), ("rot_y", 44, F32, 1), ("rot_z", 48, F32, 1),
+                      ("inferred", 52, U8, 1)]
+    assert msg.point_step == 53 and msg.row_step == 53 * msg.width and not msg.is_bigendian
     # Decode independently of conversions.py: a plain structured dtype from the fields.
-    dt = np.dtype({"names": [f[0] for f in fields], "formats": ["<f4"] * 4 + ["<u4"] + ["<f4"] * 8,
-                   "offsets": [f[1] for f in fields], "itemsize": 52})
+    dt = np.dtype({"names": [f[0] for f in fields], "formats": ["<f4"] * 4 + ["<u4"] + ["<f4"] * 8 + ["u1"],
+                   "offsets": [f[1] for f in fields], "itemsize": 53})
     pts = np.frombuffer(bytes(msg.data), dtype=dt)
     assert np.isfinite(pts["x"]).all() and np.isfinite(pts["z"]).all()
     assert ((pts["opacity"] >= 0) & (pts["opacity"] <= 1)).all()
@@ -286,6 +287,7 @@ def test_map_cloud_layout(live):
     qn = np.sqrt(pts["rot_w"] ** 2 + pts["rot_x"] ** 2 + pts["rot_y"] ** 2 + pts["rot_z"] ** 2)
     np.testing.assert_allclose(qn, 1.0, atol=1e-4)
     assert ((pts["label"] < 20) | (pts["label"] == 255)).all()
+    assert set(np.unique(pts["inferred"])) <= {0, 1}
     rgb = pts["rgb"].view(np.uint32)
     assert (rgb >> 24 == 0).all() and len(np.unique(rgb)) > 1        # real colours, PCL packing
     # The semantic cloud has the same points, coloured by class

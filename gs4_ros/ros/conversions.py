@@ -340,12 +340,14 @@ def pose_to_matrix(pose_msg) -> np.ndarray:
 # One Gaussian per point. `rgb` is PCL's packed float (0x00RRGGBB bits) so RViz's RGB8
 # colour transformer and pcl::fromROSMsg both read it; `label` is uint32 as in PCL's
 # PointXYZRGBL. Scale (metres, activated) and rotation (unit w, x, y, z) let Gaussian
-# viewers rebuild the ellipsoids from the topic alone.
+# viewers rebuild the ellipsoids from the topic alone; `inferred` is 1 for a Gaussian placed
+# on a plane across a depth hole rather than on measured depth (a planner may ignore it).
 CLOUD_FIELDS = [
     ("x", np.float32), ("y", np.float32), ("z", np.float32), ("rgb", np.float32),
     ("label", np.uint32), ("opacity", np.float32),
     ("scale_x", np.float32), ("scale_y", np.float32), ("scale_z", np.float32),
     ("rot_w", np.float32), ("rot_x", np.float32), ("rot_y", np.float32), ("rot_z", np.float32),
+    ("inferred", np.uint8),
 ]
 CLOUD_DTYPE = np.dtype([(n, np.dtype(t).newbyteorder("<")) for n, t in CLOUD_FIELDS])
 _PF_TYPES = {np.dtype(np.int8): 1, np.dtype(np.uint8): 2, np.dtype(np.int16): 3,
@@ -365,8 +367,8 @@ def unpack_rgb(packed: np.ndarray) -> np.ndarray:
     return np.stack([(bits >> 16) & 255, (bits >> 8) & 255, bits & 255], -1).astype(np.uint8)
 
 
-def gaussian_cloud_array(means, colors_u8, labels, opacity, scales, quats_wxyz) -> np.ndarray:
-    """Structured CLOUD_DTYPE array from per-Gaussian numpy columns."""
+def gaussian_cloud_array(means, colors_u8, labels, opacity, scales, quats_wxyz, inferred=None) -> np.ndarray:
+    """Structured CLOUD_DTYPE array from per-Gaussian numpy columns (inferred: 0 if None)."""
     n = len(means)
     out = np.empty(n, dtype=CLOUD_DTYPE)
     out["x"], out["y"], out["z"] = means[:, 0], means[:, 1], means[:, 2]
@@ -376,6 +378,7 @@ def gaussian_cloud_array(means, colors_u8, labels, opacity, scales, quats_wxyz) 
     out["scale_x"], out["scale_y"], out["scale_z"] = scales[:, 0], scales[:, 1], scales[:, 2]
     for i, a in enumerate("wxyz"):
         out[f"rot_{a}"] = quats_wxyz[:, i]
+    out["inferred"] = 0 if inferred is None else inferred
     return out
 
 

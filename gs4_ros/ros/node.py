@@ -591,7 +591,8 @@ class GS4Node(Node):
             col = (gm.colors[idx].clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
             arr = conv.gaussian_cloud_array(
                 gm.means[idx].float().cpu().numpy(), col, labels.clip(0, 255).astype(np.uint32),
-                op[keep], torch.exp(gm.log_scales[idx]).float().cpu().numpy(), q.float().cpu().numpy())
+                op[keep], torch.exp(gm.log_scales[idx]).float().cpu().numpy(), q.float().cpu().numpy(),
+                (gm.inferred[idx] != 0).cpu().numpy().astype(np.uint8))
         return arr, labels
 
     def _publish_clouds(self):
