@@ -17,7 +17,8 @@ gets the wall behind it. Tracking and depth fusion keep using the measured depth
 
 Done on the host with OpenCV and numpy (connected components, a dilation per hole, a
 small RANSAC for the frame's planes only when a hole needs them) because holes are few
-and irregular; a 640x480 keyframe of the synthetic rooms costs 7-45 ms on a 2-core CPU.
+and irregular; a 640x480 keyframe costs 9-22 ms with one-plane holes only and 24-30 ms
+with the rest (medians on a 2-core CPU, benchmarks/depth_fill.py).
 """
 from __future__ import annotations
 
