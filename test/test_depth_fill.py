@@ -192,3 +192,22 @@ def test_inferred_rows_are_left_out_of_tracking_and_replaced_by_measurements():
     assert int((gm.inferred != 0).sum()) < 0.2 * n_inf
     out = pipe.render(res.pose, f.intrinsics)
     assert float((np.asarray(out["alpha"])[far] > 0.5).mean()) > 0.8
+
+
+def test_metrics_count_the_inferred_gaussians():
+    """metrics.json says how many Gaussians of the map are guesses (0 without filling)."""
+    from gs4_ros.core.config import PipelineConfig
+    from gs4_ros.core.pipeline import SLAMPipeline
+    from gs4_ros.eval.runner import evaluate, run_frames
+    from gs4_ros.io.synthetic import SyntheticSequence
+
+    seq = SyntheticSequence(seed=902, n_frames=3, width=160, height=120)
+    counts = {}
+    for area in (0, 64):
+        cfg = PipelineConfig()
+        cfg.mapping.fill_holes_min_area = area
+        pipe = SLAMPipeline(cfg, device="cpu")
+        m = evaluate(pipe, run_frames(pipe, [seq.frame(i) for i in range(3)], eval_every=2))
+        counts[area] = (m["num_gaussians_inferred"], m["num_gaussians"])
+    assert counts[0][0] == 0
+    assert 0 < counts[64][0] < counts[64][1]

@@ -161,7 +161,8 @@ def _print_summary(m, paths):
               f"({', '.join(f'{k} {v}' for k, v in b['joint_reasons'].items()) or 'none'})")
     else:
         print("back-end          off")
-    print(f"map               {m.get('num_gaussians')} Gaussians, {f('map_mb')} MB")
+    print(f"map               {m.get('num_gaussians')} Gaussians ({m.get('num_gaussians_inferred', 0)} inferred), "
+          f"{f('map_mb')} MB")
     print(f"speed             {f('fps')} frames/s end to end")
     for k, v in (m.get("stage_ms") or {}).items():
         print(f"  {k:<15s} {v['mean']:8.2f} ms mean  {v['p95']:8.2f} ms p95")

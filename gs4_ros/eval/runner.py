@@ -121,6 +121,7 @@ def evaluate(pipe: SLAMPipeline, rec: RunRecord) -> Dict[str, object]:
     m["frames_lost"] = int(sum(not r.ok for r in res))
     m["keyframes"] = int(sum(r.keyframe for r in res))
     m["num_gaussians"] = len(pipe.map)
+    m["num_gaussians_inferred"] = int((pipe.map.inferred != 0).sum())   # placed across depth holes
     m["map_mb"] = pipe.map.nbytes() / 2 ** 20
     m["device"] = str(pipe.device)
     if pipe.device.type == "cuda":
