@@ -53,13 +53,16 @@ def blocks_to_insert(rasterizer, gmap, pose, K, width: int, height: int, stride:
                      inferred_blocks=None) -> torch.Tensor:
     """[hb*wb] bool: valid blocks the map does not explain. Measured blocks are judged
     against the measured rows only (render: the tracker's render of them, if still valid),
-    blocks on filled depth against the whole map, so a guess is not placed twice."""
+    blocks on filled depth also against the earlier guesses (a render of the inferred rows
+    alone, a fraction of the map), so a guess is not placed twice."""
     select = valid & unmapped_blocks(rasterizer, gmap, pose, K, width, height, stride, block_depth,
                                      silhouette_threshold, front_margin, render=render)
     if inferred_blocks is not None and bool((gmap.inferred != 0).any()):
-        full = unmapped_blocks(rasterizer, gmap, pose, K, width, height, stride, block_depth,
-                               silhouette_threshold, front_margin, measured_only=False)
-        select = torch.where(inferred_blocks, valid & full, select)
+        rows = torch.nonzero(gmap.inferred != 0).flatten()
+        guesses = render_views(rasterizer, gmap.params(rows), pose, K, width, height, geometry=True)
+        free = unmapped_blocks(rasterizer, gmap, pose, K, width, height, stride, block_depth,
+                               silhouette_threshold, front_margin, render=guesses)
+        select = torch.where(inferred_blocks, select & free, select)
     return select
 
 
