@@ -57,8 +57,8 @@ def blocks_to_insert(rasterizer, gmap, pose, K, width: int, height: int, stride:
     alone, a fraction of the map), so a guess is not placed twice."""
     select = valid & unmapped_blocks(rasterizer, gmap, pose, K, width, height, stride, block_depth,
                                      silhouette_threshold, front_margin, render=render)
-    if inferred_blocks is not None and bool((gmap.inferred != 0).any()):
-        rows = torch.nonzero(gmap.inferred != 0).flatten()
+    rows = torch.nonzero(gmap.inferred != 0).flatten() if inferred_blocks is not None else None
+    if rows is not None and rows.numel() > 0:
         guesses = render_views(rasterizer, gmap.params(rows), pose, K, width, height, geometry=True)
         free = unmapped_blocks(rasterizer, gmap, pose, K, width, height, stride, block_depth,
                                silhouette_threshold, front_margin, render=guesses)

@@ -61,7 +61,6 @@ def fill_planar_holes(depth: np.ndarray, K: np.ndarray, min_area: int = 64, max_
         invalid = cv2.morphologyEx(invalid, cv2.MORPH_OPEN, np.ones((k, k), np.uint8))
     n, lab, stats, _ = cv2.connectedComponentsWithStats(invalid, connectivity=8)
     planes = None                                   # the frame's planes, found when first needed
-    fx, fy, cx, cy = float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
     areas = stats[:, cv2.CC_STAT_AREA]
     # Compact holes only: a thin ragged band (missing depth along an object's edge) fills
     # a small part of its bounding box and borders two surfaces anyway.
@@ -94,7 +93,7 @@ def fill_planar_holes(depth: np.ndarray, K: np.ndarray, min_area: int = 64, max_
         # nearest one in front of the camera: seen from inside a room, the first wall a ray
         # meets is the one it sees.
         vv, uu = np.nonzero(hole)
-        rays = np.stack([(uu + xa - cx) / fx, (vv + ya - cy) / fy, np.ones(uu.size)], 1)
+        rays = _rays(uu + xa, vv + ya, K)
         ts = np.stack([_plane_depth(n, c, rays) for n, c in cands])
         ts = np.where(ts > 0, ts, np.inf)
         k = ts.argmin(0)
@@ -113,6 +112,13 @@ def fill_planar_holes(depth: np.ndarray, K: np.ndarray, min_area: int = 64, max_
     return out, filled
 
 
+def _rays(u: np.ndarray, v: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """[..., 3] rays (x/z, y/z, 1) of pixels (u, v): a point at depth z is rays * z. Numpy
+    on the host, like the rest of this module (geometry.backproject is its torch twin for
+    whole images)."""
+    fx, fy, cx, cy = float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
+    return np.stack([(u - cx) / fx, (v - cy) / fy, np.ones(np.shape(u))], -1)
+
 
 def _ring_points(hole: np.ndarray, zc: np.ndarray, width: int, xa: int, ya: int, K: np.ndarray,
                  max_points: int = 4000) -> Tuple[np.ndarray, np.ndarray]:
@@ -125,8 +131,7 @@ def _ring_points(hole: np.ndarray, zc: np.ndarray, width: int, xa: int, ya: int,
         keep = np.linspace(0, vs.size - 1, max_points).astype(np.int64)
         vs, us = vs[keep], us[keep]
     z = zc[vs, us].astype(np.float64)
-    fx, fy, cx, cy = float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
-    return np.stack([(us + xa - cx) / fx * z, (vs + ya - cy) / fy * z, z], 1), z
+    return _rays(us + xa, vs + ya, K) * z[:, None], z
 
 
 def _tolerance(z: np.ndarray, max_rms: float) -> np.ndarray:
@@ -137,16 +142,16 @@ def _tolerance(z: np.ndarray, max_rms: float) -> np.ndarray:
 def frame_planes(d: np.ndarray, K: np.ndarray, max_rms: float = 0.006, grid: int = 0, max_planes: int = 6,
                  iterations: int = 128, min_support: float = 0.04, reach: int = 4) -> List[Tuple[np.ndarray, np.ndarray]]:
     """The frame's dominant planes as (unit normal, point), largest first, by sequential
-    RANSAC on every grid-th valid pixel (default: about 80 x 60 of them). Each sample's three points lie within `reach` grid
-    cells of each other, so they mostly share a surface and a wall seen in a tenth of the
-    frame is found in a hundred tries. Written here rather than taken from Open3D (not a
-    dependency): a few vectorised lines. Deterministic (fixed seed)."""
-    fx, fy, cx, cy = float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
+    RANSAC on every grid-th valid pixel (default: about 80 x 60 of them). Each sample's
+    three points lie within `reach` grid cells of each other, so they mostly share a
+    surface and a wall seen in a tenth of the frame is found in a hundred tries. Written
+    here rather than taken from Open3D (not a dependency): a few vectorised lines.
+    Deterministic (fixed seed)."""
     grid = grid or max(1, d.shape[1] // 80)          # about 80 x 60 samples at any size
     v, u = np.mgrid[grid // 2:d.shape[0]:grid, grid // 2:d.shape[1]:grid]
     z = d[v, u].astype(np.float64)
     gh, gw = z.shape
-    P = np.stack([(u - cx) / fx * z, (v - cy) / fy * z, z], -1).reshape(-1, 3)
+    P = (_rays(u, v, K) * z[..., None]).reshape(-1, 3)
     z = z.reshape(-1)
     tol = _tolerance(z, max_rms)
     rng = np.random.default_rng(0)
