@@ -163,6 +163,10 @@ def _print_summary(m, paths):
         print("back-end          off")
     print(f"map               {m.get('num_gaussians')} Gaussians ({m.get('num_gaussians_inferred', 0)} inferred), "
           f"{f('map_mb')} MB")
+    fa = m.get("fill_ahead") or {}
+    if fa.get("started"):
+        print(f"hole fill ahead   {fa['used']} keyframes took a fill started while tracking, "
+              f"{fa['computed_at_keyframe']} filled at the keyframe, {fa['started'] - fa['used']} fills unused")
     print(f"speed             {f('fps')} frames/s end to end")
     for k, v in (m.get("stage_ms") or {}).items():
         print(f"  {k:<15s} {v['mean']:8.2f} ms mean  {v['p95']:8.2f} ms p95")

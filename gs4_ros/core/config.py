@@ -81,6 +81,11 @@ class MappingConfig:
     # (measured depth still stops at max_depth).
     fill_holes_occluded: bool = True
     fill_holes_max_depth: float = 10.0
+    # Start the fill on the host while the frame is tracked when the motion predicts a
+    # keyframe (core/fill_ahead; same result, less keyframe latency): "gpu" when tracking
+    # runs on a GPU (on the CPU it would compete with tracking for the cores), "always",
+    # "never".
+    fill_holes_ahead: str = "gpu"
     # Remove the expected depth-noise covariance before fitting each block's plane, so its
     # normal is not tilted by noise along the rays (see initializer.block_gaussians). On the
     # CPU at 320x240: synthetic demo ATE 1.91 -> 0.57 cm, 7-Scenes 0-299 2.10 -> 1.98 cm.

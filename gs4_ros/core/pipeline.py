@@ -29,7 +29,7 @@ from .config import PipelineConfig
 from .frame import FrameError, Intrinsics, RGBDFrame
 from .covisibility import block_confidence, block_fraction, blocks_to_insert, replaced_inferred
 from .cuda_graph import GraphedCall
-from .depth_fill import mapping_depth
+from .fill_ahead import MODES as FILL_AHEAD_MODES, FillAhead
 from .fusion import fuse_depth
 from .semantic_fusion import fuse_semantics
 from .gaussian_map import GaussianMap
@@ -117,6 +117,12 @@ class SLAMPipeline:
             self.nets, _ = load_mapper(self.cfg, self.device)
         elif self.cfg.initializer != "geometric":
             raise ValueError(f"unknown initializer {self.cfg.initializer!r}; use geometric or network")
+        ahead = self.cfg.mapping.fill_holes_ahead
+        if ahead not in FILL_AHEAD_MODES:
+            raise ValueError(f"mapping.fill_holes_ahead must be one of {', '.join(FILL_AHEAD_MODES)}, got {ahead!r}")
+        self._fill_ahead_on = self.cfg.mapping.fill_holes_min_area > 0 and (
+            ahead == "always" or (ahead == "gpu" and self.device.type == "cuda"))
+        self.fill_ahead = FillAhead()
         self.reset()
 
     # -- state ------------------------------------------------------------------------
@@ -133,6 +139,7 @@ class SLAMPipeline:
         self.frames_lost = 0
         self.last_result: Optional[FrameResult] = None
         self.close()
+        self._kf_pose_np: Optional[np.ndarray] = None   # last keyframe's pose as tracked (host)
         b = self.cfg.backend
         self.backend = Backend(b, self.cfg.tracking) if b.enabled else None
         self.joint = JointOptimizer(b) if b.enabled and b.joint_enabled else None
@@ -151,6 +158,8 @@ class SLAMPipeline:
         """Stop the back-end thread (the pipeline stays usable; reset() starts a new one)."""
         if getattr(self, "backend", None) is not None:
             self.backend.close()
+        if getattr(self, "fill_ahead", None) is not None:
+            self.fill_ahead.close()
 
     @property
     def num_gaussians(self) -> int:
@@ -186,6 +195,8 @@ class SLAMPipeline:
             self._backend_boundary(timings)
 
         motion = self._motion_prior(frame)
+        if allow_mapping and self._fill_ahead_on and self._keyframe_likely(frame.index):
+            self.fill_ahead.start(frame.depth, frame.intrinsics.K_numpy(), self.cfg.mapping)
         if not self._poses:
             pose = (se3.orthonormalize(torch.as_tensor(np.asarray(frame.meta["initial_pose"]), dtype=torch.float64)).float().to(dev)
                     if "initial_pose" in frame.meta else torch.eye(4, device=dev))
@@ -221,7 +232,8 @@ class SLAMPipeline:
             ts = time.perf_counter()
             kf = Keyframe(len(self.keyframes), frame.index, frame.timestamp, pose.clone())
             self.keyframes.append(kf)
-            depth_map, inferred = self._depth_for_mapping(frame, depth)
+            depth_map, inferred = self._depth_for_mapping(frame, depth, timings)
+            self._kf_pose_np = pose_np
             drop = replaced_inferred(self.map, pose, K, torch.where(depth < m.max_depth, depth, 0.0))
             if bool(drop.any()):
                 self.map.keep(~drop)
@@ -334,6 +346,22 @@ class SLAMPipeline:
         return (track is not None and track.ok and m.covis_reuse_max_step > 0
                 and track.delta_from_prediction[0] <= m.covis_reuse_max_step
                 and track.delta_from_prediction[1] <= math.radians(m.covis_reuse_max_deg))
+
+    def _keyframe_likely(self, index: int) -> bool:
+        """Whether frame `index` will probably be a keyframe, before it is tracked: the last
+        frame's motion continued (as the tracker predicts it) against the keyframe rules,
+        with a margin, since a missed guess costs the fill on the critical path and a wrong
+        one only host time in the fill thread."""
+        if self._kf_pose_np is None or len(self.trajectory) < 2:
+            return False
+        m = self.cfg.mapping
+        if index - self.keyframes[-1].frame_index >= m.keyframe_max_interval:
+            return True
+        a, b = self.trajectory[-2][2], self.trajectory[-1][2]
+        rel = np.linalg.inv(self._kf_pose_np) @ b @ np.linalg.inv(a) @ b
+        dt = float(np.linalg.norm(rel[:3, 3]))
+        dr = math.degrees(math.acos(max(-1.0, min(1.0, (float(np.trace(rel[:3, :3])) - 1.0) / 2.0))))
+        return dt > 0.8 * m.keyframe_translation or dr > 0.8 * m.keyframe_rotation_deg
 
     def _is_keyframe(self, dt: float, dr: float, index: int) -> bool:
         """dt (m), dr (rad): the frame's distance to the last keyframe."""
@@ -495,7 +523,7 @@ class SLAMPipeline:
         return dict(enabled=True, synchronous=self.cfg.backend.synchronous, **self.backend.stats.summary())
 
     # -- mapping ----------------------------------------------------------------------
-    def _depth_for_mapping(self, frame: RGBDFrame, depth: torch.Tensor):
+    def _depth_for_mapping(self, frame: RGBDFrame, depth: torch.Tensor, timings: Dict[str, float]):
         """(depth, inferred blocks): the keyframe's depth with holes filled by planes (mapping
         only; see depth_fill), and which stride blocks are mostly filled, not measured (None
         when nothing was filled). Measured depth beyond mapping.max_depth is dropped first,
@@ -503,7 +531,7 @@ class SLAMPipeline:
         m = self.cfg.mapping
         if m.fill_holes_min_area <= 0:
             return depth, None
-        filled, mask = mapping_depth(frame.depth, frame.intrinsics.K_numpy(), m)
+        filled, mask, timings["fill"] = self.fill_ahead.take(frame.depth, frame.intrinsics.K_numpy(), m)
         out = torch.from_numpy(filled).to(depth.device, depth.dtype)
         if not mask.any():
             return out, None
