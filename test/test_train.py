@@ -6,6 +6,7 @@ import json
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from gs4_ros.cli.main import build_parser, main
@@ -108,6 +109,31 @@ def test_fit_chunk_writes_loadable_weights_and_resumes(tmp_path):
     assert s2["total_predictor_steps"] == 3 and s2["total_refiner_clips"] == 2 and len(s2["chunks"]) == 2
     # A resumed chunk makes new rooms, after every seed the first chunk asked for.
     assert set(s2["training_sequences"]) == set(js["training_sequences"]) | {"synthetic:1002", "synthetic:1003"}
+
+
+def test_a_chunk_continues_from_a_weights_file_without_its_checkpoint(tmp_path):
+    """--init-weights: the weights and the history of a weights file go on, the optimiser
+    moments start afresh, and new rooms come after every seed the history names."""
+    a = tmp_path / "a" / "gs4_nets.pt"
+    fit(FitOptions(out=str(a), ckpt=str(tmp_path / "lost.pt"), steps=2, refine_steps=1, sem_geometry=True, **TINY))
+    pa, _, _ = load_networks(a)
+    b = tmp_path / "b" / "gs4_nets.pt"
+    ck = tmp_path / "new.pt"
+    s = fit(FitOptions(out=str(b), ckpt=str(ck), init_weights=str(a), semantic_only=True, **dict(TINY, sem_batch=1),
+                       steps=1))
+    assert [c["chunk"] for c in s["chunks"]] == [0, 1] and s["total_predictor_steps"] == 2
+    assert s["chunks"][1]["semantic_steps"] == 1
+    assert set(s["training_sequences"]) - set(json.loads(a.with_suffix(".json").read_text())["training_sequences"]) \
+        == {"synthetic:1002", "synthetic:1003"}
+    pb, _, _ = load_networks(b)
+    assert pb.sem_geometry is not None       # the branch the weights have is kept
+    assert all(torch.equal(u, v) for u, v in zip(pa.backbone.state_dict().values(), pb.backbone.state_dict().values()))
+    assert not torch.equal(pa.sem_head[-1].weight, pb.sem_head[-1].weight)
+    st = torch.load(ck, weights_only=False)
+    assert max(int(v["step"]) for v in st["opt_semantic"]["state"].values()) == 1   # fresh moments
+    with pytest.raises(FileNotFoundError, match="training summary"):
+        a.with_suffix(".json").unlink()
+        fit(FitOptions(out=str(tmp_path / "c.pt"), ckpt=str(tmp_path / "c_ck.pt"), init_weights=str(a), **TINY))
 
 
 def test_resume_with_new_refiner_keeps_the_predictor_and_restarts_the_refiner(tmp_path):

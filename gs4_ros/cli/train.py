@@ -18,6 +18,9 @@ def register(sub):
     f.add_argument("--out", default=str(DEFAULT_WEIGHTS), help="weights file (a .json and MODEL_CARD.md go beside it)")
     f.add_argument("--ckpt", default=d.ckpt, help="checkpoint for --resume")
     f.add_argument("--resume", action="store_true", help="continue from --ckpt")
+    f.add_argument("--init-weights", default="", metavar="WEIGHTS",
+                   help="without --resume: continue from a weights file and the .json beside it (history kept, "
+                        "optimiser moments fresh), e.g. the shipped gs4_ros/weights/gs4_nets.pt")
     f.add_argument("--device", default=d.device)
     f.add_argument("--minutes", type=float, default=d.minutes, help="wall budget of this chunk, data included")
     f.add_argument("--data-minutes", type=float, default=d.data_minutes, help="budget for making synthetic data")
@@ -79,7 +82,8 @@ def register(sub):
 def fit_options(args):
     from ..train.fit import FitOptions
 
-    return FitOptions(out=args.out, ckpt=args.ckpt, resume=args.resume, device=args.device, minutes=args.minutes,
+    return FitOptions(out=args.out, ckpt=args.ckpt, resume=args.resume, init_weights=args.init_weights,
+                      device=args.device, minutes=args.minutes,
                       data_minutes=args.data_minutes, steps=args.steps, refine_steps=args.refine_steps,
                       refine_fraction=args.refine_fraction, width=args.width, height=args.height, seeds=args.seeds,
                       frames=args.frames, step=args.step, batch=args.batch, lr=args.lr, real=args.real,

@@ -44,6 +44,7 @@ class FitOptions:
     out: str = "gs4_ros/weights/gs4_nets.pt"
     ckpt: str = "out/train/ckpt.pt"
     resume: bool = False
+    init_weights: str = ""           # without resume: start from a weights file (+ its .json), fresh optimisers
     device: str = "auto"
     minutes: float = 5.0             # wall budget of this chunk (data + training)
     data_minutes: float = 1.0        # part of the budget for making synthetic data
@@ -308,6 +309,32 @@ def warm_up(rast, dev) -> Optional[threading.Thread]:
     return t
 
 
+def checkpoint_from_weights(path: str, opts: FitOptions) -> dict:
+    """A checkpoint-like dict from a weights file and the summary written beside it, so
+    training can go on from shipped weights when their checkpoint is not at hand: the
+    networks and the training history are kept, the optimisers' moments start afresh, and
+    new synthetic seeds start after every seed the history names."""
+    from ..core.nets import load_networks
+
+    w = Path(path)
+    pred, ref, _ = load_networks(w, "cpu")
+    if (pred.feature_dim, pred.width) != (opts.feature_dim, opts.width_channels):
+        raise ValueError(f"{w}: feature_dim/width {pred.feature_dim}/{pred.width} differ from the options' "
+                         f"{opts.feature_dim}/{opts.width_channels}")
+    summary_path = w.with_suffix(".json")
+    if not summary_path.is_file():
+        raise FileNotFoundError(f"--init-weights: no training summary at {summary_path}")
+    summary = json.loads(summary_path.read_text())
+    hist = summary["chunks"]
+    seen = [int(n.split(":")[1]) for n in summary["training_sequences"] if n.startswith("synthetic:")]
+    state = {"chunk": hist[-1]["chunk"], "pred_steps": summary["total_predictor_steps"],
+             "ref_clips": summary["total_refiner_clips"], "sem_steps": summary.get("total_semantic_steps", 0),
+             "history": hist, "seconds": summary["total_seconds"], "sequences": summary["training_sequences"],
+             "next_seed": max(seen + [TRAIN_SEED_BASE - 1]) + 1}
+    return {"predictor": pred.state_dict(), "refiner": ref.state_dict(), "opt_predictor": None,
+            "opt_refiner": None, "opt_semantic": None, "state": state}
+
+
 def _lr(base: float, frac: float, step: int) -> float:
     return base * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
 
@@ -330,8 +357,10 @@ def fit(opts: FitOptions) -> dict:
         if not ck.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint at {ck}")
         blob = torch.load(ck, map_location=dev, weights_only=False)
+    elif opts.init_weights:
+        blob = checkpoint_from_weights(opts.init_weights, opts)
     elif opts.semantic_only:
-        raise ValueError("--semantic-only trains the semantic head of resumed weights: pass --resume")
+        raise ValueError("--semantic-only trains the semantic head of resumed weights: pass --resume or --init-weights")
     # A semantic branch is kept once a checkpoint has it, and added on --sem-context /
     # --sem-geometry.
     def had(branch: str) -> bool:
@@ -350,7 +379,9 @@ def fit(opts: FitOptions) -> dict:
     if blob is not None:
         pred.load_state_dict(blob["predictor"], strict=not adds_branch)
         sd = blob["opt_predictor"]
-        if adds_branch:
+        if sd is None:   # started from a weights file: no optimiser state to keep
+            pass
+        elif adds_branch:
             # The saved state numbers the old parameters 0..n-1 in their order; a new
             # branch may sit between them (the geometry branch after the context one or
             # not). Give each current parameter its old number, new ones numbers past n,
@@ -358,21 +389,24 @@ def fit(opts: FitOptions) -> dict:
             old, new = itertools.count(), itertools.count(len(sd["param_groups"][0]["params"]))
             sd["param_groups"][0]["params"] = [next(old) if name in blob["predictor"] else next(new)
                                                for name, _ in pred.named_parameters()]
-        opt_p.load_state_dict(sd)
+        if sd is not None:
+            opt_p.load_state_dict(sd)
         if opts.new_refiner:   # e.g. after a change of the refiner's inputs: it starts over
             log.info("--new-refiner: the refiner starts from scratch, the predictor is resumed")
         else:
             ref.load_state_dict(blob["refiner"])
-            opt_r.load_state_dict(blob["opt_refiner"])
+            if blob["opt_refiner"] is not None:
+                opt_r.load_state_dict(blob["opt_refiner"])
         state = blob["state"]
         state["chunk"] += 1
-        log.info("resumed from %s: chunk %d, %d predictor steps, %d refiner clips", ck, state["chunk"],
+        log.info("resumed from %s: chunk %d, %d predictor steps, %d refiner clips",
+                 opts.init_weights if blob["opt_predictor"] is None else ck, state["chunk"],
                  state["pred_steps"], state["ref_clips"])
     ck.parent.mkdir(parents=True, exist_ok=True)
     opt_s = None
     if opts.semantic_only:
         opt_s = torch.optim.AdamW(semantic_parameters(pred), lr=opts.lr, weight_decay=1e-4)
-        if blob.get("opt_semantic") is not None:
+        if blob is not None and blob.get("opt_semantic") is not None:
             try:
                 opt_s.load_state_dict(blob["opt_semantic"])
             except ValueError:   # the head changed since (a branch added): fresh moments
