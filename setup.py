@@ -66,7 +66,6 @@ setup(
     maintainer_email="gs4-ros@example.org",
     description="GS4 RGB-D semantic Gaussian-splatting SLAM as a ROS 2 node",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "gs4 = gs4_ros.cli.main:main",
