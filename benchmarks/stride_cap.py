@@ -13,6 +13,7 @@ optimisation.
 
     python benchmarks/stride_cap.py --seed 900 --frames 40 --iters 300
     python benchmarks/stride_cap.py --seed 900 --frames 40 --iters 300 --stride 4
+    python benchmarks/stride_cap.py --dataset 7scenes:DIR --frames 250:350 --iters 100 --batch 4
 """
 from __future__ import annotations
 
@@ -74,7 +75,8 @@ def fit_map(pipe: SLAMPipeline, views, iters: int, batch: int, depth_weight: flo
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=int, default=900, help="held-out synthetic seed (< 1000)")
-    ap.add_argument("--frames", type=int, default=40)
+    ap.add_argument("--frames", default="40", help="synthetic: how many; a dataset: A:B")
+    ap.add_argument("--dataset", default="", help="KIND:PATH of a recorded sequence instead of a synthetic seed")
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--height", type=int, default=480)
     ap.add_argument("--stride", type=int, default=8)
@@ -84,8 +86,13 @@ def main():
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
     dev = resolve_device(args.device)
-    ds = open_dataset(f"synthetic:seed={args.seed},frames={args.frames}", width=args.width, height=args.height,
-                      device=str(dev))
+    if args.dataset:
+        ds = open_dataset(args.dataset, frames=args.frames, width=args.width, height=args.height)
+        source = f"{args.dataset} frames {args.frames}"
+    else:
+        ds = open_dataset(f"synthetic:seed={args.seed},frames={int(args.frames)}", width=args.width,
+                          height=args.height, device=str(dev))
+        source = f"synthetic seed {args.seed}, {args.frames} frames"
     frames = [ds[i] for i in range(len(ds))]
     cfg = PipelineConfig()
     cfg.mapping.stride = args.stride
@@ -102,7 +109,7 @@ def main():
     fit_s = time.perf_counter() - t
     after = evaluate(pipe, rec)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else (platform.processor() or "cpu")
-    print(f"data: synthetic seed {args.seed}, {args.frames} frames at {args.width}x{args.height}, stride "
+    print(f"data: {source} at {args.width}x{args.height}, stride "
           f"{args.stride}; {len(views)} mapped views fitted, {len(held)} held out; device: {name} "
           f"({pipe.rasterizer.name})")
     print(f"fit: {args.iters} Adam steps of {args.batch} views in {fit_s:.0f} s, loss {np.mean(losses[:10]):.4f} "
