@@ -378,18 +378,17 @@ def fit(opts: FitOptions) -> dict:
     state = {"chunk": 0, "pred_steps": 0, "ref_clips": 0, "history": [], "seconds": 0.0, "sequences": []}
     if blob is not None:
         pred.load_state_dict(blob["predictor"], strict=not adds_branch)
-        sd = blob["opt_predictor"]
-        if sd is None:   # started from a weights file: no optimiser state to keep
-            pass
-        elif adds_branch:
-            # The saved state numbers the old parameters 0..n-1 in their order; a new
-            # branch may sit between them (the geometry branch after the context one or
-            # not). Give each current parameter its old number, new ones numbers past n,
-            # so the old parameters keep their Adam moments and the new ones start afresh.
-            old, new = itertools.count(), itertools.count(len(sd["param_groups"][0]["params"]))
-            sd["param_groups"][0]["params"] = [next(old) if name in blob["predictor"] else next(new)
-                                               for name, _ in pred.named_parameters()]
+        sd = blob["opt_predictor"]   # None when started from a weights file
         if sd is not None:
+            if adds_branch:
+                # The saved state numbers the old parameters 0..n-1 in their order; a new
+                # branch may sit between them (the geometry branch after the context one or
+                # not). Give each current parameter its old number, new ones numbers past
+                # n, so the old parameters keep their Adam moments and the new ones start
+                # afresh.
+                old, new = itertools.count(), itertools.count(len(sd["param_groups"][0]["params"]))
+                sd["param_groups"][0]["params"] = [next(old) if name in blob["predictor"] else next(new)
+                                                   for name, _ in pred.named_parameters()]
             opt_p.load_state_dict(sd)
         if opts.new_refiner:   # e.g. after a change of the refiner's inputs: it starts over
             log.info("--new-refiner: the refiner starts from scratch, the predictor is resumed")
@@ -400,7 +399,7 @@ def fit(opts: FitOptions) -> dict:
         state = blob["state"]
         state["chunk"] += 1
         log.info("resumed from %s: chunk %d, %d predictor steps, %d refiner clips",
-                 opts.init_weights if blob["opt_predictor"] is None else ck, state["chunk"],
+                 ck if opts.resume else opts.init_weights, state["chunk"],
                  state["pred_steps"], state["ref_clips"])
     ck.parent.mkdir(parents=True, exist_ok=True)
     opt_s = None
