@@ -349,27 +349,22 @@ class SLAMPipeline:
 
     def _keyframe_likely(self, index: int) -> bool:
         """Whether frame `index` will probably be a keyframe, before it is tracked: the last
-        frame's motion continued (as the tracker predicts it) against the keyframe rules,
-        with a margin (0.9), since a missed guess costs the fill on the critical path and a wrong
-        one only host time in the fill thread."""
+        frame's motion continued (as the tracker predicts it) against the keyframe rule with
+        a margin, since a missed guess costs the fill on the critical path and a wrong one
+        only host time in the fill thread. 0.9: on 7-Scenes 0-299 (320x240) 38 of 40
+        keyframes predicted with 24 fills unused; 0.8 predicted 39 with 46 unused, and an
+        unused fill can keep the worker from the next keyframe's."""
         if self._kf_pose_np is None or len(self.trajectory) < 2:
             return False
-        m = self.cfg.mapping
-        if index - self.keyframes[-1].frame_index >= m.keyframe_max_interval:
-            return True
         a, b = self.trajectory[-2][2], self.trajectory[-1][2]
-        rel = np.linalg.inv(self._kf_pose_np) @ b @ np.linalg.inv(a) @ b
-        dt = float(np.linalg.norm(rel[:3, 3]))
-        dr = math.degrees(math.acos(max(-1.0, min(1.0, (float(np.trace(rel[:3, :3])) - 1.0) / 2.0))))
-        # 0.9: on 7-Scenes 0-299 (320x240) 38 of 40 keyframes predicted with 24 fills unused;
-        # 0.8 predicted 39 with 46 unused, and an unused fill can keep the worker from the
-        # next keyframe's.
-        return dt > 0.9 * m.keyframe_translation or dr > 0.9 * m.keyframe_rotation_deg
+        dt, dr = se3.pose_distance(torch.from_numpy(self._kf_pose_np), torch.from_numpy(b @ np.linalg.inv(a) @ b))
+        return self._is_keyframe(float(dt), float(dr), index, margin=0.9)
 
-    def _is_keyframe(self, dt: float, dr: float, index: int) -> bool:
-        """dt (m), dr (rad): the frame's distance to the last keyframe."""
+    def _is_keyframe(self, dt: float, dr: float, index: int, margin: float = 1.0) -> bool:
+        """dt (m), dr (rad): the frame's distance to the last keyframe; margin scales the
+        distance thresholds (not the frame interval)."""
         m = self.cfg.mapping
-        return (dt > m.keyframe_translation or math.degrees(dr) > m.keyframe_rotation_deg
+        return (dt > margin * m.keyframe_translation or math.degrees(dr) > margin * m.keyframe_rotation_deg
                 or index - self.keyframes[-1].frame_index >= m.keyframe_max_interval)
 
     # -- back-end ---------------------------------------------------------------------
