@@ -28,12 +28,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gs4_ros.core.backend.joint_optimizer import view_loss  # noqa: E402
 from gs4_ros.core.config import PipelineConfig  # noqa: E402
 from gs4_ros.core.pipeline import SLAMPipeline, resolve_device  # noqa: E402
 from gs4_ros.core.render import render_views  # noqa: E402
 from gs4_ros.eval.runner import evaluate, final_poses, run_frames  # noqa: E402
 from gs4_ros.io.datasets import open_dataset  # noqa: E402
-from gs4_ros.train.losses import ssim  # noqa: E402
 
 FIELDS = {"colors": 1e-2, "opacity_logits": 5e-2, "log_scales": 5e-3, "quats": 1e-3, "means": 1e-4}
 
@@ -42,7 +42,7 @@ def fit_map(pipe: SLAMPipeline, views, iters: int, batch: int, depth_weight: flo
     """Adam on every Gaussian against (rgb [H,W,3] float, depth [H,W], pose) views; the
     joint optimiser's loss (0.8 L1 + 0.2 (1 - SSIM) on colour, L1 on valid depth)."""
     gm, dev = pipe.map, pipe.device
-    K = pipe._K(pipe.intrinsics)
+    K = pipe.intrinsics.K(dev)
     W, H = pipe.intrinsics.width, pipe.intrinsics.height
     leaves = {k: getattr(gm, k).detach().clone().requires_grad_(True) for k in FIELDS}
     opt = torch.optim.Adam([{"params": [v], "lr": FIELDS[k]} for k, v in leaves.items()])
@@ -57,11 +57,7 @@ def fit_map(pipe: SLAMPipeline, views, iters: int, batch: int, depth_weight: flo
         dep = torch.stack([views[i][1] for i in pick])
         poses = torch.stack([views[i][2] for i in pick])
         out = render_views(pipe.rasterizer, p, poses, K, W, H)
-        l1 = (out.color - rgb).abs().mean()
-        s = ssim(out.color.permute(0, 3, 1, 2), rgb.permute(0, 3, 1, 2))
-        valid = dep > 0
-        dl = (out.depth - dep).abs()[valid].mean() if bool(valid.any()) else torch.zeros((), device=dev)
-        loss = 0.8 * l1 + 0.2 * (1 - s) + depth_weight * dl
+        loss = view_loss(out.color, out.depth, rgb, dep, depth_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
