@@ -272,3 +272,18 @@ def test_fill_holes_feeds_the_networks_the_mapping_depth():
     np.testing.assert_array_equal(filled[kept], raw[kept])
     f = SyntheticSequence(seed=900, n_frames=2, width=160, height=120).frame(0)
     np.testing.assert_array_equal(filled, mapping_depth(f.depth, f.intrinsics.K_numpy(), MappingConfig())[0])
+
+
+def test_append_eval_replaces_the_table_and_keeps_the_sections_after_it(tmp_path):
+    from gs4_ros.train.card import EVAL_MARK, append_eval
+
+    card = tmp_path / "MODEL_CARD.md"
+    card.write_text(f"# card\n\n## Training\n\nsteps\n\n{EVAL_MARK}\n\nCommand: `old`\n\n| old table |\n\n"
+                    "## Chunk notes\n\nwritten by hand\n")
+    append_eval(card, "| new table |", "gs4 train eval --new", note="a note")
+    txt = card.read_text()
+    assert "| new table |" in txt and "| old table |" not in txt and "`old`" not in txt
+    assert txt.index("## Training") < txt.index(EVAL_MARK) < txt.index("| new table |") < txt.index("## Chunk notes")
+    assert txt.rstrip().endswith("written by hand")
+    append_eval(tmp_path / "fresh.md", "| t |", "cmd")           # no card yet: one is started
+    assert EVAL_MARK in (tmp_path / "fresh.md").read_text()

@@ -143,5 +143,6 @@ def cmd_eval(args) -> int:
 
         append_eval(args.card, md, "gs4 " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
                     note="ho = held-out frames (tracked, never mapped); geometric mIoU uses the frames' label images, "
-                         "the network rows use the semantic head.")
+                         "the network rows use the semantic head. geometric+opt is a peer, not a step: the geometric "
+                         "initialiser with the same joint step and pruning as the last network rows.")
     return 0

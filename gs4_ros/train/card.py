@@ -102,13 +102,17 @@ def write_card(path, summary: dict, weights_path=None):
 
 
 def append_eval(path, table_md: str, command: str, note: Optional[str] = None):
-    """Replace the card's evaluation section with this table."""
+    """Replace the card's evaluation section with this table; the sections after it (notes
+    on chunks and measurements, written since) stay."""
     path = Path(path)
     txt = path.read_text() if path.is_file() else "# gs4_ros networks: model card\n\n"
+    after = ""
     if EVAL_MARK in txt:
-        txt = txt[:txt.index(EVAL_MARK)]
+        i = txt.index(EVAL_MARK)
+        nxt = txt.find("\n## ", i + len(EVAL_MARK))
+        txt, after = txt[:i], ("" if nxt < 0 else txt[nxt + 1:])
     sec = [EVAL_MARK, "", f"Command: `{command}`", ""]
     if note:
         sec += [note, ""]
     sec += [table_md, ""]
-    path.write_text(txt + "\n".join(sec))
+    path.write_text(txt + "\n".join(sec) + ("\n" + after if after else ""))
