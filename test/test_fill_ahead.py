@@ -30,13 +30,13 @@ def test_a_started_fill_is_what_the_keyframe_would_compute():
         ref, ref_mask = mapping_depth(d, K, cfg)
         assert mask.sum() == 30 * 40
         assert np.array_equal(filled, ref) and np.array_equal(mask, ref_mask)
-        assert (f.started, f.used, f.missed) == (1, 1, 0)
+        assert (f.started, f.used, f.computed_at_keyframe) == (1, 1, 0)
         # Another frame's fill is not handed to this one, even with equal pixels.
         other = d.copy()
         assert f.start(d, K, cfg)
         filled2, _, _ = f.take(other, K, cfg)
         assert np.array_equal(filled2, ref)
-        assert (f.used, f.missed) == (1, 1)
+        assert (f.used, f.computed_at_keyframe) == (1, 1)
     finally:
         f.close()
 
@@ -95,8 +95,8 @@ def test_pipeline_with_the_fill_ahead_maps_exactly_as_without():
         pipe.close()
     (p0, k0), (p1, k1) = runs["never"], runs["always"]
     assert k0 == k1 and sum(k1) >= 4
-    assert p1.fill_ahead.used >= 2, (p1.fill_ahead.started, p1.fill_ahead.used, p1.fill_ahead.missed)
-    assert p0.fill_ahead.started == 0 and p0.fill_ahead.missed == sum(k0)
+    assert p1.fill_ahead.used >= 2, (p1.fill_ahead.started, p1.fill_ahead.used, p1.fill_ahead.computed_at_keyframe)
+    assert p0.fill_ahead.started == 0 and p0.fill_ahead.computed_at_keyframe == sum(k0)
     assert len(p0.map) == len(p1.map) > 0
     assert np.array_equal(p0.map.means.cpu().numpy(), p1.map.means.cpu().numpy())
     assert int(p0.map.inferred.sum()) == int(p1.map.inferred.sum()) > 0

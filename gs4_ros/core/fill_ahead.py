@@ -33,7 +33,7 @@ class FillAhead:
         self._job: Optional[Tuple[np.ndarray, Future]] = None
         self.started = 0       # fills started ahead
         self.used = 0          # ... that a keyframe took
-        self.missed = 0        # keyframes with no fill started ahead (computed then)
+        self.computed_at_keyframe = 0   # keyframes with no fill started ahead (computed then)
 
     def start(self, depth: np.ndarray, K: np.ndarray, cfg) -> bool:
         """Begin the fill of this depth image in the worker thread; False when the worker is busy."""
@@ -55,7 +55,7 @@ class FillAhead:
             self.used += 1
         else:
             filled, mask = mapping_depth(depth, K, cfg)
-            self.missed += 1
+            self.computed_at_keyframe += 1
         return filled, mask, 1000 * (time.perf_counter() - t)
 
     def close(self):

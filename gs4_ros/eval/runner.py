@@ -123,7 +123,7 @@ def evaluate(pipe: SLAMPipeline, rec: RunRecord) -> Dict[str, object]:
     m["num_gaussians"] = len(pipe.map)
     m["num_gaussians_inferred"] = int((pipe.map.inferred != 0).sum())   # placed across depth holes
     fa = pipe.fill_ahead   # keyframe hole fills started while tracking (core/fill_ahead)
-    m["fill_ahead"] = {"started": fa.started, "used": fa.used, "computed_at_keyframe": fa.missed}
+    m["fill_ahead"] = {"started": fa.started, "used": fa.used, "computed_at_keyframe": fa.computed_at_keyframe}
     m["map_mb"] = pipe.map.nbytes() / 2 ** 20
     m["device"] = str(pipe.device)
     if pipe.device.type == "cuda":
