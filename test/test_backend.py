@@ -18,6 +18,7 @@ from gs4_ros.core.backend import Backend, JointOptimizer, JointView
 from gs4_ros.core.backend.keyframe_graph import Edge, normalize_information, relative
 from gs4_ros.core.backend.pose_graph import optimize
 from gs4_ros.core.config import PipelineConfig
+from gs4_ros.core.gaussian_map import GaussianMap
 from gs4_ros.core.pipeline import SLAMPipeline
 from gs4_ros.eval.trajectory_metrics import trajectory_errors
 from gs4_ros.io.synthetic import SyntheticSequence
@@ -448,3 +449,32 @@ def test_joint_warm_up_runs_on_its_own_map():
     opt = JointOptimizer(cfg)
     res = opt.warm_up(make_rasterizer("torch", "cpu"), "cpu")
     assert res.iterations == 2 and res.num_gaussians > 32 and res.losses[0] > 0
+
+
+def test_a_zero_rate_freezes_its_part_and_a_negative_one_is_refused():
+    """joint_lr_pose = 0 (map only) or a field's rate 0 freezes that part; it used to make
+    Adam's eps 0, and every row no view sees stepped by 0 / 0 into NaN."""
+    from gs4_ros.core.render import make_rasterizer
+
+    cfg = copy.deepcopy(PipelineConfig().backend)
+    cfg.joint_lr_pose, cfg.joint_lr_means = 0.0, 0.0
+    opt = JointOptimizer(cfg)
+    g = torch.Generator().manual_seed(3)
+    gm = GaussianMap(num_classes=0)
+    n = 80
+    means = torch.rand(n, 3, generator=g) * torch.tensor([1.0, 0.8, 0.5]) - torch.tensor([0.5, 0.4, -1.0])
+    means[-5:, 2] = -3.0                                     # behind the camera: no view sees them
+    gm.insert(means, torch.full((n, 3), -3.0), torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1),
+              torch.zeros(n), torch.rand(n, 3, generator=g))
+    before = {k: getattr(gm, k).clone() for k in ("means", "colors", "opacity_logits")}
+    K = torch.tensor([[30.0, 0, 16], [0, 30.0, 12], [0, 0, 1]])
+    view = JointView(0, torch.eye(4), torch.rand(24, 32, 3, generator=g), torch.full((24, 32), 1.2), K)
+    res = opt.run(gm, make_rasterizer("torch", "cpu"), [view], iterations=3)
+    assert all(torch.isfinite(getattr(gm, k)).all() for k in before)
+    assert torch.equal(gm.means, before["means"])            # rate 0: frozen
+    assert torch.equal(res.poses[0], torch.eye(4))           # pose rate 0: the pose stays
+    assert not torch.equal(gm.colors[:-5], before["colors"][:-5])   # the rest still fits
+    assert torch.equal(gm.colors[-5:], before["colors"][-5:])
+    cfg.joint_lr_colors = -1e-3
+    with pytest.raises(ValueError, match="joint_lr_colors"):
+        JointOptimizer(cfg)

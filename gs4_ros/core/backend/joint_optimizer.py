@@ -98,6 +98,9 @@ FIELDS = (("means", 3), ("log_scales", 3), ("quats", 4), ("opacity_logits", 1), 
 
 class JointOptimizer:
     def __init__(self, cfg: BackendConfig, use_cuda_graphs: bool = True):
+        bad = {k: v for k, v in vars(cfg).items() if k.startswith("joint_lr_") and not v >= 0}
+        if bad:
+            raise ValueError(f"backend joint learning rates must be >= 0 (0 freezes that part): {bad}")
         self.cfg = cfg
         self._loss_grads = GraphedCall(_loss_and_grads, "joint loss", enabled=use_cuda_graphs)
         # torch.optim's first optimiser imports torch._dynamo (~2 s): pay it here, at
@@ -150,8 +153,11 @@ class JointOptimizer:
         step = torch.tensor([lrs[name] for name, k in FIELDS for _ in range(k)], device=dev, dtype=X0.dtype)
         Y = torch.zeros_like(X0, requires_grad=True)
         dY = torch.zeros(len(views), 6, device=dev, requires_grad=True)
-        all_lr = list(lrs.values()) + ([c.joint_lr_pose] if optimize_poses else [])
-        opt = torch.optim.Adam([Y, dY] if optimize_poses else [Y], lr=1.0, eps=1e-8 * min(all_lr),
+        optimize_poses = optimize_poses and c.joint_lr_pose > 0
+        # A rate of 0 freezes its field (its steps are scaled by 0); it must not set eps to 0,
+        # or a row no view sees would step by 0 / 0 = NaN.
+        all_lr = [lr for lr in list(lrs.values()) + ([c.joint_lr_pose] if optimize_poses else []) if lr > 0]
+        opt = torch.optim.Adam([Y, dY] if optimize_poses else [Y], lr=1.0, eps=1e-8 * min(all_lr, default=1.0),
                                fused=dev.type == "cuda")
 
         def fields(y):
