@@ -102,6 +102,8 @@ def test_pipeline_with_the_fill_ahead_maps_exactly_as_without():
     assert int(p0.map.inferred.sum()) == int(p1.map.inferred.sum()) > 0
     for (_, _, a), (_, _, b) in zip(p0.trajectory, p1.trajectory):
         assert np.array_equal(a, b)
+    p1.reset()                    # a new run counts its own fills
+    assert (p1.fill_ahead.started, p1.fill_ahead.used, p1.fill_ahead.computed_at_keyframe) == (0, 0, 0)
 
 
 def test_unknown_fill_ahead_mode_is_refused():

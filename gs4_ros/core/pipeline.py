@@ -122,7 +122,6 @@ class SLAMPipeline:
             raise ValueError(f"mapping.fill_holes_ahead must be one of {', '.join(FILL_AHEAD_MODES)}, got {ahead!r}")
         self._fill_ahead_on = self.cfg.mapping.fill_holes_min_area > 0 and (
             ahead == "always" or (ahead == "gpu" and self.device.type == "cuda"))
-        self.fill_ahead = FillAhead()
         self.reset()
 
     # -- state ------------------------------------------------------------------------
@@ -139,6 +138,7 @@ class SLAMPipeline:
         self.frames_lost = 0
         self.last_result: Optional[FrameResult] = None
         self.close()
+        self.fill_ahead = FillAhead()   # its counts, like the others here, start over
         self._kf_pose_np: Optional[np.ndarray] = None   # last keyframe's pose as tracked (host)
         b = self.cfg.backend
         self.backend = Backend(b, self.cfg.tracking) if b.enabled else None
