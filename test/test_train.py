@@ -287,3 +287,22 @@ def test_append_eval_replaces_the_table_and_keeps_the_sections_after_it(tmp_path
     assert txt.rstrip().endswith("written by hand")
     append_eval(tmp_path / "fresh.md", "| t |", "cmd")           # no card yet: one is started
     assert EVAL_MARK in (tmp_path / "fresh.md").read_text()
+
+
+def test_a_new_card_keeps_the_notes_written_after_the_evaluation(tmp_path):
+    """Training writes the card afresh (new weights make the table stale) but the notes
+    written by hand since, on earlier chunks, are history and stay."""
+    from gs4_ros.train.card import EVAL_MARK, write_card
+
+    card = tmp_path / "MODEL_CARD.md"
+    card.write_text(f"# card\n\n## Training\n\nold steps\n\n{EVAL_MARK}\n\n| old table |\n\n"
+                    "## Chunk notes\n\nwritten by hand\n")
+    chunk = {"chunk": 0, "seconds": 3.0, "predictor_steps": 5, "refiner_clips": 2,
+             "predictor_first": {"loss": 1.0}, "predictor_final": {"loss": 0.5}}
+    write_card(card, {"chunks": [chunk], "total_predictor_steps": 5, "total_refiner_clips": 2})
+    txt = card.read_text()
+    assert "old steps" not in txt and "| old table |" not in txt
+    assert "1.0000 -> 0.5000" in txt
+    assert txt.index(EVAL_MARK) < txt.index("## Chunk notes") and txt.rstrip().endswith("written by hand")
+    write_card(tmp_path / "fresh.md", {"chunks": [chunk]})           # no card before: no notes
+    assert "## Chunk notes" not in (tmp_path / "fresh.md").read_text()

@@ -18,8 +18,19 @@ def _chunk_options(chunk: dict, fallback: dict) -> dict:
     return options_from_command(chunk.get("command", "")) or fallback
 
 
+def _notes_after_eval(txt: str) -> str:
+    """The sections after the evaluation section: notes written since (on chunks, on
+    measurements). They are history, true of the weights they name, so a new card keeps them."""
+    if EVAL_MARK not in txt:
+        return ""
+    i = txt.index(EVAL_MARK)
+    nxt = txt.find("\n## ", i + len(EVAL_MARK))
+    return "" if nxt < 0 else txt[nxt + 1:]
+
+
 def write_card(path, summary: dict, weights_path=None):
     path = Path(path)
+    notes = _notes_after_eval(path.read_text()) if path.is_file() else ""
     chunks = summary.get("chunks", [])
 
     def last(stage: str) -> Optional[int]:
@@ -97,6 +108,8 @@ def write_card(path, summary: dict, weights_path=None):
     lines += ["", f"Final refiner losses: {final(i_ref, 'refiner_final')}", ""]
     # New weights make any earlier table stale: the evaluation section starts empty.
     lines.append(f"{EVAL_MARK}\n\n(not run yet for these weights: `gs4 train eval --card {path}` fills it in)\n")
+    if notes:
+        lines.append(notes)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
 
