@@ -36,6 +36,7 @@ setup(
         "plyfile>=1.0",
         "pytorch-msssim>=1.0",
         "gtsam>=4.2",
+        "threadpoolctl>=3.1",
     ],
     extras_require={
         # CUDA rasteriser; compiles its kernels on first use.

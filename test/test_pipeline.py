@@ -111,3 +111,22 @@ def test_external_odometry_seeds_tracking():
                                meta={"odom_camera_pose": np.full((4, 4), np.nan)})
     pipe.process(bad)
     assert pipe._odom_pose is None
+
+
+def _numpy_blas_threads():
+    from threadpoolctl import threadpool_info
+
+    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas" and "numpy" in i["filepath"]]
+
+
+def test_the_pipeline_caps_the_host_blas_threads_and_0_leaves_them():
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=None):          # whatever a test sets is undone afterwards
+        threadpool_limits(limits=2, user_api="blas")
+        cfg = PipelineConfig()
+        cfg.host_blas_threads = 0
+        SLAMPipeline(cfg, device="cpu")
+        assert _numpy_blas_threads() == [2]
+        SLAMPipeline(PipelineConfig(), device="cpu")   # default: one thread
+        assert _numpy_blas_threads() == [1]

@@ -205,6 +205,10 @@ class PipelineConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     mapping: MappingConfig = field(default_factory=MappingConfig)
     backend: BackendConfig = field(default_factory=BackendConfig)
+    # Threads of the host's BLAS libraries (numpy/scipy/OpenCV OpenBLAS; not torch's), for
+    # the whole process: they only see the hole fill's small products, where more threads
+    # gain nothing and spin idle cores (core/host_threads). 0 = the libraries' own default.
+    host_blas_threads: int = 1
 
     @property
     def num_classes(self) -> int:

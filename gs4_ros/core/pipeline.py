@@ -33,6 +33,7 @@ from .fill_ahead import MODES as FILL_AHEAD_MODES, FillAhead
 from .fusion import fuse_depth
 from .semantic_fusion import fuse_semantics
 from .gaussian_map import GaussianMap
+from .host_threads import limit_host_blas
 from .initializer import block_gaussians, labels_to_logits, to_world
 from .render import make_rasterizer, render_views
 from .tracker import RGBDTracker, TrackResult
@@ -102,6 +103,7 @@ class SLAMPipeline:
     def __init__(self, config: Optional[PipelineConfig] = None, device: Optional[str] = None):
         self.cfg = config or PipelineConfig()
         self.device = resolve_device(device or self.cfg.device)
+        limit_host_blas(self.cfg.host_blas_threads)
         self.rasterizer = make_rasterizer(self.cfg.renderer, self.device)
         self.tracker = RGBDTracker(self.cfg.tracking)
         # v0's block Gaussians of a keyframe, replayed from a CUDA graph per frame size (a
