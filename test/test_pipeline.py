@@ -130,3 +130,13 @@ def test_the_pipeline_caps_the_host_blas_threads_and_0_leaves_them():
         assert _numpy_blas_threads() == [2]
         SLAMPipeline(PipelineConfig(), device="cpu")   # default: one thread
         assert _numpy_blas_threads() == [1]
+
+
+def test_without_threadpoolctl_the_cap_is_skipped_with_a_warning(monkeypatch, caplog):
+    import sys
+
+    from gs4_ros.core.host_threads import limit_host_blas
+
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)      # import fails as if not installed
+    assert limit_host_blas(1) == []
+    assert "threadpoolctl is not installed" in caplog.text

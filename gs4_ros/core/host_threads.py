@@ -25,7 +25,12 @@ def limit_host_blas(threads: int) -> List[str]:
     import cv2  # noqa: F401  (OpenCV's bundled OpenBLAS)
     import numpy  # noqa: F401
     import scipy.linalg  # noqa: F401
-    from threadpoolctl import threadpool_info, threadpool_limits
+    try:
+        from threadpoolctl import threadpool_info, threadpool_limits
+    except ImportError:   # a ROS install without the pip extras: run, only with idle spinning
+        log.warning("threadpoolctl is not installed: host BLAS pools left at their default "
+                    "size (pip install threadpoolctl to cap them at host_blas_threads=%d)", threads)
+        return []
 
     threadpool_limits(limits=int(threads), user_api="blas")
     libs = [i["filepath"].rsplit("/", 1)[-1] for i in threadpool_info() if i["user_api"] == "blas"]
