@@ -478,3 +478,24 @@ def test_a_zero_rate_freezes_its_part_and_a_negative_one_is_refused():
     cfg.joint_lr_colors = -1e-3
     with pytest.raises(ValueError, match="joint_lr_colors"):
         JointOptimizer(cfg)
+
+
+def test_joint_colours_stay_in_range_and_a_saturated_one_comes_back():
+    """A colour left above 1 renders as 1 and the renderer's clamp gives it no gradient:
+    the step starts from the clamped colour and writes back inside [0, 1]."""
+    from gs4_ros.core.render import make_rasterizer
+
+    cfg = copy.deepcopy(PipelineConfig().backend)
+    cfg.joint_lr_pose = 0.0
+    g = torch.Generator().manual_seed(5)
+    gm = GaussianMap(num_classes=0)
+    n = 80
+    means = torch.rand(n, 3, generator=g) * torch.tensor([1.0, 0.8, 0.5]) - torch.tensor([0.5, 0.4, -1.0])
+    cols = torch.full((n, 3), 0.5)
+    cols[:20] = 1.4                                           # saturated specks
+    gm.insert(means, torch.full((n, 3), -3.0), torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1), torch.zeros(n), cols)
+    K = torch.tensor([[30.0, 0, 16], [0, 30.0, 12], [0, 0, 1]])
+    view = JointView(0, torch.eye(4), torch.full((24, 32, 3), 0.5), torch.full((24, 32), 1.2), K)
+    JointOptimizer(cfg).run(gm, make_rasterizer("torch", "cpu"), [view], iterations=5)
+    assert gm.colors.min() >= 0 and gm.colors.max() <= 1
+    assert (gm.colors[:20] < 0.999).any(1).sum() >= 5      # the seen ones pulled back towards the view

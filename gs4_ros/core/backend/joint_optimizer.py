@@ -147,7 +147,10 @@ class JointOptimizer:
         # and Adam at lr 1; Adam ignores the gradient's scale, so y's unit steps are the
         # field's lr-sized steps, as with a group per field (eps scaled to keep its
         # effect at most the usual 1e-8). Rows no view sees keep y = 0, so x = x0 exactly.
-        X0 = torch.cat([getattr(gmap, name).detach().reshape(len(gmap), k) for name, k in FIELDS], 1)
+        # Colours start (and so end) inside the renderer's [0, 1]: one left above 1 renders
+        # as 1, and the clamp would stop its gradient for good (a stuck, saturated speck).
+        X0 = torch.cat([getattr(gmap, name).detach().reshape(len(gmap), k).clamp(0, 1) if name == "colors"
+                        else getattr(gmap, name).detach().reshape(len(gmap), k) for name, k in FIELDS], 1)
         lrs = {"means": c.joint_lr_means, "log_scales": c.joint_lr_scales, "quats": c.joint_lr_quats,
                "opacity_logits": c.joint_lr_opacity, "colors": c.joint_lr_colors}
         step = torch.tensor([lrs[name] for name, k in FIELDS for _ in range(k)], device=dev, dtype=X0.dtype)
@@ -198,7 +201,7 @@ class JointOptimizer:
                 final = float(view_loss(r.color, r.depth, rgb, obs, c.joint_depth_weight, win))
         with torch.no_grad():
             for name, t in fields(Y.detach()).items():
-                getattr(gmap, name).copy_(t)
+                getattr(gmap, name).copy_(t.clamp(0, 1) if name == "colors" else t)
             new_poses = se3.orthonormalize(P0 @ se3.se3_exp(dY.detach() * c.joint_lr_pose))
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
