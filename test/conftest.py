@@ -25,6 +25,8 @@ def make_random_map(n=50, num_classes=20, feature_dim=8, seed=0) -> GaussianMap:
                   birth_frame=10 + part, keyframe_id=part)
     gm.update_count = torch.randint(0, 9, (n,), generator=g, dtype=torch.int32)
     gm.frozen = gm.update_count >= 8
+    gm.track_colors = torch.rand(n, 3, generator=g)     # as after joint steps: not the colours
+    gm.obs_weight = torch.rand(n, generator=g) * 10
     return gm
 
 

@@ -48,7 +48,8 @@ def test_standard_layout_and_encodings(tmp_path, random_map):
     v = PlyData.read(str(p))["vertex"]
     names = [pr.name for pr in v.properties]
     assert names[: len(STANDARD)] == STANDARD  # viewers expect this prefix in this order
-    assert names[len(STANDARD):] == (["label", "sem_0", "sem_1", "sem_2", "sem_3", "feat_0", "feat_1"]
+    assert names[len(STANDARD):] == (["label", "sem_0", "sem_1", "sem_2", "sem_3", "feat_0", "feat_1",
+                                      "track_color_0", "track_color_1", "track_color_2", "obs_weight"]
                                      + list(INT_FIELDS) + ["frozen"])
     assert {"update_count", "birth_frame", "keyframe_id"} <= set(INT_FIELDS)
     d = v.data

@@ -2,7 +2,10 @@
 
 Raw (unactivated) parameters are stored so optimisers work in an unconstrained space:
 log-scales, unnormalised quaternions (w, x, y, z) and opacity logits, as in 3DGS.
-Colours are linear RGB in [0, 1]; semantics are class logits; `features` is the latent
+Colours are linear RGB in [0, 1] (`colors`, what the map renders; `track_colors`, the
+colours mapping gave, which tracking renders: the joint step fits `colors` alone, since
+its per-view fit read by the photometric term cost 7-Scenes 0.2 cm of ATE, README);
+semantics are class logits; `features` is the latent
 vector the refinement network reads. Book-keeping per Gaussian: how often it was
 updated (frozen after a limit), the frame that created it and the keyframe it is
 anchored to (so a back-end correction of that keyframe moves it rigidly), and how many
@@ -19,7 +22,7 @@ from . import se3
 
 # Fields with one row per Gaussian, in storage order.
 FLOAT_FIELDS = ("means", "log_scales", "quats", "opacity_logits", "colors", "sem_logits", "features",
-                "obs_weight")
+                "obs_weight", "track_colors")
 INT_FIELDS = ("update_count", "birth_frame", "keyframe_id", "sem_count", "inferred")
 # Value of each int field for a new row; birth_frame and keyframe_id come from insert(),
 # sem_count (views averaged into sem_logits, core/semantic_fusion) is 0 without semantics,
@@ -56,7 +59,7 @@ class GaussianMap:
     def _shapes(self) -> Dict[str, tuple]:
         return {"means": (3,), "log_scales": (3,), "quats": (4,), "opacity_logits": (),
                 "colors": (3,), "sem_logits": (self.num_classes,), "features": (self.feature_dim,),
-                "obs_weight": ()}
+                "obs_weight": (), "track_colors": (3,)}
 
     def clear(self):
         for name, shp in self._shapes().items():
@@ -94,7 +97,7 @@ class GaussianMap:
         if obs_weight is None:
             obs_weight = torch.ones(n, device=dev, dtype=dt)
         new = {"obs_weight": obs_weight.reshape(n), "means": means, "log_scales": log_scales, "quats": quats,
-               "opacity_logits": opacity_logits.reshape(n), "colors": colors,
+               "opacity_logits": opacity_logits.reshape(n), "colors": colors, "track_colors": colors,
                "sem_logits": sem_logits, "features": features}
         # Check every field before appending any, so a bad call leaves the map consistent.
         for name, shp in self._shapes().items():
@@ -138,8 +141,9 @@ class GaussianMap:
     # -- views ---------------------------------------------------------------------
     def params(self, idx: Optional[torch.Tensor] = None, with_semantics: bool = False,
                measured_only: bool = False) -> GaussianParams:
-        """measured_only: inferred rows get opacity 0 (tracking and co-visibility must not
-        align to or be satisfied by a guess)."""
+        """measured_only: the tracking reference. Inferred rows get opacity 0 (tracking and
+        co-visibility must not align to or be satisfied by a guess), and colours are the
+        ones mapping gave (track_colors), not the joint step's fit to a few views."""
         sel = (lambda t: t) if idx is None else (lambda t: t[idx])
         q = sel(self.quats)
         op = torch.sigmoid(sel(self.opacity_logits))
@@ -150,7 +154,7 @@ class GaussianMap:
             quats=q / q.norm(dim=-1, keepdim=True).clamp(min=1e-12),
             scales=torch.exp(sel(self.log_scales)),
             opacities=op,
-            colors=sel(self.colors).clamp(0, 1),
+            colors=sel(self.track_colors if measured_only else self.colors).clamp(0, 1),
             sem_probs=torch.softmax(sel(self.sem_logits), -1) if with_semantics and self.num_classes else None,
         )
 

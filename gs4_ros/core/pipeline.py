@@ -483,6 +483,8 @@ class SLAMPipeline:
         newest = self.keyframes[-1].id
         for k, P in res.poses.items():
             old = self.keyframes[k].pose
+            if torch.equal(P, old):          # a frozen pose: not even a rounding step through P inv(old)
+                continue
             self.keyframes[k].pose = P
             self.backend.set_pose(k, P.double().cpu().numpy())
             if k == newest:

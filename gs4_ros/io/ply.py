@@ -103,6 +103,10 @@ def save_ply(path, gmap: GaussianMap, class_names: Optional[Sequence[str]] = Non
         feat = _np(gmap.features, np.float32)
         for i in range(gmap.feature_dim):
             add(f"feat_{i}", "f4", feat[:, i])
+        tc = _np(gmap.track_colors, np.float32)    # tracking's colours (differ after joint steps)
+        for i in range(3):
+            add(f"track_color_{i}", "f4", tc[:, i])
+        add("obs_weight", "f4", _np(gmap.obs_weight, np.float32).reshape(n))   # depth-fusion confidence
         for name in INT_FIELDS:
             add(name, "i4", _np(getattr(gmap, name), np.int32))
         add("frozen", "u1", _np(gmap.frozen, np.uint8))
@@ -209,4 +213,8 @@ def load_ply(path, device="cpu", num_classes: Optional[int] = None) -> GaussianM
         setattr(gm, name, torch.from_numpy(vals).to(gm.device))
     if "frozen" in fields:
         gm.frozen = torch.from_numpy(col("frozen", np.uint8) != 0).to(gm.device)
+    if "obs_weight" in fields:
+        gm.obs_weight = torch.from_numpy(col("obs_weight")).to(gm.device)
+    if "track_color_0" in fields:         # else (other tools' files) insert's copy of the colours
+        gm.track_colors = stack([f"track_color_{i}" for i in range(3)]).to(gm.device)
     return gm

@@ -202,7 +202,11 @@ class JointOptimizer:
         with torch.no_grad():
             for name, t in fields(Y.detach()).items():
                 getattr(gmap, name).copy_(t.clamp(0, 1) if name == "colors" else t)
-            new_poses = se3.orthonormalize(P0 @ se3.se3_exp(dY.detach() * c.joint_lr_pose))
+            # Frozen poses come back exactly as they went in (their float32 copies, or
+            # re-orthonormalising, would move them by rounding, and the caller feeds them to
+            # the graph, the keyframes and the map).
+            new_poses = (se3.orthonormalize(P0 @ se3.se3_exp(dY.detach() * c.joint_lr_pose)) if optimize_poses
+                         else [v.pose for v in views])
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         return JointResult({v.kf_id: new_poses[i] for i, v in enumerate(views)}, losses, final, n_it,

@@ -67,6 +67,7 @@ def commit(gmap, rows: torch.Tensor, refined: Dict[str, torch.Tensor], upd: torc
     r = rows[upd]
     for f in ("colors", "log_scales", "quats", "opacity_logits"):
         getattr(gmap, f)[r] = refined[f][upd].to(gmap.dtype)
+    gmap.track_colors[r] = gmap.colors[r]          # a mapping update: tracking reads it too
     gmap.mark_updated(r, freeze_after)
 
 
