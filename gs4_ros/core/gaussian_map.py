@@ -2,9 +2,10 @@
 
 Raw (unactivated) parameters are stored so optimisers work in an unconstrained space:
 log-scales, unnormalised quaternions (w, x, y, z) and opacity logits, as in 3DGS.
-Colours are linear RGB in [0, 1] (`colors`, what the map renders; `track_colors`, the
-colours mapping gave, which tracking renders: the joint step fits `colors` alone, since
-its per-view fit read by the photometric term cost 7-Scenes 0.2 cm of ATE, README);
+Colours are linear RGB in [0, 1] (`colors`, what the map renders; `track_colors`, what
+tracking renders: the colours mapping gave, and the joint step's fit only with
+backend.joint_colors_to_tracking, since with colour-only steps that fit in the
+photometric term cost 7-Scenes 0.2 cm of ATE, README);
 semantics are class logits; `features` is the latent
 vector the refinement network reads. Book-keeping per Gaussian: how often it was
 updated (frozen after a limit), the frame that created it and the keyframe it is
@@ -142,8 +143,8 @@ class GaussianMap:
     def params(self, idx: Optional[torch.Tensor] = None, with_semantics: bool = False,
                measured_only: bool = False) -> GaussianParams:
         """measured_only: the tracking reference. Inferred rows get opacity 0 (tracking and
-        co-visibility must not align to or be satisfied by a guess), and colours are the
-        ones mapping gave (track_colors), not the joint step's fit to a few views."""
+        co-visibility must not align to or be satisfied by a guess), and colours are
+        track_colors (see the module docstring)."""
         sel = (lambda t: t) if idx is None else (lambda t: t[idx])
         q = sel(self.quats)
         op = torch.sigmoid(sel(self.opacity_logits))

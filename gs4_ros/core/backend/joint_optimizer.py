@@ -202,6 +202,8 @@ class JointOptimizer:
         with torch.no_grad():
             for name, t in fields(Y.detach()).items():
                 getattr(gmap, name).copy_(t.clamp(0, 1) if name == "colors" else t)
+            if c.joint_colors_to_tracking:
+                gmap.track_colors.copy_(gmap.colors)
             # Frozen poses come back exactly as they went in (their float32 copies, or
             # re-orthonormalising, would move them by rounding, and the caller feeds them to
             # the graph, the keyframes and the map).
