@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 EVAL_MARK = "## Evaluation"
 
@@ -18,19 +18,20 @@ def _chunk_options(chunk: dict, fallback: dict) -> dict:
     return options_from_command(chunk.get("command", "")) or fallback
 
 
-def _notes_after_eval(txt: str) -> str:
-    """The sections after the evaluation section: notes written since (on chunks, on
-    measurements). They are history, true of the weights they name, so a new card keeps them."""
+def _split_at_eval(txt: str) -> Tuple[str, str]:
+    """(the card before its evaluation section, the sections after it). Those after are
+    notes written since (on chunks, on measurements): history, true of the weights they
+    name, so neither a new table nor a new card drops them. No section: (txt, "")."""
     if EVAL_MARK not in txt:
-        return ""
+        return txt, ""
     i = txt.index(EVAL_MARK)
     nxt = txt.find("\n## ", i + len(EVAL_MARK))
-    return "" if nxt < 0 else txt[nxt + 1:]
+    return txt[:i], ("" if nxt < 0 else txt[nxt + 1:])
 
 
 def write_card(path, summary: dict, weights_path=None):
     path = Path(path)
-    notes = _notes_after_eval(path.read_text()) if path.is_file() else ""
+    notes = _split_at_eval(path.read_text())[1] if path.is_file() else ""
     chunks = summary.get("chunks", [])
 
     def last(stage: str) -> Optional[int]:
@@ -119,11 +120,7 @@ def append_eval(path, table_md: str, command: str, note: Optional[str] = None):
     on chunks and measurements, written since) stay."""
     path = Path(path)
     txt = path.read_text() if path.is_file() else "# gs4_ros networks: model card\n\n"
-    after = ""
-    if EVAL_MARK in txt:
-        i = txt.index(EVAL_MARK)
-        nxt = txt.find("\n## ", i + len(EVAL_MARK))
-        txt, after = txt[:i], ("" if nxt < 0 else txt[nxt + 1:])
+    txt, after = _split_at_eval(txt)
     sec = [EVAL_MARK, "", f"Command: `{command}`", ""]
     if note:
         sec += [note, ""]

@@ -149,8 +149,11 @@ class JointOptimizer:
         # effect at most the usual 1e-8). Rows no view sees keep y = 0, so x = x0 exactly.
         # Colours start (and so end) inside the renderer's [0, 1]: one left above 1 renders
         # as 1, and the clamp would stop its gradient for good (a stuck, saturated speck).
-        X0 = torch.cat([getattr(gmap, name).detach().reshape(len(gmap), k).clamp(0, 1) if name == "colors"
-                        else getattr(gmap, name).detach().reshape(len(gmap), k) for name, k in FIELDS], 1)
+        def packed(name, k):
+            t = getattr(gmap, name).detach().reshape(len(gmap), k)
+            return t.clamp(0, 1) if name == "colors" else t
+
+        X0 = torch.cat([packed(name, k) for name, k in FIELDS], 1)
         lrs = {"means": c.joint_lr_means, "log_scales": c.joint_lr_scales, "quats": c.joint_lr_quats,
                "opacity_logits": c.joint_lr_opacity, "colors": c.joint_lr_colors}
         step = torch.tensor([lrs[name] for name, k in FIELDS for _ in range(k)], device=dev, dtype=X0.dtype)
