@@ -7,7 +7,7 @@ import logging
 import sys
 
 # Subcommand modules; each exposes register(subparsers). Optional ones may be absent.
-SUBCOMMANDS = ["gs4_ros.cli.run", "gs4_ros.cli.bag", "gs4_ros.cli.train"]
+SUBCOMMANDS = ["gs4_ros.cli.run", "gs4_ros.cli.bag", "gs4_ros.cli.train", "gs4_ros.cli.query"]
 
 
 class UserError(Exception):

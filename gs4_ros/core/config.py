@@ -201,6 +201,20 @@ class NetworkConfig:
 
 
 @dataclass
+class OpenVocabConfig:
+    """Open-vocabulary queries (core/open_vocab): a bank of region embeddings, one id per Gaussian."""
+
+    enabled: bool = True                    # keep the bank at keyframes (needs semantics in the map)
+    # classes: the built-in class-space encoder (class names, synonyms, groups; no model),
+    # or "package.module:factory" for a vision-language encoder of your own (README).
+    encoder: str = "classes"
+    lexicon: str = ""                       # YAML {phrase: [class, ...]} added to the built-in words
+    merge_threshold: float = 0.9            # cosine at or above which a region joins a bank entry
+    max_entries: int = 4096                 # past this, regions join their nearest entry
+    threshold: float = -1.0                 # relevance a Gaussian needs to match; < 0: the encoder's own
+
+
+@dataclass
 class PipelineConfig:
     device: str = "auto"                    # auto | cpu | cuda[:N]
     renderer: str = "auto"                  # auto | gsplat | torch
@@ -210,6 +224,7 @@ class PipelineConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     mapping: MappingConfig = field(default_factory=MappingConfig)
     backend: BackendConfig = field(default_factory=BackendConfig)
+    open_vocab: OpenVocabConfig = field(default_factory=OpenVocabConfig)
     # Threads of the host's BLAS libraries (numpy/scipy/OpenCV OpenBLAS; not torch's), for
     # the whole process: they only see the hole fill's small products, where more threads
     # gain nothing and spin idle cores (core/host_threads). 0 = the libraries' own default.

@@ -10,7 +10,7 @@ semantics are class logits; `features` is the latent
 vector the refinement network reads. Book-keeping per Gaussian: how often it was
 updated (frozen after a limit), the frame that created it and the keyframe it is
 anchored to (so a back-end correction of that keyframe moves it rigidly), and how many
-views its semantics average.
+views its semantics average, and its entry in the open-vocabulary bank.
 """
 from __future__ import annotations
 
@@ -24,12 +24,15 @@ from . import se3
 # Fields with one row per Gaussian, in storage order.
 FLOAT_FIELDS = ("means", "log_scales", "quats", "opacity_logits", "colors", "sem_logits", "features",
                 "obs_weight", "track_colors")
-INT_FIELDS = ("update_count", "birth_frame", "keyframe_id", "sem_count", "inferred")
+INT_FIELDS = ("update_count", "birth_frame", "keyframe_id", "sem_count", "inferred", "bank_id")
 # Value of each int field for a new row; birth_frame and keyframe_id come from insert(),
 # sem_count (views averaged into sem_logits, core/semantic_fusion) is 0 without semantics,
 # inferred is 1 for rows placed on a plane across a depth hole (core/depth_fill), not on
 # measured depth: tracking and co-visibility ignore them, measured depth replaces them.
-INT_DEFAULTS = {"update_count": 0, "birth_frame": 0, "keyframe_id": -1, "sem_count": 1, "inferred": 0}
+# bank_id is the row's entry in the open-vocabulary bank (`vocab`, core/open_vocab), -1
+# until a keyframe with semantics sees it.
+INT_DEFAULTS = {"update_count": 0, "birth_frame": 0, "keyframe_id": -1, "sem_count": 1, "inferred": 0,
+                "bank_id": -1}
 
 
 @dataclass
@@ -54,6 +57,9 @@ class GaussianMap:
         self.feature_dim = int(feature_dim)
         self.device = torch.device(device)
         self.dtype = dtype
+        # The open-vocabulary bank that bank_id indexes (core/open_vocab.VocabBank, on the
+        # host), or None; it belongs to the map so that saving and loading keep them together.
+        self.vocab = None
         self.clear()
 
     # -- storage -------------------------------------------------------------------

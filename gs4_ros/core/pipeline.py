@@ -38,6 +38,7 @@ from .initializer import block_gaussians, labels_to_logits, to_world
 from .render import make_rasterizer, render_views
 from .tracker import RGBDTracker, TrackResult
 from .backend import Backend, JointOptimizer, JointView
+from .open_vocab import QueryResult, VocabBank, assign_bank_ids, load_encoder, query_map
 
 log = logging.getLogger(__name__)
 
@@ -124,12 +125,17 @@ class SLAMPipeline:
             raise ValueError(f"mapping.fill_holes_ahead must be one of {', '.join(FILL_AHEAD_MODES)}, got {ahead!r}")
         self._fill_ahead_on = self.cfg.mapping.fill_holes_min_area > 0 and (
             ahead == "always" or (ahead == "gpu" and self.device.type == "cuda"))
+        ov = self.cfg.open_vocab
+        self.vocab_encoder = (load_encoder(ov.encoder, self.cfg.class_names, ov.lexicon)
+                              if ov.enabled and self.cfg.num_classes else None)
+        self._vocab_failed = False
         self.reset()
 
     # -- state ------------------------------------------------------------------------
     def reset(self):
         fdim = self.nets.predictor.feature_dim if self.nets is not None else 0
         self.map = GaussianMap(num_classes=self.cfg.num_classes, feature_dim=fdim, device=self.device)
+        self._vocab_bank()
         self.trajectory: List[tuple] = []      # (timestamp, frame index, 4x4 numpy c2w)
         self.keyframes: List[Keyframe] = []
         self._poses: List[torch.Tensor] = []
@@ -249,6 +255,8 @@ class SLAMPipeline:
                 added = self._map(depth_map, rgb, K, frame.intrinsics, pose, labels, kf, frame.index, covis,
                                   inferred)
             pruned = self.map.prune(self.cfg.mapping.prune_opacity)
+            if self.vocab_encoder is not None:
+                self._update_vocab(pose, K, depth_map, rgb, frame.index, timings)
             self._sync()
             timings["map"] = 1000 * (time.perf_counter() - ts)
         self._poses.append(pose)
@@ -560,6 +568,66 @@ class SLAMPipeline:
                         birth_frame=frame_index, keyframe_id=kf.id, obs_weight=conf[select],
                         inferred=None if inferred_blocks is None else inferred_blocks[select])
         return n
+
+    # -- open vocabulary ----------------------------------------------------------------
+    def _vocab_bank(self) -> Optional[VocabBank]:
+        """The map's bank, made when missing (a new map, or one loaded from a file without
+        it); a bank of another encoder's size is replaced and the map's ids cleared."""
+        enc = self.vocab_encoder
+        if enc is None:
+            return None
+        bank = self.map.vocab
+        if bank is not None and bank.dim != enc.dim:
+            log.warning("the map's vocabulary bank holds %d-d embeddings, the encoder %r makes %d-d: "
+                        "starting a new bank", bank.dim, enc.name, enc.dim)
+            bank = None
+            self.map.bank_id.fill_(-1)
+        ov = self.cfg.open_vocab
+        if bank is None:
+            bank = self.map.vocab = VocabBank(enc.dim, ov.merge_threshold, ov.max_entries)
+        bank.merge_threshold, bank.max_entries = ov.merge_threshold, ov.max_entries
+        bank.encoder = enc.name
+        return bank
+
+    def _update_vocab(self, pose, K, depth, rgb, frame_index: int, timings: Dict[str, float]):
+        ts = time.perf_counter()
+        try:
+            assign_bank_ids(self.map, self._vocab_bank(), self.vocab_encoder, pose, K, depth, rgb,
+                            self.cfg.mapping.stride, self.cfg.mapping.semantic_fusion_gate,
+                            fresh=self.map.birth_frame == frame_index)
+        except Exception:  # noqa: BLE001 - a plug-in encoder's failure must not stop SLAM
+            if not self._vocab_failed:
+                log.exception("open-vocabulary bank update failed; queries may miss this keyframe's regions")
+                self._vocab_failed = True
+        timings["vocab"] = 1000 * (time.perf_counter() - ts)
+
+    def query(self, text: str, threshold: Optional[float] = None) -> QueryResult:
+        """Relevance of every Gaussian to `text` (open_vocab.UnknownQuery when the encoder
+        cannot read it)."""
+        if self.vocab_encoder is None:
+            raise RuntimeError("open-vocabulary queries are off (open_vocab.enabled, or no classes configured)")
+        if threshold is None and self.cfg.open_vocab.threshold >= 0:
+            threshold = self.cfg.open_vocab.threshold
+        return query_map(self.map, self._vocab_bank(), self.vocab_encoder, text, threshold)
+
+    @torch.no_grad()
+    def render_relevance(self, result: QueryResult, pose_c2w, intrinsics: Optional[Intrinsics] = None,
+                         min_alpha: float = 0.5) -> np.ndarray:
+        """A query's relevance seen from a pose: float32 HxW in [0, 1], NaN where the map
+        shows nothing (silhouette below min_alpha)."""
+        intr = intrinsics or self.intrinsics
+        if intr is None:
+            raise RuntimeError("no intrinsics yet: process a frame first or pass intrinsics")
+        if result.scores.shape[0] != len(self.map):
+            raise ValueError("the query result is for another state of the map; query again")
+        pose = torch.as_tensor(np.asarray(pose_c2w), dtype=torch.float32, device=self.device)
+        params = self.map.params()
+        params.sem_probs = result.scores.to(params.colors)[:, None]
+        r = render_views(self.rasterizer, params, pose, intr.K(self.device), intr.width, intr.height,
+                         semantics=True)
+        a = r.alpha[0]
+        rel = (r.semantics[0][..., 0] / a.clamp(min=1e-6)).clamp(0, 1)
+        return torch.where(a >= min_alpha, rel, torch.full_like(rel, float("nan"))).float().cpu().numpy()
 
     # -- outputs ----------------------------------------------------------------------
     @torch.no_grad()

@@ -5,9 +5,10 @@ nx ny nz, f_dc_0..2, f_rest_0..44, opacity, scale_0..2, rot_0..3, all float32), 
 SuperSplat, antimatter15/splat, nerfstudio and gsplat-based tools read our maps. Our
 extra fields follow as further vertex properties: label (uchar, argmax class; 255 when
 the map has no classes), sem_0..K-1 (class logits), feat_0..F-1 (latent features),
-GaussianMap's int32 book-keeping columns (update_count, birth_frame, keyframe_id, ...)
-and frozen (uchar). Viewers look fields
-up by name, so the extras are ignored by them.
+GaussianMap's int32 book-keeping columns (update_count, birth_frame, keyframe_id, ...,
+bank_id) and frozen (uchar). Viewers look fields up by name, so the extras are ignored
+by them. The open-vocabulary bank that bank_id indexes follows as a second element,
+`vocab_entry` (count, emb_0..D-1), with the encoder's name in a header comment.
 
 The INRIA SIBR viewer is the exception: it reads the header line by line assuming the
 third line is `element vertex N` and then reads a fixed 62-float struct per vertex, so
@@ -34,6 +35,7 @@ from plyfile import PlyData, PlyElement, PlyParseError
 
 from ..core import gaussian_map as _gm
 from ..core.gaussian_map import GaussianMap
+from ..core.open_vocab import VocabBank
 
 C0 = 0.28209479177387814
 N_SH_REST = 45  # SH degree 3: 15 coefficients x 3 channels beyond DC
@@ -46,6 +48,8 @@ INT_FIELDS = tuple(_gm.INT_FIELDS)
 _INT_DEFAULTS = dict({"update_count": 0, "birth_frame": 0, "keyframe_id": -1},
                      **getattr(_gm, "INT_DEFAULTS", {}))
 CLASS_NAMES_TAG = "gs4_ros class_names "
+VOCAB_ENCODER_TAG = "gs4_ros vocab_encoder "
+VOCAB_ELEMENT = "vocab_entry"      # the open-vocabulary bank, one row per entry (after the vertices)
 
 
 def _np(t: torch.Tensor, dtype) -> np.ndarray:
@@ -118,8 +122,18 @@ def save_ply(path, gmap: GaussianMap, class_names: Optional[Sequence[str]] = Non
     arr = np.empty(n, dtype=[(name, dt) for name, dt, _ in cols])
     for name, _, vals in cols:
         arr[name] = vals
-    ply = PlyData([PlyElement.describe(arr, "vertex")], text=False, byte_order="<",
-                  comments=comments)
+    elements = [PlyElement.describe(arr, "vertex")]
+    bank = getattr(gmap, "vocab", None)
+    if extras and bank is not None and len(bank):
+        # A second element, as meshes add faces: 3DGS viewers read the vertex element by
+        # name and skip the rest.
+        ent = np.empty(len(bank), dtype=[("count", "f4")] + [(f"emb_{i}", "f4") for i in range(bank.dim)])
+        ent["count"] = bank.count
+        for i in range(bank.dim):
+            ent[f"emb_{i}"] = bank.emb[:, i]
+        elements.append(PlyElement.describe(ent, VOCAB_ELEMENT))
+        comments.append(VOCAB_ENCODER_TAG + (bank.encoder or "classes"))
+    ply = PlyData(elements, text=False, byte_order="<", comments=comments)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
@@ -155,13 +169,32 @@ def _indexed(fields, prefix: str, path) -> int:
     return len(idx)
 
 
+def _tag(ply, tag: str) -> Optional[str]:
+    for c in list(ply.comments) + list(ply.obj_info):
+        if c.startswith(tag):
+            return c[len(tag):]
+    return None
+
+
 def read_class_names(path) -> Optional[List[str]]:
     """Class names recorded by save_ply's header comment, or None."""
     ply, _ = _read_vertex(path)
-    for c in list(ply.comments) + list(ply.obj_info):
-        if c.startswith(CLASS_NAMES_TAG):
-            return list(json.loads(c[len(CLASS_NAMES_TAG):]))
-    return None
+    names = _tag(ply, CLASS_NAMES_TAG)
+    return None if names is None else list(json.loads(names))
+
+
+def _read_bank(ply, path) -> Optional[VocabBank]:
+    if VOCAB_ELEMENT not in [el.name for el in ply.elements]:
+        return None
+    e = ply[VOCAB_ELEMENT].data
+    fields = e.dtype.names or ()
+    d = _indexed(fields, "emb_", path)
+    if not d or "count" not in fields:
+        raise ValueError(f"{path}: element {VOCAB_ELEMENT} needs count and emb_0..emb_D-1")
+    bank = VocabBank.from_arrays(np.stack([np.asarray(e[f"emb_{i}"], np.float32) for i in range(d)], -1),
+                                 np.asarray(e["count"], np.float32))
+    bank.encoder = _tag(ply, VOCAB_ENCODER_TAG) or ""
+    return bank
 
 
 def load_ply(path, device="cpu", num_classes: Optional[int] = None) -> GaussianMap:
@@ -173,7 +206,7 @@ def load_ply(path, device="cpu", num_classes: Optional[int] = None) -> GaussianM
     given and the file has a different number of sem_* fields, that is an error rather
     than a silent reshape. SH coefficients beyond DC are ignored (the map stores colour).
     """
-    _, v = _read_vertex(path)
+    ply, v = _read_vertex(path)
     fields = v.dtype.names or ()
     missing = [f for f in REQUIRED if f not in fields]
     if missing:
@@ -217,4 +250,7 @@ def load_ply(path, device="cpu", num_classes: Optional[int] = None) -> GaussianM
         gm.obs_weight = torch.from_numpy(col("obs_weight")).to(gm.device)
     if "track_color_0" in fields:         # else (other tools' files) insert's copy of the colours
         gm.track_colors = stack([f"track_color_{i}" for i in range(3)]).to(gm.device)
+    gm.vocab = _read_bank(ply, path)
+    if gm.vocab is None:
+        gm.bank_id.fill_(-1)                 # ids without their bank mean nothing
     return gm
