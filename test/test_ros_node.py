@@ -43,7 +43,8 @@ def remaps(prefix: str, ns: str):
             "-r", f"color/image_raw:={prefix}/color/image_raw",
             "-r", f"depth/image_raw:={prefix}/depth/image_raw",
             "-r", f"color/camera_info:={prefix}/color/camera_info",
-            "-r", f"depth/camera_info:={prefix}/depth/camera_info"]
+            "-r", f"depth/camera_info:={prefix}/depth/camera_info",
+            "-r", f"labels/image_raw:={prefix}/labels/image_raw"]
 STARTUP_S = 120      # torch import + pipeline set-up on a loaded 2-core machine
 FRAME_S = 120        # a frame (or a service) may wait behind a slow CPU frame
 
@@ -544,3 +545,57 @@ def test_unsynchronised_streams_warn_with_measured_skew(fresh, encoded):
         client.spin(0.02)
         k += 1
     _expect_log(proc, client, text, mark, timeout=5)
+
+
+# --- open-vocabulary query --------------------------------------------------------------------
+
+def test_a_text_query_publishes_the_matching_gaussians_and_their_relevance(install, tmp_path, encoded):
+    """A node with label images: "walls" on ~/query gives a cloud of the Gaussians labelled
+    wall and a relevance image; text it cannot read is warned about; "" clears the cloud."""
+    from std_msgs.msg import String
+
+    proc = start_node(install, tmp_path, "ov", """\
+    subscribe_labels: true
+    render_rate_hz: 5.0
+    map_rate_hz: 4.0
+    cloud_min_opacity: 0.0
+    pipeline:
+      device: "cpu"
+""", "/ov_camera", "/ov")
+    client = Client("/ov_camera", "/ov")
+    got = {"qcloud": [], "qrel": []}
+    client.node.create_subscription(PointCloud2, "/ov/gs4_node/query/cloud",
+                                    lambda m: got["qcloud"].append(m), latched_qos())
+    client.node.create_subscription(Image, "/ov/gs4_node/query/relevance", lambda m: got["qrel"].append(m), 5)
+    qpub = client.node.create_publisher(String, "/ov/gs4_node/query", 10)
+    try:
+        client.wait(lambda: client.player.pub_labels.get_subscription_count() > 0, 30, "the labels subscription")
+        client.wait_for_subscribers()
+        play_and_wait(client, encoded[:12], 1_950_000_000 * 10**9)
+        client.wait(lambda: qpub.get_subscription_count() > 0, 30, "the query subscription")
+        qpub.publish(String(data="walls"))
+        client.wait(lambda: got["qcloud"] and got["qcloud"][-1].width > 0, FRAME_S, "a non-empty query cloud")
+        client.wait(lambda: client.got["cloud"] and client.got["cloud"][-1].width > 0, 60, "the map cloud")
+        fields = [f.name for f in got["qcloud"][-1].fields]
+        assert fields == [f.name for f in client.got["cloud"][-1].fields]
+        dt = conv.CLOUD_DTYPE
+        q = np.frombuffer(bytes(got["qcloud"][-1].data), dtype=dt)
+        full = np.frombuffer(bytes(client.got["cloud"][-1].data), dtype=dt)
+        assert (q["label"] == 0).all()                                      # every match a wall
+        assert len(q) >= 0.8 * (full["label"] == 0).sum() and len(q) < len(full)
+        client.wait(lambda: got["qrel"], 60, "a relevance image")
+        rel = conv.image_to_numpy(got["qrel"][-1])
+        assert got["qrel"][-1].encoding == "32FC1" and rel.shape == (H_, W)
+        fin = rel[np.isfinite(rel)]
+        assert fin.size > 0.3 * rel.size and fin.min() >= 0 and fin.max() <= 1 and (fin > 0.5).any()
+        mark = len(proc.log())
+        qpub.publish(String(data="a mug"))
+        _expect_log(proc, client, "query 'a mug' not answered", mark)
+        qpub.publish(String(data=""))
+        client.wait(lambda: got["qcloud"][-1].width == 0, FRAME_S, "an empty query cloud once cleared")
+    finally:
+        client.close()
+        rc = proc.stop()
+        log = proc.log()
+        assert "Traceback" not in log, log[-4000:]
+        assert rc in (0, -2, 130), f"gs4_node exited with {rc}:\n{log[-3000:]}"

@@ -35,10 +35,12 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rcl_interfaces.msg import SetParametersResult
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from ..core.config import PipelineConfig
 from ..core.frame import FrameError, RGBDFrame
+from ..core.open_vocab import UnknownQuery
 from ..core.pipeline import SLAMPipeline
 from . import conversions as conv
 from .params import (NODE_PARAM_NAMES, PARAMS_BY_NAME, PIPELINE_PREFIX, check_node_params, coerce,
@@ -130,6 +132,12 @@ class GS4Node(Node):
         self._rendered = (None, -1)
         self._next_path = self._next_map = self._next_render = 0.0
         self._path_dirty = False
+        # Open-vocabulary query: the text stands until replaced (an empty one clears it) and
+        # its outputs follow the map as it grows. Written by the callback, read by the worker.
+        self._query_text = ""
+        self._query_version = 0
+        self._query_done = (-1, -1)        # (query version, map version) last published
+        self._query_cache = None           # (query version, map version, len(map), result)
 
         # Groups matter only if the node is composed into a multi-threaded executor.
         g_sensor = MutuallyExclusiveCallbackGroup()
@@ -145,6 +153,8 @@ class GS4Node(Node):
         self.pub_rcolor = self.create_publisher(Image, "~/render/color", image_out_qos())
         self.pub_rdepth = self.create_publisher(Image, "~/render/depth", image_out_qos())
         self.pub_rsem = self.create_publisher(Image, "~/render/semantic", image_out_qos())
+        self.pub_qcloud = self.create_publisher(PointCloud2, "~/query/cloud", latched_qos())
+        self.pub_qrel = self.create_publisher(Image, "~/query/relevance", image_out_qos())
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", stream_qos())
         need_lookup = bool(self.p["base_frame"]) or self.p["tf_mode"] == "map_to_odom"
         self.tf = TfOutput(self, need_lookup)
@@ -191,6 +201,8 @@ class GS4Node(Node):
         if self.p["subscribe_odom_prior"]:
             self._odom_sub = self.create_subscription(Odometry, "odom_prior", self._on_odom_prior,
                                                       qos, callback_group=g_sensor)
+
+        self.create_subscription(String, "~/query", self._on_query, stream_qos(), callback_group=g_srv)
 
         # services
         self.create_service(Trigger, "~/save_map", self._srv_save, callback_group=g_srv)
@@ -534,8 +546,11 @@ class GS4Node(Node):
         if self._published_map_version != self._map_version and output_due(now, self._next_map, mr, waiting):
             _timed(done, "clouds", self._publish_clouds)
             self._next_map = now + 1.0 / mr
+        qkey = (self._query_version, self._map_version)
+        if self._query_done != qkey and output_due(now, self._next_map, mr, waiting):
+            _timed(done, "query", self._publish_query)
         rr = float(self.p["render_rate_hz"])
-        key = (self._last_pose_stamp_ns, self._map_version)
+        key = (self._last_pose_stamp_ns, self._map_version, self._query_version)
         if (self._last_pose is not None and len(self.pipe.map) and self._rendered != key
                 and output_due(now, self._next_render, rr, waiting)):
             _timed(done, "render", self._publish_render)
@@ -563,8 +578,9 @@ class GS4Node(Node):
                    else self.get_clock().now().to_msg())
         return h
 
-    def _cloud_array(self):
-        """CLOUD_DTYPE array of the current map (opacity-filtered, optionally subsampled)."""
+    def _cloud_array(self, select=None):
+        """CLOUD_DTYPE array of the current map (opacity-filtered, optionally subsampled);
+        `select` [N] bool (a query's matches) keeps only those Gaussians."""
         import torch
 
         gm = self.pipe.map
@@ -573,7 +589,10 @@ class GS4Node(Node):
             if n == 0:
                 return np.empty(0, dtype=conv.CLOUD_DTYPE), np.empty(0, np.int64)
             op = torch.sigmoid(gm.opacity_logits.reshape(-1)).float().cpu().numpy()
-            keep = np.nonzero(op >= float(self.p["cloud_min_opacity"]))[0]
+            ok = op >= float(self.p["cloud_min_opacity"])
+            if select is not None:
+                ok &= select.cpu().numpy()
+            keep = np.nonzero(ok)[0]
             m = int(self.p["cloud_max_points"])
             if m and keep.size > m:
                 keep = keep[np.linspace(0, keep.size - 1, m).round().astype(np.int64)]
@@ -615,6 +634,8 @@ class GS4Node(Node):
         from std_msgs.msg import Header
         sem = bool(self.p["render_semantics"]) and self.cfg.num_classes > 0
         r = self.pipe.render(self._last_pose, self._last_intr, semantics=sem)
+        res = self._query_result()
+        rel = None if res is None else self.pipe.render_relevance(res, self._last_pose, self._last_intr)
         h = Header()
         h.stamp = conv.ns_to_stamp(self._last_pose_stamp_ns)
         h.frame_id = self._optical_frame
@@ -628,7 +649,48 @@ class GS4Node(Node):
             if sem:
                 self.pub_rsem.publish(conv.numpy_to_image(
                     conv.colorize_labels(r["labels"], n_classes), "rgb8", h))
+            if rel is not None:                              # NaN where the map shows nothing
+                self.pub_qrel.publish(conv.numpy_to_image(rel, "32FC1", h))
         self.outputs.submit("render", job)
+
+    # ------------------------------------------------------------------ open-vocabulary query
+    def _on_query(self, msg: String):
+        self._query_text = str(msg.data).strip()
+        self._query_version += 1
+        self.get_logger().info(f"query: {self._query_text!r}" if self._query_text else "query cleared")
+
+    def _query_result(self):
+        """The standing query's result for the current map (worker thread), or None when
+        there is none or it cannot be answered (warned once per query)."""
+        text, qv, mv = self._query_text, self._query_version, self._map_version
+        c = self._query_cache
+        if c is not None and c[:3] == (qv, mv, len(self.pipe.map)):
+            return c[3]
+        res = None
+        if text:
+            try:
+                res = self.pipe.query(text)
+            except (UnknownQuery, RuntimeError) as e:
+                if c is None or c[0] != qv:
+                    self.get_logger().warn(f"query {text!r} not answered: {e}")
+            else:
+                if c is None or c[0] != qv:
+                    self.get_logger().info(f"query {res.summary()}")
+        self._query_cache = (qv, mv, len(self.pipe.map), res)
+        return res
+
+    def _publish_query(self):
+        """The Gaussians matching the standing query as a cloud (empty once cleared)."""
+        self._query_done = (self._query_version, self._map_version)
+        res = self._query_result()
+        if res is None and not self._query_text:
+            arr = np.empty(0, dtype=conv.CLOUD_DTYPE)
+        elif res is None:
+            return
+        else:
+            arr, _ = self._cloud_array(res.mask)
+        header = self._cloud_header()
+        self.outputs.submit("query", lambda: self.pub_qcloud.publish(conv.array_to_pointcloud2(arr, header)))
 
     # ------------------------------------------------------------------ state changes (worker)
     def _reset(self):
