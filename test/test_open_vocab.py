@@ -68,6 +68,18 @@ def test_words_become_classes_through_synonyms_plurals_and_groups():
     assert np.flatnonzero(small.encode_text("furniture").embedding).tolist() == [2]
 
 
+def test_relevance_is_whether_the_classes_asked_for_win_against_every_other():
+    enc = ClassSpaceEncoder(["wall", "floor", "chair", "sofa"])
+    bank = np.array([[0.3, 0.3, 0.0, 0.4],      # a soft sofa: no class above it
+                     [0.6, 0.0, 0.2, 0.2],      # a wall with some seating mixed in
+                     [0.0, 0.0, 0.0, 0.0]])     # nothing (an all-zero row must not divide by 0)
+    s = enc.score(enc.encode_text("couch"), bank)
+    assert s[0] > 0.5 > s[1] and s[2] == 0
+    s = enc.score(enc.encode_text("seating"), bank)          # chair + sofa together
+    assert s[0] > 0.5 and abs(s[1] - 0.4 / 1.0) < 1e-6
+    assert enc.score(enc.encode_text("floor"), bank)[0] < 0.5   # tied with wall, behind sofa
+
+
 def test_a_lexicon_file_adds_words_and_refuses_unknown_classes(tmp_path):
     good = tmp_path / "words.yaml"
     good.write_text("recliner: [chair, sofa]\nottoman: sofa\n")

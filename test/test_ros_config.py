@@ -191,7 +191,7 @@ def test_rviz_config_matches_node_topics_and_qos():
             latched = pubs[t["Value"]].qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL
             assert (t["Durability Policy"] == "Transient Local") == latched, d["Name"]
         for name in ("/gs4_node/map_cloud", "/gs4_node/semantic_cloud", "/gs4_node/path",
-                     "/gs4_node/render/color", "/gs4_node/render/semantic"):
+                     "/gs4_node/render/color", "/gs4_node/render/semantic", "/gs4_node/query/cloud"):
             assert any(d.get("Topic", {}).get("Value") == name for d in displays), name
     finally:
         if node is not None:
