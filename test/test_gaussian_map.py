@@ -126,3 +126,13 @@ def test_params_are_differentiable_in_raw_space(random_map):
     s = torch.sigmoid(gm.opacity_logits.detach())
     torch.testing.assert_close(gm.opacity_logits.grad, s * (1 - s))
     assert all(getattr(gm, n).grad is not None for n in ("means", "quats", "colors"))
+
+
+def test_labelled_tells_class_evidence_from_flat_logits():
+    gm = GaussianMap(num_classes=4)
+    z3 = torch.zeros(3, 3)
+    sem = torch.tensor([[0.0, 5.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [2.0, 2.0, 2.0, 2.0]])
+    gm.insert(z3, z3, torch.tensor([[1.0, 0, 0, 0]] * 3), torch.zeros(3), z3, sem_logits=sem)
+    assert gm.labelled().tolist() == [True, False, False]
+    assert gm.bank_id.tolist() == [-1, -1, -1]                  # no bank entry until a keyframe gives one
+    assert GaussianMap(num_classes=0).labelled().numel() == 0

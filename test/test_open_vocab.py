@@ -115,15 +115,10 @@ def room():
     return pipe, frames
 
 
-def _labelled(gm):
-    """Rows whose logits carry a label (flat logits: blocks the label image left unknown)."""
-    return (gm.sem_logits.max(-1).values - gm.sem_logits.min(-1).values) > 1e-6
-
-
 def test_every_gaussian_with_semantics_gets_an_entry_of_a_small_bank(room):
     pipe, _ = room
     gm = pipe.map
-    has_sem = _labelled(gm)
+    has_sem = gm.labelled()
     assert bool(has_sem.any())
     assert float((gm.bank_id[has_sem] >= 0).float().mean()) > 0.98
     assert bool((gm.bank_id[~has_sem] == -1).all())          # no evidence, no entry
@@ -135,7 +130,7 @@ def test_every_gaussian_with_semantics_gets_an_entry_of_a_small_bank(room):
 def test_a_query_finds_what_the_map_labels_as_that_class(room):
     pipe, _ = room
     gm = pipe.map
-    has_sem = _labelled(gm)
+    has_sem = gm.labelled()
     labels = torch.where(has_sem, gm.labels(), -1)
     for c in torch.unique(labels[has_sem]).tolist():
         res = pipe.query(NAMES[c])

@@ -165,6 +165,13 @@ class GaussianMap:
             sem_probs=torch.softmax(sel(self.sem_logits), -1) if with_semantics and self.num_classes else None,
         )
 
+    def labelled(self) -> torch.Tensor:
+        """[N] bool: rows whose logits carry class evidence. Blocks a label image left
+        unknown get all-equal logits, whose argmax (class 0) means nothing."""
+        if self.num_classes == 0:
+            return torch.zeros(len(self), dtype=torch.bool, device=self.device)
+        return (self.sem_logits.max(-1).values - self.sem_logits.min(-1).values) > 1e-6
+
     def labels(self) -> torch.Tensor:
         if self.num_classes == 0 or len(self) == 0:
             return torch.zeros(len(self), dtype=torch.long, device=self.device)

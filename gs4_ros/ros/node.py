@@ -600,11 +600,8 @@ class GS4Node(Node):
             q = gm.quats[idx]
             q = q / q.norm(dim=-1, keepdim=True).clamp(min=1e-12)
             if gm.num_classes:
-                sem = gm.sem_logits[idx]
-                labels = sem.argmax(-1).cpu().numpy().astype(np.int64)
-                # Gaussians that never saw a label (all logits equal) are unknown, not class 0
-                flat = ((sem.max(-1).values - sem.min(-1).values) < 1e-6).cpu().numpy()
-                labels[flat] = 255
+                labels = gm.sem_logits[idx].argmax(-1).cpu().numpy().astype(np.int64)
+                labels[~gm.labelled()[idx].cpu().numpy()] = 255    # never saw a label: unknown, not class 0
             else:
                 labels = np.full(keep.size, 255, np.int64)
             col = (gm.colors[idx].clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()

@@ -48,13 +48,12 @@ def keyframe_regions(gmap, pose: torch.Tensor, K: torch.Tensor, depth: torch.Ten
     zs = z.clamp(min=1e-3)
     u = torch.floor((K[0, 0] * mc[:, 0] / zs + K[0, 2] + 0.5) / stride).long()
     v = torch.floor((K[1, 1] * mc[:, 1] / zs + K[1, 2] + 0.5) / stride).long()
-    ok = (z > 1e-3) & (u >= 0) & (u < wb) & (v >= 0) & (v < hb) & (gmap.sem_count > 0)
+    ok = (z > 1e-3) & (u >= 0) & (u < wb) & (v >= 0) & (v < hb)
     t = v.clamp(0, hb - 1) * wb + u.clamp(0, wb - 1)
     d = bd.reshape(-1)[t]
     seen = bv.reshape(-1)[t] & ((z - d).abs() < gate + 0.02 * d)
     ok &= seen if fresh is None else (seen | fresh)
-    sem = gmap.sem_logits
-    ok &= (sem.max(-1).values - sem.min(-1).values) > 1e-6    # flat logits: never saw a label
+    ok &= gmap.labelled()
     rows = torch.nonzero(ok).reshape(-1)
     if rows.numel() == 0:
         return None
