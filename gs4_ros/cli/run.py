@@ -162,7 +162,8 @@ def _print_summary(m, paths):
     else:
         print("back-end          off")
     print(f"map               {m.get('num_gaussians')} Gaussians ({m.get('num_gaussians_inferred', 0)} inferred), "
-          f"{f('map_mb')} MB")
+          f"{f('map_mb')} MB" + (f", {m['vocab_entries']} vocabulary entries (gs4 query)"
+                                 if m.get("vocab_entries") else ""))
     fa = m.get("fill_ahead") or {}
     if fa.get("started"):
         print(f"hole fill ahead   {fa['used']} keyframes took a fill started while tracking, "

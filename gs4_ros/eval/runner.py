@@ -122,6 +122,7 @@ def evaluate(pipe: SLAMPipeline, rec: RunRecord) -> Dict[str, object]:
     m["keyframes"] = int(sum(r.keyframe for r in res))
     m["num_gaussians"] = len(pipe.map)
     m["num_gaussians_inferred"] = int((pipe.map.inferred != 0).sum())   # placed across depth holes
+    m["vocab_entries"] = len(pipe.map.vocab) if pipe.map.vocab is not None else 0   # open-vocabulary bank
     fa = pipe.fill_ahead   # keyframe hole fills started while tracking (core/fill_ahead)
     m["fill_ahead"] = {"started": fa.started, "used": fa.used, "computed_at_keyframe": fa.computed_at_keyframe}
     m["map_mb"] = pipe.map.nbytes() / 2 ** 20
