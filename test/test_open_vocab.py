@@ -11,7 +11,7 @@ import torch
 
 from gs4_ros.cli.main import main as gs4_main
 from gs4_ros.core.config import SCANNET20_CLASSES, PipelineConfig
-from gs4_ros.core.open_vocab import ClassSpaceEncoder, UnknownQuery, VocabBank, load_encoder
+from gs4_ros.core.open_vocab import ClassSpaceEncoder, UnknownQuery, VocabBank, load_encoder, split_instances
 from gs4_ros.core.pipeline import SLAMPipeline
 from gs4_ros.io.ply import load_ply, save_ply
 from gs4_ros.io.synthetic import SyntheticSequence
@@ -48,6 +48,26 @@ def test_the_bank_refuses_what_it_cannot_hold():
     with pytest.raises(ValueError):
         VocabBank(0)
     assert len(b) == 0
+
+
+# -- objects -------------------------------------------------------------------------------
+def test_matches_split_into_objects_where_their_voxels_do_not_touch():
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0, 0.3, (40, 3))                       # a 30 cm object
+    b = rng.uniform(0, 0.3, (25, 3)) + [1.0, 0, 0]         # another, 70 cm away
+    speck = np.array([[5.0, 5.0, 5.0]])                    # one stray Gaussian
+    diag = np.array([[0.35, 0.35, 0.35]])                  # corner-touching voxel joins a
+    pts = np.concatenate([a, b, speck, diag])
+    rel = np.linspace(0.5, 1.0, len(pts))
+    rows = np.arange(len(pts)) + 100
+    objs = split_instances(pts, rel, rows, voxel=0.1, min_count=5)
+    assert [o.count for o in objs] == [41, 25]
+    np.testing.assert_allclose(objs[1].centroid, b.mean(0))
+    assert (objs[0].bbox_max >= 0.35).all() and sorted(objs[1].rows.tolist()) == list(range(140, 165))
+    assert split_instances(pts, rel, rows, voxel=2.0, min_count=5)[0].count == len(pts) - 1
+    assert split_instances(np.zeros((0, 3)), np.zeros(0), np.zeros(0, int)) == []
+    with pytest.raises(ValueError):
+        split_instances(pts, rel, rows, voxel=0.0)
 
 
 # -- text --------------------------------------------------------------------------------
@@ -174,6 +194,8 @@ def test_the_bank_and_ids_survive_a_ply_round_trip_and_answer_gs4_query(room, tm
     assert gs4_main(["query", str(path), "couch", "--json", "--out", str(tmp_path / "sofa.ply")]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["matches"] == expect > 0 and out["meaning"].startswith("sofa")
+    assert out["objects"] and sum(o["gaussians"] for o in out["objects"]) <= expect
+    assert out["objects"][0]["gaussians"] >= 0.5 * expect          # one sofa, not fragments
     assert len(load_ply(tmp_path / "sofa.ply")) == expect
     assert gs4_main(["query", str(path), "a mug"]) == 2
     # a file without the bank: its ids mean nothing and are dropped

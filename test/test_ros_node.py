@@ -563,9 +563,13 @@ def test_a_text_query_publishes_the_matching_gaussians_and_their_relevance(insta
       device: "cpu"
 """, "/ov_camera", "/ov")
     client = Client("/ov_camera", "/ov")
-    got = {"qcloud": [], "qrel": []}
+    from visualization_msgs.msg import Marker, MarkerArray
+
+    got = {"qcloud": [], "qrel": [], "qmark": []}
     client.node.create_subscription(PointCloud2, "/ov/gs4_node/query/cloud",
                                     lambda m: got["qcloud"].append(m), latched_qos())
+    client.node.create_subscription(MarkerArray, "/ov/gs4_node/query/markers",
+                                    lambda m: got["qmark"].append(m), latched_qos())
     client.node.create_subscription(Image, "/ov/gs4_node/query/relevance", lambda m: got["qrel"].append(m), 5)
     qpub = client.node.create_publisher(String, "/ov/gs4_node/query", 10)
     try:
@@ -583,6 +587,18 @@ def test_a_text_query_publishes_the_matching_gaussians_and_their_relevance(insta
         full = np.frombuffer(bytes(client.got["cloud"][-1].data), dtype=dt)
         assert (q["label"] == 0).all()                                      # every match a wall
         assert len(q) >= 0.8 * (full["label"] == 0).sum() and len(q) < len(full)
+        # the walls as objects: boxes around the matches, each labelled with the query
+        client.wait(lambda: got["qmark"] and len(got["qmark"][-1].markers) > 1, 60, "query object markers")
+        marks = got["qmark"][-1].markers
+        assert marks[0].action == Marker.DELETEALL
+        boxes = [m for m in marks if m.type == Marker.CUBE]
+        texts = [m for m in marks if m.type == Marker.TEXT_VIEW_FACING]
+        assert boxes and len(texts) == len(boxes) and all(t.text.startswith("walls ") for t in texts)
+        lo, hi = np.stack([q["x"], q["y"], q["z"]], 1).min(0), np.stack([q["x"], q["y"], q["z"]], 1).max(0)
+        for b in boxes:
+            c = np.array([b.pose.position.x, b.pose.position.y, b.pose.position.z])
+            assert b.header.frame_id == "map" and ((c >= lo - 1e-3) & (c <= hi + 1e-3)).all()
+            assert 0 < b.scale.x <= hi[0] - lo[0] + 0.03
         client.wait(lambda: got["qrel"], 60, "a relevance image")
         rel = conv.image_to_numpy(got["qrel"][-1])
         assert got["qrel"][-1].encoding == "32FC1" and rel.shape == (H_, W)
@@ -593,6 +609,7 @@ def test_a_text_query_publishes_the_matching_gaussians_and_their_relevance(insta
         _expect_log(proc, client, "query 'a mug' not answered", mark)
         qpub.publish(String(data=""))
         client.wait(lambda: got["qcloud"][-1].width == 0, FRAME_S, "an empty query cloud once cleared")
+        client.wait(lambda: len(got["qmark"][-1].markers) == 1, 30, "only the DELETEALL marker once cleared")
     finally:
         client.close()
         rc = proc.stop()

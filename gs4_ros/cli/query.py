@@ -20,6 +20,8 @@ def register(sub):
     p.add_argument("--encoder", default=None, help="encoder spec (default: the one recorded in the map)")
     p.add_argument("--lexicon", default="", help="YAML {phrase: [class, ...]} for the class-space encoder")
     p.add_argument("--out", default=None, help="write the matching Gaussians to this PLY")
+    p.add_argument("--voxel", type=float, default=0.1, help="matches whose voxels of this size touch are one object (m)")
+    p.add_argument("--min-gaussians", type=int, default=10, help="smaller groups are specks, not objects")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.set_defaults(func=cmd_query)
 
@@ -45,6 +47,9 @@ def cmd_query(args) -> int:
     mask = res.mask
     pts = gm.means[mask].double().numpy()
     ids = gm.bank_id[mask].numpy()
+    objects = [{"gaussians": o.count, "centroid": o.centroid.round(3).tolist(),
+                "size": (o.bbox_max - o.bbox_min).round(3).tolist(), "relevance": round(o.relevance, 3)}
+               for o in res.instances(gm, args.voxel, args.min_gaussians)]
     order = np.argsort(-res.entry_scores)[:5]
     entries = [{"id": int(i), "relevance": round(float(res.entry_scores[i]), 3),
                 "gaussians": int((gm.bank_id == int(i)).sum())} for i in order]
@@ -54,7 +59,7 @@ def cmd_query(args) -> int:
            "centroid": pts.mean(0).round(3).tolist() if len(pts) else None,
            "bbox_min": pts.min(0).round(3).tolist() if len(pts) else None,
            "bbox_max": pts.max(0).round(3).tolist() if len(pts) else None,
-           "top_entries": entries, "entry_ids_matched": sorted({int(i) for i in ids})}
+           "top_entries": entries, "entry_ids_matched": sorted({int(i) for i in ids}), "objects": objects}
     if args.out:
         gm.keep(mask)
         save_ply(args.out, gm, class_names=names)
@@ -65,6 +70,8 @@ def cmd_query(args) -> int:
     print(res.summary())
     if len(pts):
         print(f"  centroid {out['centroid']} m, box {out['bbox_min']} .. {out['bbox_max']} m (map frame)")
+    for k, o in enumerate(objects):
+        print(f"  object {k + 1}: {o['gaussians']} Gaussians at {o['centroid']} m, size {o['size']} m")
     for e in entries:
         print(f"  entry {e['id']:4d}  relevance {e['relevance']:.3f}  {e['gaussians']} Gaussians")
     if args.out:

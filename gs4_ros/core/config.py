@@ -212,6 +212,10 @@ class OpenVocabConfig:
     merge_threshold: float = 0.9            # cosine at or above which a region joins a bank entry
     max_entries: int = 4096                 # past this, regions join their nearest entry
     threshold: float = -1.0                 # relevance a Gaussian needs to match; < 0: the encoder's own
+    # A query's matches are split into objects whose voxels of this size touch (metres);
+    # smaller groups than instance_min_gaussians are specks, not objects.
+    instance_voxel: float = 0.1
+    instance_min_gaussians: int = 10
 
 
 @dataclass

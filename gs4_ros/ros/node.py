@@ -37,6 +37,7 @@ from rcl_interfaces.msg import SetParametersResult
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
+from visualization_msgs.msg import Marker, MarkerArray
 
 from ..core.config import PipelineConfig
 from ..core.frame import FrameError, RGBDFrame
@@ -155,6 +156,7 @@ class GS4Node(Node):
         self.pub_rsem = self.create_publisher(Image, "~/render/semantic", image_out_qos())
         self.pub_qcloud = self.create_publisher(PointCloud2, "~/query/cloud", latched_qos())
         self.pub_qrel = self.create_publisher(Image, "~/query/relevance", image_out_qos())
+        self.pub_qmarkers = self.create_publisher(MarkerArray, "~/query/markers", latched_qos())
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", stream_qos())
         need_lookup = bool(self.p["base_frame"]) or self.p["tf_mode"] == "map_to_odom"
         self.tf = TfOutput(self, need_lookup)
@@ -677,17 +679,25 @@ class GS4Node(Node):
         return res
 
     def _publish_query(self):
-        """The Gaussians matching the standing query as a cloud (empty once cleared)."""
+        """The Gaussians matching the standing query as a cloud and its objects as boxes
+        (both empty once cleared)."""
         self._query_done = (self._query_version, self._map_version)
         res = self._query_result()
         if res is None and not self._query_text:
-            arr = np.empty(0, dtype=conv.CLOUD_DTYPE)
+            arr, objects = np.empty(0, dtype=conv.CLOUD_DTYPE), []
         elif res is None:
             return
         else:
             arr, _ = self._cloud_array(res.mask)
+            ov = self.cfg.open_vocab
+            objects = res.instances(self.pipe.map, ov.instance_voxel, ov.instance_min_gaussians)
         header = self._cloud_header()
-        self.outputs.submit("query", lambda: self.pub_qcloud.publish(conv.array_to_pointcloud2(arr, header)))
+        text = self._query_text
+
+        def job():
+            self.pub_qcloud.publish(conv.array_to_pointcloud2(arr, header))
+            self.pub_qmarkers.publish(_object_markers(objects, text, header))
+        self.outputs.submit("query", job)
 
     # ------------------------------------------------------------------ state changes (worker)
     def _reset(self):
@@ -911,6 +921,38 @@ class _RosLogBridge(logging.Handler):
             self.ros.info(text)
         else:
             self.ros.debug(text)
+
+
+def _object_markers(objects, text: str, header) -> MarkerArray:
+    """A translucent box and a label per object of a query (after a DELETEALL, so boxes of
+    an earlier query or map state do not linger in RViz)."""
+    out = MarkerArray()
+    clear = Marker()
+    clear.header = header
+    clear.action = Marker.DELETEALL
+    out.markers.append(clear)
+    for k, o in enumerate(objects):
+        size = np.maximum(o.bbox_max - o.bbox_min, 0.02)
+        centre = (o.bbox_max + o.bbox_min) / 2
+        for kind in (Marker.CUBE, Marker.TEXT_VIEW_FACING):
+            m = Marker()
+            m.header = header
+            m.ns = "query_objects" if kind == Marker.CUBE else "query_labels"
+            m.id = k
+            m.type = kind
+            m.action = Marker.ADD
+            m.pose.orientation.w = 1.0
+            m.pose.position.x, m.pose.position.y = float(centre[0]), float(centre[1])
+            m.pose.position.z = float(centre[2] if kind == Marker.CUBE else o.bbox_max[2] + 0.1)
+            if kind == Marker.CUBE:
+                m.scale.x, m.scale.y, m.scale.z = (float(v) for v in size)
+                m.color.r, m.color.g, m.color.b, m.color.a = 1.0, 0.86, 0.0, 0.35
+            else:
+                m.scale.z = 0.12
+                m.text = f"{text} {k + 1} ({o.count})"
+                m.color.r = m.color.g = m.color.b = m.color.a = 1.0
+            out.markers.append(m)
+    return out
 
 
 def _timed(done: Dict[str, float], key: str, fn):

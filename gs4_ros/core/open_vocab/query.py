@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import List, Optional
 
 import numpy as np
 import torch
 
 from .bank import VocabBank
 from .encoders import TextEmbedding
+from .instances import Instance, split_instances
 
 
 @dataclass
@@ -25,6 +26,12 @@ class QueryResult:
     @property
     def count(self) -> int:
         return int(self.mask.sum())
+
+    def instances(self, gmap, voxel: float = 0.1, min_count: int = 10) -> List[Instance]:
+        """The matches as separate objects (instances.py), largest first."""
+        rows = torch.nonzero(self.mask).reshape(-1)
+        return split_instances(gmap.means[rows].double().cpu().numpy(), self.scores[rows].float().cpu().numpy(),
+                               rows.cpu().numpy(), voxel, min_count)
 
     def summary(self) -> str:
         extra = f"; ignored: {', '.join(self.query.ignored)}" if self.query.ignored else ""
