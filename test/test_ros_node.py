@@ -602,8 +602,11 @@ def test_a_text_query_publishes_the_matching_gaussians_and_their_relevance(insta
         client.wait(lambda: got["qrel"], 60, "a relevance image")
         rel = conv.image_to_numpy(got["qrel"][-1])
         assert got["qrel"][-1].encoding == "32FC1" and rel.shape == (H_, W)
+        assert client.node.count_publishers("/ov/gs4_node/query/relevance") == 1
         fin = rel[np.isfinite(rel)]
         assert fin.size > 0.3 * rel.size and fin.min() >= 0 and fin.max() <= 1 and (fin > 0.5).any()
+        diag = client.fresh_diag()
+        assert diag["query"] == "walls" and int(diag["vocab_entries"]) >= 1
         mark = len(proc.log())
         qpub.publish(String(data="a mug"))
         _expect_log(proc, client, "query 'a mug' not answered", mark)

@@ -614,7 +614,9 @@ class SLAMPipeline:
     def render_relevance(self, result: QueryResult, pose_c2w, intrinsics: Optional[Intrinsics] = None,
                          min_alpha: float = 0.5) -> np.ndarray:
         """A query's relevance seen from a pose: float32 HxW in [0, 1], NaN where the map
-        shows nothing (silhouette below min_alpha)."""
+        shows nothing (silhouette below min_alpha). SegSplat renders one-hot bank ids and
+        decodes them through the bank; decoding is linear, so rendering each Gaussian's
+        decoded score is the same image in one channel instead of one per entry."""
         intr = intrinsics or self.intrinsics
         if intr is None:
             raise RuntimeError("no intrinsics yet: process a frame first or pass intrinsics")

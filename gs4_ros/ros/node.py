@@ -836,6 +836,8 @@ class GS4Node(Node):
         kv["tracking_lost"] = st.tracking_lost
         kv["keyframes"] = st.keyframes
         kv["gaussians"] = len(self.pipe.map)
+        kv["vocab_entries"] = len(self.pipe.map.vocab) if self.pipe.map.vocab is not None else 0
+        kv["query"] = self._query_text
         lat = np.asarray(st.latency_ms, dtype=np.float64)
         if lat.size:
             kv["pose_latency_ms_p50"] = f"{np.percentile(lat, 50):.1f}"
