@@ -41,14 +41,23 @@ class VocabBank:
 
     def add(self, embs: np.ndarray, weights: Optional[np.ndarray] = None) -> np.ndarray:
         """Merge each row of `embs` [R, D] into its nearest entry or open a new one; returns
-        the ids [R]. Rows are taken in order, so similar regions of one keyframe share an
-        entry. `weights` (default 1) are how much each row counts in the running mean."""
+        the ids [R]. Rows near an existing entry merge in one batch (a keyframe brings a
+        couple of hundred regions when the semantic head's classes are noisy); the rest go
+        in order, so similar new regions of one keyframe share the entry the first opens.
+        `weights` (default 1) are how much each row counts in the running mean."""
         embs = np.asarray(embs, np.float32).reshape(-1, self.dim)
         if not np.isfinite(embs).all():
             raise ValueError("vocabulary bank: embeddings must be finite")
         w = np.ones(len(embs), np.float32) if weights is None else np.asarray(weights, np.float32).reshape(-1)
-        ids = np.empty(len(embs), np.int64)
-        for r, (e, wr) in enumerate(zip(embs, w)):
+        ids = np.full(len(embs), -1, np.int64)
+        if len(self) and len(embs):
+            sims = self._unit(embs) @ self._unit(self.emb).T           # [R, E]
+            best = sims.argmax(1)
+            near = sims[np.arange(len(embs)), best] >= self.merge_threshold
+            ids[near] = best[near]
+            self._merge(ids[near], embs[near], w[near])
+        for r in np.flatnonzero(ids < 0):
+            e, wr = embs[r], w[r]
             best, sim = -1, -np.inf
             if len(self):
                 sims = self._unit(self.emb) @ self._unit(e)
@@ -60,15 +69,26 @@ class VocabBank:
                     log.warning("vocabulary bank full (%d entries): new regions join their nearest "
                                 "entry (raise open_vocab.max_entries)", self.max_entries)
                     self._warned_full = True
-                c = self.count[best]
-                self.emb[best] = (c * self.emb[best] + wr * e) / (c + wr)
-                self.count[best] = min(c + wr, self.max_count)
+                self._merge(np.array([best]), e[None], np.array([wr]))
                 ids[r] = best
             else:
                 self.emb = np.concatenate([self.emb, e[None]], 0)
                 self.count = np.concatenate([self.count, [wr]]).astype(np.float32)
                 ids[r] = len(self) - 1
         return ids
+
+    def _merge(self, ids: np.ndarray, embs: np.ndarray, w: np.ndarray):
+        """Count-weighted running means of the entries `ids` with `embs` (ids may repeat)."""
+        if not len(ids):
+            return
+        tot = np.zeros((len(self), self.dim), np.float64)
+        wsum = np.zeros(len(self), np.float64)
+        np.add.at(tot, ids, embs.astype(np.float64) * w[:, None])
+        np.add.at(wsum, ids, w)
+        hit = wsum > 0
+        c = self.count[hit].astype(np.float64)
+        self.emb[hit] = ((c[:, None] * self.emb[hit] + tot[hit]) / (c + wsum[hit])[:, None]).astype(np.float32)
+        self.count[hit] = np.minimum(c + wsum[hit], self.max_count)
 
     def copy(self) -> "VocabBank":
         b = VocabBank(self.dim, self.merge_threshold, self.max_entries, self.max_count)
