@@ -420,3 +420,16 @@ def test_gradcheck_with_termination_across_segments():
     np.testing.assert_allclose(out[2][0].numpy(), ref[2], atol=1e-10)
     inputs = tuple(t.clone().requires_grad_(True) for t in (means, scales, quats, opac, feats))
     assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-5, rtol=1e-4, fast_mode=True)
+
+
+def test_a_gaussian_that_reaches_no_pixel_centre_renders_nothing():
+    """Faint and tiny, centred on a pixel corner: its tile is touched but alpha reaches
+    1/255 at no pixel centre, so every tile is dropped. That empty blend once raised
+    IndexError (a live node lost a keyframe to it) instead of rendering empty."""
+    K = K_of(100.0, 8.0, 8.0)                       # pixel centres at i + 0.5: (8, 8) is a corner
+    means = torch.tensor([[0.0, 0.0, 1.0]], dtype=D64)
+    scales = torch.full((1, 3), 1e-5, dtype=D64)
+    feats = torch.ones(1, 3, dtype=D64)
+    out = raster(means, scales, torch.tensor([0.005], dtype=D64), feats, 16, 16, K)
+    assert float(out.alpha.abs().max()) == 0.0 and float(out.features.abs().max()) == 0.0
+    assert bool(out.visible.all())                  # projected, just below every pixel's threshold

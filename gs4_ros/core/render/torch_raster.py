@@ -321,7 +321,9 @@ class TorchRasterizer(Rasterizer):
             t.requires_grad for t in (means, quats, scales, opacities, features, viewmat, K))
 
         pairs = self._pairs(proj, opacities[ids], W, H) if ids.numel() else None
-        if pairs is not None:
+        # Pairs can all fall away at the alpha-ellipse test (faint, tiny Gaussians between
+        # pixel centres): then nothing is drawn, as with no Gaussians at all.
+        if pairs is not None and pairs[1].numel():
             # Everything the blend needs per Gaussian, in one tensor (one gather per pair).
             gauss = torch.cat([proj["means2d"], proj["conics"], torch.log(opacities[ids])[:, None],
                                features[ids], proj["depths"][:, None]], -1)
