@@ -50,6 +50,10 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=30, help="frames processed one by one before measuring")
     p.add_argument("--set", action="append", default=[], metavar="PARAM=VALUE",
                    help="extra node parameter, e.g. render_rate_hz=0 or pipeline.mapping.stride=16")
+    p.add_argument("--labels", action="store_true",
+                   help="also stream the sequence's label images (subscribe_labels), so the map has semantics")
+    p.add_argument("--query", default=None,
+                   help="after the warm-up, stand this text query on ~/query (its outputs follow the map)")
     p.add_argument("--json", default=None, help="write the results here as JSON")
     p.add_argument("--node-log", default=None, help="keep the node's log here")
     p.add_argument("--max-drop-fraction", type=float, default=None)
@@ -154,6 +158,8 @@ def main(argv=None) -> int:
     frames = make_frames(args.frames, args.width, args.height, args.seed)
     enc = [encode(f) for f in frames]
     params = {"pipeline.device": args.device, "diagnostics_rate_hz": 2.0}
+    if args.labels:
+        params["subscribe_labels"] = True
     for s in args.set:
         k, v = s.split("=", 1)
         params[k.strip()] = _yaml_value(v)
@@ -180,7 +186,11 @@ def main(argv=None) -> int:
 
     client.create_subscription(PoseStamped, f"{base}/pose", on_pose, 100)
     client.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
-    player = FramePlayer(client, prefix="/bench_camera", publish_labels=False, publish_gt=False)
+    player = FramePlayer(client, prefix="/bench_camera", publish_labels=args.labels, publish_gt=False)
+    if args.query is not None:
+        from std_msgs.msg import String
+
+        query_pub = client.create_publisher(String, f"{base}/query", 10)
     ex = SingleThreadedExecutor()
     ex.add_node(client)
     spinner = threading.Thread(target=ex.spin, daemon=True)
@@ -225,6 +235,8 @@ def main(argv=None) -> int:
         print(f"warm-up: {args.warmup} frames one by one in {time.perf_counter() - t_w:.1f} s "
               f"({resent} sent again after a loss); isolated frame latency median {pct(warm_ms[1:], 50):.1f} ms",
               flush=True)
+        if args.query is not None:
+            query_pub.publish(String(data=args.query))
         time.sleep(1.0)
         with lock:
             d0 = dict(diags[-1][1]) if diags else {}
@@ -300,6 +312,9 @@ def main(argv=None) -> int:
             "warmup_isolated_latency_ms_median": pct(warm_ms[1:], 50),
             "warmup_frames_sent_again": resent,
             "dds_profile": args.dds_profile,
+            "labels": args.labels,
+            "query": d1.get("query"),
+            "vocab_entries": d1.get("vocab_entries"),
         }
         L = res["pose_latency_ms"]
         print()
@@ -314,6 +329,9 @@ def main(argv=None) -> int:
               f"max {L['max']:.1f}  (isolated frame {res['warmup_isolated_latency_ms_median']:.1f})")
         print(f"  node processing rate {res['node_processing_rate_hz']} Hz; stages (ms, last 30 frames): "
               + ", ".join(f"{k} {v:.1f}" for k, v in sorted(res['stage_ms'].items())))
+        if args.labels or args.query is not None:
+            print(f"  labels streamed: {args.labels}; standing query: {res['query']!r}; "
+                  f"vocabulary entries {res['vocab_entries']}")
         print(f"  gaussians {res['gaussians_end']}; node RSS MB start {res['rss_mb']['start']:.0f} "
               f"end {res['rss_mb']['end']:.0f} max {res['rss_mb']['max']:.0f}; GPU MB "
               f"{res['gpu_memory_mb']['start']} -> {res['gpu_memory_mb']['end']} (peak {res['gpu_memory_mb']['peak']})")

@@ -242,3 +242,24 @@ def test_slow_frames_are_reported_with_their_stage_times(capfd):
             t.close()
         err = capfd.readouterr().err
         assert ("slow frame:" in err and "track" in err) is expect, err[-2000:]
+
+
+def test_a_worker_error_is_logged_with_its_traceback_once_per_kind(capfd):
+    """The node survives an exception in its worker; the log says where it came from the
+    first time (the message alone did not), and a repeat is counted, not re-traced."""
+    t = InProcess("pipeline.device:=cpu", "map_rate_hz:=0.0", "render_rate_hz:=0.0", "publish_tf:=false")
+    try:
+        def boom():
+            raise IndexError("index 0 is out of bounds for dimension 0 with size 0")
+        for _ in range(2):
+            try:
+                boom()
+            except IndexError as e:
+                t.node._worker_error(e)
+            t.node._warned.clear()                       # let the second one be logged too
+        assert t.node.stats.rejected["internal_error"] == 2
+    finally:
+        t.close()
+    err = capfd.readouterr().err
+    assert err.count("worker error (node keeps running): IndexError") == 2, err[-2000:]
+    assert err.count("Traceback (most recent call last)") == 1 and "in boom" in err

@@ -114,6 +114,7 @@ class GS4Node(Node):
         self.pipe = SLAMPipeline(self.cfg)
         self.stats = Stats()
         self._warned: Dict[str, float] = {}
+        self._traced: set = set()          # worker errors already logged with their traceback
         self._paused = bool(self.p["start_paused"])
         self._info: List[Optional[CameraInfo]] = [None, None]     # colour, depth
         self._pending: Optional[SyncedSet] = None                 # set waiting for a CameraInfo
@@ -265,8 +266,17 @@ class GS4Node(Node):
     def _worker_error(self, e: BaseException):
         self.stats.rejected["internal_error"] += 1
         self.stats.last_error = f"{type(e).__name__}: {e}"
+        where = ""
+        key = (type(e).__name__, re.sub(r"[0-9.]+", "#", str(e))[:80])
+        if key not in self._traced:
+            # The first of each kind with its traceback: "IndexError: index 0 ..." alone
+            # does not say where, and a robot's log is often all there is.
+            self._traced.add(key)
+            import traceback
+
+            where = "\n" + "".join(traceback.format_exception(type(e), e, e.__traceback__)).rstrip()
         self._warn_every("worker_error", f"worker error (node keeps running): "
-                         f"{type(e).__name__}: {e}", error=True)
+                         f"{type(e).__name__}: {e}{where}", error=True)
 
     def _warn_skew(self, skew: float):
         names = "colour/depth" + ("/labels" if self._n_inputs > 2 else "")

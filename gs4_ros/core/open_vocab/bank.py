@@ -49,6 +49,8 @@ class VocabBank:
         if not np.isfinite(embs).all():
             raise ValueError("vocabulary bank: embeddings must be finite")
         w = np.ones(len(embs), np.float32) if weights is None else np.asarray(weights, np.float32).reshape(-1)
+        if len(w) != len(embs) or not (w > 0).all():
+            raise ValueError(f"vocabulary bank: {len(w)} weights for {len(embs)} embeddings; weights must be > 0")
         ids = np.full(len(embs), -1, np.int64)
         if len(self) and len(embs):
             sims = self._unit(embs) @ self._unit(self.emb).T           # [R, E]
@@ -81,14 +83,14 @@ class VocabBank:
         """Count-weighted running means of the entries `ids` with `embs` (ids may repeat)."""
         if not len(ids):
             return
-        tot = np.zeros((len(self), self.dim), np.float64)
-        wsum = np.zeros(len(self), np.float64)
-        np.add.at(tot, ids, embs.astype(np.float64) * w[:, None])
-        np.add.at(wsum, ids, w)
-        hit = wsum > 0
-        c = self.count[hit].astype(np.float64)
-        self.emb[hit] = ((c[:, None] * self.emb[hit] + tot[hit]) / (c + wsum[hit])[:, None]).astype(np.float32)
-        self.count[hit] = np.minimum(c + wsum[hit], self.max_count)
+        uid, inv = np.unique(ids, return_inverse=True)
+        tot = np.zeros((len(uid), self.dim), np.float64)
+        wsum = np.zeros(len(uid), np.float64)
+        np.add.at(tot, inv, embs.astype(np.float64) * w[:, None])
+        np.add.at(wsum, inv, w)
+        c = self.count[uid].astype(np.float64)
+        self.emb[uid] = ((c[:, None] * self.emb[uid] + tot) / (c + wsum)[:, None]).astype(np.float32)
+        self.count[uid] = np.minimum(c + wsum, self.max_count)
 
     def copy(self) -> "VocabBank":
         b = VocabBank(self.dim, self.merge_threshold, self.max_entries, self.max_count)
