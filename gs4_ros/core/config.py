@@ -102,7 +102,7 @@ class MappingConfig:
     # Semantic fusion: each keyframe's class evidence (semantic head or label image) is
     # averaged into the Gaussians it sees, over at most this many views (core/semantic_fusion).
     # 0 keeps the class a Gaussian was born with. Held-out rooms 900-902, shipped weights,
-    # prediction row: mIoU 41.5% at 0, 45.6% at 5, 45.9% at 20 and at 100 (README).
+    # prediction row: mIoU 41.5% at 0, 45.6% at 5, 45.9% at 20 and at 100 (docs/results.md).
     semantic_fusion_max_views: int = 20
     semantic_fusion_gate: float = 0.05      # metres (+ 2% of depth) Gaussian-to-block-depth gate
 
@@ -178,7 +178,7 @@ class BackendConfig:
     # The step's colours also go to what tracking renders (GaussianMap.track_colors). With
     # poses and geometry stepped too, the model is fitted as a whole: off, 7-Scenes 250-349
     # held-out PSNR fell 19.97 -> 19.58 dB (ablation, full path). With colour-only steps,
-    # off keeps the trajectory exactly (0-499: ATE 2.20 cm, 2.40 with it on; README).
+    # off keeps the trajectory exactly (0-499: ATE 2.20 cm, 2.40 with it on; docs/results.md).
     joint_colors_to_tracking: bool = True
     joint_lr_pose: float = 1.0e-3           # Adam on the se(3) deltas
     joint_lr_means: float = 1.0e-4

@@ -5,7 +5,7 @@ log-scales, unnormalised quaternions (w, x, y, z) and opacity logits, as in 3DGS
 Colours are linear RGB in [0, 1] (`colors`, what the map renders; `track_colors`, what
 tracking renders: the colours mapping gave, and the joint step's fit only with
 backend.joint_colors_to_tracking, since with colour-only steps that fit in the
-photometric term cost 7-Scenes 0.2 cm of ATE, README);
+photometric term cost 7-Scenes 0.2 cm of ATE, docs/results.md);
 semantics are class logits; `features` is the latent
 vector the refinement network reads. Book-keeping per Gaussian: how often it was
 updated (frozen after a limit), the frame that created it and the keyframe it is

@@ -6,7 +6,7 @@ every call. The fill makes many small products per keyframe; on the H200 hosts f
 threads created at start-up (where numpy's OpenBLAS starts its pool; gdb on a CPU run
 finds the first of them in OpenBLAS's blas_thread_server) sat at 50-60% of a core each
 through a live run (benchmarks/node_latency.py), and with OpenBLAS on one thread the fill
-waited as long (README, live-node table). torch's own CPU threads (OpenMP) are not touched.
+waited as long (docs/results.md, live-node figures). torch's own CPU threads (OpenMP) are not touched.
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ camera's is 585, mounted 2.6 cm beside it. By default each colour image is resam
 into the depth camera's view (io/datasets/registration.py) with those values: 585 from
 the dataset's page, 525 and the depth-to-colour transform from the generic Kinect v1
 calibration that 7-Scenes' users commonly apply (LIRIS). Measured with our tracker on
-redkitchen 0-499 at 640x480: ATE 2.59 -> 2.16 cm, PSNR 15.9 -> 17.4 dB (README).
+redkitchen 0-499 at 640x480: ATE 2.59 -> 2.16 cm, PSNR 15.9 -> 17.4 dB (docs/results.md).
 """
 from __future__ import annotations
 
