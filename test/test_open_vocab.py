@@ -11,7 +11,10 @@ import torch
 
 from gs4_ros.cli.main import main as gs4_main
 from gs4_ros.core.config import SCANNET20_CLASSES, PipelineConfig
-from gs4_ros.core.open_vocab import ClassSpaceEncoder, UnknownQuery, VocabBank, load_encoder, split_instances
+from gs4_ros.core.gaussian_map import GaussianMap
+from gs4_ros.core.open_vocab import (ClassSpaceEncoder, UnknownQuery, VocabBank, load_encoder, query_map,
+                                     split_instances)
+from gs4_ros.core.open_vocab.colours import COLOURS, name_colour
 from gs4_ros.core.pipeline import SLAMPipeline
 from gs4_ros.io.ply import load_ply, save_ply
 from gs4_ros.io.synthetic import SyntheticSequence
@@ -70,6 +73,49 @@ def test_matches_split_into_objects_where_their_voxels_do_not_touch():
         split_instances(pts, rel, rows, voxel=0.0)
 
 
+# -- colours ------------------------------------------------------------------------------
+def test_an_object_is_named_by_the_median_of_its_colours():
+    for name, rgb in COLOURS.items():
+        assert name_colour(np.array([rgb]) / 255.0) == name
+    rng = np.random.default_rng(1)
+    wood = np.clip(np.array([0.45, 0.29, 0.18]) + rng.normal(0, 0.06, (200, 3)), 0, 1)   # textured brown
+    wood[:30] = [0.95, 0.95, 0.95]                                                      # highlights
+    assert name_colour(wood) == "brown"
+    assert name_colour(np.array([[0.86, 0.72, 0.55]])) == "beige"                      # a light wood floor
+
+
+def _two_chairs(colours):
+    """A map of two 20-Gaussian chairs 1 m apart, both in one bank entry (class chair)."""
+    gm = GaussianMap(num_classes=len(NAMES))
+    rng = np.random.default_rng(0)
+    pts = np.concatenate([rng.uniform(0, 0.3, (20, 3)), rng.uniform(0, 0.3, (20, 3)) + [1.0, 0, 0]])
+    cols = np.concatenate([np.tile(np.array(colours[0]) / 255.0, (20, 1)), np.tile(np.array(colours[1]) / 255.0, (20, 1))])
+    z = torch.zeros(40, 3)
+    sem = torch.zeros(40, len(NAMES))
+    sem[:, NAMES.index("chair")] = 5.0
+    gm.insert(torch.tensor(pts, dtype=torch.float32), z, torch.tensor([[1.0, 0, 0, 0]] * 40), torch.zeros(40),
+              torch.tensor(cols, dtype=torch.float32), sem_logits=sem)
+    gm.vocab = VocabBank(len(NAMES))
+    gm.vocab.add(torch.softmax(sem[:1], -1).numpy())
+    gm.bank_id[:] = 0
+    return gm
+
+
+def test_a_colour_word_keeps_the_objects_of_that_colour():
+    gm = _two_chairs([COLOURS["red"], COLOURS["blue"]])
+    enc = ClassSpaceEncoder(NAMES)
+    assert query_map(gm, gm.vocab, enc, "chair").count == 40
+    red = query_map(gm, gm.vocab, enc, "the red chair")
+    assert red.count == 20 and bool(red.mask[:20].all()) and red.query.colour == "red"
+    objs = red.instances(gm, 0.1, 5)
+    assert len(objs) == 1 and objs[0].colour == "red"
+    assert query_map(gm, gm.vocab, enc, "blue chairs").mask[20:].all()
+    assert query_map(gm, gm.vocab, enc, "green chair").count == 0
+    assert query_map(gm, gm.vocab, enc, "gray chair").query.colour == "grey"
+    with pytest.raises(UnknownQuery, match="no thing"):
+        enc.encode_text("something red")
+
+
 # -- text --------------------------------------------------------------------------------
 def test_words_become_classes_through_synonyms_plurals_and_groups():
     enc = ClassSpaceEncoder(NAMES)
@@ -77,8 +123,8 @@ def test_words_become_classes_through_synonyms_plurals_and_groups():
     assert np.flatnonzero(q.embedding).tolist() == [NAMES.index("sofa")] and not q.ignored
     q = enc.encode_text("something to sit on")
     assert sorted(np.flatnonzero(q.embedding)) == sorted([NAMES.index("chair"), NAMES.index("sofa")])
-    q = enc.encode_text("the red shower curtain")             # two-word class before "curtain"
-    assert np.flatnonzero(q.embedding).tolist() == [NAMES.index("shower curtain")] and q.ignored == ["red"]
+    q = enc.encode_text("the big shower curtain")             # two-word class before "curtain"
+    assert np.flatnonzero(q.embedding).tolist() == [NAMES.index("shower curtain")] and q.ignored == ["big"]
     with pytest.raises(UnknownQuery, match="mug"):
         enc.encode_text("a mug")
     # a synonym of a class the configuration does not have means nothing

@@ -38,6 +38,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("gs4: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:                 # `gs4 query ... | head`: the reader left early
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as e:  # noqa: BLE001 - user-facing errors become one clear line
         from ..core.frame import FrameError
 

@@ -15,7 +15,7 @@ def register(sub):
                        description="Score a map's open-vocabulary bank against a text and report the "
                                    "Gaussians that match: how many, where, which bank entries.")
     p.add_argument("map", help="map PLY written by gs4 run / gs4_node (~/save_map)")
-    p.add_argument("text", nargs="+", help="what to look for, e.g. couch, 'something to sit on'")
+    p.add_argument("text", nargs="+", help="what to look for, e.g. couch, 'something to sit on', 'white door'")
     p.add_argument("--threshold", type=float, default=None, help="relevance to match (default: the encoder's)")
     p.add_argument("--encoder", default=None, help="encoder spec (default: the one recorded in the map)")
     p.add_argument("--lexicon", default="", help="YAML {phrase: [class, ...]} for the class-space encoder")
@@ -43,11 +43,11 @@ def cmd_query(args) -> int:
     if enc.dim != gm.vocab.dim:
         raise UserError(f"encoder {spec!r} makes {enc.dim}-d embeddings but {args.map}'s bank holds "
                         f"{gm.vocab.dim}-d ones")
-    res = query_map(gm, gm.vocab, enc, " ".join(args.text), args.threshold)
+    res = query_map(gm, gm.vocab, enc, " ".join(args.text), args.threshold, args.voxel, args.min_gaussians)
     mask = res.mask
     pts = gm.means[mask].double().numpy()
     ids = gm.bank_id[mask].numpy()
-    objects = [{"gaussians": o.count, "centroid": o.centroid.round(3).tolist(),
+    objects = [{"gaussians": o.count, "colour": o.colour, "centroid": o.centroid.round(3).tolist(),
                 "size": (o.bbox_max - o.bbox_min).round(3).tolist(), "relevance": round(o.relevance, 3)}
                for o in res.instances(gm, args.voxel, args.min_gaussians)]
     order = np.argsort(-res.entry_scores)[:5]
@@ -71,7 +71,7 @@ def cmd_query(args) -> int:
     if len(pts):
         print(f"  centroid {out['centroid']} m, box {out['bbox_min']} .. {out['bbox_max']} m (map frame)")
     for k, o in enumerate(objects):
-        print(f"  object {k + 1}: {o['gaussians']} Gaussians at {o['centroid']} m, size {o['size']} m")
+        print(f"  object {k + 1}: {o['gaussians']} Gaussians, {o['colour']}, at {o['centroid']} m, size {o['size']} m")
     for e in entries:
         print(f"  entry {e['id']:4d}  relevance {e['relevance']:.3f}  {e['gaussians']} Gaussians")
     if args.out:

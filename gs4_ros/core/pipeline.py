@@ -608,7 +608,9 @@ class SLAMPipeline:
             raise RuntimeError("open-vocabulary queries are off (open_vocab.enabled, or no classes configured)")
         if threshold is None and self.cfg.open_vocab.threshold >= 0:
             threshold = self.cfg.open_vocab.threshold
-        return query_map(self.map, self._vocab_bank(), self.vocab_encoder, text, threshold)
+        ov = self.cfg.open_vocab
+        return query_map(self.map, self._vocab_bank(), self.vocab_encoder, text, threshold,
+                         ov.instance_voxel, ov.instance_min_gaussians)
 
     @torch.no_grad()
     def render_relevance(self, result: QueryResult, pose_c2w, intrinsics: Optional[Intrinsics] = None,

@@ -21,6 +21,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from .colours import colour_word
 from .lexicon import BUILTIN, STOP_WORDS
 
 
@@ -34,6 +35,7 @@ class TextEmbedding:
     embedding: np.ndarray                          # [D]
     meaning: str                                   # what the encoder understood, for people
     ignored: List[str] = field(default_factory=list)   # words it did not use
+    colour: Optional[str] = None                       # "red chair": only red objects match
 
 
 @dataclass
@@ -99,6 +101,7 @@ class ClassSpaceEncoder:
         found: List[int] = []
         used: List[str] = []
         ignored: List[str] = []
+        colour: Optional[str] = None
         i = 0
         longest = max(len(p.split()) for p in self.phrases)
         while i < len(words):
@@ -110,9 +113,14 @@ class ClassSpaceEncoder:
                     i += n
                     break
             else:
-                if words[i] not in STOP_WORDS:
+                c = colour_word(words[i])
+                if c is not None and colour is None:
+                    colour = c
+                elif words[i] not in STOP_WORDS:
                     ignored.append(words[i])
                 i += 1
+        if not found and colour is not None:
+            raise UnknownQuery(f"{text!r} names a colour ({colour}) but no thing: say what, e.g. '{colour} chair'")
         if not found:
             raise UnknownQuery(
                 f"no word of {text!r} names a class the class-space encoder knows "
@@ -121,7 +129,9 @@ class ClassSpaceEncoder:
         e = np.zeros(self.dim, np.float32)
         e[sorted(set(found))] = 1.0
         meaning = " + ".join(self.class_names[k] for k in sorted(set(found)))
-        return TextEmbedding(text, e, f"{meaning} (from: {', '.join(used)})", ignored)
+        if colour is not None:
+            meaning = f"{colour} objects of {meaning}"
+        return TextEmbedding(text, e, f"{meaning} (from: {', '.join(used)})", ignored, colour)
 
     def _lookup(self, phrase: str) -> Optional[List[int]]:
         if phrase in self.phrases:

@@ -25,6 +25,7 @@ class Instance:
     count: int                  # Gaussians
     relevance: float            # their mean relevance
     rows: np.ndarray            # their indices in the map
+    colour: str = ""            # its colour's name (QueryResult.instances fills it in)
 
 
 def split_instances(points: np.ndarray, relevance: np.ndarray, rows: np.ndarray, voxel: float = 0.1,

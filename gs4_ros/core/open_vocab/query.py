@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .bank import VocabBank
+from .colours import name_colour
 from .encoders import TextEmbedding
 from .instances import Instance, split_instances
 
@@ -28,22 +29,30 @@ class QueryResult:
         return int(self.mask.sum())
 
     def instances(self, gmap, voxel: float = 0.1, min_count: int = 10) -> List[Instance]:
-        """The matches as separate objects (instances.py), largest first."""
+        """The matches as separate objects (instances.py), largest first, each with the
+        name of its colour (colours.py)."""
         rows = torch.nonzero(self.mask).reshape(-1)
-        return split_instances(gmap.means[rows].double().cpu().numpy(), self.scores[rows].float().cpu().numpy(),
+        objs = split_instances(gmap.means[rows].double().cpu().numpy(), self.scores[rows].float().cpu().numpy(),
                                rows.cpu().numpy(), voxel, min_count)
+        if objs:
+            colors = gmap.colors.float().cpu().numpy()
+            for o in objs:
+                o.colour = name_colour(colors[o.rows])
+        return objs
 
     def summary(self) -> str:
         extra = f"; ignored: {', '.join(self.query.ignored)}" if self.query.ignored else ""
         hit = int((self.entry_scores >= self.threshold).sum())
-        return (f"{self.query.text!r} -> {self.query.meaning}: {self.count} of {len(self.scores)} Gaussians, "
+        col = f" of the colour {self.query.colour}" if getattr(self.query, "colour", None) else ""
+        return (f"{self.query.text!r} -> {self.query.meaning}: {self.count} of {len(self.scores)} Gaussians{col}, "
                 f"{hit} of {len(self.entry_scores)} bank entries at relevance >= {self.threshold:g}{extra}")
 
 
 def query_map(gmap, bank: Optional[VocabBank], encoder, text: str,
-              threshold: Optional[float] = None) -> QueryResult:
+              threshold: Optional[float] = None, voxel: float = 0.1, min_count: int = 10) -> QueryResult:
     """Relevance of every Gaussian to `text` (raises encoders.UnknownQuery for text the
-    encoder cannot read)."""
+    encoder cannot read). A colour in the text ("red chair") keeps the relevance of the
+    objects of that colour only (objects: `voxel`, `min_count`, as QueryResult.instances)."""
     q = encoder.encode_text(text)
     thr = float(encoder.threshold if threshold is None else threshold)
     if bank is None or len(bank) == 0:
@@ -55,4 +64,12 @@ def query_map(gmap, bank: Optional[VocabBank], encoder, text: str,
     # id -1 (never seen by a keyframe with semantics), or an id past a bank that was not
     # saved with the map, reads the 0 at the end.
     scores = table[torch.where((ids >= 0) & (ids < len(entry)), ids, len(entry))]
-    return QueryResult(q, entry, scores, thr)
+    res = QueryResult(q, entry, scores, thr)
+    colour = getattr(q, "colour", None)
+    if colour is not None:
+        keep = torch.zeros_like(scores, dtype=torch.bool)
+        for o in res.instances(gmap, voxel, min_count):
+            if o.colour == colour:
+                keep[torch.as_tensor(o.rows, device=keep.device)] = True
+        res.scores = torch.where(keep, scores, torch.zeros_like(scores))
+    return res
