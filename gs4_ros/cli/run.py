@@ -172,3 +172,5 @@ def _print_summary(m, paths):
     for k, v in (m.get("stage_ms") or {}).items():
         print(f"  {k:<15s} {v['mean']:8.2f} ms mean  {v['p95']:8.2f} ms p95")
     print("outputs           " + ", ".join(str(p) for p in paths.values()))
+    if m.get("vocab_entries") and "map" in paths:
+        print(f"ask the map       gs4 query {paths['map']} \"something to sit on\"")
