@@ -216,6 +216,10 @@ def test_the_rendered_relevance_covers_the_class_in_the_image(room):
         hit = np.nan_to_num(rel) >= 0.5
         iou = (gt & hit).sum() / max((gt | hit).sum(), 1)
         assert gt.sum() > 100 and iou > 0.7, (word, iou)
+    # one rasterisation for views and relevance: the same labels and relevance as apart
+    both = pipe.render(pose, semantics=True, query=pipe.query("walls"))
+    np.testing.assert_array_equal(both["labels"], pipe.render(pose, semantics=True)["labels"])
+    np.testing.assert_allclose(both["relevance"], pipe.render_relevance(pipe.query("walls"), pose), atol=1e-6)
     away = pose.copy()
     away[:3, :3] = away[:3, :3] @ np.diag([-1.0, 1.0, -1.0])  # turned round: facing what was behind
     assert np.isnan(pipe.render_relevance(pipe.query("walls"), away)).mean() > 0.5

@@ -612,46 +612,48 @@ class SLAMPipeline:
         return query_map(self.map, self._vocab_bank(), self.vocab_encoder, text, threshold,
                          ov.instance_voxel, ov.instance_min_gaussians)
 
-    @torch.no_grad()
     def render_relevance(self, result: QueryResult, pose_c2w, intrinsics: Optional[Intrinsics] = None,
                          min_alpha: float = 0.5) -> np.ndarray:
         """A query's relevance seen from a pose: float32 HxW in [0, 1], NaN where the map
-        shows nothing (silhouette below min_alpha). SegSplat renders one-hot bank ids and
-        decodes them through the bank; decoding is linear, so rendering each Gaussian's
-        decoded score is the same image in one channel instead of one per entry."""
-        intr = intrinsics or self.intrinsics
-        if intr is None:
-            raise RuntimeError("no intrinsics yet: process a frame first or pass intrinsics")
-        if result.scores.shape[0] != len(self.map):
-            raise ValueError("the query result is for another state of the map; query again")
-        pose = torch.as_tensor(np.asarray(pose_c2w), dtype=torch.float32, device=self.device)
-        params = self.map.params()
-        params.sem_probs = result.scores.to(params.colors)[:, None]
-        r = render_views(self.rasterizer, params, pose, intr.K(self.device), intr.width, intr.height,
-                         semantics=True)
-        a = r.alpha[0]
-        rel = (r.semantics[0][..., 0] / a.clamp(min=1e-6)).clamp(0, 1)
-        return torch.where(a >= min_alpha, rel, torch.full_like(rel, float("nan"))).float().cpu().numpy()
+        shows nothing (silhouette below min_alpha). See render(query=...)."""
+        return self.render(pose_c2w, intrinsics, query=result, min_alpha=min_alpha)["relevance"]
 
     # -- outputs ----------------------------------------------------------------------
     @torch.no_grad()
     def render(self, pose_c2w, intrinsics: Optional[Intrinsics] = None, semantics: bool = False,
-               background=None) -> Dict[str, np.ndarray]:
-        """Render the map at a pose: numpy color uint8, depth float32 m, alpha, labels uint8."""
+               background=None, query: Optional[QueryResult] = None,
+               min_alpha: float = 0.5) -> Dict[str, np.ndarray]:
+        """Render the map at a pose: numpy color uint8, depth float32 m, alpha, labels uint8
+        (semantics; 255 where the silhouette is below min_alpha) and, for a query,
+        relevance float32 in [0, 1] (NaN there). The query rides along as one more channel
+        of the same rasterisation: SegSplat renders one-hot bank ids and decodes them
+        through the bank, and since decoding is linear, rendering each Gaussian's decoded
+        score gives the same image in one channel instead of one per entry."""
         intr = intrinsics or self.intrinsics
         if intr is None:
             raise RuntimeError("no intrinsics yet: process a frame first or pass intrinsics")
+        if query is not None and query.scores.shape[0] != len(self.map):
+            raise ValueError("the query result is for another state of the map; query again")
         pose = torch.as_tensor(np.asarray(pose_c2w), dtype=torch.float32, device=self.device)
         bgt = None if background is None else torch.as_tensor(background, dtype=torch.float32, device=self.device)
-        r = render_views(self.rasterizer, self.map.params(with_semantics=semantics), pose,
-                         intr.K(self.device), intr.width, intr.height, semantics=semantics, background=bgt)
+        params = self.map.params(with_semantics=semantics)
+        if query is not None:
+            rel = query.scores.to(params.colors)[:, None]
+            params.sem_probs = rel if params.sem_probs is None else torch.cat([params.sem_probs, rel], -1)
+        extra = semantics or query is not None
+        r = render_views(self.rasterizer, params, pose, intr.K(self.device), intr.width, intr.height,
+                         semantics=extra, background=bgt)
+        a = r.alpha[0]
         out = {
             "color": (r.color[0].clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy(),
             "depth": r.depth[0].float().cpu().numpy(),
-            "alpha": r.alpha[0].float().cpu().numpy(),
+            "alpha": a.float().cpu().numpy(),
         }
         if semantics:
-            lab = r.semantics[0].argmax(-1).to(torch.uint8)
-            lab[r.alpha[0] < 0.5] = 255
+            lab = r.semantics[0][..., :self.map.num_classes].argmax(-1).to(torch.uint8)
+            lab[a < min_alpha] = 255
             out["labels"] = lab.cpu().numpy()
+        if query is not None:
+            rel = (r.semantics[0][..., -1] / a.clamp(min=1e-6)).clamp(0, 1)
+            out["relevance"] = torch.where(a >= min_alpha, rel, torch.full_like(rel, float("nan"))).float().cpu().numpy()
         return out

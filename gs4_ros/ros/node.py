@@ -642,9 +642,9 @@ class GS4Node(Node):
     def _publish_render(self):
         from std_msgs.msg import Header
         sem = bool(self.p["render_semantics"]) and self.cfg.num_classes > 0
-        r = self.pipe.render(self._last_pose, self._last_intr, semantics=sem)
         res = self._query_result()
-        rel = None if res is None else self.pipe.render_relevance(res, self._last_pose, self._last_intr)
+        r = self.pipe.render(self._last_pose, self._last_intr, semantics=sem, query=res)
+        rel = r.get("relevance")
         h = Header()
         h.stamp = conv.ns_to_stamp(self._last_pose_stamp_ns)
         h.frame_id = self._optical_frame
