@@ -281,3 +281,15 @@ def test_class_palette():
     lab = np.array([[0, 19, 255, 20]], np.uint8)
     col = conv.colorize_labels(lab, 20)
     assert tuple(col[0, 2]) == tuple(col[0, 3]) == (128, 128, 128)
+
+
+def test_rviz_reports_and_previews_share_one_palette():
+    from gs4_ros.eval.report import colorize_labels as report_colours
+    from gs4_ros.io.synthetic import colorize_labels as preview_colours
+
+    lab = np.arange(20, dtype=np.uint8)[None]
+    np.testing.assert_array_equal(conv.colorize_labels(lab, 20), report_colours(lab))
+    np.testing.assert_array_equal(report_colours(lab), preview_colours(lab))
+    assert tuple(report_colours(np.array([[255]]))[0, 0]) == (0, 0, 0)     # pictures: unknown is black
+    pal = conv.class_palette(40)                                            # a longer class list
+    assert len({tuple(c) for c in pal}) == 41

@@ -7,20 +7,12 @@ from typing import Dict
 
 import numpy as np
 
-SEM_PALETTE = np.array([
-    (174, 199, 232), (152, 223, 138), (31, 119, 180), (255, 187, 120), (188, 189, 34),
-    (140, 86, 75), (255, 152, 150), (214, 39, 40), (197, 176, 213), (148, 103, 189),
-    (196, 156, 148), (23, 190, 207), (247, 182, 210), (219, 219, 141), (255, 127, 14),
-    (158, 218, 229), (44, 160, 44), (112, 128, 144), (227, 119, 194), (82, 84, 163),
-], dtype=np.uint8)
+from ..core.palette import SCANNET20_PALETTE, colorize_labels as _colorize
 
 
 def colorize_labels(labels: np.ndarray) -> np.ndarray:
-    """Class ids -> RGB (ScanNet-style palette; 255 / unknown -> black)."""
-    out = np.zeros(labels.shape + (3,), np.uint8)
-    ok = labels < len(SEM_PALETTE)
-    out[ok] = SEM_PALETTE[labels[ok]]
-    return out
+    """Class ids -> RGB (core/palette; 255 / unknown -> black)."""
+    return _colorize(labels, len(SCANNET20_PALETTE), unknown=(0, 0, 0))
 
 
 def colorize_depth(depth: np.ndarray, vmax: float | None = None) -> np.ndarray:

@@ -13,6 +13,7 @@ from typing import Tuple
 
 import numpy as np
 
+from ..core import palette as _palette
 from ..core.frame import Intrinsics
 
 # encoding -> (numpy dtype, channels). Matches sensor_msgs/image_encodings.hpp names.
@@ -431,27 +432,13 @@ def pointcloud2_to_array(msg) -> np.ndarray:
 # --- semantic colours ------------------------------------------------------------------------
 
 def class_palette(n: int) -> np.ndarray:
-    """(n+1)x3 uint8 colours: n distinct class colours, the last (index n) grey for unknown.
-
-    Fixed (golden-ratio hue walk) so RViz colours stay the same across runs and machines.
-    """
-    import colorsys
-
-    cols = []
-    for i in range(n):
-        h = (i * 0.618033988749895) % 1.0
-        s = 0.65 + 0.3 * ((i // 7) % 2)
-        v = 0.95 - 0.25 * ((i // 3) % 2)
-        cols.append([int(255 * c) for c in colorsys.hsv_to_rgb(h, s, v)])
-    cols.append([128, 128, 128])
-    return np.asarray(cols, dtype=np.uint8)
+    """(n+1)x3 uint8 colours: n class colours (core/palette), the last grey for unknown."""
+    return _palette.class_palette(n)
 
 
 def colorize_labels(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """Class ids (255 or >= num_classes = unknown) -> RGB uint8 of the same shape + 3."""
-    pal = class_palette(num_classes)
-    idx = np.where(labels.astype(np.int64) >= num_classes, num_classes, labels)
-    return pal[idx]
+    """Class ids (255 or >= num_classes = unknown, grey) -> RGB uint8 of the same shape + 3."""
+    return _palette.colorize_labels(labels, num_classes)
 
 
 __all__ = [

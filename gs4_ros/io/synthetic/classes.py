@@ -3,26 +3,18 @@ from __future__ import annotations
 
 import numpy as np
 
-SCANNET20_CLASSES = [
-    "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window", "bookshelf",
-    "picture", "counter", "desk", "curtain", "refrigerator", "shower curtain", "toilet", "sink",
-    "bathtub", "otherfurniture",
-]
+from ...core.config import SCANNET20_CLASSES
+from ...core.palette import SCANNET20_PALETTE, colorize_labels as _colorize
+
+# The label set is the pipeline's default class list (core/config), so labels and the
+# classes the map is configured with cannot drift apart.
 CLASS_ID = {name: i for i, name in enumerate(SCANNET20_CLASSES)}
 UNLABELLED = 255  # surfaces outside the class set (the ceiling)
 
 # Distinct colours for looking at label images (not used by any algorithm).
-PALETTE = np.array([
-    [174, 199, 232], [152, 223, 138], [31, 119, 180], [255, 187, 120], [188, 189, 34],
-    [140, 86, 75], [255, 152, 150], [214, 39, 40], [197, 176, 213], [148, 103, 189],
-    [196, 156, 148], [23, 190, 207], [247, 182, 210], [219, 219, 141], [255, 127, 14],
-    [158, 218, 229], [44, 160, 44], [112, 128, 144], [227, 119, 194], [82, 84, 163],
-], dtype=np.uint8)
+PALETTE = SCANNET20_PALETTE        # core/palette: the colours every picture of the project uses
 
 
 def colorize_labels(labels: np.ndarray) -> np.ndarray:
     """HxW class ids -> HxWx3 uint8; unlabelled (255) is black."""
-    out = np.zeros(labels.shape + (3,), np.uint8)
-    ok = labels < len(PALETTE)
-    out[ok] = PALETTE[labels[ok]]
-    return out
+    return _colorize(labels, len(PALETTE), unknown=(0, 0, 0))
