@@ -86,13 +86,25 @@ def run_seed(seed: int, args, overrides):
                 vals.append(iou(gt, np.nan_to_num(pipe.render_relevance(res, pose)) >= res.threshold))
         if vals:
             group[word] = float(np.mean(vals))
+    # What a standing query adds to the node's outputs, on this map: the query itself, its
+    # objects, and the rendered views with the relevance channel against without.
+    from bench_common import timed_ms
+
+    dev = pipe.device
+    pose = held[-1][1]
+    res = pipe.query("walls")
+    t_query = float(np.median(timed_ms(lambda: pipe.query("walls"), dev, 5)))
+    t_obj = float(np.median(timed_ms(lambda: res.instances(gm), dev, 5)))
+    t_view = float(np.median(timed_ms(lambda: pipe.render(pose, semantics=True), dev, 3)))
+    t_both = float(np.median(timed_ms(lambda: pipe.render(pose, semantics=True, query=res), dev, 3)))
     stored = gm.vocab.emb.nbytes + gm.vocab.count.nbytes + 4 * len(gm)
     return {"seed": seed, "query": {k: float(np.mean(v)) for k, v in q_iou.items()},
             "closed": {k: float(np.mean(v)) for k, v in c_iou.items()}, "group": group,
             "entries": len(gm.vocab), "gaussians": len(gm), "keyframes": kf,
             "vocab_ms": float(np.nanmedian(vocab_ms)) if vocab_ms else float("nan"),
             "stored_kb": stored / 1024, "per_gaussian_kb": 4 * gm.num_classes * len(gm) / 1024,
-            "held": len(held), "device": str(pipe.device)}
+            "held": len(held), "device": str(pipe.device),
+            "ms": {"query": t_query, "objects": t_obj, "views": t_view, "views+relevance": t_both}}
 
 
 def main():
@@ -125,6 +137,9 @@ def main():
         g = ", ".join(f"{k} {v:.2f}" for k, v in r["group"].items())
         print(f"{r['seed']:>5d} {100 * q:>9.1f}% {100 * c:>21.1f}% {len(r['query']):>7d} {r['entries']:>7d} "
               f"{r['gaussians']:>9d} {r['vocab_ms']:>10.1f} {r['stored_kb']:>11.1f} {r['per_gaussian_kb']:>11.1f}  {g}")
+    print("standing-query cost per output (median ms, 'walls'): "
+          + "; ".join(f"seed {r['seed']}: query {r['ms']['query']:.1f}, objects {r['ms']['objects']:.1f}, views "
+                      f"{r['ms']['views']:.0f} -> {r['ms']['views+relevance']:.0f} with relevance" for r in results))
     for r in results:
         worst = sorted(r["query"], key=r["query"].get)[:3]
         print(f"  seed {r['seed']}: " + ", ".join(
