@@ -74,8 +74,8 @@ def keyframe_regions(gmap, pose: torch.Tensor, K: torch.Tensor, depth: torch.Ten
         nreg += k - 1
     flat = grid.reshape(-1)
     has = flat >= 0
-    probs = np.zeros((nreg, kc), np.float64)
-    np.add.at(probs, flat[has], sums[has])
+    # One bincount per class: np.add.at over the grid was half of this function's time.
+    probs = np.stack([np.bincount(flat[has], weights=sums[has, k], minlength=nreg) for k in range(kc)], -1)
     weight = np.bincount(flat[has], weights=cnt[has], minlength=nreg)
     probs /= np.maximum(weight[:, None], 1e-12)
     regions = Regions(grid, stride, probs.astype(np.float32), weight.astype(np.float32))
