@@ -78,6 +78,18 @@ def test_odometry_prior_is_buffered_and_matched_by_stamp():
             m.pose.pose.orientation.w = 1.0
             pub.publish(m)
         assert H.spin_until(t.ex, lambda: len(t.node._odom_hist) == 3, 30)
+        for bad in ("zero", "nan"):          # broken messages are skipped with a warning
+            m = Odometry()
+            m.header.stamp = conv.ns_to_stamp(10 * 10**9 + 5 * 10**8)
+            if bad == "nan":
+                m.pose.pose.position.x = float("nan")
+            else:
+                m.pose.pose.orientation.w = 0.0         # (the message's default is w = 1)
+            pub.publish(m)
+            t.node._warned.clear()
+        assert H.spin_until(t.ex, lambda: "odom_prior_bad" in t.node._warned, 10)
+        H.spin_until(t.ex, lambda: False, 0.5)
+        assert len(t.node._odom_hist) == 3
         o = t.node._nearest_odom(10 * 10**9 + 1 * 10**8 + 20_000_000)
         assert o["pose"][0, 3] == 1.0 and o["child_frame_id"] == "base_link" and o["frame_id"] == "odom"
         assert t.node._nearest_odom(11 * 10**9) is None            # older than odom_prior_max_age

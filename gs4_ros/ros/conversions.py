@@ -273,37 +273,22 @@ def ns_to_stamp(ns: int):
 # --- poses --------------------------------------------------------------------------------
 
 def rotmat_to_quat_xyzw(R: np.ndarray) -> np.ndarray:
-    """Unit quaternion (x, y, z, w) with w >= 0 (Shepperd's method, stable for all R)."""
-    R = np.asarray(R, dtype=np.float64)
-    tr = R[0, 0] + R[1, 1] + R[2, 2]
-    if tr > 0:
-        s = 2.0 * np.sqrt(tr + 1.0)
-        q = [(R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s, 0.25 * s]
-    elif R[0, 0] > R[1, 1] and R[0, 0] > R[2, 2]:
-        s = 2.0 * np.sqrt(1.0 + R[0, 0] - R[1, 1] - R[2, 2])
-        q = [0.25 * s, (R[0, 1] + R[1, 0]) / s, (R[0, 2] + R[2, 0]) / s, (R[2, 1] - R[1, 2]) / s]
-    elif R[1, 1] > R[2, 2]:
-        s = 2.0 * np.sqrt(1.0 + R[1, 1] - R[0, 0] - R[2, 2])
-        q = [(R[0, 1] + R[1, 0]) / s, 0.25 * s, (R[1, 2] + R[2, 1]) / s, (R[0, 2] - R[2, 0]) / s]
-    else:
-        s = 2.0 * np.sqrt(1.0 + R[2, 2] - R[0, 0] - R[1, 1])
-        q = [(R[0, 2] + R[2, 0]) / s, (R[1, 2] + R[2, 1]) / s, 0.25 * s, (R[1, 0] - R[0, 1]) / s]
-    q = np.asarray(q)
-    q /= np.linalg.norm(q)
+    """Unit quaternion (x, y, z, w), ROS's order, with w >= 0. scipy's Rotation does the
+    maths (tf_transformations, the ROS wrapper of the same, is not on PyPI)."""
+    from scipy.spatial.transform import Rotation
+
+    q = Rotation.from_matrix(np.asarray(R, dtype=np.float64)).as_quat()
     return -q if q[3] < 0 else q
 
 
 def quat_xyzw_to_rotmat(q) -> np.ndarray:
-    x, y, z, w = (float(v) for v in q)
-    n = x * x + y * y + z * z + w * w
-    if n < 1e-12:
-        raise ConversionError("quaternion has zero length")
-    s = 2.0 / n
-    return np.array([
-        [1 - s * (y * y + z * z), s * (x * y - z * w), s * (x * z + y * w)],
-        [s * (x * y + z * w), 1 - s * (x * x + z * z), s * (y * z - x * w)],
-        [s * (x * z - y * w), s * (y * z + x * w), 1 - s * (x * x + y * y)],
-    ])
+    """3x3 rotation of a quaternion (x, y, z, w), normalised first (a message's may not be)."""
+    from scipy.spatial.transform import Rotation
+
+    q = np.asarray([float(v) for v in q], dtype=np.float64)
+    if q.shape != (4,) or not np.isfinite(q).all() or float(q @ q) < 1e-12:
+        raise ConversionError(f"quaternion {q.tolist()} has zero length or is not finite")
+    return Rotation.from_quat(q).as_matrix()
 
 
 def matrix_to_pose_fields(T: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:

@@ -312,8 +312,15 @@ class GS4Node(Node):
                 self._reject("no_camera_info", self._NO_INFO)
 
     def _on_odom_prior(self, msg: Odometry):
-        self._odom_hist.append((conv.stamp_to_ns(msg.header.stamp), conv.pose_to_matrix(msg.pose.pose),
-                                msg.header.frame_id, msg.child_frame_id))
+        try:
+            T = conv.pose_to_matrix(msg.pose.pose)
+        except conv.ConversionError as e:       # an exception here would stop the executor
+            self._warn_every("odom_prior_bad", f"odometry prior skipped: {e}")
+            return
+        if not np.isfinite(T).all():
+            self._warn_every("odom_prior_bad", "odometry prior skipped: its position is not finite")
+            return
+        self._odom_hist.append((conv.stamp_to_ns(msg.header.stamp), T, msg.header.frame_id, msg.child_frame_id))
 
     def _nearest_odom(self, stamp_ns: int) -> Optional[dict]:
         if not self._odom_hist:
