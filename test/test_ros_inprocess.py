@@ -275,3 +275,25 @@ def test_a_worker_error_is_logged_with_its_traceback_once_per_kind(capfd):
     err = capfd.readouterr().err
     assert err.count("worker error (node keeps running): IndexError") == 2, err[-2000:]
     assert err.count("Traceback (most recent call last)") == 1 and "in boom" in err
+
+
+def test_a_callback_that_raises_is_logged_and_the_node_spins_on(capfd):
+    """Whatever a message does to a callback, the executor must not end (it would take
+    SLAM down): the error is counted and logged, the message skipped."""
+    from std_msgs.msg import String
+
+    t = InProcess("pipeline.device:=cpu", "map_rate_hz:=0.0", "render_rate_hz:=0.0", "publish_tf:=false")
+    try:
+        def broken(msg):
+            raise RuntimeError(f"cannot handle {msg.data!r}")
+        t.node.create_subscription(String, "/broken_input", t.node._guard(broken), 10)
+        pub = t.client.create_publisher(String, "/broken_input", 10)
+        assert H.spin_until(t.ex, lambda: pub.get_subscription_count() > 0, 30)
+        pub.publish(String(data="x"))
+        assert H.spin_until(t.ex, lambda: t.node.stats.rejected["callback_error"] == 1, 10)
+        pub.publish(String(data="y"))                     # still spinning: the next one arrives too
+        assert H.spin_until(t.ex, lambda: t.node.stats.rejected["callback_error"] == 2, 10)
+    finally:
+        t.close()
+    err = capfd.readouterr().err
+    assert "broken failed on a message, skipped: RuntimeError: cannot handle 'x'" in err

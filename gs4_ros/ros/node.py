@@ -186,26 +186,26 @@ class GS4Node(Node):
                     self._mf_subs, int(self.p["sync_queue_size"]), slop)
             else:
                 self._mf_sync = mf.TimeSynchronizer(self._mf_subs, int(self.p["sync_queue_size"]))
-            self._mf_sync.registerCallback(self._on_synced)
+            self._mf_sync.registerCallback(self._guard(self._on_synced))
             for i, s in enumerate(self._mf_subs):
-                s.registerCallback(lambda m, i=i: self._note_input(i, m))
+                s.registerCallback(self._guard(lambda m, i=i: self._note_input(i, m), "note_input"))
             self.sync_backend = "message_filters"
         except ImportError:
             self._sync = ApproxTimeSync(self._n_inputs, int(self.p["sync_queue_size"]), slop,
                                         self._on_synced, on_no_match=self._warn_skew)
             self._img_subs = [
-                self.create_subscription(Image, t, lambda m, i=i: self._on_image(i, m), qos,
+                self.create_subscription(Image, t, self._guard(lambda m, i=i: self._on_image(i, m), "on_image"), qos,
                                          callback_group=g_sensor)
                 for i, t in enumerate(topics)]
         self._info_subs = [
-            self.create_subscription(CameraInfo, t, lambda m, i=i: self._on_info(i, m), qos,
+            self.create_subscription(CameraInfo, t, self._guard(lambda m, i=i: self._on_info(i, m), "on_info"), qos,
                                      callback_group=g_sensor)
             for i, t in enumerate(("color/camera_info", "depth/camera_info"))]
         if self.p["subscribe_odom_prior"]:
-            self._odom_sub = self.create_subscription(Odometry, "odom_prior", self._on_odom_prior,
+            self._odom_sub = self.create_subscription(Odometry, "odom_prior", self._guard(self._on_odom_prior),
                                                       qos, callback_group=g_sensor)
 
-        self.create_subscription(String, "~/query", self._on_query, stream_qos(), callback_group=g_srv)
+        self.create_subscription(String, "~/query", self._guard(self._on_query), stream_qos(), callback_group=g_srv)
 
         # services
         self.create_service(Trigger, "~/save_map", self._srv_save, callback_group=g_srv)
@@ -262,6 +262,22 @@ class GS4Node(Node):
         # logged while a repeating one (every frame of a bad stream) does not flood.
         self._warn_every(f"reject:{key}:{re.sub(r'[0-9.]+', '#', msg)[:80]}", f"skipping frame: {msg} "
                          f"({self.stats.rejected[key]} skipped for this reason so far)")
+
+    def _guard(self, fn, name: str = ""):
+        """A subscription callback that cannot stop the node: an exception escaping a
+        callback ends rclpy's spin, and with it SLAM. It is logged (rate-limited) and
+        counted, and the message skipped."""
+        name = name or getattr(fn, "__name__", "callback").lstrip("_")
+
+        def guarded(*args):
+            try:
+                return fn(*args)
+            except Exception as e:  # noqa: BLE001 - one bad message must not end the node
+                self.stats.rejected["callback_error"] += 1
+                self.stats.last_error = f"{name}: {type(e).__name__}: {e}"
+                self._warn_every(f"callback:{name}", f"{name} failed on a message, skipped: "
+                                 f"{type(e).__name__}: {e}", error=True)
+        return guarded
 
     def _worker_error(self, e: BaseException):
         self.stats.rejected["internal_error"] += 1
