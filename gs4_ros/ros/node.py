@@ -221,7 +221,8 @@ class GS4Node(Node):
         self.outputs = OutputThread(on_error=self._worker_error).start()
         self._diag_timer = self.create_timer(1.0 / max(1e-3, float(self.p["diagnostics_rate_hz"]))
                                              if self.p["diagnostics_rate_hz"] > 0 else 1e6,
-                                             self._publish_diagnostics, callback_group=g_timer)
+                                             self._guard(self._publish_diagnostics, counts_as_rejected=False),
+                                             callback_group=g_timer)
         if self.p["load_map_on_start"]:
             ok, msg = self._load_map()
             self._log_result(ok, msg)
@@ -263,17 +264,18 @@ class GS4Node(Node):
         self._warn_every(f"reject:{key}:{re.sub(r'[0-9.]+', '#', msg)[:80]}", f"skipping frame: {msg} "
                          f"({self.stats.rejected[key]} skipped for this reason so far)")
 
-    def _guard(self, fn, name: str = ""):
-        """A subscription callback that cannot stop the node: an exception escaping a
-        callback ends rclpy's spin, and with it SLAM. It is logged (rate-limited) and
-        counted, and the message skipped."""
+    def _guard(self, fn, name: str = "", counts_as_rejected: bool = True):
+        """A callback that cannot stop the node: an exception escaping a callback ends
+        rclpy's spin, and with it SLAM. It is logged (rate-limited) and, for a message,
+        counted as rejected, and the message skipped."""
         name = name or getattr(fn, "__name__", "callback").lstrip("_")
 
         def guarded(*args):
             try:
                 return fn(*args)
             except Exception as e:  # noqa: BLE001 - one bad message must not end the node
-                self.stats.rejected["callback_error"] += 1
+                if counts_as_rejected:
+                    self.stats.rejected["callback_error"] += 1
                 self.stats.last_error = f"{name}: {type(e).__name__}: {e}"
                 self._warn_every(f"callback:{name}", f"{name} failed on a message, skipped: "
                                  f"{type(e).__name__}: {e}", error=True)
