@@ -300,3 +300,26 @@ def test_without_semantics_the_bank_stays_empty_and_queries_match_nothing(room):
     off.open_vocab.enabled = False
     with pytest.raises(RuntimeError, match="off"):
         SLAMPipeline(off, device="cpu").query("wall")
+
+
+def test_the_run_report_shows_an_example_query_when_the_map_can_answer(tmp_path):
+    """report.png gets a seventh column, the relevance of "furniture", when the map has a
+    vocabulary and something matches; without the vocabulary it keeps its six."""
+    import matplotlib.image as mpimg
+
+    from gs4_ros.eval.report import make_report
+    from gs4_ros.eval.runner import run_frames
+
+    seq = SyntheticSequence(seed=7, n_frames=8, width=160, height=120)
+    frames = [seq.frame(i) for i in range(len(seq))]
+    widths = {}
+    for enabled in (True, False):
+        cfg = PipelineConfig()
+        cfg.open_vocab.enabled = enabled
+        pipe = SLAMPipeline(cfg, device="cpu")
+        rec = run_frames(pipe, [dataclasses.replace(f, meta=dict(f.meta)) for f in frames], eval_every=4)
+        if enabled:
+            assert pipe.query("furniture").count > 0
+        path = make_report(pipe, rec, {"ate_rmse_cm": 0.0}, tmp_path / f"report_{enabled}.png")
+        widths[enabled] = mpimg.imread(str(path)).shape[1]
+    assert widths[True] == round(widths[False] * 7 / 6)

@@ -26,6 +26,27 @@ def colorize_depth(depth: np.ndarray, vmax: float | None = None) -> np.ndarray:
     return rgb
 
 
+REPORT_QUERY = "furniture"
+
+
+def _report_query(pipe):
+    """The report's example query, or None (no vocabulary, or nothing it matches)."""
+    try:
+        res = pipe.query(REPORT_QUERY)
+    except (RuntimeError, ValueError):
+        return None
+    return res if res.count else None
+
+
+def _relevance_overlay(rgb: np.ndarray, rel: np.ndarray, threshold: float) -> np.ndarray:
+    """The rendered colour greyed out, with what matches the query in yellow over it."""
+    grey = rgb.astype(np.float32).mean(-1, keepdims=True).repeat(3, -1) * 0.6
+    hit = np.nan_to_num(rel) >= threshold
+    out = grey.copy()
+    out[hit] = 0.45 * grey[hit] + 0.55 * np.array([255.0, 220.0, 0.0])
+    return out.clip(0, 255).astype(np.uint8)
+
+
 def make_report(pipe, rec, metrics: Dict[str, object], path) -> Path:
     import matplotlib
 
@@ -38,7 +59,9 @@ def make_report(pipe, rec, metrics: Dict[str, object], path) -> Path:
     frames = sorted(rec.eval_frames.items())
     pick = [frames[i] for i in np.linspace(0, len(frames) - 1, min(3, len(frames))).astype(int)] if frames else []
     has_sem = any(f.labels is not None for _, f in pick)
-    ncol = 4 + (2 if has_sem else 0)
+    # An open-vocabulary query's relevance beside the semantics, when the map can answer one.
+    query = _report_query(pipe) if has_sem else None
+    ncol = 4 + (2 if has_sem else 0) + (1 if query is not None else 0)
     fig = plt.figure(figsize=(3.2 * ncol, 3.0 * (len(pick) + 1.3)))
     gs = fig.add_gridspec(len(pick) + 1, ncol, height_ratios=[1.3] + [1] * len(pick))
     ax = fig.add_subplot(gs[0, :2])
@@ -66,12 +89,15 @@ def make_report(pipe, rec, metrics: Dict[str, object], path) -> Path:
     axt.text(0.0, 1.0, "\n".join(lines), va="top", family="monospace", fontsize=9)
     pose_of = {r.index: r.pose for r in res}
     for row, (i, f) in enumerate(pick, start=1):
-        out = pipe.render(pose_of[i], f.intrinsics, semantics=f.labels is not None)
+        out = pipe.render(pose_of[i], f.intrinsics, semantics=f.labels is not None, query=query)
         vmax = float(np.percentile(f.depth[f.depth > 0], 98)) if (f.depth > 0).any() else 1.0
         panels = [(f.rgb, f"input {i}"), (out["color"], "rendered"),
                   (colorize_depth(f.depth, vmax), "input depth"), (colorize_depth(out["depth"], vmax), "rendered depth")]
         if has_sem and f.labels is not None:
             panels += [(colorize_labels(f.labels), "labels"), (colorize_labels(out["labels"]), "rendered semantics")]
+        if query is not None:
+            panels.append((_relevance_overlay(out["color"], out["relevance"], query.threshold),
+                           f"query '{query.query.text}'"))
         for col, (img, title) in enumerate(panels):
             a = fig.add_subplot(gs[row, col])
             a.imshow(img)
