@@ -323,3 +323,26 @@ def test_the_run_report_shows_an_example_query_when_the_map_can_answer(tmp_path)
         path = make_report(pipe, rec, {"ate_rmse_cm": 0.0}, tmp_path / f"report_{enabled}.png")
         widths[enabled] = mpimg.imread(str(path)).shape[1]
     assert widths[True] == round(widths[False] * 7 / 6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the CUDA path needs a GPU")
+def test_the_bank_and_queries_on_the_gpu():
+    """The same room mapped on CUDA (gsplat): keyframe regions, bank and queries run on
+    device tensors and answer as on the CPU."""
+    seq = SyntheticSequence(seed=7, n_frames=12, width=320, height=240)
+    pipe = SLAMPipeline(PipelineConfig(), device="cuda")
+    frames = [seq.frame(i) for i in range(len(seq))]
+    for f in frames:
+        pipe.process(f)
+    gm = pipe.map
+    assert gm.bank_id.device.type == "cuda" and len(gm.vocab) >= 3
+    has_sem = gm.labelled()
+    labels = torch.where(has_sem, gm.labels(), -1)
+    res = pipe.query("walls")
+    assert res.scores.device.type == "cuda"
+    assert float((res.mask == (labels == NAMES.index("wall"))).float().mean()) > 0.98
+    out = pipe.render(pipe.trajectory[10][2], semantics=True, query=res)
+    gt = frames[10].labels == NAMES.index("wall")
+    hit = np.nan_to_num(out["relevance"]) >= 0.5
+    assert (gt & hit).sum() / max((gt | hit).sum(), 1) > 0.7
+    assert res.instances(gm) and pipe.query("red couch").query.colour == "red"
