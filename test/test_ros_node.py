@@ -570,6 +570,11 @@ def test_a_text_query_publishes_the_matching_gaussians_and_their_relevance(insta
                                     lambda m: got["qcloud"].append(m), latched_qos())
     client.node.create_subscription(MarkerArray, "/ov/gs4_node/query/markers",
                                     lambda m: got["qmark"].append(m), latched_qos())
+    from geometry_msgs.msg import PoseArray
+
+    got["qposes"] = []
+    client.node.create_subscription(PoseArray, "/ov/gs4_node/query/poses",
+                                    lambda m: got["qposes"].append(m), latched_qos())
     client.node.create_subscription(Image, "/ov/gs4_node/query/relevance", lambda m: got["qrel"].append(m), 5)
     qpub = client.node.create_publisher(String, "/ov/gs4_node/query", 10)
     try:
@@ -599,6 +604,11 @@ def test_a_text_query_publishes_the_matching_gaussians_and_their_relevance(insta
             c = np.array([b.pose.position.x, b.pose.position.y, b.pose.position.z])
             assert b.header.frame_id == "map" and ((c >= lo - 1e-3) & (c <= hi + 1e-3)).all()
             assert 0 < b.scale.x <= hi[0] - lo[0] + 0.03
+        # the objects' centres for programs, as many as boxes, inside the matches' extent
+        client.wait(lambda: got["qposes"] and len(got["qposes"][-1].poses) == len(boxes), 30, "query poses")
+        for p in got["qposes"][-1].poses:
+            c = np.array([p.position.x, p.position.y, p.position.z])
+            assert ((c >= lo - 1e-3) & (c <= hi + 1e-3)).all() and p.orientation.w == 1.0
         client.wait(lambda: got["qrel"], 60, "a relevance image")
         rel = conv.image_to_numpy(got["qrel"][-1])
         assert got["qrel"][-1].encoding == "32FC1" and rel.shape == (H_, W)
@@ -613,6 +623,7 @@ def test_a_text_query_publishes_the_matching_gaussians_and_their_relevance(insta
         qpub.publish(String(data=""))
         client.wait(lambda: got["qcloud"][-1].width == 0, FRAME_S, "an empty query cloud once cleared")
         client.wait(lambda: len(got["qmark"][-1].markers) == 1, 30, "only the DELETEALL marker once cleared")
+        client.wait(lambda: len(got["qposes"][-1].poses) == 0, 30, "no query poses once cleared")
     finally:
         client.close()
         rc = proc.stop()

@@ -26,7 +26,7 @@ from typing import Any, Deque, Dict, List, Optional
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import PoseStamped
+from geometry_msgs.msg import Pose, PoseArray, PoseStamped
 from nav_msgs.msg import Odometry, Path
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import ParameterException
@@ -158,6 +158,7 @@ class GS4Node(Node):
         self.pub_qcloud = self.create_publisher(PointCloud2, "~/query/cloud", latched_qos())
         self.pub_qrel = self.create_publisher(Image, "~/query/relevance", image_out_qos())
         self.pub_qmarkers = self.create_publisher(MarkerArray, "~/query/markers", latched_qos())
+        self.pub_qposes = self.create_publisher(PoseArray, "~/query/poses", latched_qos())
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", stream_qos())
         need_lookup = bool(self.p["base_frame"]) or self.p["tf_mode"] == "map_to_odom"
         self.tf = TfOutput(self, need_lookup)
@@ -732,6 +733,13 @@ class GS4Node(Node):
         def job():
             self.pub_qcloud.publish(conv.array_to_pointcloud2(arr, header))
             self.pub_qmarkers.publish(_object_markers(objects, text, header))
+            poses = PoseArray(header=header)          # for programs: where to go, largest first
+            for o in objects:
+                p = Pose()
+                p.position.x, p.position.y, p.position.z = (float(v) for v in o.centroid)
+                p.orientation.w = 1.0
+                poses.poses.append(p)
+            self.pub_qposes.publish(poses)
         self.outputs.submit("query", job)
 
     # ------------------------------------------------------------------ state changes (worker)
