@@ -715,20 +715,19 @@ class GS4Node(Node):
         return res
 
     def _publish_query(self):
-        """The Gaussians matching the standing query as a cloud and its objects as boxes
-        (both empty once cleared)."""
+        """The Gaussians matching the standing query as a cloud, its objects as boxes and
+        poses; all empty once cleared, or for a query that cannot be answered (so the
+        outputs of the one before do not stand in for it)."""
         self._query_done = (self._query_version, self._map_version)
         res = self._query_result()
-        if res is None and not self._query_text:
-            arr, objects = np.empty(0, dtype=conv.CLOUD_DTYPE), []
-        elif res is None:
-            return
+        if res is None:
+            arr, objects, text = np.empty(0, dtype=conv.CLOUD_DTYPE), [], ""
         else:
             arr, _ = self._cloud_array(res.mask)
             ov = self.cfg.open_vocab
             objects = res.instances(self.pipe.map, ov.instance_voxel, ov.instance_min_gaussians)
+            text = res.query.text
         header = self._cloud_header()
-        text = self._query_text
 
         def job():
             self.pub_qcloud.publish(conv.array_to_pointcloud2(arr, header))
