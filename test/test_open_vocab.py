@@ -268,6 +268,14 @@ def test_a_bank_of_another_size_is_replaced_and_its_ids_cleared(room, caplog, tm
     with caplog.at_level(logging.WARNING):
         res = p2.query("wall")
     assert "new bank" in caplog.text and res.count == 0 and bool((gm.bank_id == -1).all())
+    # same size, another encoder's embeddings: replaced too
+    gm2 = load_ply(tmp_path / "m.ply")
+    gm2.vocab.encoder = "my_clip:make"
+    p2.map = gm2
+    assert p2.query("wall").count == 0 and bool((gm2.bank_id == -1).all())
+    # the encoder that made it: kept
+    p2.map = load_ply(tmp_path / "m.ply")
+    assert p2.query("wall").count == pipe.query("wall").count > 0
 
 
 class _BrokenEncoder(ClassSpaceEncoder):

@@ -572,14 +572,15 @@ class SLAMPipeline:
     # -- open vocabulary ----------------------------------------------------------------
     def _vocab_bank(self) -> Optional[VocabBank]:
         """The map's bank, made when missing (a new map, or one loaded from a file without
-        it); a bank of another encoder's size is replaced and the map's ids cleared."""
+        it); a bank another encoder made (other name or size: its embeddings mean something
+        else) is replaced and the map's ids cleared."""
         enc = self.vocab_encoder
         if enc is None:
             return None
         bank = self.map.vocab
-        if bank is not None and bank.dim != enc.dim:
-            log.warning("the map's vocabulary bank holds %d-d embeddings, the encoder %r makes %d-d: "
-                        "starting a new bank", bank.dim, enc.name, enc.dim)
+        if bank is not None and (bank.dim != enc.dim or (bank.encoder and bank.encoder != enc.name)):
+            log.warning("the map's vocabulary bank was made by encoder %r (%d-d), this pipeline's is %r "
+                        "(%d-d): starting a new bank", bank.encoder, bank.dim, enc.name, enc.dim)
             bank = None
             self.map.bank_id.fill_(-1)
         ov = self.cfg.open_vocab
