@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import se3
+from ..geometry import project
 from .bank import VocabBank
 from .encoders import Regions
 
@@ -43,11 +44,9 @@ def keyframe_regions(gmap, pose: torch.Tensor, K: torch.Tensor, depth: torch.Ten
         return None
     bd, bv = block_depth(depth, stride)
     hb, wb = bd.shape
-    mc = se3.transform_points(se3.inv(pose), gmap.means)
-    z = mc[:, 2]
-    zs = z.clamp(min=1e-3)
-    u = torch.floor((K[0, 0] * mc[:, 0] / zs + K[0, 2] + 0.5) / stride).long()
-    v = torch.floor((K[1, 1] * mc[:, 1] / zs + K[1, 2] + 0.5) / stride).long()
+    px, py, z = project(se3.transform_points(se3.inv(pose), gmap.means), K)
+    u = torch.floor((px + 0.5) / stride).long()      # block of the pixel (centres at integers)
+    v = torch.floor((py + 0.5) / stride).long()
     ok = (z > 1e-3) & (u >= 0) & (u < wb) & (v >= 0) & (v < hb)
     t = v.clamp(0, hb - 1) * wb + u.clamp(0, wb - 1)
     d = bd.reshape(-1)[t]
