@@ -262,7 +262,7 @@ class GS4Node(Node):
         self.stats.last_error = msg
         # Throttle per reason (the text without its numbers), so distinct problems all get
         # logged while a repeating one (every frame of a bad stream) does not flood.
-        self._warn_every(f"reject:{key}:{re.sub(r'[0-9.]+', '#', msg)[:80]}", f"skipping frame: {msg} "
+        self._warn_every(f"reject:{key}:{_kind(msg)}", f"skipping frame: {msg} "
                          f"({self.stats.rejected[key]} skipped for this reason so far)")
 
     def _guard(self, fn, name: str = "", counts_as_rejected: bool = True):
@@ -286,7 +286,7 @@ class GS4Node(Node):
         self.stats.rejected["internal_error"] += 1
         self.stats.last_error = f"{type(e).__name__}: {e}"
         where = ""
-        key = (type(e).__name__, re.sub(r"[0-9.]+", "#", str(e))[:80])
+        key = (type(e).__name__, _kind(str(e)))
         if key not in self._traced:
             # The first of each kind with its traceback: "IndexError: index 0 ..." alone
             # does not say where, and a robot's log is often all there is.
@@ -331,9 +331,11 @@ class GS4Node(Node):
                 self._reject("no_camera_info", self._NO_INFO)
 
     def _on_odom_prior(self, msg: Odometry):
+        # Handled here rather than left to the callback guard: a broken odometry message is
+        # bad data with its own warning, not a rejected frame.
         try:
             T = conv.pose_to_matrix(msg.pose.pose)
-        except conv.ConversionError as e:       # an exception here would stop the executor
+        except conv.ConversionError as e:
             self._warn_every("odom_prior_bad", f"odometry prior skipped: {e}")
             return
         if not np.isfinite(T).all():
@@ -965,6 +967,11 @@ class _RosLogBridge(logging.Handler):
             self.ros.info(text)
         else:
             self.ros.debug(text)
+
+
+def _kind(msg: str) -> str:
+    """A message without its numbers: one key for every occurrence of the same problem."""
+    return re.sub(r"[0-9.]+", "#", msg)[:80]
 
 
 def _object_markers(objects, text: str, header) -> MarkerArray:
