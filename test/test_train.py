@@ -5,6 +5,8 @@ its table. No timing is asserted."""
 import json
 import math
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -40,6 +42,18 @@ def test_worker_processes_render_the_same_rooms_as_the_training_process():
     for qa, qb in zip(a, b):
         for f in ("rgb", "depth", "rgb_tgt", "depth_tgt", "labels", "poses", "K"):
             assert torch.equal(getattr(qa, f), getattr(qb, f)), f
+
+
+def test_the_data_deadline_stops_the_worker_processes():
+    """A chunk's data phase ends at its deadline with rooms still rendering: what is made
+    comes back and no worker process outlives the call (one left behind once kept a
+    training chunk from exiting after it had written its weights)."""
+    import multiprocessing as mp
+
+    seqs = synthetic_sequences(list(range(1000, 1040)), 2, 2, 64, 48, torch.device("cpu"),
+                               deadline=time.time(), min_sequences=1, workers=2)
+    assert 1 <= len(seqs) < 40
+    assert not mp.active_children()
 
 
 def test_semantic_batch_mirrors_frames_with_their_labels():

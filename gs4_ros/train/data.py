@@ -92,29 +92,33 @@ def synthetic_sequences(seeds: List[int], frames: int, step: int, width: int, he
     out = []
     if workers > 1 and len(seeds) > 1:
         import multiprocessing as mp
-        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
         # spawn: the parent may hold a CUDA context, which a forked child must not inherit.
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+        # A multiprocessing Pool, not a ProcessPoolExecutor: the data phase ends at a
+        # deadline with rooms still rendering, and terminate() stops those workers at once;
+        # the executor's shutdown(wait=False) left them to its exit handler, and a training
+        # chunk once hung at interpreter exit after writing its weights (2026-12-05, H200).
+        pool = mp.get_context("spawn").Pool(workers)
         to_dev = lambda a: None if a is None else torch.from_numpy(a).to(device)  # noqa: E731
         try:
-            pending = {pool.submit(_render_seed, s, frames, step, width, height, fill_holes): s for s in seeds}
+            pending = {s: pool.apply_async(_render_seed, (s, frames, step, width, height, fill_holes)) for s in seeds}
             while pending:
-                left = None if deadline is None else deadline - time.time()
-                if left is not None and left <= 0 and len(out) >= min_sequences:
+                if deadline is not None and time.time() >= deadline and len(out) >= min_sequences:
                     break
-                done, _ = wait(pending, timeout=None if left is None or len(out) < min_sequences else left,
-                               return_when=FIRST_COMPLETED)
-                for f in done:
-                    seed = pending.pop(f)
+                done = [s for s, r in pending.items() if r.ready()]
+                if not done:
+                    time.sleep(0.05)
+                    continue
+                for seed in done:
                     try:
-                        d = f.result()
+                        d = pending.pop(seed).get()
                     except Exception as e:  # noqa: BLE001 - one bad room must not end a training chunk
                         _skipped(seed, e)
                         continue
                     out.append(Sequence(f"synthetic:{seed}", real=False, **{k: to_dev(v) for k, v in d.items()}))
         finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+            pool.terminate()
+            pool.join()
         out.sort(key=lambda q: int(q.name.split(":")[1]))
     else:
         for seed in seeds:
