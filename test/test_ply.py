@@ -66,6 +66,21 @@ def test_standard_layout_and_encodings(tmp_path, random_map):
     assert read_class_names(p) == ["wall", "floor", "chair", "tv stand"]
 
 
+def test_a_map_of_other_classes_is_refused_not_misread(tmp_path, random_map):
+    """Same class count, another list: loading it into a node of these classes would read
+    every logit as another class, so it is an error; the same names, or a file that
+    records none, load."""
+    gm = random_map(n=5, num_classes=3)
+    p = save_ply(tmp_path / "m.ply", gm, class_names=["wall", "floor", "chair"])
+    with pytest.raises(ValueError, match="saved with classes"):
+        load_ply(p, num_classes=3, class_names=["floor", "wall", "chair"])
+    back = load_ply(p, num_classes=3, class_names=("wall", "floor", "chair"))
+    assert torch.equal(back.sem_logits, gm.sem_logits)
+    bare = save_ply(tmp_path / "bare.ply", gm)
+    assert read_class_names(bare) is None
+    assert len(load_ply(bare, num_classes=3, class_names=["x", "y", "z"])) == 5
+
+
 def test_bare_layout_for_the_inria_viewer(tmp_path, random_map):
     """SIBR reads line 3 as `element vertex N` and then N fixed 62-float records."""
     gm = random_map(n=7)

@@ -197,17 +197,24 @@ def _read_bank(ply, path) -> Optional[VocabBank]:
     return bank
 
 
-def load_ply(path, device="cpu", num_classes: Optional[int] = None) -> GaussianMap:
+def load_ply(path, device="cpu", num_classes: Optional[int] = None,
+             class_names: Optional[Sequence[str]] = None) -> GaussianMap:
     """Read a PLY written by save_ply or by any 3DGS tool into a GaussianMap.
 
     The class count and feature size come from the sem_* / feat_* fields. A plain 3DGS
     file has neither: its map gets `num_classes` (default 0) all-zero logits, no
     features, zero update counts, birth frame 0 and keyframe id -1. If `num_classes` is
     given and the file has a different number of sem_* fields, that is an error rather
-    than a silent reshape. SH coefficients beyond DC are ignored (the map stores colour).
+    than a silent reshape; likewise if `class_names` is given and the file records other
+    names (same count, another list or order: every logit would mean another class).
+    SH coefficients beyond DC are ignored (the map stores colour).
     """
     ply, v = _read_vertex(path)
     fields = v.dtype.names or ()
+    recorded = _tag(ply, CLASS_NAMES_TAG)
+    if class_names is not None and recorded is not None and list(json.loads(recorded)) != list(class_names):
+        raise ValueError(f"{path} was saved with classes {json.loads(recorded)} but {list(class_names)} "
+                         "were asked for: its semantics would be read as the wrong classes")
     missing = [f for f in REQUIRED if f not in fields]
     if missing:
         raise ValueError(f"{path} is not a 3DGS Gaussian PLY: missing vertex fields {missing} "

@@ -768,7 +768,8 @@ class GS4Node(Node):
 
         path = expand_path(self.p["map_load_path"] or self.p["map_save_path"])
         try:
-            gm = load_ply(path, device=self.pipe.device, num_classes=self.cfg.num_classes)
+            gm = load_ply(path, device=self.pipe.device, num_classes=self.cfg.num_classes,
+                          class_names=self.cfg.class_names)
         except (OSError, ValueError) as e:
             return False, f"cannot load map from {path}: {e}"
         if gm.num_classes != self.cfg.num_classes:
