@@ -35,6 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from gs4_ros.core import se3  # noqa: E402
 from gs4_ros.core.gaussian_map import GaussianParams  # noqa: E402
 from gs4_ros.core.render import render_views  # noqa: E402
+from gs4_ros.io.synthetic.seeds import seed_list  # noqa: E402
 from gs4_ros.core.render.torch_raster import TorchRasterizer  # noqa: E402
 
 VALUES = ("color", "depth", "depth_acc", "alpha", "semantics")
@@ -172,7 +173,7 @@ def main(argv=None):
            + f" | {'t_ref':>6} {'t_ours':>6}")
     print("relative errors ||ours - ref|| / ||ref|| (ours = PyTorch rasteriser):")
     print(hdr)
-    for seed in [int(s) for s in args.seeds.split(",")]:
+    for seed in seed_list(args.seeds):
         for n in [int(s) for s in args.gaussians.split(",")]:
             for size in args.sizes.split(","):
                 W, H = (int(v) for v in size.split("x"))

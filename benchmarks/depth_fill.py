@@ -20,13 +20,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gs4_ros.core.config import MappingConfig  # noqa: E402
 from gs4_ros.core.depth_fill import mapping_depth  # noqa: E402
+from gs4_ros.io.synthetic.seeds import seed_list  # noqa: E402
 
 
 def frames_of(args):
     """(name, [(depth, K, clean depth or None)]) per source."""
     from gs4_ros.io.synthetic import SyntheticSequence
 
-    for s in [int(x) for x in args.seeds.split(",") if x.strip()]:
+    for s in seed_list(args.seeds):
         seq = SyntheticSequence(seed=s, n_frames=args.frames, width=args.width, height=args.height)
         yield f"synthetic:{s}", [(seq.frame(i).depth, seq.intrinsics.K_numpy(), seq.render_clean(i)["depth"].numpy())
                                  for i in range(0, args.frames, args.every)]

@@ -28,6 +28,7 @@ from gs4_ros.core.open_vocab import UnknownQuery  # noqa: E402
 from gs4_ros.core.open_vocab.lexicon import BUILTIN  # noqa: E402
 from gs4_ros.core.pipeline import SLAMPipeline  # noqa: E402
 from gs4_ros.io.datasets import open_dataset  # noqa: E402
+from gs4_ros.io.synthetic.seeds import seed_list  # noqa: E402
 
 
 def synonym(cls: str) -> str:
@@ -122,7 +123,7 @@ def main():
     args = ap.parse_args()
     overrides = dict(kv.split("=", 1) for kv in args.set)
     overrides = {k[len("pipeline."):] if k.startswith("pipeline.") else k: v for k, v in overrides.items()}
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    seeds = seed_list(args.seeds)
     results = [run_seed(s, args, overrides) for s in seeds]
     dev = results[0]["device"]
     dev_name = torch.cuda.get_device_name(0) if dev.startswith("cuda") else (platform.processor() or "cpu")

@@ -24,6 +24,7 @@ from gs4_ros.core.config import SCANNET20_CLASSES, MappingConfig  # noqa: E402
 from gs4_ros.core.nets import load_networks  # noqa: E402
 from gs4_ros.core.nets.weights import DEFAULT_WEIGHTS  # noqa: E402
 from gs4_ros.eval.image_metrics import ConfusionMatrix  # noqa: E402
+from gs4_ros.io.synthetic.seeds import seed_list  # noqa: E402
 from gs4_ros.train.data import _seed_tensors  # noqa: E402
 
 
@@ -52,7 +53,7 @@ def main():
     ap.add_argument("--fill-holes", action="store_true", help="input depth with holes filled as mapping fills them")
     args = ap.parse_args()
     dev = torch.device(args.device)
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    seeds = seed_list(args.seeds)
     if any(s >= 1000 for s in seeds):
         sys.exit("training seeds start at 1000: evaluate on seeds below it")
     frames = []

@@ -215,3 +215,14 @@ def test_preview_command_writes_pictures(tmp_path, capsys):
     main(["--seed", "3", "--frames", "12", "--width", "96", "--height", "72", "--out", str(out)])
     assert sorted(p.name for p in out.glob("*.png")) == ["colour.png", "depth.png", "labels.png", "topdown.png"]
     assert "seed 3" in capsys.readouterr().out
+
+
+def test_seed_lists_take_ranges_as_written():
+    from gs4_ros.io.synthetic.seeds import seed_list
+
+    assert seed_list("900-903,910") == [900, 901, 902, 903, 910]
+    assert seed_list(" 905 , 900-901,") == [905, 900, 901]
+    with pytest.raises(ValueError, match="backwards"):
+        seed_list("907-900")
+    with pytest.raises(ValueError):
+        seed_list("nine")

@@ -64,7 +64,7 @@ def register(sub):
 
     e = tsub.add_parser("eval", help="ablation table on held-out synthetic seeds (and 7-Scenes frames)")
     e.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
-    e.add_argument("--seeds", default="900,901", help="held-out synthetic seeds (< 1000)")
+    e.add_argument("--seeds", default="900,901", help="held-out synthetic seeds (< 1000), e.g. 900-907")
     e.add_argument("--frames", type=int, default=100)
     e.add_argument("--width", type=int, default=640)
     e.add_argument("--height", type=int, default=480)
@@ -129,8 +129,9 @@ def cmd_fit(args) -> int:
 
 def cmd_eval(args) -> int:
     from ..train.ablation import ablation, table
+    from ..io.synthetic.seeds import seed_list
 
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    seeds = seed_list(args.seeds)
     only = [v.strip() for v in args.variants.split(",") if v.strip()] or None
     from .run import _parse_sets
 
