@@ -45,14 +45,18 @@ def test_worker_processes_render_the_same_rooms_as_the_training_process():
 
 
 def test_the_data_deadline_stops_the_worker_processes():
-    """A chunk's data phase ends at its deadline with rooms still rendering: what is made
-    comes back and no worker process outlives the call (one left behind once kept a
-    training chunk from exiting after it had written its weights)."""
+    """A chunk's data phase ends at its deadline with rooms still rendering and more queued:
+    what is made comes back and the workers are stopped, not left to render the rest (left
+    to the interpreter's exit they once kept a training chunk from exiting after it had
+    written its weights). Rooms of a second or more each, so the old behaviour shows."""
     import multiprocessing as mp
 
-    seqs = synthetic_sequences(list(range(1000, 1040)), 2, 2, 64, 48, torch.device("cpu"),
-                               deadline=time.time(), min_sequences=1, workers=2)
+    seqs = synthetic_sequences(list(range(1000, 1040)), 4, 5, 320, 240, torch.device("cpu"),
+                               deadline=time.time(), min_sequences=1, workers=2, fill_holes=True)
     assert 1 <= len(seqs) < 40
+    end = time.time() + 5.0        # reaping a stopped worker takes a moment, rendering one room longer
+    while mp.active_children() and time.time() < end:
+        time.sleep(0.1)
     assert not mp.active_children()
 
 

@@ -92,33 +92,42 @@ def synthetic_sequences(seeds: List[int], frames: int, step: int, width: int, he
     out = []
     if workers > 1 and len(seeds) > 1:
         import multiprocessing as mp
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
         # spawn: the parent may hold a CUDA context, which a forked child must not inherit.
-        # A multiprocessing Pool, not a ProcessPoolExecutor: the data phase ends at a
-        # deadline with rooms still rendering, and terminate() stops those workers at once;
-        # the executor's shutdown(wait=False) left them to its exit handler, and a training
-        # chunk once hung at interpreter exit after writing its weights (2026-12-05, H200).
-        pool = mp.get_context("spawn").Pool(workers)
+        # An executor, not a multiprocessing Pool: a worker that dies (killed for memory,
+        # say) breaks the executor and fails its rooms, where a Pool starts a new worker
+        # and waits for the lost room for ever.
+        before = set(mp.active_children())
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
         to_dev = lambda a: None if a is None else torch.from_numpy(a).to(device)  # noqa: E731
         try:
-            pending = {s: pool.apply_async(_render_seed, (s, frames, step, width, height, fill_holes)) for s in seeds}
+            pending = {pool.submit(_render_seed, s, frames, step, width, height, fill_holes): s for s in seeds}
             while pending:
-                if deadline is not None and time.time() >= deadline and len(out) >= min_sequences:
+                left = None if deadline is None else deadline - time.time()
+                if left is not None and left <= 0 and len(out) >= min_sequences:
                     break
-                done = [s for s, r in pending.items() if r.ready()]
-                if not done:
-                    time.sleep(0.05)
-                    continue
-                for seed in done:
+                done, _ = wait(pending, timeout=None if left is None or len(out) < min_sequences else left,
+                               return_when=FIRST_COMPLETED)
+                for f in done:
+                    seed = pending.pop(f)
                     try:
-                        d = pending.pop(seed).get()
+                        d = f.result()
                     except Exception as e:  # noqa: BLE001 - one bad room must not end a training chunk
                         _skipped(seed, e)
                         continue
                     out.append(Sequence(f"synthetic:{seed}", real=False, **{k: to_dev(v) for k, v in d.items()}))
         finally:
-            pool.terminate()
-            pool.join()
+            # The rooms still rendering at the deadline, and those already queued to the
+            # workers, are not waited for: shutdown(wait=False) leaves them to the
+            # interpreter's exit, which then waited 47 s for them with 2 workers on a 2-core
+            # machine and hung a training chunk after it had written its weights
+            # (2026-12-05, H200). So the workers (the children that appeared with the pool)
+            # are stopped, and the second shutdown joins what is left of the pool.
+            pool.shutdown(wait=False, cancel_futures=True)
+            for p in set(mp.active_children()) - before:
+                p.terminate()
+            pool.shutdown(wait=True)
         out.sort(key=lambda q: int(q.name.split(":")[1]))
     else:
         for seed in seeds:
