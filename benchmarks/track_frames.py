@@ -43,14 +43,6 @@ def main(argv=None) -> int:
     pipe = SLAMPipeline(cfg, device=args.device)
     kw = {"frames": args.frames} if args.frames else {}
     ds = open_dataset(args.dataset, width=args.width, height=args.height, **kw)
-    seen = {}
-    track = pipe.tracker.track
-
-    def logged(*a, **k):   # the pipeline calls the tracker once per tracked frame
-        seen["r"] = track(*a, **k)
-        return seen["r"]
-
-    pipe.tracker.track = logged
     dev = str(pipe.device)
     print(f"data: {args.dataset}{' ' + args.frames if args.frames else ''}, {args.width}x{args.height}; "
           f"initializer {cfg.initializer}; device {dev} ({platform.processor() or platform.machine()})")
@@ -60,18 +52,15 @@ def main(argv=None) -> int:
         f = ds[i]
         if i == 0 and f.gt_pose is not None:
             f.meta["initial_pose"] = f.gt_pose
-        n_kf = len(pipe.keyframes)
-        seen.pop("r", None)
-        pipe.process(f)
-        pose = pipe.trajectory[-1][2]
-        err = float(np.linalg.norm(pose[:3, 3] - f.gt_pose[:3, 3])) if f.gt_pose is not None else float("nan")
+        r = pipe.process(f)
+        err = float(np.linalg.norm(r.pose[:3, 3] - f.gt_pose[:3, 3])) if f.gt_pose is not None else float("nan")
         errs.append(err)
-        r = seen.get("r")
-        line = f"{i:6d}  {100 * err:6.2f}  {'*' if len(pipe.keyframes) > n_kf else ' ':2s}  {len(pipe.map):9d}"
-        if r is not None:
-            dt, dr = r.delta_from_prediction
-            line += (f"  {r.inlier_fraction:7.2f}  {100 * r.rms_depth:12.2f}  {r.rms_photo:9.3f}  {r.iterations:5d}"
-                     f"  {100 * dt:5.1f} cm {math.degrees(dr):5.2f} deg{'' if r.ok else '  LOST'}")
+        h = r.health              # the tracker's figures; empty for the first frame, which is not tracked
+        line = f"{i:6d}  {100 * err:6.2f}  {'*' if r.keyframe else ' ':2s}  {r.num_gaussians:9d}"
+        if "inlier_fraction" in h:
+            line += (f"  {h['inlier_fraction']:7.2f}  {100 * h['rms_depth_m']:12.2f}  {h['rms_photo']:9.3f}"
+                     f"  {h['iterations']:5d}  {100 * h['step_m']:5.1f} cm {math.degrees(h['step_rad']):5.2f} deg"
+                     f"{'' if r.ok else '  LOST'}")
         print(line, flush=True)
     e = np.array(errs) * 100
     print(f"position error (no alignment, first pose from ground truth): median {np.nanmedian(e):.2f} cm, "

@@ -212,8 +212,9 @@ def load_ply(path, device="cpu", num_classes: Optional[int] = None,
     ply, v = _read_vertex(path)
     fields = v.dtype.names or ()
     recorded = _tag(ply, CLASS_NAMES_TAG)
-    if class_names is not None and recorded is not None and list(json.loads(recorded)) != list(class_names):
-        raise ValueError(f"{path} was saved with classes {json.loads(recorded)} but {list(class_names)} "
+    recorded = None if recorded is None else list(json.loads(recorded))
+    if class_names is not None and recorded is not None and recorded != list(class_names):
+        raise ValueError(f"{path} was saved with classes {recorded} but {list(class_names)} "
                          "were asked for: its semantics would be read as the wrong classes")
     missing = [f for f in REQUIRED if f not in fields]
     if missing:
