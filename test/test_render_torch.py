@@ -101,7 +101,8 @@ def test_two_gaussians_front_to_back():
     # render_views: expected depth is the alpha-normalised accumulation.
     p = GaussianParams(means.float(), torch.tensor([[1.0, 0, 0, 0]] * 2), scales.float(),
                        torch.tensor([a2, a1]), torch.tensor([c2, c1]))
-    r = render_views(TorchRasterizer(), p, torch.eye(4), K_of(f, cx, cy, torch.float32), 17, 17)
+    # render_views takes K in the data's convention (pixel 8 centred at 8.0, not 8.5).
+    r = render_views(TorchRasterizer(), p, torch.eye(4), K_of(f, cx - 0.5, cy - 0.5, torch.float32), 17, 17)
     exp_d = (z1 * a1 + z2 * a2 * (1 - a1)) / (1 - (1 - a1) * (1 - a2))
     assert r.depth[0, 8, 8].item() == pytest.approx(exp_d, rel=1e-6)
     assert r.depth[0, 0, 0].item() == 0.0 and r.alpha[0, 0, 0].item() < 1e-3
@@ -163,7 +164,7 @@ def test_feature_channels_and_several_cameras():
                        0.2 + 0.7 * torch.rand(n, generator=g), torch.rand(n, 3, generator=g),
                        torch.softmax(torch.randn(n, 20, generator=g) * 2, -1))
     p.quats = p.quats / p.quats.norm(dim=-1, keepdim=True)
-    K = K_of(f, 19.5, 14.5, torch.float32)
+    K = K_of(f, 19.0, 14.0, torch.float32)  # render_views' convention: pixel (19, 14) centred at (19, 14)
     poses = se3.se3_exp(torch.tensor([[0, 0, 0, 0, 0, 0], [0.2, 0.1, -0.3, 0.05, -0.1, 0.02],
                                       [-0.3, 0, 0.2, 0, 0.2, 0]], dtype=torch.float32))
     rast = TorchRasterizer()
@@ -433,3 +434,17 @@ def test_a_gaussian_that_reaches_no_pixel_centre_renders_nothing():
     out = raster(means, scales, torch.tensor([0.005], dtype=D64), feats, 16, 16, K)
     assert float(out.alpha.abs().max()) == 0.0 and float(out.features.abs().max()) == 0.0
     assert bool(out.visible.all())                  # projected, just below every pixel's threshold
+
+
+def test_render_views_centres_pixels_like_the_data():
+    """A Gaussian on the ray of pixel (10, 7) (OpenCV/ROS convention: pixel centres at
+    integer coordinates, as backprojection and the tracker use) renders its peak on that
+    pixel, symmetric about it. The rasterisers sample at +0.5; render_views bridges that."""
+    K = K_of(20.0, 10.0, 7.0)          # the optical axis passes through pixel (10, 7)
+    p = GaussianParams(means=torch.tensor([[0.0, 0.0, 2.0]], dtype=D64), quats=torch.tensor([[1.0, 0, 0, 0]], dtype=D64),
+                       scales=torch.full((1, 3), 0.1, dtype=D64), opacities=torch.full((1,), 0.9, dtype=D64),
+                       colors=torch.ones(1, 3, dtype=D64))
+    a = render_views(TorchRasterizer(), p, EYE, K, 21, 15).alpha[0]
+    assert tuple(int(i) for i in np.unravel_index(int(a.argmax()), a.shape)) == (7, 10)
+    torch.testing.assert_close(a[7, 9], a[7, 11])
+    torch.testing.assert_close(a[6, 10], a[8, 10])

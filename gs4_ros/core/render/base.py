@@ -61,6 +61,21 @@ def gaussian_normals(quats: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     return torch.gather(R, 2, idx[:, None, None].expand(-1, 3, 1))[..., 0]
 
 
+def raster_intrinsics(Ks: torch.Tensor) -> torch.Tensor:
+    """Intrinsics in the rasterisers' pixel convention from the project's.
+
+    The project (the data, backprojection, the tracker) follows OpenCV and ROS: pixel
+    (i, j) is centred at coordinate (i, j). gsplat, and the PyTorch rasteriser that mirrors
+    it, evaluate pixel (i, j) at (i + 0.5, j + 0.5). Handing them our K unchanged rendered
+    every image half a pixel up and left of the data it is compared with (tracking's
+    photometric term, co-visibility, evaluation, training losses).
+    """
+    Kr = Ks.clone()
+    Kr[..., 0, 2] += 0.5
+    Kr[..., 1, 2] += 0.5
+    return Kr
+
+
 def _geometry_maps(rasterizer, params, poses_c2w, Ks, width, height, base_feats, bg):
     """Render colour(+semantics) together with Gaussian centres and normals, per camera.
 
@@ -103,6 +118,7 @@ def render_views(rasterizer: Rasterizer, params: GaussianParams, poses_c2w: torc
         raise ValueError("pass either poses_c2w or viewmats (geometry maps need poses_c2w)")
     C = viewmats.shape[0]
     Ks = K[None].expand(C, 3, 3) if K.dim() == 2 else K
+    Kr = raster_intrinsics(Ks)
     feats = [params.colors]
     if semantics:
         if params.sem_probs is None:
@@ -120,10 +136,10 @@ def render_views(rasterizer: Rasterizer, params: GaussianParams, poses_c2w: torc
             f[..., : bg.shape[-1]] += bg[:, None, None]
         out = RasterOutput(f, z, z.clone(), torch.zeros(C, 0, dtype=torch.bool, device=z.device))
     elif geometry:
-        out = _geometry_maps(rasterizer, params, poses_c2w, Ks, width, height, feats, bg)
+        out = _geometry_maps(rasterizer, params, poses_c2w, Kr, width, height, feats, bg)
     else:
         out = rasterizer.rasterize(params.means, params.quats, params.scales, params.opacities,
-                                   feats, viewmats, Ks, width, height, bg)
+                                   feats, viewmats, Kr, width, height, bg)
     a = out.alpha
     has = a > min_alpha_for_depth
     ainv = 1.0 / a.clamp(min=1e-8)
