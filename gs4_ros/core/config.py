@@ -36,6 +36,13 @@ class TrackingConfig:
     huber_photo: float = 0.05               # intensity in [0, 1]
     max_correspondence: float = 0.08        # metres; ICP outlier gate (scaled up at coarse levels)
     max_normal_angle_deg: float = 35.0
+    # Gates that widen with the depth noise model (tracker._load_noise_gates): a pixel's
+    # distance gate is at least this many sigmas of the difference of two depth samples...
+    gate_noise_sigmas: float = 3.0
+    # ... and its normal gate at least this times the angle depth noise gives its observed
+    # normal, up to normal_gate_max_deg (0: the fixed max_normal_angle_deg everywhere).
+    normal_gate_noise_factor: float = 1.0
+    normal_gate_max_deg: float = 80.0
     # Observed normals are differenced over round(width / normal_width) pixels either side
     # (at least 1): the same angular baseline at any image size (0: always 1 pixel).
     normal_width: int = 320

@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from . import se3
 from .config import TrackingConfig
 from .cuda_graph import GraphedCall
-from .geometry import backproject, bilateral_depth, depth_weight, downsample_depth, downsample_image, image_gradients, normals_from_points
+from .geometry import (backproject, bilateral_depth, depth_noise_sigma, depth_weight, downsample_depth, downsample_image,
+                       image_gradients, normals_from_points)
 
 LUMA = (0.299, 0.587, 0.114)
 
@@ -136,6 +137,8 @@ class _LevelProblem:
         self.shape = shape
         self.photo_weight = cfg.photo_weight if level >= cfg.photo_min_level else 0.0
         self.cur_p, self.cur_n, self.cur_g, self.cur_w = z(P, 3), z(P, 3), z(P), z(P)
+        self.cur_gate, self.cur_cos = z(P), z(P)  # per-pixel floors of the two gates (_load_noise_gates)
+        self.level = level
         self.ref_geo = z(H, W, 7)          # points, normals, usable (alpha and validity)
         self.ref_photo = z(1, 4, H, W)     # gray, gx, gy, alpha
         self.K = z(3, 3)
@@ -160,11 +163,39 @@ class _LevelProblem:
         z = cur.points[..., 2].reshape(-1)
         # Depth noise grows ~z^2 (structured light): inverse-variance weights, 1 at ~1 m.
         self.cur_w.copy_(cur.valid.reshape(-1).to(z.dtype) * depth_weight(z))
+        self._load_noise_gates(z, cur)
         usable = ref.valid & (ref.alpha >= c.render_alpha_min)
         self.ref_geo.copy_(torch.cat([ref.points, ref.normals, usable[..., None].to(ref.points.dtype)], -1))
         if ref.photo is not None:
             self.ref_photo.copy_(ref.photo)
         self.K.copy_(ref.K)
+
+    def _load_noise_gates(self, z: torch.Tensor, cur: Level):
+        """Widen the correspondence gates where the depth noise alone would fail them.
+
+        Structured-light noise grows ~z^2 (4 cm at 5 m): there two observations of the same
+        wall differ by more than the fixed distance gate, and normals differenced over a
+        few pixels point anywhere, so fixed gates keep a biased few of the pixels
+        (synthetic room 914, seen from 5 m, kept 18% and read as lost from its first frame:
+        benchmarks/track_frames.py). Each pixel's distance gate is at least
+        gate_noise_sigmas times the noise of a difference of two samples, and its normal
+        gate at least normal_gate_noise_factor times the angle that noise gives its normal
+        (differenced over this level's baseline, the level's averaging included). Near
+        depth keeps the fixed gates: at 640x480 the normal gate widens past about 2.3 m, the
+        distance gate past about 3.5 m.
+        """
+        c = self.cfg
+        sig = depth_noise_sigma(z) / (2.0 ** self.level)        # a coarser level averages 4^lv pixels
+        pair = 1.4142 * sig
+        self.cur_gate.copy_(c.gate_noise_sigmas * pair)
+        if c.normal_gate_noise_factor > 0:
+            W = cur.shape[1]
+            r = max(1, round(W / c.normal_width)) if c.normal_width > 0 else 1
+            base = 2.0 * r * z.clamp(min=1e-3) / cur.K[0, 0]       # metres between the differenced pixels
+            ang = torch.atan(pair / base) * c.normal_gate_noise_factor
+            self.cur_cos.copy_(torch.cos(ang.clamp(max=math.radians(c.normal_gate_max_deg))))
+        else:
+            self.cur_cos.fill_(1.0)
 
     def compute(self, with_residuals: bool = False):
         """Fill self.out from the current T; returns residual tensors when asked."""
@@ -184,7 +215,8 @@ class _LevelProblem:
         rv, rn, usable = geo[:, :3], geo[:, 3:6], geo[:, 6]
         diff = p - rv
         r_d = (diff * rn).sum(-1)
-        ok = inb & (usable > 0.5) & (diff.norm(dim=-1) < self.gate) & ((n_cr * rn).sum(-1) > self.cos_max)
+        ok = (inb & (usable > 0.5) & (diff.norm(dim=-1) < torch.maximum(self.gate, self.cur_gate))
+              & ((n_cr * rn).sum(-1) > torch.minimum(self.cos_max, self.cur_cos)))
         w_d = ok.to(p.dtype) * _huber_w(r_d, c.huber_depth) * self.cur_w
         J_d = torch.cat([rn, torch.cross(p, rn, dim=-1)], -1)
         A = torch.cat([J_d, r_d[:, None]], -1)
