@@ -34,7 +34,8 @@ def frames_of(args):
     if args.dataset:
         from gs4_ros.io.datasets import open_dataset
 
-        ds = open_dataset(args.dataset, frames=f"0:{args.real_frames}:{args.every}", width=args.width,
+        a = args.real_start
+        ds = open_dataset(args.dataset, frames=f"{a}:{a + args.real_frames}:{args.every}", width=args.width,
                           height=args.height)
         yield args.dataset.split(":")[0], [(ds[i].depth, ds.intrinsics.K_numpy(), None) for i in range(len(ds))]
 
@@ -66,6 +67,9 @@ def main():
     ap.add_argument("--every", type=int, default=10, help="every N-th frame")
     ap.add_argument("--dataset", default="", help="a real sequence, KIND:PATH (no depth truth)")
     ap.add_argument("--real-frames", type=int, default=500)
+    ap.add_argument("--real-start", type=int, default=0, help="first frame of the real sequence")
+    ap.add_argument("--per-frame", action="store_true",
+                    help="also print each frame's hole and filled pixels and the filled depth (default fill)")
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--height", type=int, default=480)
     args = ap.parse_args()
@@ -78,6 +82,21 @@ def main():
             r = measure(frames, occluded)
             print(f"{name:<20} {label:<14} {r['filled']:>11.0%} {r['err50']:>10.1f} {r['err90']:>10.1f} "
                   f"{r['ms50']:>7.1f} {r['ms90']:>7.1f}")
+        if args.per_frame:
+            per_frame(name, frames, args)
+
+
+def per_frame(name, frames, args):
+    """One line per frame: a fill that comes and goes between neighbouring frames decides
+    what a keyframe maps (a keyframe one frame later can miss a quarter of the image)."""
+    cfg = MappingConfig()
+    first = args.real_start if not name.startswith("synthetic") else 0
+    print(f"{'data':<20} {'frame':>6} {'holes px':>9} {'filled px':>9} {'filled depth med m':>18}")
+    for k, (depth, K, _) in enumerate(frames):
+        out, mask = mapping_depth(depth, K, cfg)
+        holes = int((~(np.isfinite(depth) & (depth > 0) & (depth < cfg.max_depth))).sum())
+        med = float(np.median(out[mask])) if mask.any() else float("nan")
+        print(f"{name:<20} {first + k * args.every:>6d} {holes:>9d} {int(mask.sum()):>9d} {med:>18.2f}")
 
 
 if __name__ == "__main__":
