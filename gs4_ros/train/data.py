@@ -74,6 +74,36 @@ def _render_seed(seed: int, frames: int, step: int, width: int, height: int, fil
                                                                          "cpu", fill_holes).items()}
 
 
+def _render_seed_to_file(seed: int, frames: int, step: int, width: int, height: int, fill_holes: bool,
+                         folder: str) -> tuple:
+    """_render_seed in a worker process, its arrays written to a file in `folder`; returns
+    (path, keys that were None). The result crosses the process boundary as a short
+    message: a room's arrays are megabytes, sent through the executor's result pipe in
+    several writes, and a worker stopped at the data deadline in the middle of them leaves
+    a truncated message that the executor's reader waits on for ever. (The test suite hung
+    once, 2026-12-05, in its first test that starts these workers or after it; not
+    reproduced in 40 runs since, so this removes the one hang known there.) A message this
+    short is written in one go, and a stopped worker leaves at most a partial file."""
+    import os
+
+    d = _render_seed(seed, frames, step, width, height, fill_holes)
+    path = os.path.join(folder, f"seed{seed}.npz")
+    with open(path + ".part", "wb") as f:
+        np.savez(f, **{k: v for k, v in d.items() if v is not None})
+    os.replace(path + ".part", path)
+    return path, [k for k, v in d.items() if v is None]
+
+
+def _load_rendered(path: str, none_keys) -> dict:
+    import os
+
+    with np.load(path) as z:
+        d = {k: z[k] for k in z.files}
+    os.remove(path)
+    d.update({k: None for k in none_keys})
+    return d
+
+
 def _skipped(seed: int, e: Exception):
     log.warning("synthetic seed %d skipped: the generator failed (%s: %s)", seed, type(e).__name__, e)
 
@@ -98,11 +128,16 @@ def synthetic_sequences(seeds: List[int], frames: int, step: int, width: int, he
         # An executor, not a multiprocessing Pool: a worker that dies (killed for memory,
         # say) breaks the executor and fails its rooms, where a Pool starts a new worker
         # and waits for the lost room for ever.
+        import shutil
+        import tempfile
+
         before = set(mp.active_children())
+        folder = tempfile.mkdtemp(prefix="gs4_rooms_")
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
         to_dev = lambda a: None if a is None else torch.from_numpy(a).to(device)  # noqa: E731
         try:
-            pending = {pool.submit(_render_seed, s, frames, step, width, height, fill_holes): s for s in seeds}
+            pending = {pool.submit(_render_seed_to_file, s, frames, step, width, height, fill_holes, folder): s
+                       for s in seeds}
             while pending:
                 left = None if deadline is None else deadline - time.time()
                 if left is not None and left <= 0 and len(out) >= min_sequences:
@@ -112,7 +147,7 @@ def synthetic_sequences(seeds: List[int], frames: int, step: int, width: int, he
                 for f in done:
                     seed = pending.pop(f)
                     try:
-                        d = f.result()
+                        d = _load_rendered(*f.result())
                     except Exception as e:  # noqa: BLE001 - one bad room must not end a training chunk
                         _skipped(seed, e)
                         continue
@@ -128,6 +163,7 @@ def synthetic_sequences(seeds: List[int], frames: int, step: int, width: int, he
             for p in set(mp.active_children()) - before:
                 p.terminate()
             pool.shutdown(wait=True)
+            shutil.rmtree(folder, ignore_errors=True)
         out.sort(key=lambda q: int(q.name.split(":")[1]))
     else:
         for seed in seeds:
