@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gs4_ros.cli.run import _parse_sets  # noqa: E402
+from gs4_ros.core.config import parse_overrides  # noqa: E402
 from gs4_ros.core.config import load_config  # noqa: E402
 from gs4_ros.core.open_vocab import UnknownQuery  # noqa: E402
 from gs4_ros.core.open_vocab.lexicon import BUILTIN  # noqa: E402
@@ -122,7 +122,7 @@ def main():
     ap.add_argument("--min-pixels", type=int, default=500, help="classes smaller in a frame are not scored")
     ap.add_argument("--groups", default="furniture,seating,structure", help="group words also scored")
     args = ap.parse_args()
-    overrides = {k[len("pipeline."):] if k.startswith("pipeline.") else k: v for k, v in _parse_sets(args.set).items()}
+    overrides = {k[len("pipeline."):] if k.startswith("pipeline.") else k: v for k, v in parse_overrides(args.set).items()}
     seeds = seed_list(args.seeds)
     results = [run_seed(s, args, overrides) for s in seeds]
     dev = results[0]["device"]

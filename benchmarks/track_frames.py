@@ -22,8 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gs4_ros.cli.run import _parse_sets  # noqa: E402
-from gs4_ros.core.config import load_config  # noqa: E402
+from gs4_ros.core.config import load_config, parse_overrides  # noqa: E402
 from gs4_ros.core.pipeline import SLAMPipeline  # noqa: E402
 from gs4_ros.io.datasets import open_dataset  # noqa: E402
 
@@ -39,7 +38,7 @@ def main(argv=None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args(argv)
 
-    cfg = load_config(args.config, _parse_sets(args.set))
+    cfg = load_config(args.config, parse_overrides(args.set))
     pipe = SLAMPipeline(cfg, device=args.device)
     kw = {"frames": args.frames} if args.frames else {}
     ds = open_dataset(args.dataset, width=args.width, height=args.height, **kw)

@@ -140,3 +140,15 @@ def test_without_threadpoolctl_the_cap_is_skipped_with_a_warning(monkeypatch, ca
     monkeypatch.setitem(sys.modules, "threadpoolctl", None)      # import fails as if not installed
     assert limit_host_blas(1) == []
     assert "threadpoolctl is not installed" in caplog.text
+
+
+def test_set_strings_override_the_config_and_bad_ones_are_refused():
+    """`--set KEY=VALUE` (gs4 run, gs4 train eval, the benchmarks) goes through one parser."""
+    from gs4_ros.core.config import load_config, parse_overrides
+
+    o = parse_overrides(["tracking.photo_weight = 0.1", "mapping.stride=16"])
+    assert o == {"tracking.photo_weight": "0.1", "mapping.stride": "16"}
+    cfg = load_config(None, o)
+    assert cfg.tracking.photo_weight == 0.1 and cfg.mapping.stride == 16
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_overrides(["tracking.photo_weight"])

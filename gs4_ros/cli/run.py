@@ -58,15 +58,6 @@ def register(sub):
     d.set_defaults(func=cmd_run)
 
 
-def _parse_sets(items):
-    out = {}
-    for it in items:
-        if "=" not in it:
-            raise ValueError(f"--set needs KEY=VALUE, got '{it}'")
-        k, v = it.split("=", 1)
-        out[k.strip()] = v.strip()
-    return out
-
 
 def _resolve_size(args, device):
     if args.width or args.height:
@@ -77,11 +68,11 @@ def _resolve_size(args, device):
 
 
 def cmd_run(args) -> int:
-    from ..core.config import load_config
+    from ..core.config import load_config, parse_overrides
     from ..core.pipeline import SLAMPipeline, resolve_device
     from ..eval.runner import evaluate, run_frames, write_outputs
 
-    cfg = load_config(args.config, _parse_sets(args.set))
+    cfg = load_config(args.config, parse_overrides(args.set))
     if args.device != "auto":
         cfg.device = args.device
     device = resolve_device(cfg.device)

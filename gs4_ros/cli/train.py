@@ -133,10 +133,10 @@ def cmd_eval(args) -> int:
 
     seeds = seed_list(args.seeds)
     only = [v.strip() for v in args.variants.split(",") if v.strip()] or None
-    from .run import _parse_sets
+    from ..core.config import parse_overrides
 
     rows = ablation(args.weights, seeds, args.frames, args.width, args.height, args.device, args.real,
-                    args.real_frames, args.json, only, _parse_sets(args.set))
+                    args.real_frames, args.json, only, parse_overrides(args.set))
     md = table(rows)
     print(md)
     if args.card:

@@ -316,6 +316,18 @@ def _update(obj, d: Dict[str, Any], prefix: str):
             _set(obj, k, v, key)
 
 
+def parse_overrides(items) -> Dict[str, str]:
+    """KEY=VALUE strings (`--set` of the command-line tools and benchmarks) -> the overrides
+    dict load_config takes."""
+    out = {}
+    for it in items:
+        if "=" not in it:
+            raise ValueError(f"--set needs KEY=VALUE, got '{it}'")
+        k, v = it.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
 def load_config(path: str | None = None, overrides: Dict[str, Any] | None = None) -> PipelineConfig:
     """YAML file plus overrides.
 
