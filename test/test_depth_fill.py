@@ -211,3 +211,21 @@ def test_metrics_count_the_inferred_gaussians():
         counts[area] = (m["num_gaussians_inferred"], m["num_gaussians"])
     assert counts[0][0] == 0
     assert 0 < counts[64][0] < counts[64][1]
+
+
+def test_a_hole_sprawling_from_a_near_object_to_a_far_wall_fills_only_near_the_wall():
+    """One hole component can run from below a near object (too near for the sensor) round
+    the image border to a patch of the wall (7-Scenes frames 385-388). Its ring as a whole
+    supports the wall, which used to fill all of it, below the object too; the wall now
+    continues only near the ring pixels that lie on it."""
+    wall = plane_depth(np.array([0.0, 0.0, 1.0]), 3.0)
+    depth = wall.copy()
+    depth[60:, :] = 1.0                     # a near object across the lower half
+    depth[100:, :] = 0.0                    # band below it, too near to measure
+    depth[10:, 150:] = 0.0                  # along the right border, joining ...
+    depth[10:40, 110:] = 0.0                # ... a patch of the wall
+    out, filled = fill_planar_holes(depth, K)
+    patch = np.zeros_like(filled)
+    patch[10:40, 110:150] = True
+    assert filled[patch].mean() > 0.9 and np.allclose(out[patch & filled], 3.0, atol=1e-3)
+    assert not filled[100:, :80].any()      # far from the wall's ring: left empty

@@ -88,6 +88,10 @@ class MappingConfig:
     # (measured depth still stops at max_depth).
     fill_holes_occluded: bool = True
     fill_holes_max_depth: float = 10.0
+    # Behind an occluder a plane continues at most this fraction of the image width from the
+    # hole's surroundings that lie on it (a hole sprawling from a near object to a far wall
+    # is not filled with that wall all the way).
+    fill_holes_occluded_reach: float = 0.25
     # Start the fill on the host while the frame is tracked when the motion predicts a
     # keyframe (core/fill_ahead; same result, less keyframe latency): "gpu" when tracking
     # runs on a GPU (on the CPU it would compete with tracking for the cores), "always",

@@ -11,7 +11,9 @@ takes those of the frame's dominant planes that a good part of its surroundings 
 and that no surrounding point lies behind: a wall continues behind the plant or the
 curtain in front of it, and two walls meet in the far corner beyond the range; a nearer
 surface through which a farther one shows does not continue. Each pixel takes the
-nearest such plane (seen from inside a room, the first wall a ray meets). What this
+nearest such plane (seen from inside a room, the first wall a ray meets), and behind an
+occluder only within a quarter of the image width of the surroundings that lie on it (a
+hole can sprawl from a near object round the border to a far wall). What this
 cannot know: a surface hidden in the hole itself (the side of a pillar seen edge-on)
 gets the wall behind it. Tracking and depth fusion keep using the measured depth only.
 
@@ -32,7 +34,8 @@ def fill_planar_holes(depth: np.ndarray, K: np.ndarray, min_area: int = 64, max_
                       ring: int = 4, min_ring_points: int = 40, max_rms: float = 0.006,
                       min_depth: float = 0.1, max_depth: float = 6.0,
                       min_incidence: float = 0.2, min_solidity: float = 0.2,
-                      occluded_fill: bool = True, open_radius: int = 3) -> Tuple[np.ndarray, np.ndarray]:
+                      occluded_fill: bool = True, open_radius: int = 3,
+                      occluded_reach: float = 0.25) -> Tuple[np.ndarray, np.ndarray]:
     """(filled depth, mask of filled pixels) for an [H, W] float depth image in metres
     (0 or non-finite = no measurement) and 3x3 intrinsics K.
 
@@ -44,7 +47,8 @@ def fill_planar_holes(depth: np.ndarray, K: np.ndarray, min_area: int = 64, max_
     filled with it when every filled depth lies in [min_depth, max_depth] at a ray-plane
     incidence cosine above min_incidence. Otherwise, with occluded_fill, the frame's
     planes judged on a ring three times as wide fill the pixels where the nearest of them
-    meets those limits (see the module docstring).
+    meets those limits (see the module docstring); behind an occluder a plane reaches at
+    most occluded_reach x the image width from the ring pixels that lie on it.
     """
     d = np.where(np.isfinite(depth), depth, 0.0).astype(np.float32)
     H, W = d.shape
@@ -79,7 +83,8 @@ def fill_planar_holes(depth: np.ndarray, K: np.ndarray, min_area: int = 64, max_
         centre = P.mean(0)
         evals, evecs = np.linalg.eigh((P - centre).T @ (P - centre))   # ascending: the normal first
         cands = [(evecs[:, 0], centre)]
-        if np.sqrt(max(evals[0], 0.0) / P.shape[0]) > max_rms + 0.005 * float(np.median(z)):
+        occluded = np.sqrt(max(evals[0], 0.0) / P.shape[0]) > max_rms + 0.005 * float(np.median(z))
+        if occluded:
             if not occluded_fill:
                 continue
             if planes is None:
@@ -96,11 +101,14 @@ def fill_planar_holes(depth: np.ndarray, K: np.ndarray, min_area: int = 64, max_
         rays = _rays(uu + xa, vv + ya, K)
         ts = np.stack([_plane_depth(n, c, rays) for n, c in cands])
         ts = np.where(ts > 0, ts, np.inf)
+        if occluded:
+            ts = np.where(_near_support(hole, zc, 3 * ring, xa, ya, K, cands, max_rms, occluded_reach * W)[:, vv, uu],
+                          ts, np.inf)
         k = ts.argmin(0)
         t = ts[k, np.arange(uu.size)]
         normals = np.stack([n for n, _ in cands])[k]
         cos = np.abs((rays * normals).sum(1)) / np.linalg.norm(rays, axis=1)
-        if len(cands) == 1:
+        if not occluded:
             # One plane through the ring: all of the hole or none of it.
             if cos.min() < min_incidence or t.min() < min_depth or t.max() > max_depth:
                 continue
@@ -215,6 +223,35 @@ def _occluded_planes(P: np.ndarray, z: np.ndarray, planes, max_rms: float, min_r
     return keep
 
 
+def _near_support(hole: np.ndarray, zc: np.ndarray, width: int, xa: int, ya: int, K: np.ndarray, cands,
+                  max_rms: float, reach: float, near: float = 3.0) -> np.ndarray:
+    """[planes, h, w] bool over a hole's crop: pixels within `reach` pixels of a ring pixel
+    lying on that plane, or nearer to one than to a ring pixel lying on none of the
+    candidates.
+
+    A hole can sprawl across surfaces at very different depths (7-Scenes frames 385-388:
+    one component runs from the chairs below the table's edge, too near for the sensor,
+    round the image border to the dark cabinet 3 m away). Its ring as a whole supports the
+    far wall, and filling the whole of it put that wall, 4 m away, below the table. A plane
+    now continues behind an occluder (ring pixels on no candidate) only up to `reach`
+    pixels from where the ring shows it; away from occluders (a wall past the sensor's
+    range, ringed by walls) it fills the hole as before."""
+    k = np.ones((2 * width + 1, 2 * width + 1), np.uint8)
+    around = cv2.dilate(hole.view(np.uint8), k).astype(bool) & ~hole & (zc > 0)
+    vs, us = np.nonzero(around)
+    z = zc[vs, us].astype(np.float64)
+    rays = _rays(us + xa, vs + ya, K)
+    tol = _tolerance(z, max_rms)
+    on = np.stack([(z < t + tol) & (z > t - near * tol) for t in (_plane_depth(n, c, rays) for n, c in cands)])
+    dist = []
+    for mask in list(on) + [~on.any(0)]:
+        img = np.ones(hole.shape, np.uint8)
+        img[vs[mask], us[mask]] = 0
+        dist.append(cv2.distanceTransform(img, cv2.DIST_L2, 3) if mask.any() else np.full(hole.shape, np.inf, np.float32))
+    d = np.stack(dist[:-1])
+    return (d <= dist[-1][None]) | (d <= reach)
+
+
 def mapping_depth(depth: np.ndarray, K: np.ndarray, cfg) -> Tuple[np.ndarray, np.ndarray]:
     """(depth a keyframe is mapped with, mask of filled pixels) under a MappingConfig: the
     measured depth up to cfg.max_depth, holes filled up to cfg.fill_holes_max_depth. The
@@ -223,4 +260,5 @@ def mapping_depth(depth: np.ndarray, K: np.ndarray, cfg) -> Tuple[np.ndarray, np
     if cfg.fill_holes_min_area <= 0:
         return measured, np.zeros(measured.shape, bool)
     return fill_planar_holes(measured, K, min_area=cfg.fill_holes_min_area, min_depth=cfg.min_depth,
-                             max_depth=cfg.fill_holes_max_depth, occluded_fill=cfg.fill_holes_occluded)
+                             max_depth=cfg.fill_holes_max_depth, occluded_fill=cfg.fill_holes_occluded,
+                             occluded_reach=cfg.fill_holes_occluded_reach)
