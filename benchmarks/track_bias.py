@@ -47,7 +47,8 @@ def bias_rows(dataset: str, frames, sets: dict, width: int, height: int, device:
         T = torch.as_tensor(f.gt_pose, dtype=torch.float32, device=dev)
         K = pipe._K(f.intrinsics)
         with torch.no_grad():
-            ref = render_views(pipe.rasterizer, pipe.map.params(measured_only=True), T, K, f.intrinsics.width,
+            ref = render_views(pipe.rasterizer, pipe.map.params(measured_only=True, scale=pipe.cfg.tracking.reference_scale),
+                               T, K, f.intrinsics.width,
                                f.intrinsics.height, geometry=True)
             cur, refl = pipe.tracker.prepare(torch.from_numpy(f.depth).to(dev),
                                              torch.from_numpy(f.rgb).to(dev).float() / 255, K,

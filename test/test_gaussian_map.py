@@ -136,3 +136,14 @@ def test_labelled_tells_class_evidence_from_flat_logits():
     assert gm.labelled().tolist() == [True, False, False]
     assert gm.bank_id.tolist() == [-1, -1, -1]                  # no bank entry until a keyframe gives one
     assert GaussianMap(num_classes=0).labelled().numel() == 0
+
+
+def test_reference_scale_shrinks_the_tracking_render_only(random_map):
+    """tracking.reference_scale draws the tracker's reference with smaller Gaussians; the
+    map itself and every other render keep their extent."""
+    gm = random_map(n=12)
+    full = gm.params(measured_only=True)
+    small = gm.params(measured_only=True, scale=0.8)
+    torch.testing.assert_close(small.scales, 0.8 * full.scales)
+    torch.testing.assert_close(small.means, full.means)
+    torch.testing.assert_close(gm.params().scales, torch.exp(gm.log_scales))

@@ -49,6 +49,13 @@ class TrackingConfig:
     min_depth: float = 0.1
     max_depth: float = 8.0
     render_alpha_min: float = 0.8           # rendered pixels below this silhouette are not model
+    # The tracker's reference is rendered with every Gaussian's extent times this (a keyframe
+    # then renders co-visibility itself). Smaller discs overlap less, which weakens the
+    # photometric pull of front-to-back compositing: 0.8 gave 7-Scenes 0-499 (640x480, CPU)
+    # ATE 2.13 -> 1.97 cm, room 914's pull from the truth 3.35 -> 2.07 cm, but 20 held-out
+    # rooms a mean ATE of 0.53 cm against 0.50 (909 and 910 worse); not yet the default
+    # (docs/results.md, "Far, noisy depth").
+    reference_scale: float = 1.0
     min_inlier_fraction: float = 0.2        # health: below this tracking is "lost"
     bilateral_radius: int = 0               # edge-preserving pre-filter of observed depth (0 = off)
     motion_model: str = "constant_velocity"  # or "static"

@@ -147,10 +147,11 @@ class GaussianMap:
 
     # -- views ---------------------------------------------------------------------
     def params(self, idx: Optional[torch.Tensor] = None, with_semantics: bool = False,
-               measured_only: bool = False) -> GaussianParams:
+               measured_only: bool = False, scale: float = 1.0) -> GaussianParams:
         """measured_only: the tracking reference. Inferred rows get opacity 0 (tracking and
         co-visibility must not align to or be satisfied by a guess), and colours are
-        track_colors (see the module docstring)."""
+        track_colors (see the module docstring). scale multiplies every Gaussian's extent
+        (the tracker's reference: tracking.reference_scale)."""
         sel = (lambda t: t) if idx is None else (lambda t: t[idx])
         q = sel(self.quats)
         op = torch.sigmoid(sel(self.opacity_logits))
@@ -159,7 +160,7 @@ class GaussianMap:
         return GaussianParams(
             means=sel(self.means),
             quats=q / q.norm(dim=-1, keepdim=True).clamp(min=1e-12),
-            scales=torch.exp(sel(self.log_scales)),
+            scales=torch.exp(sel(self.log_scales)) * scale if scale != 1.0 else torch.exp(sel(self.log_scales)),
             opacities=op,
             colors=sel(self.track_colors if measured_only else self.colors).clamp(0, 1),
             sem_probs=torch.softmax(sel(self.sem_logits), -1) if with_semantics and self.num_classes else None,

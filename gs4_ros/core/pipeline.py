@@ -339,7 +339,8 @@ class SLAMPipeline:
         W, H = intr.width, intr.height
         with torch.no_grad():
             t0 = clock.now()
-            ref = render_views(self.rasterizer, self.map.params(measured_only=True), pred, K, W, H, geometry=True)
+            ref = render_views(self.rasterizer, self.map.params(measured_only=True, scale=self.cfg.tracking.reference_scale),
+                               pred, K, W, H, geometry=True)
             cur_levels, ref_levels = self.tracker.prepare(depth, rgb, K, ref.points[0], ref.normals[0],
                                                           ref.color[0], ref.alpha[0])
             clock.span("render_ref", t0)
@@ -351,9 +352,11 @@ class SLAMPipeline:
 
     def _reference_still_valid(self, track: Optional[TrackResult]) -> bool:
         """May a keyframe take co-visibility from the tracker's render of the map? Only
-        when tracking moved little from the prediction that render was made at."""
+        when tracking moved little from the prediction that render was made at, and the
+        render drew the Gaussians at their true extent."""
         m = self.cfg.mapping
         return (track is not None and track.ok and m.covis_reuse_max_step > 0
+                and self.cfg.tracking.reference_scale == 1.0
                 and track.delta_from_prediction[0] <= m.covis_reuse_max_step
                 and track.delta_from_prediction[1] <= math.radians(m.covis_reuse_max_deg))
 
