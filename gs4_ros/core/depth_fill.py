@@ -77,7 +77,7 @@ def fill_planar_holes(depth: np.ndarray, K: np.ndarray, min_area: int = 64, max_
         xb, yb = min(W, x0 + w + m), min(H, y0 + h + m)
         hole = lab[ya:yb, xa:xb] == c
         zc = d[ya:yb, xa:xb]
-        P, z = _ring_points(hole, zc, ring, xa, ya, K)
+        P, z = _ring_points(_ring_mask(hole, zc, ring), zc, xa, ya, K)
         if z.size < min_ring_points:
             continue
         centre = P.mean(0)
@@ -91,7 +91,8 @@ def fill_planar_holes(depth: np.ndarray, K: np.ndarray, min_area: int = 64, max_
                 planes = frame_planes(d, K, max_rms)
             # Judged on a wider ring: next to a hole beyond the sensor's range the few valid
             # depths are the ones noise pulled nearer, a biased sample of the wall.
-            cands = _occluded_planes(*_ring_points(hole, zc, 3 * ring, xa, ya, K), planes, max_rms)
+            wide = _ring_mask(hole, zc, 3 * ring)
+            cands = _occluded_planes(*_ring_points(wide, zc, xa, ya, K), planes, max_rms)
             if not cands:
                 continue
         # Rays (x/z, y/z, 1) of the hole's pixels. Of several planes each pixel takes the
@@ -102,7 +103,7 @@ def fill_planar_holes(depth: np.ndarray, K: np.ndarray, min_area: int = 64, max_
         ts = np.stack([_plane_depth(n, c, rays) for n, c in cands])
         ts = np.where(ts > 0, ts, np.inf)
         if occluded:
-            ts = np.where(_near_support(hole, zc, 3 * ring, xa, ya, K, cands, max_rms, occluded_reach * W)[:, vv, uu],
+            ts = np.where(_near_support(wide, zc, xa, ya, K, cands, max_rms, occluded_reach * W)[:, vv, uu],
                           ts, np.inf)
         k = ts.argmin(0)
         t = ts[k, np.arange(uu.size)]
@@ -128,12 +129,16 @@ def _rays(u: np.ndarray, v: np.ndarray, K: np.ndarray) -> np.ndarray:
     return np.stack([(u - cx) / fx, (v - cy) / fy, np.ones(np.shape(u))], -1)
 
 
-def _ring_points(hole: np.ndarray, zc: np.ndarray, width: int, xa: int, ya: int, K: np.ndarray,
-                 max_points: int = 4000) -> Tuple[np.ndarray, np.ndarray]:
-    """Camera-frame points and depths of the valid pixels within `width` pixels of a hole
-    (hole and zc are crops whose top-left pixel is (xa, ya))."""
+def _ring_mask(hole: np.ndarray, zc: np.ndarray, width: int) -> np.ndarray:
+    """The valid pixels within `width` pixels of a hole (hole and zc: crops)."""
     k = np.ones((2 * width + 1, 2 * width + 1), np.uint8)
-    around = cv2.dilate(hole.view(np.uint8), k).astype(bool) & ~hole & (zc > 0)
+    return cv2.dilate(hole.view(np.uint8), k).astype(bool) & ~hole & (zc > 0)
+
+
+def _ring_points(around: np.ndarray, zc: np.ndarray, xa: int, ya: int, K: np.ndarray,
+                 max_points: int = 4000) -> Tuple[np.ndarray, np.ndarray]:
+    """Camera-frame points and depths of a ring's pixels (_ring_mask; crops whose top-left
+    pixel is (xa, ya))."""
     vs, us = np.nonzero(around)
     if vs.size > max_points:                         # plenty for a plane: keep the fit cheap
         keep = np.linspace(0, vs.size - 1, max_points).astype(np.int64)
@@ -216,16 +221,23 @@ def _occluded_planes(P: np.ndarray, z: np.ndarray, planes, max_rms: float, min_r
     keep = []
     for normal, point in planes:
         t = _plane_depth(normal, point, rays)
-        support = float(((z < t + tol) & (z > t - near * tol)).mean())
+        support = float(_on_plane(z, t, tol, near).mean())
         behind = float(((t > 0) & (z > t + tol)).mean())
         if support >= min_ring_support and behind <= max_behind_fraction:
             keep.append((normal, point))
     return keep
 
 
-def _near_support(hole: np.ndarray, zc: np.ndarray, width: int, xa: int, ya: int, K: np.ndarray, cands,
+def _on_plane(z: np.ndarray, t: np.ndarray, tol: np.ndarray, near: float) -> np.ndarray:
+    """Ring depths z that lie on a plane met at depth t, or up to `near` tolerances in
+    front of it (the ring's support for continuing that plane across the hole)."""
+    return (z < t + tol) & (z > t - near * tol)
+
+
+def _near_support(around: np.ndarray, zc: np.ndarray, xa: int, ya: int, K: np.ndarray, cands,
                   max_rms: float, reach: float, near: float = 3.0) -> np.ndarray:
-    """[planes, h, w] bool over a hole's crop: pixels within `reach` pixels of a ring pixel
+    """[planes, h, w] bool over a hole's crop (`around`: its wide ring, _ring_mask):
+    pixels within `reach` pixels of a ring pixel
     lying on that plane, or nearer to one than to a ring pixel lying on none of the
     candidates.
 
@@ -236,18 +248,16 @@ def _near_support(hole: np.ndarray, zc: np.ndarray, width: int, xa: int, ya: int
     now continues behind an occluder (ring pixels on no candidate) only up to `reach`
     pixels from where the ring shows it; away from occluders (a wall past the sensor's
     range, ringed by walls) it fills the hole as before."""
-    k = np.ones((2 * width + 1, 2 * width + 1), np.uint8)
-    around = cv2.dilate(hole.view(np.uint8), k).astype(bool) & ~hole & (zc > 0)
     vs, us = np.nonzero(around)
     z = zc[vs, us].astype(np.float64)
     rays = _rays(us + xa, vs + ya, K)
     tol = _tolerance(z, max_rms)
-    on = np.stack([(z < t + tol) & (z > t - near * tol) for t in (_plane_depth(n, c, rays) for n, c in cands)])
+    on = np.stack([_on_plane(z, _plane_depth(n, c, rays), tol, near) for n, c in cands])
     dist = []
     for mask in list(on) + [~on.any(0)]:
-        img = np.ones(hole.shape, np.uint8)
+        img = np.ones(around.shape, np.uint8)
         img[vs[mask], us[mask]] = 0
-        dist.append(cv2.distanceTransform(img, cv2.DIST_L2, 3) if mask.any() else np.full(hole.shape, np.inf, np.float32))
+        dist.append(cv2.distanceTransform(img, cv2.DIST_L2, 3) if mask.any() else np.full(around.shape, np.inf, np.float32))
     d = np.stack(dist[:-1])
     return (d <= dist[-1][None]) | (d <= reach)
 
