@@ -19,7 +19,6 @@ import platform
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -28,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gs4_ros.core import se3  # noqa: E402
 from gs4_ros.core.config import load_config  # noqa: E402
 from gs4_ros.core.pipeline import SLAMPipeline  # noqa: E402
-from gs4_ros.core.render import render_views  # noqa: E402
 from gs4_ros.io.datasets import open_dataset  # noqa: E402
 from sweep import parse_variant  # noqa: E402
 
@@ -47,9 +45,7 @@ def bias_rows(dataset: str, frames, sets: dict, width: int, height: int, device:
         T = torch.as_tensor(f.gt_pose, dtype=torch.float32, device=dev)
         K = pipe._K(f.intrinsics)
         with torch.no_grad():
-            ref = render_views(pipe.rasterizer, pipe.map.params(measured_only=True, scale=pipe.cfg.tracking.reference_scale),
-                               T, K, f.intrinsics.width,
-                               f.intrinsics.height, geometry=True)
+            ref = pipe.render_reference(T, K, f.intrinsics.width, f.intrinsics.height)
             cur, refl = pipe.tracker.prepare(torch.from_numpy(f.depth).to(dev),
                                              torch.from_numpy(f.rgb).to(dev).float() / 255, K,
                                              ref.points[0], ref.normals[0], ref.color[0], ref.alpha[0])

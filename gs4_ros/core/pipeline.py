@@ -339,8 +339,7 @@ class SLAMPipeline:
         W, H = intr.width, intr.height
         with torch.no_grad():
             t0 = clock.now()
-            ref = render_views(self.rasterizer, self.map.params(measured_only=True, scale=self.cfg.tracking.reference_scale),
-                               pred, K, W, H, geometry=True)
+            ref = self.render_reference(pred, K, W, H)
             cur_levels, ref_levels = self.tracker.prepare(depth, rgb, K, ref.points[0], ref.normals[0],
                                                           ref.color[0], ref.alpha[0])
             clock.span("render_ref", t0)
@@ -349,6 +348,13 @@ class SLAMPipeline:
             log.warning("tracking weak (inliers %.2f); keeping the prediction", res.inlier_fraction)
             return pred, res, ref
         return se3.reorthonormalize(res.pose), res, ref
+
+    def render_reference(self, pose, K, width: int, height: int):
+        """The map as the tracker aligns to it, rendered at `pose`: measured rows only, with
+        centres and normals (tracking.reference_scale applied). Also used by
+        benchmarks/track_bias.py, so it measures the reference tracking really uses."""
+        params = self.map.params(measured_only=True, scale=self.cfg.tracking.reference_scale)
+        return render_views(self.rasterizer, params, pose, K, width, height, geometry=True)
 
     def _reference_still_valid(self, track: Optional[TrackResult]) -> bool:
         """May a keyframe take co-visibility from the tracker's render of the map? Only

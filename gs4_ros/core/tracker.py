@@ -65,6 +65,12 @@ class Level:
     photo: Optional[torch.Tensor] = None  # reference only: [1, 4, H, W] gray, gx, gy, alpha
 
 
+def normal_radius(width: int, normal_width: int) -> int:
+    """Pixels either side that observed normals are differenced over at this image width:
+    the same angular baseline at any size (TrackingConfig.normal_width; 0: one pixel)."""
+    return max(1, round(width / normal_width)) if normal_width > 0 else 1
+
+
 def build_pyramid(depth: torch.Tensor, gray: torch.Tensor, K: torch.Tensor, levels: int,
                   min_depth: float, max_depth: float, normal_width: int) -> List[Level]:
     """Observed depth/intensity pyramid with vertex and normal maps; level 0 = input size.
@@ -83,8 +89,7 @@ def build_pyramid(depth: torch.Tensor, gray: torch.Tensor, K: torch.Tensor, leve
         Kl = scale_K(K, lv)
         dv = (d > min_depth) & (d < max_depth)
         pts = backproject(torch.where(dv, d, torch.zeros_like(d)), Kl)
-        radius = max(1, round(d.shape[1] / normal_width)) if normal_width > 0 else 1
-        n, nv = normals_from_points(pts, dv, radius)
+        n, nv = normals_from_points(pts, dv, normal_radius(d.shape[1], normal_width))
         out.append(Level(Kl, tuple(d.shape), pts, n, nv & dv, g))
     return out
 
@@ -189,8 +194,7 @@ class _LevelProblem:
         pair = 1.4142 * sig
         self.cur_gate.copy_(c.gate_noise_sigmas * pair)
         if c.normal_gate_noise_factor > 0:
-            W = cur.shape[1]
-            r = max(1, round(W / c.normal_width)) if c.normal_width > 0 else 1
+            r = normal_radius(cur.shape[1], c.normal_width)
             base = 2.0 * r * z.clamp(min=1e-3) / cur.K[0, 0]       # metres between the differenced pixels
             ang = torch.atan(pair / base) * c.normal_gate_noise_factor
             self.cur_cos.copy_(torch.cos(ang.clamp(max=math.radians(c.normal_gate_max_deg))))
