@@ -35,8 +35,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from gs4_ros.core import se3  # noqa: E402
 from gs4_ros.core.gaussian_map import GaussianParams  # noqa: E402
 from gs4_ros.core.render import render_views  # noqa: E402
-from gs4_ros.io.synthetic.seeds import seed_list  # noqa: E402
 from gs4_ros.core.render.torch_raster import TorchRasterizer  # noqa: E402
+from gs4_ros.io.synthetic.seeds import seed_list  # noqa: E402
 
 VALUES = ("color", "depth", "depth_acc", "alpha", "semantics")
 GRADS = ("means", "scales", "quats", "opacities", "colors", "twist")

@@ -23,8 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gs4_ros.core.config import parse_overrides  # noqa: E402
-from gs4_ros.core.config import load_config  # noqa: E402
+from gs4_ros.core.config import load_config, parse_overrides  # noqa: E402
 from gs4_ros.core.open_vocab import UnknownQuery  # noqa: E402
 from gs4_ros.core.open_vocab.lexicon import BUILTIN  # noqa: E402
 from gs4_ros.core.pipeline import SLAMPipeline  # noqa: E402

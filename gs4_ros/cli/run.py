@@ -58,7 +58,6 @@ def register(sub):
     d.set_defaults(func=cmd_run)
 
 
-
 def _resolve_size(args, device):
     if args.width or args.height:
         if not (args.width and args.height):

@@ -157,10 +157,13 @@ class GaussianMap:
         op = torch.sigmoid(sel(self.opacity_logits))
         if measured_only:
             op = op * (sel(self.inferred) == 0)
+        scales = torch.exp(sel(self.log_scales))
+        if scale != 1.0:
+            scales = scales * scale
         return GaussianParams(
             means=sel(self.means),
             quats=q / q.norm(dim=-1, keepdim=True).clamp(min=1e-12),
-            scales=torch.exp(sel(self.log_scales)) * scale if scale != 1.0 else torch.exp(sel(self.log_scales)),
+            scales=scales,
             opacities=op,
             colors=sel(self.track_colors if measured_only else self.colors).clamp(0, 1),
             sem_probs=torch.softmax(sel(self.sem_logits), -1) if with_semantics and self.num_classes else None,

@@ -176,11 +176,14 @@ def _tag(ply, tag: str) -> Optional[str]:
     return None
 
 
-def read_class_names(path) -> Optional[List[str]]:
-    """Class names recorded by save_ply's header comment, or None."""
-    ply, _ = _read_vertex(path)
+def _class_names(ply) -> Optional[List[str]]:
     names = _tag(ply, CLASS_NAMES_TAG)
     return None if names is None else list(json.loads(names))
+
+
+def read_class_names(path) -> Optional[List[str]]:
+    """Class names recorded by save_ply's header comment, or None."""
+    return _class_names(_read_vertex(path)[0])
 
 
 def _read_bank(ply, path) -> Optional[VocabBank]:
@@ -211,8 +214,7 @@ def load_ply(path, device="cpu", num_classes: Optional[int] = None,
     """
     ply, v = _read_vertex(path)
     fields = v.dtype.names or ()
-    recorded = _tag(ply, CLASS_NAMES_TAG)
-    recorded = None if recorded is None else list(json.loads(recorded))
+    recorded = _class_names(ply)
     if class_names is not None and recorded is not None and recorded != list(class_names):
         raise ValueError(f"{path} was saved with classes {recorded} but {list(class_names)} "
                          "were asked for: its semantics would be read as the wrong classes")

@@ -4,6 +4,7 @@ targets) and optional real frames (7-Scenes; rendering losses only), plus the sa
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import List, Optional
@@ -84,8 +85,6 @@ def _render_seed_to_file(seed: int, frames: int, step: int, width: int, height: 
     once, 2026-12-05, in its first test that starts these workers or after it; not
     reproduced in 40 runs since, so this removes the one hang known there.) A message this
     short is written in one go, and a stopped worker leaves at most a partial file."""
-    import os
-
     d = _render_seed(seed, frames, step, width, height, fill_holes)
     path = os.path.join(folder, f"seed{seed}.npz")
     with open(path + ".part", "wb") as f:
@@ -95,8 +94,6 @@ def _render_seed_to_file(seed: int, frames: int, step: int, width: int, height: 
 
 
 def _load_rendered(path: str, none_keys) -> dict:
-    import os
-
     with np.load(path) as z:
         d = {k: z[k] for k in z.files}
     os.remove(path)
