@@ -30,7 +30,7 @@ def test_round_trip_every_field(tmp_path, random_map):
     p = save_ply(tmp_path / "sub" / "map.ply", gm)
     back = load_ply(p)
     assert_maps_equal(gm, back)
-    assert read_class_names(p) is None
+    assert read_class_names(p) is None and back.class_names is None
 
 
 def test_round_trip_other_sizes_and_empty(tmp_path, random_map):
@@ -64,6 +64,10 @@ def test_standard_layout_and_encodings(tmp_path, random_map):
     np.testing.assert_array_equal(d["label"], gm.sem_logits.argmax(-1).numpy())
     assert not d["nx"].any() and not d["f_rest_44"].any()
     assert read_class_names(p) == ["wall", "floor", "chair", "tv stand"]
+    back = load_ply(p)
+    assert back.class_names == ["wall", "floor", "chair", "tv stand"]
+    # A loaded map saved again without names (gs4 query --out) keeps what its logits mean.
+    assert read_class_names(save_ply(tmp_path / "again.ply", back)) == back.class_names
 
 
 def test_a_map_of_other_classes_is_refused_not_misread(tmp_path, random_map):

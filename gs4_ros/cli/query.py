@@ -29,14 +29,14 @@ def register(sub):
 def cmd_query(args) -> int:
     from ..core.config import SCANNET20_CLASSES
     from ..core.open_vocab import load_encoder, query_map
-    from ..io.ply import load_ply, read_class_names, save_ply
+    from ..io.ply import load_ply, save_ply
     from .main import UserError
 
     gm = load_ply(args.map)
     if gm.vocab is None or len(gm.vocab) == 0:
         raise UserError(f"{args.map} has no open-vocabulary bank (the map had no semantics, or was saved "
                         "with open_vocab.enabled false or by another tool)")
-    names = read_class_names(args.map) or (list(SCANNET20_CLASSES) if gm.num_classes == len(SCANNET20_CLASSES)
+    names = gm.class_names or (list(SCANNET20_CLASSES) if gm.num_classes == len(SCANNET20_CLASSES)
                                             else [f"class_{i}" for i in range(gm.num_classes)])
     spec = args.encoder or gm.vocab.encoder or "classes"
     enc = load_encoder(spec, names, args.lexicon)

@@ -60,6 +60,9 @@ class GaussianMap:
         # The open-vocabulary bank that bank_id indexes (core/open_vocab.VocabBank, on the
         # host), or None; it belongs to the map so that saving and loading keep them together.
         self.vocab = None
+        # What sem_logits' columns mean, where known (a map read from a PLY that recorded
+        # them); None leaves it to the caller's configuration.
+        self.class_names = None
         self.clear()
 
     # -- storage -------------------------------------------------------------------

@@ -66,6 +66,8 @@ def save_ply(path, gmap: GaussianMap, class_names: Optional[Sequence[str]] = Non
     3DGS layout that the INRIA SIBR viewer needs.
     """
     path = Path(path)
+    if class_names is None:
+        class_names = gmap.class_names
     if class_names is not None and extras and gmap.num_classes and len(class_names) != gmap.num_classes:
         raise ValueError(f"{len(class_names)} class names given for a map with {gmap.num_classes} classes")
     n = len(gmap)
@@ -260,6 +262,7 @@ def load_ply(path, device="cpu", num_classes: Optional[int] = None,
         gm.obs_weight = torch.from_numpy(col("obs_weight")).to(gm.device)
     if "track_color_0" in fields:         # else (other tools' files) insert's copy of the colours
         gm.track_colors = stack([f"track_color_{i}" for i in range(3)]).to(gm.device)
+    gm.class_names = recorded if recorded is not None else (list(class_names) if class_names is not None else None)
     gm.vocab = _read_bank(ply, path)
     if gm.vocab is None:
         gm.bank_id.fill_(-1)                 # ids without their bank mean nothing
