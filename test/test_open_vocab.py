@@ -12,7 +12,7 @@ import torch
 from gs4_ros.cli.main import main as gs4_main
 from gs4_ros.core.config import SCANNET20_CLASSES, PipelineConfig
 from gs4_ros.core.gaussian_map import GaussianMap
-from gs4_ros.core.open_vocab import (ClassSpaceEncoder, UnknownQuery, VocabBank, load_encoder, query_map,
+from gs4_ros.core.open_vocab import (ClassSpaceEncoder, QueryResult, UnknownQuery, VocabBank, load_encoder, query_map,
                                      split_instances)
 from gs4_ros.core.open_vocab.colours import COLOURS, name_colour
 from gs4_ros.core.pipeline import SLAMPipeline
@@ -109,6 +109,9 @@ def test_a_colour_word_keeps_the_objects_of_that_colour():
     assert red.count == 20 and bool(red.mask[:20].all()) and red.query.colour == "red"
     objs = red.instances(gm, 0.1, 5)
     assert len(objs) == 1 and objs[0].colour == "red"
+    # The objects the colour filter kept are what a fresh split of its matches gives.
+    kept, fresh = red.instances(gm), QueryResult(red.query, red.entry_scores, red.scores, red.threshold).instances(gm)
+    assert [sorted(o.rows.tolist()) for o in kept] == [sorted(o.rows.tolist()) for o in fresh] == [list(range(20))]
     assert query_map(gm, gm.vocab, enc, "blue chairs").mask[20:].all()
     assert query_map(gm, gm.vocab, enc, "green chair").count == 0
     assert query_map(gm, gm.vocab, enc, "gray chair").query.colour == "grey"

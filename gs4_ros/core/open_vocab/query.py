@@ -1,8 +1,8 @@
 """Text queries against the map: score the bank once, look the score up per Gaussian."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import List, Optional
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -19,6 +19,9 @@ class QueryResult:
     entry_scores: np.ndarray        # [E] relevance of each bank entry
     scores: torch.Tensor            # [N] relevance of each Gaussian (0 without a bank id)
     threshold: float
+    # Objects already split, per (voxel, min_count): a colour query splits them to filter
+    # by colour, and its caller asks for the same objects again.
+    _objects: Dict[Tuple[float, int], List[Instance]] = field(default_factory=dict, repr=False)
 
     @property
     def mask(self) -> torch.Tensor:
@@ -30,7 +33,10 @@ class QueryResult:
 
     def instances(self, gmap, voxel: float = 0.1, min_count: int = 10) -> List[Instance]:
         """The matches as separate objects (instances.py), largest first, each with the
-        name of its colour (colours.py)."""
+        name of its colour (colours.py). They describe the map as it was queried."""
+        key = (float(voxel), int(min_count))
+        if key in self._objects:
+            return list(self._objects[key])
         rows = torch.nonzero(self.mask).reshape(-1)
         objs = split_instances(gmap.means[rows].double().cpu().numpy(), self.scores[rows].float().cpu().numpy(),
                                rows.cpu().numpy(), voxel, min_count)
@@ -38,7 +44,8 @@ class QueryResult:
             colors = gmap.colors.float().cpu().numpy()
             for o in objs:
                 o.colour = name_colour(colors[o.rows])
-        return objs
+        self._objects[key] = objs
+        return list(objs)
 
     def summary(self) -> str:
         extra = f"; ignored: {', '.join(self.query.ignored)}" if self.query.ignored else ""
@@ -68,8 +75,12 @@ def query_map(gmap, bank: Optional[VocabBank], encoder, text: str,
     colour = getattr(q, "colour", None)
     if colour is not None:
         keep = torch.zeros_like(scores, dtype=torch.bool)
-        for o in res.instances(gmap, voxel, min_count):
-            if o.colour == colour:
-                keep[torch.as_tensor(o.rows, device=keep.device)] = True
+        mine = [o for o in res.instances(gmap, voxel, min_count) if o.colour == colour]
+        for o in mine:
+            keep[torch.as_tensor(o.rows, device=keep.device)] = True
         res.scores = torch.where(keep, scores, torch.zeros_like(scores))
+        # Objects are separate components of the matches, so dropping the other colours'
+        # leaves these unchanged: no second split (unless a threshold <= 0 still matches
+        # the dropped rows).
+        res._objects = {(float(voxel), int(min_count)): mine} if thr > 0 else {}
     return res
