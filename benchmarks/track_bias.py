@@ -43,7 +43,7 @@ def bias_rows(dataset: str, frames, sets: dict, width: int, height: int, device:
         f = ds[i]
         dev = pipe.device
         T = torch.as_tensor(f.gt_pose, dtype=torch.float32, device=dev)
-        K = pipe._K(f.intrinsics)
+        K = f.intrinsics.K(dev)
         with torch.no_grad():
             ref = pipe.render_reference(T, K, f.intrinsics.width, f.intrinsics.height)
             cur, refl = pipe.tracker.prepare(torch.from_numpy(f.depth).to(dev),
