@@ -139,3 +139,42 @@ def test_far_noisy_depth_keeps_its_inliers_and_its_pose():
     (on, e_on), (off, e_off) = out[True], out[False]
     assert on.ok and on.inlier_fraction > 0.45 and e_on < 0.012, (on.inlier_fraction, e_on)
     assert off.inlier_fraction < 0.4 and e_off > 2 * e_on, (off.inlier_fraction, e_off, e_on)
+
+
+def test_photo_falloff_weighs_far_texture_like_far_depth():
+    """photo_falloff_depth: past it the photometric term loses weight as the depth term
+    does, so at a textured wall 5 m away its share of the information falls by the ratio of
+    the depth weights at 5 m and at the falloff depth; nearer, or switched off, it keeps it."""
+    from gs4_ros.core.frame import Intrinsics, RGBDFrame
+    from gs4_ros.core.geometry import depth_weight
+    from gs4_ros.core.tracker import photo_falloff
+
+    z = torch.tensor([0.5, 2.0, 5.0])
+    torch.testing.assert_close(photo_falloff(z, 0.0), torch.ones(3))
+    ratio = float(depth_weight(torch.tensor(5.0)) / depth_weight(torch.tensor(2.0)))
+    torch.testing.assert_close(photo_falloff(z, 2.0), torch.tensor([1.0, 1.0, ratio]))
+
+    Wd, Hd = 160, 120
+    K = torch.tensor([[130.0, 0, Wd / 2 - 0.5], [0, 130.0, Hd / 2 - 0.5], [0, 0, 1.0]])
+    v, u = np.mgrid[0:Hd, 0:Wd]
+    rgb = (127 + 100 * np.sin(u / 3.0) * np.cos(v / 4.0))[..., None].repeat(3, -1).astype(np.uint8)
+    intr = Intrinsics(130.0, 130.0, Wd / 2 - 0.5, Hd / 2 - 0.5, Wd, Hd)
+    info = {}
+    for name, sets in (("depth", {"photo_weight": 0.0}), ("off", {}), ("near", {"photo_falloff_depth": 6.0}),
+                       ("far", {"photo_falloff_depth": 2.0})):
+        depth = np.full((Hd, Wd), 5.0, np.float32)                # a wall 5 m away, no noise
+        pipe = SLAMPipeline(PipelineConfig(device="cpu", renderer="torch"), device="cpu")
+        pipe.process(RGBDFrame(0, 0.0, rgb, depth, intr))
+        ref = render_views(pipe.rasterizer, pipe.map.params(measured_only=True), torch.eye(4), K, Wd, Hd,
+                           geometry=True)
+        # No steps: every variant's information at the same (true) pose.
+        c = type(pipe.cfg.tracking)(**{**pipe.cfg.tracking.__dict__, "iterations": [0, 0, 0], **sets})
+        tr = RGBDTracker(c, device_solver=False)
+        res = tr.track(tr.levels_for(torch.from_numpy(depth), torch.from_numpy(rgb).float() / 255, K),
+                       tr.reference_levels(ref.points[0], ref.normals[0], ref.color[0], ref.alpha[0], K),
+                       torch.eye(4))
+        info[name] = res.information
+    photo = info["off"] - info["depth"]
+    assert np.abs(photo).max() > 0.1 * np.abs(info["depth"]).max()   # the texture does inform
+    np.testing.assert_allclose(info["near"], info["off"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(info["far"] - info["depth"], ratio * photo, rtol=2e-2, atol=1e-3 * np.abs(photo).max())

@@ -28,6 +28,15 @@ class TrackingConfig:
     # the blurred rendered colour (synthetic demo ATE 0.57 -> 0.34 cm) but cost 7-Scenes
     # 0-299 (320x240) 1.98 -> 2.13 cm, so the finest level keeps it.
     photo_min_level: int = 0
+    # Past this depth (m; 0 = off) the photometric weight falls like the depth term's
+    # inverse variance, so far pixels keep the balance the two terms have here. Far depth
+    # weighs little and the photometric term, aligned to a render whose texture the
+    # compositing of overlapping discs shifts, then sets the pose (room 914 at 5 m: pulled
+    # 3.35 cm from the truth, 0.34 cm at 2 m). 2 m gave 20 held-out rooms a mean ATE of
+    # 0.46 cm against 0.50 (914 0.89 -> 0.32) but room 916, whose far wall only its
+    # texture pins, 0.32 -> 1.11 cm and 0.1 dB less held-out PSNR; 7-Scenes 0-499
+    # (640x480, CPU) 2.13 -> 2.09 cm. Off by default (docs/results.md, "Far, noisy depth").
+    photo_falloff_depth: float = 0.0
     # Huber threshold of the depth residual, metres. 5 mm (was 10): on 7-Scenes redkitchen
     # 0-499 at 640x480 (H200, benchmarks/sweep.py) ATE 2.56 -> 2.43 cm, in two runs; on the
     # synthetic demo (320x240, CPU) 1.77 -> 2.00 cm. Real depth's outliers (edges, multipath)

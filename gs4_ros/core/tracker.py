@@ -71,6 +71,16 @@ def normal_radius(width: int, normal_width: int) -> int:
     return max(1, round(width / normal_width)) if normal_width > 0 else 1
 
 
+def photo_falloff(z: torch.Tensor, depth: float) -> torch.Tensor:
+    """Factor on each pixel's photometric weight: 1 up to `depth` (m), then the depth
+    term's inverse-variance weight relative to its value there (TrackingConfig.
+    photo_falloff_depth; 0: 1 everywhere)."""
+    if depth <= 0:
+        return torch.ones_like(z)
+    ref = depth_weight(torch.full((), float(depth), dtype=z.dtype, device=z.device))
+    return (depth_weight(z) / ref).clamp(max=1.0)
+
+
 def build_pyramid(depth: torch.Tensor, gray: torch.Tensor, K: torch.Tensor, levels: int,
                   min_depth: float, max_depth: float, normal_width: int) -> List[Level]:
     """Observed depth/intensity pyramid with vertex and normal maps; level 0 = input size.
@@ -143,6 +153,7 @@ class _LevelProblem:
         self.photo_weight = cfg.photo_weight if level >= cfg.photo_min_level else 0.0
         self.cur_p, self.cur_n, self.cur_g, self.cur_w = z(P, 3), z(P, 3), z(P), z(P)
         self.cur_gate, self.cur_cos = z(P), z(P)  # per-pixel floors of the two gates (_load_noise_gates)
+        self.cur_pw = z(P)                 # per-pixel photometric weight factor (photo_falloff)
         self.level = level
         self.ref_geo = z(H, W, 7)          # points, normals, usable (alpha and validity)
         self.ref_photo = z(1, 4, H, W)     # gray, gx, gy, alpha
@@ -169,6 +180,7 @@ class _LevelProblem:
         # Depth noise grows ~z^2 (structured light): inverse-variance weights, 1 at ~1 m.
         self.cur_w.copy_(cur.valid.reshape(-1).to(z.dtype) * depth_weight(z))
         self._load_noise_gates(z, cur)
+        self.cur_pw.copy_(photo_falloff(z, c.photo_falloff_depth))
         usable = ref.valid & (ref.alpha >= c.render_alpha_min)
         self.ref_geo.copy_(torch.cat([ref.points, ref.normals, usable[..., None].to(ref.points.dtype)], -1))
         if ref.photo is not None:
@@ -239,7 +251,7 @@ class _LevelProblem:
             # dI/dp through the pinhole projection.
             a = torch.stack([gxs * fx / zs, gys * fy / zs, -(gxs * fx * p[:, 0] + gys * fy * p[:, 1]) / (zs * zs)], -1)
             Ap = torch.cat([a, torch.cross(p, a, dim=-1), r_p[:, None]], -1)
-            w_p = a_ok.to(p.dtype) * _huber_w(r_p, c.huber_photo) * (self.photo_weight ** 2)
+            w_p = a_ok.to(p.dtype) * _huber_w(r_p, c.huber_photo) * (self.photo_weight ** 2) * self.cur_pw
             M = M + (Ap * w_p[:, None]).T @ Ap
         self.out.copy_(torch.cat([M[:6, :6].reshape(-1), M[:6, 6], ok.sum().to(p.dtype).reshape(1),
                                   M[6, 6].reshape(1)]))
