@@ -96,6 +96,8 @@ def main():
         ("reference_levels", lambda: tr.reference_levels(ref.points[0], ref.normals[0], ref.color[0], ref.alpha[0], K)),
         ("levels_for (observed)", lambda: tr.levels_for(depth, rgb, K)),
         ("track (GN + stats)", lambda: tr.track(curl, refl, pose)),
+        ("view: pipe.render (surface blend)", lambda: pipe.render(pipe.trajectory[-1][2], f.intrinsics)),
+        ("view: pipe.render (composited only)", lambda: composited_view(pipe, f.intrinsics)),
     ]
     print(f"\n{'sub-step (isolated, median of 20)':<36s} {'ms':>8s}")
     with torch.no_grad():
@@ -103,6 +105,16 @@ def main():
             print(f"{label:<36s} {timed(fn, dev):8.2f}")
     res = tr.track(curl, refl, pose)
     print(f"GN iterations on that frame: {res.iterations}")
+
+
+def composited_view(pipe, intrinsics):
+    """A published view without the surface-blend pass (render_blend_opacity 0): its peer."""
+    keep = pipe.cfg.render_blend_opacity
+    pipe.cfg.render_blend_opacity = 0.0
+    try:
+        return pipe.render(pipe.trajectory[-1][2], intrinsics)
+    finally:
+        pipe.cfg.render_blend_opacity = keep
 
 
 if __name__ == "__main__":

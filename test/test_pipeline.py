@@ -152,3 +152,27 @@ def test_set_strings_override_the_config_and_bad_ones_are_refused():
     assert cfg.tracking.photo_weight == 0.1 and cfg.mapping.stride == 16
     with pytest.raises(ValueError, match="KEY=VALUE"):
         parse_overrides(["tracking.photo_weight"])
+
+
+def test_views_and_optionally_the_tracker_take_the_surface_blended_colour(frames):
+    """Published views blend colour over each surface by default (render_blend_opacity);
+    0 gives the plain composite. The tracker's reference keeps the composite unless
+    tracking.surface_blend asks for the blend; its geometry never changes."""
+    pipe = SLAMPipeline(PipelineConfig(), device="cpu")
+    for f in frames[:2]:
+        pipe.process(f)
+    pose = pipe.trajectory[-1][2]
+    blended = pipe.render(pose, frames[0].intrinsics)
+    pipe.cfg.render_blend_opacity = 0.0
+    plain = pipe.render(pose, frames[0].intrinsics)
+    pipe.cfg.render_blend_opacity = 0.1
+    np.testing.assert_array_equal(blended["alpha"], plain["alpha"])
+    assert np.abs(blended["color"].astype(int) - plain["color"].astype(int)).mean() > 0.5
+
+    T = torch.as_tensor(pose, dtype=torch.float32)
+    K, w, h = frames[0].intrinsics.K("cpu"), frames[0].intrinsics.width, frames[0].intrinsics.height
+    ref = pipe.render_reference(T, K, w, h)
+    pipe.cfg.tracking.surface_blend = True
+    ref_b = pipe.render_reference(T, K, w, h)
+    torch.testing.assert_close(ref_b.points, ref.points)
+    assert (ref_b.color - ref.color).abs().mean() > 1e-3

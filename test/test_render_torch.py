@@ -448,3 +448,47 @@ def test_render_views_centres_pixels_like_the_data():
     assert tuple(int(i) for i in np.unravel_index(int(a.argmax()), a.shape)) == (7, 10)
     torch.testing.assert_close(a[7, 9], a[7, 11])
     torch.testing.assert_close(a[6, 10], a[8, 10])
+
+
+def _two_discs(z_right):
+    """A red disc at 2 m left of the axis and a blue one right of it at z_right, overlapping
+    on the middle pixel column (flat, facing the camera, nearly opaque)."""
+    return GaussianParams(
+        means=torch.tensor([[-0.05, 0.0, 2.0], [0.05, 0.0, z_right]]),
+        quats=torch.tensor([[1.0, 0, 0, 0]] * 2),
+        scales=torch.tensor([[0.06, 0.06, 0.001]] * 2),
+        opacities=torch.tensor([0.99, 0.99]),
+        colors=torch.tensor([[1.0, 0, 0], [0, 0, 1.0]]))
+
+
+def test_surface_blend_mixes_one_surface_and_keeps_occlusions():
+    """Two neighbours on one surface, 1 cm apart in depth: composited front to back, the
+    nearer covers the overlap (its colour spreads half a disc over the other); blended, the
+    middle shows both equally. A disc 1 m behind the other is another surface: the
+    composited colour stays there. The silhouette never changes."""
+    from gs4_ros.core.render import blend_surface_colour
+
+    W, H = 41, 21
+    K = torch.tensor([[100.0, 0, 20.0], [0, 100.0, 10.0], [0, 0, 1.0]])
+    rast = TorchRasterizer()
+    mid = (10, 20)                                     # row, column between the two centres
+    for z_right, mixed in ((2.01, True), (3.0, False)):
+        p = _two_discs(z_right)
+        hard = render_views(rast, p, torch.eye(4), K, W, H)
+        red_h, blue_h = hard.color[0][mid][0].item(), hard.color[0][mid][2].item()
+        out = blend_surface_colour(rast, p, render_views(rast, p, torch.eye(4), K, W, H), torch.eye(4), K, W, H,
+                                   opacity_scale=0.1, depth_tol=0.03)
+        red, blue = out.color[0][mid][0].item(), out.color[0][mid][2].item()
+        torch.testing.assert_close(out.alpha, hard.alpha)
+        assert red_h > 2 * blue_h                      # the nearer disc wins the overlap
+        if mixed:
+            assert abs(red - blue) < 0.1 * (red + blue), (red, blue)
+            assert red + blue == pytest.approx(red_h + blue_h, rel=0.05)
+        else:
+            torch.testing.assert_close(out.color[0][mid], hard.color[0][mid])
+    # Off: the composited colour unchanged.
+    p = _two_discs(2.01)
+    hard = render_views(rast, p, torch.eye(4), K, W, H)
+    same = blend_surface_colour(rast, p, render_views(rast, p, torch.eye(4), K, W, H), torch.eye(4), K, W, H,
+                                opacity_scale=0.0, depth_tol=0.03)
+    torch.testing.assert_close(same.color, hard.color)

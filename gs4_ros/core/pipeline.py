@@ -35,7 +35,7 @@ from .semantic_fusion import fuse_semantics
 from .gaussian_map import GaussianMap
 from .host_threads import limit_host_blas
 from .initializer import block_gaussians, labels_to_logits, to_world
-from .render import make_rasterizer, render_views
+from .render import blend_surface_colour, make_rasterizer, render_views
 from .tracker import RGBDTracker, TrackResult
 from .backend import Backend, JointOptimizer, JointView
 from .open_vocab import QueryResult, VocabBank, assign_bank_ids, load_encoder, query_map
@@ -354,7 +354,11 @@ class SLAMPipeline:
         centres and normals (tracking.reference_scale applied). Also used by
         benchmarks/track_bias.py, so it measures the reference tracking really uses."""
         params = self.map.params(measured_only=True, scale=self.cfg.tracking.reference_scale)
-        return render_views(self.rasterizer, params, pose, K, width, height, geometry=True)
+        out = render_views(self.rasterizer, params, pose, K, width, height, geometry=True)
+        if self.cfg.tracking.surface_blend:
+            out = blend_surface_colour(self.rasterizer, params, out, pose, K, width, height,
+                                       self.cfg.render_blend_opacity, self.cfg.render_blend_depth_tol)
+        return out
 
     def _reference_still_valid(self, track: Optional[TrackResult]) -> bool:
         """May a keyframe take co-visibility from the tracker's render of the map? Only
@@ -651,8 +655,10 @@ class SLAMPipeline:
             rel = query.scores.to(params.colors)[:, None]
             params.sem_probs = rel if params.sem_probs is None else torch.cat([params.sem_probs, rel], -1)
         extra = semantics or query is not None
-        r = render_views(self.rasterizer, params, pose, intr.K(self.device), intr.width, intr.height,
-                         semantics=extra, background=bgt)
+        K = intr.K(self.device)
+        r = render_views(self.rasterizer, params, pose, K, intr.width, intr.height, semantics=extra, background=bgt)
+        r = blend_surface_colour(self.rasterizer, params, r, pose, K, intr.width, intr.height,
+                                 self.cfg.render_blend_opacity, self.cfg.render_blend_depth_tol, bgt)
         a = r.alpha[0]
         out = {
             "color": (r.color[0].clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy(),

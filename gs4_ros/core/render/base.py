@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
@@ -176,6 +177,37 @@ def render_views(rasterizer: Rasterizer, params: GaussianParams, poses_c2w: torc
         res.normals = torch.where(has[..., None], nrm, torch.zeros_like(nrm))
         res.surface_depth = torch.where(ok, zs, depth)
     return res
+
+
+def blend_surface_colour(rasterizer: Rasterizer, params: GaussianParams, out: RenderOutput,
+                         poses_c2w: torch.Tensor, K: torch.Tensor, width: int, height: int,
+                         opacity_scale: float, depth_tol: float,
+                         background: Optional[torch.Tensor] = None) -> RenderOutput:
+    """Replace `out`'s colour, where a pixel sees one surface, by the colour of the Gaussians
+    on it blended without regard to their depth order.
+
+    Front-to-back compositing of nearly opaque, overlapping discs lets the nearer of two
+    neighbours on one surface cover the other, so on a surface seen at an angle the texture
+    shifts towards its far side: every view rendered from the map is a little off its image
+    and the tracker's photometric term pulls the pose to match (docs/results.md, "Far,
+    noisy depth"). A second pass with every opacity times opacity_scale composites almost
+    additively; divided by its silhouette it is each pixel's kernel-weighted mean colour.
+    Where that pass's depth differs from `out`'s by more than depth_tol x depth, a farther
+    surface shows through it (an occlusion edge), and the composited colour stays. The
+    result keeps `out`'s silhouette: colour = blended x alpha + background x (1 - alpha).
+    """
+    if opacity_scale <= 0 or len(params) == 0:
+        return out
+    faint = dataclasses.replace(params, opacities=params.opacities * opacity_scale, sem_probs=None)
+    r = render_views(rasterizer, faint, poses_c2w, K, width, height)
+    mean = (r.color / r.alpha.clamp(min=1e-8)[..., None]).clamp(0, 1)
+    one = (r.alpha > 1e-4) & (out.depth > 0) & ((r.depth - out.depth).abs() <= depth_tol * out.depth)
+    a = out.alpha[..., None]
+    blended = mean * a
+    if background is not None:
+        blended = blended + background.to(blended)[..., :3] * (1 - a)
+    out.color = torch.where(one[..., None], blended, out.color)
+    return out
 
 
 def make_rasterizer(backend: str = "auto", device="cpu") -> Rasterizer:
