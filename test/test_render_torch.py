@@ -492,3 +492,24 @@ def test_surface_blend_mixes_one_surface_and_keeps_occlusions():
     same = blend_surface_colour(rast, p, render_views(rast, p, torch.eye(4), K, W, H), torch.eye(4), K, W, H,
                                 opacity_scale=0.0, depth_tol=0.03)
     torch.testing.assert_close(same.color, hard.color)
+
+
+def test_surface_blend_full_alpha_shows_the_surface_at_full_strength():
+    """Between one surface's discs the silhouette dips and the composite darkens; with
+    full_alpha a pixel whose silhouette reaches it shows the blended colour undimmed,
+    while a fainter pixel (the disc's rim) stays scaled by its silhouette."""
+    from gs4_ros.core.render import blend_surface_colour
+
+    W, H = 41, 21
+    K = torch.tensor([[100.0, 0, 20.0], [0, 100.0, 10.0], [0, 0, 1.0]])
+    rast = TorchRasterizer()
+    p = _two_discs(2.01)
+    p.colors = torch.tensor([[0.8, 0.8, 0.8], [0.8, 0.8, 0.8]])   # one grey surface
+    a = render_views(rast, p, torch.eye(4), K, W, H).alpha[0]
+    out = blend_surface_colour(rast, p, render_views(rast, p, torch.eye(4), K, W, H), torch.eye(4), K, W, H,
+                               opacity_scale=0.1, depth_tol=0.03, full_alpha=0.5)
+    dim = (a > 0.5) & (a < 0.95)
+    faint = (a > 0.05) & (a < 0.4)
+    assert dim.any() and faint.any()
+    torch.testing.assert_close(out.color[0][dim], torch.full((int(dim.sum()), 3), 0.8), atol=1e-3, rtol=0)
+    torch.testing.assert_close(out.color[0][faint], 0.8 * a[faint][:, None].expand(-1, 3), atol=1e-3, rtol=0)

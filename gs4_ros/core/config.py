@@ -66,8 +66,9 @@ class TrackingConfig:
     # (docs/results.md, "Far, noisy depth").
     reference_scale: float = 1.0
     # Align to the reference's colour blended over each surface (pipeline's
-    # render_blend_opacity) instead of composited front to back: truer poses in most
-    # synthetic rooms, but room 918 lost and 7-Scenes worse (docs/results.md), so off.
+    # render_blend_opacity) instead of composited front to back: 20 held-out rooms' mean
+    # ATE 0.50 -> 0.41 cm, but 7-Scenes 0-499 (640x480, CPU) 2.13 -> 2.29 cm, so off
+    # (docs/results.md, "Colour blended over a surface").
     surface_blend: bool = False
     min_inlier_fraction: float = 0.2        # health: below this tracking is "lost"
     bilateral_radius: int = 0               # edge-preserving pre-filter of observed depth (0 = off)
@@ -256,11 +257,15 @@ class PipelineConfig:
     # Views rendered from the map (published images, evaluation) blend the colour of the
     # Gaussians on the surface a pixel sees without regard to their depth order (a second,
     # faint pass: render.blend_surface_colour), where the two passes' depths agree within
-    # render_blend_depth_tol x depth; 0 = plain front-to-back compositing. On 20 held-out
-    # rooms it raised held-out PSNR by about 1 dB (docs/results.md, "Colour blended over
-    # a surface").
+    # render_blend_depth_tol x depth; 0 = plain front-to-back compositing. Where such a
+    # pixel's silhouette reaches render_blend_full_alpha its colour shows at full strength
+    # (the silhouette dips between one surface's discs; 0 = scaled by the silhouette).
+    # 20 held-out rooms' held-out PSNR 24.35 -> 24.64 dB (blend), 25.23 dB (and full
+    # strength at 0.5); 7-Scenes 0-499 17.55 -> 17.77 -> 17.86 dB (docs/results.md,
+    # "Colour blended over a surface").
     render_blend_opacity: float = 0.1
     render_blend_depth_tol: float = 0.03
+    render_blend_full_alpha: float = 0.5
     class_names: List[str] = field(default_factory=lambda: list(SCANNET20_CLASSES))
     initializer: str = "geometric"          # geometric (v0) | network (falls back to geometric without weights)
     network: NetworkConfig = field(default_factory=NetworkConfig)

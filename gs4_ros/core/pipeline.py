@@ -357,7 +357,8 @@ class SLAMPipeline:
         out = render_views(self.rasterizer, params, pose, K, width, height, geometry=True)
         if self.cfg.tracking.surface_blend:
             out = blend_surface_colour(self.rasterizer, params, out, pose, K, width, height,
-                                       self.cfg.render_blend_opacity, self.cfg.render_blend_depth_tol)
+                                       self.cfg.render_blend_opacity, self.cfg.render_blend_depth_tol,
+                                       full_alpha=self.cfg.render_blend_full_alpha)
         return out
 
     def _reference_still_valid(self, track: Optional[TrackResult]) -> bool:
@@ -658,7 +659,8 @@ class SLAMPipeline:
         K = intr.K(self.device)
         r = render_views(self.rasterizer, params, pose, K, intr.width, intr.height, semantics=extra, background=bgt)
         r = blend_surface_colour(self.rasterizer, params, r, pose, K, intr.width, intr.height,
-                                 self.cfg.render_blend_opacity, self.cfg.render_blend_depth_tol, bgt)
+                                 self.cfg.render_blend_opacity, self.cfg.render_blend_depth_tol, bgt,
+                                 full_alpha=self.cfg.render_blend_full_alpha)
         a = r.alpha[0]
         out = {
             "color": (r.color[0].clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy(),

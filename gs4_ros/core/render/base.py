@@ -182,7 +182,7 @@ def render_views(rasterizer: Rasterizer, params: GaussianParams, poses_c2w: torc
 def blend_surface_colour(rasterizer: Rasterizer, params: GaussianParams, out: RenderOutput,
                          poses_c2w: torch.Tensor, K: torch.Tensor, width: int, height: int,
                          opacity_scale: float, depth_tol: float,
-                         background: Optional[torch.Tensor] = None) -> RenderOutput:
+                         background: Optional[torch.Tensor] = None, full_alpha: float = 0.0) -> RenderOutput:
     """Replace `out`'s colour, where a pixel sees one surface, by the colour of the Gaussians
     on it blended without regard to their depth order.
 
@@ -194,7 +194,10 @@ def blend_surface_colour(rasterizer: Rasterizer, params: GaussianParams, out: Re
     additively; divided by its silhouette it is each pixel's kernel-weighted mean colour.
     Where that pass's depth differs from `out`'s by more than depth_tol x depth, a farther
     surface shows through it (an occlusion edge), and the composited colour stays. The
-    result keeps `out`'s silhouette: colour = blended x alpha + background x (1 - alpha).
+    result keeps `out`'s silhouette: colour = blended x alpha + background x (1 - alpha),
+    except that with full_alpha > 0 a pixel whose silhouette reaches full_alpha shows the
+    blended colour at full strength (the silhouette dips between the stride-8 discs of
+    one surface, which darkened it there; the surface itself has no gap).
     """
     if opacity_scale <= 0 or len(params) == 0:
         return out
@@ -203,6 +206,8 @@ def blend_surface_colour(rasterizer: Rasterizer, params: GaussianParams, out: Re
     mean = (r.color / r.alpha.clamp(min=1e-8)[..., None]).clamp(0, 1)
     one = (r.alpha > 1e-4) & (out.depth > 0) & ((r.depth - out.depth).abs() <= depth_tol * out.depth)
     a = out.alpha[..., None]
+    if full_alpha > 0:
+        a = torch.where(a >= full_alpha, torch.ones_like(a), a)
     blended = mean * a
     if background is not None:
         blended = blended + background.to(blended)[..., :3] * (1 - a)
