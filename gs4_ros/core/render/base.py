@@ -1,8 +1,8 @@
 """Renderer interface and the map-level `render_views` used by tracking, mapping and eval."""
 from __future__ import annotations
 
-import logging
 import dataclasses
+import logging
 from dataclasses import dataclass
 from typing import Optional
 
