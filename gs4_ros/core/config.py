@@ -67,7 +67,8 @@ class TrackingConfig:
     reference_scale: float = 1.0
     # Align to the reference's colour blended over each surface (pipeline's
     # render_blend_opacity) instead of composited front to back: 20 held-out rooms' mean
-    # ATE 0.50 -> 0.41 cm, but 7-Scenes 0-499 (640x480, CPU) 2.13 -> 2.29 cm, so off
+    # ATE 0.50 -> 0.41 cm (blend scaled by the silhouette), but 7-Scenes 0-499 (640x480,
+    # CPU) 2.13 -> 2.29 cm; at full strength 2.23 cm and room 918 lost. So off
     # (docs/results.md, "Colour blended over a surface").
     surface_blend: bool = False
     min_inlier_fraction: float = 0.2        # health: below this tracking is "lost"
