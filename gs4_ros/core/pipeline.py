@@ -356,10 +356,15 @@ class SLAMPipeline:
         params = self.map.params(measured_only=True, scale=self.cfg.tracking.reference_scale)
         out = render_views(self.rasterizer, params, pose, K, width, height, geometry=True)
         if self.cfg.tracking.surface_blend:
-            out = blend_surface_colour(self.rasterizer, params, out, pose, K, width, height,
-                                       self.cfg.render_blend_opacity, self.cfg.render_blend_depth_tol,
-                                       full_alpha=self.cfg.render_blend_full_alpha)
+            out = self._blend_colour(params, out, pose, K, width, height)
         return out
+
+    def _blend_colour(self, params, out, pose, K, width: int, height: int, background=None):
+        """`out` with its colour blended over each surface under this configuration's
+        render_blend_* settings (render.blend_surface_colour)."""
+        c = self.cfg
+        return blend_surface_colour(self.rasterizer, params, out, pose, K, width, height, c.render_blend_opacity,
+                                    c.render_blend_depth_tol, background, full_alpha=c.render_blend_full_alpha)
 
     def _reference_still_valid(self, track: Optional[TrackResult]) -> bool:
         """May a keyframe take co-visibility from the tracker's render of the map? Only
@@ -658,9 +663,7 @@ class SLAMPipeline:
         extra = semantics or query is not None
         K = intr.K(self.device)
         r = render_views(self.rasterizer, params, pose, K, intr.width, intr.height, semantics=extra, background=bgt)
-        r = blend_surface_colour(self.rasterizer, params, r, pose, K, intr.width, intr.height,
-                                 self.cfg.render_blend_opacity, self.cfg.render_blend_depth_tol, bgt,
-                                 full_alpha=self.cfg.render_blend_full_alpha)
+        r = self._blend_colour(params, r, pose, K, intr.width, intr.height, bgt)
         a = r.alpha[0]
         out = {
             "color": (r.color[0].clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy(),
