@@ -153,7 +153,8 @@ class _LevelProblem:
         self.photo_weight = cfg.photo_weight if level >= cfg.photo_min_level else 0.0
         self.cur_p, self.cur_n, self.cur_g, self.cur_w = z(P, 3), z(P, 3), z(P), z(P)
         self.cur_gate, self.cur_cos = z(P), z(P)  # per-pixel floors of the two gates (_load_noise_gates)
-        self.cur_pw = z(P)                 # per-pixel photometric weight factor (photo_falloff)
+        self.cur_pw = torch.ones(P, device=device, dtype=dtype)  # per-pixel photometric factor (photo_falloff)
+        self._pw_set = False
         self.level = level
         self.ref_geo = z(H, W, 7)          # points, normals, usable (alpha and validity)
         self.ref_photo = z(1, 4, H, W)     # gray, gx, gy, alpha
@@ -180,7 +181,14 @@ class _LevelProblem:
         # Depth noise grows ~z^2 (structured light): inverse-variance weights, 1 at ~1 m.
         self.cur_w.copy_(cur.valid.reshape(-1).to(z.dtype) * depth_weight(z))
         self._load_noise_gates(z, cur)
-        self.cur_pw.copy_(photo_falloff(z, c.photo_falloff_depth))
+        # Off (the default): the ones stay, no per-frame work; a setting switched off
+        # between frames resets them once.
+        if c.photo_falloff_depth > 0:
+            self.cur_pw.copy_(photo_falloff(z, c.photo_falloff_depth))
+            self._pw_set = True
+        elif self._pw_set:
+            self.cur_pw.fill_(1.0)
+            self._pw_set = False
         usable = ref.valid & (ref.alpha >= c.render_alpha_min)
         self.ref_geo.copy_(torch.cat([ref.points, ref.normals, usable[..., None].to(ref.points.dtype)], -1))
         if ref.photo is not None:
