@@ -57,6 +57,9 @@ def register(sub):
     f.add_argument("--fill-holes", action="store_true",
                    help="feed the networks the depth mapping uses (holes filled by planes, core/depth_fill), "
                         "so tokens on windows and walls past the sensor's range are trained as they are mapped")
+    f.add_argument("--blend", action="store_true",
+                   help="colour losses on the render blended over each surface (pipeline.render_blend_*), "
+                        "the view the pipeline publishes and evaluates, instead of the plain composite")
     f.add_argument("--semantic-only", action="store_true",
                    help="with --resume: train only the semantic head on --sem-batch frames per step; the "
                         "backbone, the Gaussian head and the refiner stay exactly as they were")
@@ -93,7 +96,7 @@ def fit_options(args):
                       token_weight=args.token_weight, sem_batch=args.sem_batch, workers=args.workers,
                       new_refiner=args.new_refiner, sem_context=args.sem_context,
                       sem_geometry=args.sem_geometry,
-                      semantic_only=args.semantic_only, fill_holes=args.fill_holes,
+                      semantic_only=args.semantic_only, fill_holes=args.fill_holes, blend=args.blend,
                       command="gs4 " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
 
 

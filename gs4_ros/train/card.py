@@ -80,6 +80,8 @@ def write_card(path, summary: dict, weights_path=None):
         "- Losses: colour MSE + 0.2 (1 - SSIM) + 0.5 surface-depth L1 (m) + 0.1 (1 - alpha) + 0.1 CE on rendered"
         f" semantics + {o.get('token_weight', 0.1):g} per-token CE (inverse-sqrt class-frequency weights),"
         " in the input view and two overlapping views (co-visible pixels)"
+        + ("; colour losses on the view blended over each surface (`--blend`, as the pipeline renders it)"
+           if o.get("blend") else "; colour losses on the plain front-to-back composite")
         + (f"; the per-token CE also on {o['sem_batch']} more frames per step, mirrored at random and with"
            " jittered exposure and white balance" if o.get("sem_batch") else "")
         + "; refiner: rendering losses on clips of "

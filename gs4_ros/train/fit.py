@@ -26,12 +26,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..core.config import SCANNET20_CLASSES, MappingConfig
+from ..core.config import SCANNET20_CLASSES, MappingConfig, PipelineConfig
 from ..core.covisibility import unmapped_blocks
 from ..core.gaussian_map import GaussianMap, GaussianParams
 from ..core.nets import GaussianPredictor, GaussianRefiner, save_networks
 from ..core.nets.mapper import commit, refine_set, select_rows, visible_rows
-from ..core.render import make_rasterizer, render_views
+from ..core.render import blend_surface_colour, make_rasterizer, render_views
 from .data import Sampler, covisible_mask, real_sequence, synthetic_sequences
 from .losses import LossWeights, render_losses, total
 
@@ -76,6 +76,7 @@ class FitOptions:
     sem_geometry: bool = False       # give the predictor the semantic geometry branch (kept once added)
     semantic_only: bool = False      # train only the semantic head (backbone and the rest frozen)
     fill_holes: bool = False         # network input depth with holes filled as mapping fills them
+    blend: bool = False              # colour losses on the view blended over each surface, as the pipeline renders
     seed: int = 0
     command: str = ""
 
@@ -164,6 +165,19 @@ def semantic_step(pred, sampler, mcfg, opts) -> Optional[torch.Tensor]:
     return _token_ce(semantic_batch(pred, sampler, mcfg, max(opts.sem_batch, 1), stride), pred.num_classes)
 
 
+def _render(rast, params, poses, K, W: int, H: int, blend: bool, semantics: bool = False):
+    """Render the training views; with `blend`, colour blended over each surface under the
+    pipeline's default render_blend_* settings. The pipeline's views and evaluation show
+    the blend, so networks fitted to the plain composite learned colours that undo its
+    front-to-back shift and come out wrong once it is blended away."""
+    out = render_views(rast, params, poses, K, W, H, semantics=semantics, geometry=True)
+    if blend:
+        c = PipelineConfig()
+        out = blend_surface_colour(rast, params, out, poses, K, W, H, c.render_blend_opacity,
+                                   c.render_blend_depth_tol, full_alpha=c.render_blend_full_alpha)
+    return out
+
+
 def predictor_step(pred, rast, sampler, mcfg, opts, weights: LossWeights) -> Dict[str, torch.Tensor]:
     batch = []
     for _ in range(opts.batch):
@@ -187,7 +201,7 @@ def predictor_step(pred, rast, sampler, mcfg, opts, weights: LossWeights) -> Dic
         params = _params(means, ls, q, tok.opacity_logits[b][sel], tok.colors[b][sel], sem)
         H, W = seq.depth.shape[1:]
         Kv = seq.K.expand(len(views), 3, 3).contiguous()  # one contiguous K per camera (gsplat)
-        out = render_views(rast, params, seq.poses[views], Kv, W, H, semantics=sem is not None, geometry=True)
+        out = _render(rast, params, seq.poses[views], Kv, W, H, opts.blend, semantics=sem is not None)
         rgb_t, dep_t, mask, lab = _targets(seq, views, views[0])
         for k, v in render_losses(out, rgb_t, dep_t, mask, lab).items():
             parts.setdefault(k, []).append(v)
@@ -203,7 +217,8 @@ def predictor_step(pred, rast, sampler, mcfg, opts, weights: LossWeights) -> Dic
     return out
 
 
-def refiner_clip(pred, ref, rast, sampler, mcfg, length: int, weights: LossWeights, opt, clip_grad: float):
+def refiner_clip(pred, ref, rast, sampler, mcfg, length: int, weights: LossWeights, opt, clip_grad: float,
+                 blend: bool = False):
     """One clip: map its frames in order with the frozen predictor; at each frame refine the
     visible + new Gaussians, take a step on the rendering losses of this frame and its
     neighbour, then commit the refined values (truncated back-propagation per frame)."""
@@ -232,8 +247,7 @@ def refiner_clip(pred, ref, rast, sampler, mcfg, length: int, weights: LossWeigh
             full[f] = getattr(gmap, f).index_put((rows,), refined[f])
         params = _params(gmap.means, full["log_scales"], full["quats"], full["opacity_logits"], full["colors"])
         views = [i] + ([idx[t - 1]] if t > 0 else [])
-        out = render_views(rast, params, seq.poses[views], seq.K.expand(len(views), 3, 3).contiguous(), W, H,
-                           geometry=True)
+        out = _render(rast, params, seq.poses[views], seq.K.expand(len(views), 3, 3).contiguous(), W, H, blend)
         rgb_t, dep_t, mask, _ = _targets(seq, views, i)
         parts = render_losses(out, rgb_t, dep_t, mask)
         loss = total(parts, weights)
@@ -500,7 +514,7 @@ def fit(opts: FitOptions) -> dict:
         length = stages[min(int(frac * len(stages)), len(stages) - 1)]
         for g in opt_r.param_groups:
             g["lr"] = _lr(opts.lr * 0.5, frac, state["ref_clips"])
-        logs, _ = refiner_clip(pred, ref, rast, sampler, mcfg, length, weights, opt_r, 1.0)
+        logs, _ = refiner_clip(pred, ref, rast, sampler, mcfg, length, weights, opt_r, 1.0, opts.blend)
         m += 1
         state["ref_clips"] += 1
         for k, v in logs.items():
