@@ -154,6 +154,22 @@ def test_refiner_updates_appearance_not_positions_and_respects_freeze_and_prune(
     assert torch.equal(gm.means, before["means"][keep])
 
 
+def test_refine_colour_off_keeps_colours_and_changes_the_rest(random_map):
+    """network.refine_colour false: the same refiner leaves every colour as predicted while
+    scale, rotation and opacity still move."""
+    gm = _map_for_refiner(random_map)
+    torch.manual_seed(0)
+    ref = GaussianRefiner(feature_dim=16, k=8)
+    _perturb(ref, 0.3)
+    rows = torch.arange(len(gm))
+    with torch.no_grad():
+        on, _ = refine_set(ref, gm, rows, rows[60:])
+        off, _ = refine_set(ref, gm, rows, rows[60:], colour=False)
+    assert torch.equal(off["colors"], gm.colors) and not torch.allclose(on["colors"][:70], gm.colors[:70])
+    for f in ("log_scales", "quats", "opacity_logits"):
+        assert torch.equal(off[f], on[f]), f
+
+
 def test_select_rows_caps_and_keeps_new():
     vis = torch.arange(0, 100)
     new = torch.arange(90, 120)

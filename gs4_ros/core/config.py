@@ -228,6 +228,11 @@ class NetworkConfig:
 
     weights: str = ""                       # networks file; "" = the shipped gs4_ros/weights/gs4_nets.pt
     refine: bool = True                     # run the refinement network after each insertion
+    # false: the refiner changes scale, rotation and opacity but not colour. Its colour
+    # residual on a close striped wall (held-out room 918) let the tracker slide 9.8 cm
+    # (4.8 without it, 3.1 geometric) while adding 0.0-0.3 dB in rooms 902, 909, 913
+    # (docs/results.md, "Networks: training and targets").
+    refine_colour: bool = True
     semantics: str = "network"              # network | frame (use a frame's label image where it has one)
     max_refine: int = 32768                 # most Gaussians in one refinement pass (new ones first)
     visible_margin: float = 0.05            # m (+5% of depth): map Gaussians this near the observed surface are refined

@@ -37,7 +37,7 @@ def visible_rows(gmap, pose: torch.Tensor, K: torch.Tensor, depth: torch.Tensor,
 
 
 def refine_set(refiner: GaussianRefiner, gmap, rows: torch.Tensor, new_rows: torch.Tensor,
-               new_features: torch.Tensor = None):
+               new_features: torch.Tensor = None, colour: bool = True):
     """Refined raw fields of map rows (differentiable in the refiner's weights) and the mask
     of rows that may change (not frozen). rows must end with new_rows (select_rows does
     that); new_features, when given, replaces their stored features (training passes the
@@ -57,6 +57,8 @@ def refine_set(refiner: GaussianRefiner, gmap, rows: torch.Tensor, new_rows: tor
     # the zero-residual control (no scale change at all) gave 17.77 dB, 1.89 cm.
     keep = torch.ones_like(res)
     keep[:, 3:6] = (gmap.update_count[rows] == 0).to(res.dtype)[:, None]
+    if not colour:      # network.refine_colour: the predicted colours stay (see NetworkConfig)
+        keep[:, 0:3] = 0
     res = res * keep * upd[:, None].to(res.dtype)
     return apply_residuals(g, res), upd
 
@@ -158,7 +160,7 @@ class NetworkMapper:
             t2 = time.perf_counter()
             rows = select_rows(visible_rows(gmap, pose, K, depth, nc.visible_margin), new_rows, nc.max_refine,
                                len(gmap))
-            refined, upd = refine_set(self.refiner, gmap, rows, new_rows)
+            refined, upd = refine_set(self.refiner, gmap, rows, new_rows, colour=nc.refine_colour)
             commit(gmap, rows, refined, upd, m.freeze_after)
             self._sync(dev)
             self.timings_ms["refine"] = 1000 * (time.perf_counter() - t2)
