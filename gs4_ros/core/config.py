@@ -228,10 +228,10 @@ class NetworkConfig:
 
     weights: str = ""                       # networks file; "" = the shipped gs4_ros/weights/gs4_nets.pt
     refine: bool = True                     # run the refinement network after each insertion
-    # false: the refiner changes scale, rotation and opacity but not colour. Its colour
-    # residual on a close striped wall (held-out room 918) let the tracker slide 9.8 cm
-    # (4.8 without it, 3.1 geometric) while adding 0.0-0.3 dB in rooms 902, 909, 913
-    # (docs/results.md, "Networks: training and targets").
+    # false: the refiner changes scale, rotation and opacity but not colour. Without its
+    # colour residual held-out room 918 (a close striped wall) slides 4.8 cm, not 9.8, but
+    # room 916 2.9 cm, not 0.7, and 19 of 20 rooms lose PSNR (mean -0.27 dB): not the
+    # default (docs/results.md, "Networks: training and targets").
     refine_colour: bool = True
     semantics: str = "network"              # network | frame (use a frame's label image where it has one)
     max_refine: int = 32768                 # most Gaussians in one refinement pass (new ones first)
