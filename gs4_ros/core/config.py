@@ -288,6 +288,12 @@ class PipelineConfig:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def surface_blend(self) -> Dict[str, float]:
+        """The render_blend_* settings as render.blend_surface_colour's keyword arguments,
+        so the pipeline's views and training's --blend renders read them one way."""
+        return {"opacity_scale": self.render_blend_opacity, "depth_tol": self.render_blend_depth_tol,
+                "full_alpha": self.render_blend_full_alpha}
+
     # -- (de)serialisation -----------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)

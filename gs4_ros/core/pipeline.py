@@ -362,9 +362,8 @@ class SLAMPipeline:
     def _blend_colour(self, params, out, pose, K, width: int, height: int, background=None):
         """`out` with its colour blended over each surface under this configuration's
         render_blend_* settings (render.blend_surface_colour)."""
-        c = self.cfg
-        return blend_surface_colour(self.rasterizer, params, out, pose, K, width, height, c.render_blend_opacity,
-                                    c.render_blend_depth_tol, background, full_alpha=c.render_blend_full_alpha)
+        return blend_surface_colour(self.rasterizer, params, out, pose, K, width, height, background=background,
+                                    **self.cfg.surface_blend())
 
     def _reference_still_valid(self, track: Optional[TrackResult]) -> bool:
         """May a keyframe take co-visibility from the tracker's render of the map? Only

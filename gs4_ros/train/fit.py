@@ -37,6 +37,7 @@ from .losses import LossWeights, render_losses, total
 
 log = logging.getLogger(__name__)
 TRAIN_SEED_BASE = 1000   # training seeds are >= this; evaluation seeds stay below it
+_VIEW_BLEND = PipelineConfig().surface_blend()   # --blend: the pipeline's default views
 
 
 @dataclass
@@ -172,9 +173,7 @@ def _render(rast, params, poses, K, W: int, H: int, blend: bool, semantics: bool
     front-to-back shift and come out wrong once it is blended away."""
     out = render_views(rast, params, poses, K, W, H, semantics=semantics, geometry=True)
     if blend:
-        c = PipelineConfig()
-        out = blend_surface_colour(rast, params, out, poses, K, W, H, c.render_blend_opacity,
-                                   c.render_blend_depth_tol, full_alpha=c.render_blend_full_alpha)
+        out = blend_surface_colour(rast, params, out, poses, K, W, H, **_VIEW_BLEND)
     return out
 
 
