@@ -109,6 +109,14 @@ def _map_for_refiner(random_map):
     return gm
 
 
+def _perturbed_refiner():
+    """A refiner whose residuals are not zero (an untrained one changes nothing)."""
+    torch.manual_seed(0)
+    ref = GaussianRefiner(feature_dim=16, k=8)
+    _perturb(ref, 0.3)
+    return ref
+
+
 def test_untrained_refiner_changes_nothing(random_map):
     gm = _map_for_refiner(random_map)
     before = {k: v.clone() for k, v in gm.state().items()}
@@ -122,9 +130,7 @@ def test_untrained_refiner_changes_nothing(random_map):
 def test_refiner_updates_appearance_not_positions_and_respects_freeze_and_prune(random_map):
     gm = _map_for_refiner(random_map)
     before = {k: v.clone() for k, v in gm.state().items()}
-    torch.manual_seed(0)
-    ref = GaussianRefiner(feature_dim=16, k=8)
-    _perturb(ref, 0.3)
+    ref = _perturbed_refiner()
     rows = torch.arange(len(gm))
     with torch.no_grad():
         refined, upd = refine_set(ref, gm, rows, rows[60:])
@@ -158,9 +164,7 @@ def test_refine_colour_off_keeps_colours_and_changes_the_rest(random_map):
     """network.refine_colour false: the same refiner leaves every colour as predicted while
     scale, rotation and opacity still move."""
     gm = _map_for_refiner(random_map)
-    torch.manual_seed(0)
-    ref = GaussianRefiner(feature_dim=16, k=8)
-    _perturb(ref, 0.3)
+    ref = _perturbed_refiner()
     rows = torch.arange(len(gm))
     with torch.no_grad():
         on, _ = refine_set(ref, gm, rows, rows[60:])
