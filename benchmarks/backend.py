@@ -38,7 +38,7 @@ def joint_timing(pipe: SLAMPipeline, iterations: int = 5, repeats: int = 10):
     """ms per JointOptimizer.run call (iterations Adam steps, top_k views) on the final map."""
     b = copy.deepcopy(pipe.cfg.backend)
     b.joint_iterations = iterations
-    opt = JointOptimizer(b)
+    opt = JointOptimizer(b, blend=pipe.joint.blend if pipe.joint is not None else None)   # as the pipeline's
     views = pipe.joint_views([kf.id for kf in pipe.keyframes[-b.joint_top_k:]])
     if not views:
         return None

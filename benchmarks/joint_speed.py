@@ -64,7 +64,7 @@ def main():
         views = pipe.joint_views([kf.id for kf in pipe.keyframes[-cfg.backend.joint_top_k:]])
         b = cfg.backend
         b.joint_iterations = 5
-        opt = JointOptimizer(b)
+        opt = JointOptimizer(b, blend=pipe.joint.blend if pipe.joint is not None else None)
         acts = [torch.profiler.ProfilerActivity.CPU]
         if dev.type == "cuda":
             acts.append(torch.profiler.ProfilerActivity.CUDA)

@@ -97,7 +97,8 @@ def main():
             worst = sorted(iou, key=iou.get)[:4]
             conf_off = cm.m - np.diag(np.diag(cm.m))
             desc = ", ".join(f"{names[k]} {iou[k]:.2f} ({names[int(conf_off[k].argmax())]})" for k in worst)
-            label = str(w)[-(40 - 7 * flip):] + (" +flip" if flip else "")
+            suffix = " +flip" if flip else ""
+            label = str(w)[-(40 - len(suffix)):] + suffix   # the path's tail when it is long
             print(f"{label:<40s} {r['pixel_accuracy']:9.3f} {r['miou']:6.3f} {len(iou):7d}  {desc}")
 
 

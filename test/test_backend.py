@@ -307,6 +307,49 @@ def test_joint_optimisation_lowers_the_loss(small_run):
     assert one.iterations == 1 and len(one.losses) == 1
 
 
+def test_joint_blend_fits_the_blended_view(small_run):
+    """With blend the step's loss is the blended view's (its first loss is that view's
+    loss at the start) and five colour-only steps leave the blended view closer to the
+    keyframes than the same steps on the composite do."""
+    from gs4_ros.core.backend.joint_optimizer import view_loss
+    from gs4_ros.core.render import blend_surface_colour, render_views
+
+    pipe, _, _ = small_run
+    views = []
+    for kf in pipe.keyframes[-3:]:
+        node = pipe.backend.graph.nodes[kf.id]
+        views.append(JointView(kf.id, kf.pose, torch.from_numpy(node.rgb).float() / 255,
+                               torch.from_numpy(node.depth), torch.as_tensor(node.K, dtype=torch.float32)))
+    cfg = copy.deepcopy(pipe.cfg.backend)
+    for k in ("pose", "means", "scales", "quats", "opacity"):
+        setattr(cfg, f"joint_lr_{k}", 0.0)
+    cfg.joint_lr_colors = 2e-2
+    blend = pipe.cfg.surface_blend()
+    h, w = views[0].depth.shape
+    Ks = torch.stack([v.K for v in views])
+    poses = torch.stack([v.pose for v in views])
+    rgb = torch.stack([v.rgb for v in views])
+    obs = torch.stack([v.depth for v in views])
+
+    def blended_loss(gm):
+        with torch.no_grad():
+            p = gm.params()
+            r = blend_surface_colour(pipe.rasterizer, p, render_views(pipe.rasterizer, p, poses, Ks, w, h),
+                                     poses, Ks, w, h, **blend)
+            return float(view_loss(r.color, r.depth, rgb, obs, cfg.joint_depth_weight))
+
+    start = blended_loss(pipe.map)
+    fitted = {}
+    for name, b in (("blend", blend), ("composite", None)):
+        gm = copy.deepcopy(pipe.map)
+        res = JointOptimizer(cfg, use_cuda_graphs=False, blend=b).run(gm, pipe.rasterizer, views, iterations=5)
+        if b is not None:
+            assert res.losses[0] == pytest.approx(start, rel=1e-4)
+        fitted[name] = blended_loss(gm)
+    assert fitted["blend"] < start
+    assert fitted["blend"] < fitted["composite"]
+
+
 def test_view_loss_window_is_the_librarys_default():
     """The window made once per run on the device must give pytorch_msssim's own SSIM."""
     from pytorch_msssim import ssim

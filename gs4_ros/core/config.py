@@ -213,6 +213,9 @@ class BackendConfig:
     # held-out PSNR fell 19.97 -> 19.58 dB (ablation, full path). With colour-only steps,
     # off keeps the trajectory exactly (0-499: ATE 2.20 cm, 2.40 with it on; docs/results.md).
     joint_colors_to_tracking: bool = True
+    # Fit the colour blended over each surface (the views the pipeline publishes, see
+    # render_blend_*) rather than the plain composite.
+    joint_blend: bool = False
     joint_lr_pose: float = 1.0e-3           # Adam on the se(3) deltas
     joint_lr_means: float = 1.0e-4
     joint_lr_colors: float = 5.0e-3

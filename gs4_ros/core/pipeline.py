@@ -150,7 +150,8 @@ class SLAMPipeline:
         self._kf_pose_np: Optional[np.ndarray] = None   # last keyframe's pose as tracked (host)
         b = self.cfg.backend
         self.backend = Backend(b, self.cfg.tracking) if b.enabled else None
-        self.joint = JointOptimizer(b) if b.enabled and b.joint_enabled else None
+        self.joint = (JointOptimizer(b, blend=self.cfg.surface_blend() if b.joint_blend else None)
+                      if b.enabled and b.joint_enabled else None)
         if self.joint is not None and self.device.type == "cuda":
             self.joint.warm_up(self.rasterizer, self.device)
         self._anchors: List[tuple] = []        # per frame: (keyframe id, 4x4 pose in that keyframe)

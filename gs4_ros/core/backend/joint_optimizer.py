@@ -27,7 +27,7 @@ from .. import se3
 from ..config import BackendConfig
 from ..cuda_graph import GraphedCall
 from ..gaussian_map import GaussianMap, GaussianParams
-from ..render import render_views
+from ..render import blend_surface_colour, render_views
 
 
 @dataclass
@@ -97,11 +97,15 @@ FIELDS = (("means", 3), ("log_scales", 3), ("quats", 4), ("opacity_logits", 1), 
 
 
 class JointOptimizer:
-    def __init__(self, cfg: BackendConfig, use_cuda_graphs: bool = True):
+    def __init__(self, cfg: BackendConfig, use_cuda_graphs: bool = True, blend: Optional[dict] = None):
+        """blend: blend_surface_colour's settings (PipelineConfig.surface_blend()) to fit the
+        colour blended over each surface, the view the pipeline publishes and evaluates,
+        instead of the composite; None fits the composite."""
         bad = {k: v for k, v in vars(cfg).items() if k.startswith("joint_lr_") and not v >= 0}
         if bad:
             raise ValueError(f"backend joint learning rates must be >= 0 (0 freezes that part): {bad}")
         self.cfg = cfg
+        self.blend = dict(blend) if blend else None
         self._loss_grads = GraphedCall(_loss_and_grads, "joint loss", enabled=use_cuda_graphs)
         # torch.optim's first optimiser imports torch._dynamo (~2 s): pay it here, at
         # start-up, not in the middle of a sequence on the tracking thread.
@@ -182,7 +186,10 @@ class JointOptimizer:
                                colors=f["colors"].clamp(0, 1))
             # P0 exp(delta) to first order: its inverse is (I - hat(delta)) V0.
             vm = V0 - ((dY * c.joint_lr_pose) @ G).view(-1, 4, 4) @ V0
-            return render_views(rasterizer, p, None, Ks, w, h, viewmats=vm)
+            r = render_views(rasterizer, p, None, Ks, w, h, viewmats=vm)
+            if self.blend:
+                r = blend_surface_colour(rasterizer, p, r, None, Ks, w, h, viewmats=vm, **self.blend)
+            return r
 
         losses, visible = [], None
         for _ in range(n_it):

@@ -182,7 +182,8 @@ def render_views(rasterizer: Rasterizer, params: GaussianParams, poses_c2w: torc
 def blend_surface_colour(rasterizer: Rasterizer, params: GaussianParams, out: RenderOutput,
                          poses_c2w: torch.Tensor, K: torch.Tensor, width: int, height: int,
                          opacity_scale: float, depth_tol: float,
-                         background: Optional[torch.Tensor] = None, full_alpha: float = 0.0) -> RenderOutput:
+                         background: Optional[torch.Tensor] = None, full_alpha: float = 0.0,
+                         viewmats: Optional[torch.Tensor] = None) -> RenderOutput:
     """Replace `out`'s colour, where a pixel sees one surface, by the colour of the Gaussians
     on it blended without regard to their depth order.
 
@@ -197,12 +198,13 @@ def blend_surface_colour(rasterizer: Rasterizer, params: GaussianParams, out: Re
     result keeps `out`'s silhouette: colour = blended x alpha + background x (1 - alpha),
     except that with full_alpha > 0 a pixel whose silhouette reaches full_alpha shows the
     blended colour at full strength (the silhouette dips between the stride-8 discs of
-    one surface, which darkened it there; the surface itself has no gap).
+    one surface, which darkened it there; the surface itself has no gap). viewmats
+    (world-to-camera, poses_c2w None) as render_views takes them.
     """
     if opacity_scale <= 0 or len(params) == 0:
         return out
     faint = dataclasses.replace(params, opacities=params.opacities * opacity_scale, sem_probs=None)
-    r = render_views(rasterizer, faint, poses_c2w, K, width, height)
+    r = render_views(rasterizer, faint, poses_c2w, K, width, height, viewmats=viewmats)
     mean = (r.color / r.alpha.clamp(min=1e-8)[..., None]).clamp(0, 1)
     one = (r.alpha > 1e-4) & (out.depth > 0) & ((r.depth - out.depth).abs() <= depth_tol * out.depth)
     a = out.alpha[..., None]
