@@ -214,7 +214,9 @@ class BackendConfig:
     # off keeps the trajectory exactly (0-499: ATE 2.20 cm, 2.40 with it on; docs/results.md).
     joint_colors_to_tracking: bool = True
     # Fit the colour blended over each surface (the views the pipeline publishes, see
-    # render_blend_*) rather than the plain composite.
+    # render_blend_*) rather than the plain composite: held-out PSNR up on every held-out
+    # room, but a render pass more per step, not yet timed on a GPU, so off by default
+    # (config/map_quality.yaml sets it; docs/results.md).
     joint_blend: bool = False
     joint_lr_pose: float = 1.0e-3           # Adam on the se(3) deltas
     joint_lr_means: float = 1.0e-4
