@@ -7,6 +7,13 @@ same run on the same device.
         --variant base: --variant fuse:mapping.fuse_max_weight=20 --out out/sweep
 
 A variant is NAME:KEY=VALUE[,KEY=VALUE...] (config keys as for `gs4 run --set`).
+With --holdout-every N every N-th frame is tracked but never mapped (the ablation's
+novel-view protocol) and its PSNR is reported apart; with several datasets a last table
+gives each variant's mean over them (held-out synthetic rooms, say):
+
+    python benchmarks/sweep.py --device cuda --width 640 --height 480 --holdout-every 10 \
+        $(for s in $(seq 900 919); do echo --dataset synthetic:seed=$s,frames=40; done) \
+        --variant net:initializer=network --variant net-blend:initializer=network,backend.joint_blend=true
 """
 from __future__ import annotations
 
@@ -40,6 +47,7 @@ def main():
     add_sequence_args(ap, repeat=True)
     ap.add_argument("--variant", action="append", default=[], help="NAME:KEY=VALUE,...")
     ap.add_argument("--eval-every", type=int, default=5)
+    ap.add_argument("--holdout-every", type=int, default=0, help="N: every N-th frame tracked, never mapped")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     device = resolve_device(args.device)
@@ -54,12 +62,13 @@ def main():
             if device.type == "cuda":
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats()
-            rec = run_frames(pipe, [f for f in frames], eval_every=args.eval_every)
+            rec = run_frames(pipe, [f for f in frames], eval_every=args.eval_every, holdout_every=args.holdout_every)
             m = evaluate(pipe, rec)
             m.update({"variant": name, "sets": sets, "dataset": spec})
             rows.append(m)
             print(f"{spec[:40]:40s} {name:16s} ATE {m.get('ate_rmse_cm', float('nan')):6.2f} cm  "
-                  f"PSNR {m.get('psnr', float('nan')):5.2f}  depthL1 {m.get('depth_l1_cm', float('nan')):5.2f} cm  "
+                  f"PSNR {m.get('psnr', float('nan')):5.2f}  ho {m.get('heldout_psnr', float('nan')):5.2f}  "
+                  f"mIoU {100 * m.get('miou', float('nan')):5.1f}  depthL1 {m.get('depth_l1_cm', float('nan')):5.2f} cm  "
                   f"G {m['num_gaussians']:7d}  {m['fps']:6.1f} fps  lost {m['frames_lost']}  stages "
                   + " ".join(f"{k}={v['mean']:.1f}" for k, v in m.get("stage_ms", {}).items()), flush=True)
     dev = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
@@ -70,6 +79,21 @@ def main():
               f"{m.get('rpe_trans_rmse_cm', float('nan')):7.3f} {m.get('psnr', float('nan')):6.2f} "
               f"{m.get('ssim', float('nan')):6.3f} {m.get('depth_l1_cm', float('nan')):7.2f} "
               f"{m['num_gaussians']:8d} {m['fps']:7.1f}")
+    if len(args.dataset) > 1:
+        print(f"\nmean over {len(args.dataset)} datasets{' (held-out every %d)' % args.holdout_every if args.holdout_every else ''}"
+              f"   device: {dev}")
+        keys = [("ate_rmse_cm", "ATE cm", "7.2f"), ("psnr", "PSNR", "6.2f"), ("heldout_psnr", "ho PSNR", "7.2f"),
+                ("ssim", "SSIM", "6.3f"), ("miou", "mIoU %", "6.1f"), ("num_gaussians", "Gauss", "8.0f"),
+                ("fps", "FPS", "7.1f")]
+        print(f"{'variant':16s} " + " ".join(f"{h:>{int(f.split('.')[0])}s}" for _, h, f in keys))
+        for name, _ in variants:
+            mine = [m for m in rows if m["variant"] == name]
+            cells = []
+            for k, _, f in keys:
+                vals = [float(m[k]) * (100 if k == "miou" else 1) for m in mine
+                        if m.get(k) is not None and float(m[k]) == float(m[k])]
+                cells.append(format(sum(vals) / len(vals), f) if vals else format("-", f">{f.split('.')[0]}s"))
+            print(f"{name:16s} " + " ".join(cells))
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         with open(Path(args.out) / "sweep.json", "w") as f:
