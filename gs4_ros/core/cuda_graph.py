@@ -7,12 +7,48 @@ graph's static buffers and are overwritten by the next call: use them before cal
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
 log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _cyclic_gc_paused():
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def capture(body: Callable[[], object], warmup: Optional[Callable[[], object]] = None,
+            warmup_runs: int = 1) -> Tuple["torch.cuda.CUDAGraph", object]:
+    """(graph, body's outputs): warmup (default: body) run warmup_runs times on a side
+    stream, as CUDA graphs require, then body captured into a new graph.
+
+    Python's cyclic garbage collector is paused during the capture. torch no longer
+    collects before capturing (it was slow), so a dead pipeline's graph left in a
+    reference cycle (a second pipeline in one process: the ablation, a sweep, a node
+    reset) could be destroyed mid-capture, which CUDA forbids; the capture then fails
+    and the caller falls back to eager launches for good (seen on an H100 in
+    benchmarks/sweep.py: the tracker solved on the host from the 16th room on)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(warmup_runs):
+            (warmup or body)()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with _cyclic_gc_paused(), torch.cuda.graph(graph):
+        out = body()
+    return graph, out
 
 
 class GraphedCall:
@@ -52,12 +88,5 @@ class GraphedCall:
 
     def _capture(self, args, static):
         inputs = [a.detach().clone() for a in args]
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            self.fn(*inputs, **static)   # warm-up outside capture (cuDNN selection, allocator)
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            outs = self.fn(*inputs, **static)
+        graph, outs = capture(lambda: self.fn(*inputs, **static))
         return graph, inputs, outs

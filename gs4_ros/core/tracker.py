@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from . import se3
 from .config import TrackingConfig
-from .cuda_graph import GraphedCall
+from .cuda_graph import GraphedCall, capture
 from .geometry import (backproject, bilateral_depth, depth_noise_sigma, depth_weight, downsample_depth, downsample_image,
                        image_gradients, normals_from_points)
 
@@ -293,16 +293,12 @@ class _LevelProblem:
         g = self._step_graphs.get(n)
         if g is None:
             keep = self.T64.clone()
-            s = torch.cuda.Stream()
-            s.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(s):
-                self.step()  # warm-up outside capture, as CUDA graphs require
-            torch.cuda.current_stream().wait_stream(s)
-            self.T64.copy_(keep)
-            g = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(g):
+
+            def steps():
                 for _ in range(n):
                     self.step()
+
+            g, _ = capture(steps, warmup=lambda: (self.step(), self.T64.copy_(keep)))
             self.T64.copy_(keep)
             self._step_graphs[n] = g
         g.replay()
@@ -326,28 +322,13 @@ class _LevelProblem:
             self._compute_stats()
             return
         if self._stats_graph is None:
-            s = torch.cuda.Stream()
-            s.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(s):
-                self._compute_stats()
-            torch.cuda.current_stream().wait_stream(s)
-            self._stats_graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self._stats_graph):
-                self._compute_stats()
+            self._stats_graph, _ = capture(self._compute_stats)
         self._stats_graph.replay()
 
     def run(self) -> np.ndarray:
         if self.use_graph:
             if self.graph is None:
-                s = torch.cuda.Stream()
-                s.wait_stream(torch.cuda.current_stream())
-                with torch.cuda.stream(s):
-                    for _ in range(2):  # warm-up outside capture, as CUDA graphs require
-                        self.compute()
-                torch.cuda.current_stream().wait_stream(s)
-                self.graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(self.graph):
-                    self.compute()
+                self.graph, _ = capture(self.compute, warmup_runs=2)
             self.graph.replay()
         else:
             self.compute()
