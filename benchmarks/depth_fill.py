@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Depth-hole filling (core/depth_fill) on real and synthetic frames: how much of the holes
 it fills, how far the filled depth is from the truth (synthetic rooms: their noise-free
-depth), and what it costs on the host per keyframe. The peer in the same run is the
-one-plane fill alone (`mapping.fill_holes_occluded: false`).
+depth), and what it costs on the host per keyframe. The peers in the same run are the
+one-plane fill alone (`mapping.fill_holes_occluded: false`) and the occluded fill without
+the backdrop beyond the range (`mapping.fill_holes_beyond_range: 0`).
 
     python benchmarks/depth_fill.py [--seeds 900,901,902] [--dataset 7scenes:DIR]
 """
@@ -40,9 +41,11 @@ def frames_of(args):
         yield args.dataset.split(":")[0], [(ds[i].depth, ds.intrinsics.K_numpy(), None) for i in range(len(ds))]
 
 
-def measure(frames, occluded: bool) -> dict:
+def measure(frames, occluded: bool, backdrop: bool) -> dict:
     cfg = MappingConfig()
     cfg.fill_holes_occluded = occluded
+    if not backdrop:
+        cfg.fill_holes_beyond_range = 0.0
     ms, holes, filled, err = [], 0, 0, []
     for depth, K, clean in frames:
         t = time.perf_counter()
@@ -78,8 +81,9 @@ def main():
     print(f"{'data':<20} {'fill':<14} {'holes filled':>12} {'err med cm':>10} {'err p90 cm':>10} "
           f"{'ms med':>7} {'ms p90':>7}")
     for name, frames in frames_of(args):
-        for occluded, label in ((False, "one plane"), (True, "+ occluded")):
-            r = measure(frames, occluded)
+        for occluded, backdrop, label in ((False, False, "one plane"), (True, False, "+ occluded"),
+                                          (True, True, "+ backdrop")):
+            r = measure(frames, occluded, backdrop)
             print(f"{name:<20} {label:<14} {r['filled']:>11.0%} {r['err50']:>10.1f} {r['err90']:>10.1f} "
                   f"{r['ms50']:>7.1f} {r['ms90']:>7.1f}")
         if args.per_frame:

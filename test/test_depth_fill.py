@@ -1,7 +1,7 @@
 """Planar hole filling (core/depth_fill): a hole inside one plane gets that plane's depth;
 a hole bordered by several surfaces gets the ones nothing is seen behind (a wall past an
 occluder, walls beyond the sensor's range), never a nearer surface through which a farther
-one shows; holes below the size limit stay empty; the pipeline maps a filled window but
+one shows; a far wall seen only in speckles at the range limit gets a backdrop there; holes below the size limit stay empty; the pipeline maps a filled window but
 tracks with the measured depth."""
 import numpy as np
 
@@ -110,6 +110,10 @@ def test_hole_beyond_the_sensor_range_at_a_corner_gets_each_wall():
     assert filled[hole].mean() > 0.9
     assert np.abs(out[filled] - truth[filled]).max() < 0.03 and out[filled].max() > 3.9
     np.testing.assert_array_equal(out[~filled], depth[~filled])
+    # A backdrop at the range limit would cut the corner off: the walls keep it.
+    out_b, filled_b = fill_planar_holes(depth, K, max_depth=10.0, beyond_range=3.3)
+    np.testing.assert_array_equal(filled_b, filled)
+    np.testing.assert_array_equal(out_b, out)
 
 
 def test_wall_behind_an_occluder_is_filled_and_a_gap_takes_the_farther_surface():
@@ -161,6 +165,33 @@ def test_pipeline_maps_a_wall_beyond_the_sensor_range():
         depth[occluded] = np.asarray(out["depth"])[seen] / truth[seen]
     assert cover[False] < 0.4 and cover[True] > 0.8, cover
     assert np.median(np.abs(depth[True] - 1)) < 0.05, np.median(depth[True])
+
+
+def test_pipeline_maps_a_far_wall_seen_only_in_speckles_on_a_backdrop():
+    """Synthetic room 910's far wall (6.0-6.75 m) is past the sensor's 6 m but for speckles,
+    and the frame's planes do not reach it: the first keyframe maps it on the backdrop at
+    the range limit, a little nearer than the wall, and leaves it empty without."""
+    from gs4_ros.core.config import PipelineConfig
+    from gs4_ros.core.pipeline import SLAMPipeline
+    from gs4_ros.io.synthetic import SyntheticSequence
+
+    seq = SyntheticSequence(seed=910, n_frames=2, width=160, height=120)
+    f = seq.frame(0)
+    truth = seq.render_clean(0)["depth"].numpy()
+    far = (np.asarray(f.depth) <= 0) & (truth > 6.0)
+    assert far.mean() > 0.08
+    cover, ratio = {}, {}
+    for beyond in (0.0, 5.0):
+        cfg = PipelineConfig()
+        cfg.mapping.fill_holes_beyond_range = beyond
+        pipe = SLAMPipeline(cfg, device="cpu")
+        res = pipe.process(f)
+        out = pipe.render(res.pose, f.intrinsics)
+        seen = far & (np.asarray(out["alpha"]) > 0.5)
+        cover[beyond] = float(seen.mean() / far.mean())
+        ratio[beyond] = float(np.median(np.asarray(out["depth"])[seen] / truth[seen])) if seen.any() else 0.0
+    assert cover[0.0] < 0.2 and cover[5.0] > 0.9, cover
+    assert 0.8 < ratio[5.0] < 1.0, ratio
 
 
 def test_inferred_rows_are_left_out_of_tracking_and_replaced_by_measurements():
@@ -229,3 +260,53 @@ def test_a_hole_sprawling_from_a_near_object_to_a_far_wall_fills_only_near_the_w
     patch[10:40, 110:150] = True
     assert filled[patch].mean() > 0.9 and np.allclose(out[patch & filled], 3.0, atol=1e-3)
     assert not filled[100:, :80].any()      # far from the wall's ring: left empty
+
+
+def far_wall_speckles(seed=0):
+    """A wall 6.6 m away facing the camera, past a sensor that stops at 6 m, with a box
+    1.5 m away over the left third: noise brings the wall inside the range only in
+    speckles, denser towards the image's top and right borders (synthetic room 910)."""
+    rng = np.random.default_rng(seed)
+    depth = np.zeros((H, W), np.float32)
+    v, u = np.mgrid[0:H, 0:W]
+    edge = np.minimum(v, W - 1 - u)                       # pixels from the top or right border
+    speckle = rng.uniform(size=(H, W)) < 0.6 * np.exp(-edge / 6.0)
+    depth[speckle] = rng.uniform(5.75, 6.0, size=int(speckle.sum()))
+    depth[:, :50] = 1.5                                   # the box, measured everywhere
+    return depth
+
+
+def test_a_far_wall_seen_only_in_speckles_gets_a_backdrop_at_the_range_limit():
+    """No frame plane fits the speckles, so without the backdrop the far wall stays empty;
+    with it the hole takes a plane facing the camera at the speckles' depth, and the box
+    and measured pixels are untouched. Next to the box, farther than the occluded reach
+    (a quarter of the width) from any speckle, the hole stays empty as any hole behind
+    an occluder does."""
+    depth = far_wall_speckles()
+    hole = depth == 0
+    out0, filled0 = fill_planar_holes(depth, K, max_depth=10.0)
+    out, filled = fill_planar_holes(depth, K, max_depth=10.0, beyond_range=5.0)
+    assert filled0[hole].mean() < 0.2, filled0[hole].mean()
+    assert filled[20:70, 55:140].mean() > 0.9, filled[20:70, 55:140].mean()
+    assert not filled[100:, 50:90].any()                  # beside the box, out of the speckles' reach
+    assert np.all((out[filled & ~filled0] > 5.75) & (out[filled & ~filled0] < 6.0))
+    np.testing.assert_array_equal(out[~filled], depth[~filled])
+    assert not filled[:, :50].any()
+    # Beyond a range the ring does not reach, nothing changes.
+    out_far, filled_far = fill_planar_holes(depth, K, max_depth=10.0, beyond_range=6.5)
+    np.testing.assert_array_equal(filled_far, filled0)
+
+
+def test_holes_within_the_range_get_no_backdrop():
+    """A hole ringed by a wall and an occluder 1-2 m away fills as before whatever the
+    backdrop's range: the ring never reaches it."""
+    n = np.array([0.1, 0.0, 1.0])
+    n /= np.linalg.norm(n)
+    depth = plane_depth(n, 2.0)
+    depth[40:90, 20:50] = 1.2
+    depth[45:80, 40:70] = 0.0
+    depth[10:30, 100:140] = 0.0
+    out0, filled0 = fill_planar_holes(depth, K)
+    out, filled = fill_planar_holes(depth, K, beyond_range=5.0)
+    np.testing.assert_array_equal(filled, filled0)
+    np.testing.assert_array_equal(out, out0)

@@ -114,6 +114,11 @@ class MappingConfig:
     # hole's surroundings that lie on it (a hole sprawling from a near object to a far wall
     # is not filled with that wall all the way).
     fill_holes_occluded_reach: float = 0.25
+    # Such a hole whose surroundings reach this depth (metres) in good part is taken to lie
+    # beyond the sensor's range (a far wall seen only as speckles at the limit) and also gets
+    # a backdrop facing the camera at that limit (core/depth_fill). Set it a little below
+    # the sensor's range or max_depth, whichever is nearer; 0 disables.
+    fill_holes_beyond_range: float = 5.0
     # Start the fill on the host while the frame is tracked when the motion predicts a
     # keyframe (core/fill_ahead; same result, less keyframe latency): "gpu" when tracking
     # runs on a GPU (on the CPU it would compete with tracking for the cores), "always",

@@ -35,7 +35,7 @@ def fill_planar_holes(depth: np.ndarray, K: np.ndarray, min_area: int = 64, max_
                       min_depth: float = 0.1, max_depth: float = 6.0,
                       min_incidence: float = 0.2, min_solidity: float = 0.2,
                       occluded_fill: bool = True, open_radius: int = 3,
-                      occluded_reach: float = 0.25) -> Tuple[np.ndarray, np.ndarray]:
+                      occluded_reach: float = 0.25, beyond_range: float = 0.0) -> Tuple[np.ndarray, np.ndarray]:
     """(filled depth, mask of filled pixels) for an [H, W] float depth image in metres
     (0 or non-finite = no measurement) and 3x3 intrinsics K.
 
@@ -48,7 +48,9 @@ def fill_planar_holes(depth: np.ndarray, K: np.ndarray, min_area: int = 64, max_
     incidence cosine above min_incidence. Otherwise, with occluded_fill, the frame's
     planes judged on a ring three times as wide fill the pixels where the nearest of them
     meets those limits (see the module docstring); behind an occluder a plane reaches at
-    most occluded_reach x the image width from the ring pixels that lie on it.
+    most occluded_reach x the image width from the ring pixels that lie on it. With
+    beyond_range > 0 (metres), a hole whose wide ring lies that far or farther in good part
+    also gets a backdrop there (_beyond_range_backdrop).
     """
     d = np.where(np.isfinite(depth), depth, 0.0).astype(np.float32)
     H, W = d.shape
@@ -82,7 +84,7 @@ def fill_planar_holes(depth: np.ndarray, K: np.ndarray, min_area: int = 64, max_
             continue
         centre = P.mean(0)
         evals, evecs = np.linalg.eigh((P - centre).T @ (P - centre))   # ascending: the normal first
-        cands = [(evecs[:, 0], centre)]
+        cands, backdrop = [(evecs[:, 0], centre)], None
         occluded = np.sqrt(max(evals[0], 0.0) / P.shape[0]) > max_rms + 0.005 * float(np.median(z))
         if occluded:
             if not occluded_fill:
@@ -92,30 +94,44 @@ def fill_planar_holes(depth: np.ndarray, K: np.ndarray, min_area: int = 64, max_
             # Judged on a wider ring: next to a hole beyond the sensor's range the few valid
             # depths are the ones noise pulled nearer, a biased sample of the wall.
             wide = _ring_mask(hole, zc, 3 * ring)
-            cands = _occluded_planes(*_ring_points(wide, zc, xa, ya, K), planes, max_rms)
-            if not cands:
+            Pw, zw = _ring_points(wide, zc, xa, ya, K)
+            cands = _occluded_planes(Pw, zw, planes, max_rms)
+            backdrop = _beyond_range_backdrop(zw, beyond_range, min_ring_points)
+            if not cands and backdrop is None:
                 continue
         # Rays (x/z, y/z, 1) of the hole's pixels. Of several planes each pixel takes the
         # nearest one in front of the camera: seen from inside a room, the first wall a ray
         # meets is the one it sees.
         vv, uu = np.nonzero(hole)
         rays = _rays(uu + xa, vv + ya, K)
-        ts = np.stack([_plane_depth(n, c, rays) for n, c in cands])
-        ts = np.where(ts > 0, ts, np.inf)
-        if occluded:
-            ts = np.where(_near_support(wide, zc, xa, ya, K, cands, max_rms, occluded_reach * W)[:, vv, uu],
-                          ts, np.inf)
-        k = ts.argmin(0)
-        t = ts[k, np.arange(uu.size)]
-        normals = np.stack([n for n, _ in cands])[k]
-        cos = np.abs((rays * normals).sum(1)) / np.linalg.norm(rays, axis=1)
-        if not occluded:
-            # One plane through the ring: all of the hole or none of it.
-            if cos.min() < min_incidence or t.min() < min_depth or t.max() > max_depth:
-                continue
-            ok = np.ones(uu.size, bool)
-        else:
-            ok = (cos >= min_incidence) & (t >= min_depth) & (t <= max_depth)
+        t, ok = np.full(uu.size, np.inf), np.zeros(uu.size, bool)
+        if cands:
+            ts = np.stack([_plane_depth(n, c, rays) for n, c in cands])
+            ts = np.where(ts > 0, ts, np.inf)
+            if occluded:
+                ts = np.where(_near_support(wide, zc, xa, ya, K, cands, max_rms, occluded_reach * W)[:, vv, uu],
+                              ts, np.inf)
+            k = ts.argmin(0)
+            t = ts[k, np.arange(uu.size)]
+            normals = np.stack([n for n, _ in cands])[k]
+            cos = np.abs((rays * normals).sum(1)) / np.linalg.norm(rays, axis=1)
+            if not occluded:
+                # One plane through the ring: all of the hole or none of it.
+                if cos.min() < min_incidence or t.min() < min_depth or t.max() > max_depth:
+                    continue
+                ok = np.ones(uu.size, bool)
+            else:
+                ok = (cos >= min_incidence) & (t >= min_depth) & (t <= max_depth)
+        if occluded and backdrop is not None and not ok.all():
+            # Only where no frame plane reaches: the backdrop at the range limit lies in
+            # front of the walls that form a far corner beyond it (room 902), and taking
+            # the nearest plane would cut that corner off.
+            rest = np.nonzero(~ok)[0]
+            tb = _plane_depth(*backdrop, rays[rest])
+            near = _near_support(wide, zc, xa, ya, K, [backdrop], max_rms, occluded_reach * W)[0, vv[rest], uu[rest]]
+            okb = near & (tb >= min_depth) & (tb <= max_depth)
+            t[rest[okb]] = tb[okb]
+            ok[rest[okb]] = True
         out[vv[ok] + ya, uu[ok] + xa] = t[ok].astype(np.float32)
         filled[vv[ok] + ya, uu[ok] + xa] = True
     return out, filled
@@ -209,6 +225,25 @@ def _plane_depth(normal: np.ndarray, point: np.ndarray, rays: np.ndarray) -> np.
     return np.where(safe, (point @ normal) / np.where(safe, den, 1.0), np.inf)
 
 
+def _beyond_range_backdrop(z: np.ndarray, beyond_range: float, min_points: int, min_share: float = 0.1):
+    """A plane facing the camera at the median depth of the ring's far points, when at
+    least min_share of the ring (and min_points) lies at beyond_range or farther; else None.
+
+    A wall past the sensor's range is seen only where noise pulls its depth inside the
+    range: a few speckles at the limit, too few and too biased for a plane of their own
+    (synthetic room 910's far wall, 6-6.75 m, left empty and rendered black in a fifth of
+    every view). The hole's surface lies at least that far, so a backdrop at the range
+    limit is the nearest guess that agrees with the sensor; a slant cannot be recovered
+    from depths cut off at the limit, so it faces the camera. It fills only the pixels no
+    frame plane reaches (fill_planar_holes)."""
+    if beyond_range <= 0 or z.size == 0:
+        return None
+    far = z >= beyond_range
+    if far.sum() < min_points or far.mean() < min_share:
+        return None
+    return np.array([0.0, 0.0, 1.0]), np.array([0.0, 0.0, float(np.median(z[far]))])
+
+
 def _occluded_planes(P: np.ndarray, z: np.ndarray, planes, max_rms: float, min_ring_support: float = 0.1,
                      max_behind_fraction: float = 0.03, near: float = 3.0):
     """The frame planes a hole continues when its ring is not one plane: each plane a good
@@ -271,4 +306,5 @@ def mapping_depth(depth: np.ndarray, K: np.ndarray, cfg) -> Tuple[np.ndarray, np
         return measured, np.zeros(measured.shape, bool)
     return fill_planar_holes(measured, K, min_area=cfg.fill_holes_min_area, min_depth=cfg.min_depth,
                              max_depth=cfg.fill_holes_max_depth, occluded_fill=cfg.fill_holes_occluded,
-                             occluded_reach=cfg.fill_holes_occluded_reach)
+                             occluded_reach=cfg.fill_holes_occluded_reach,
+                             beyond_range=cfg.fill_holes_beyond_range)
