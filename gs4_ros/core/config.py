@@ -220,8 +220,9 @@ class BackendConfig:
     joint_colors_to_tracking: bool = True
     # Fit the colour blended over each surface (the views the pipeline publishes, see
     # render_blend_*) rather than the plain composite: held-out PSNR up on every held-out
-    # room, but a render pass more per step, not yet timed on a GPU, so off by default
-    # (config/map_quality.yaml sets it; docs/results.md).
+    # room, but a render pass more per step: five default iterations take 37.7 ms on an
+    # H100 instead of 20.9 (issue 4 asks <= 30), so off by default (config/map_quality.yaml
+    # sets it; docs/results.md).
     joint_blend: bool = False
     joint_lr_pose: float = 1.0e-3           # Adam on the se(3) deltas
     joint_lr_means: float = 1.0e-4
