@@ -483,6 +483,38 @@ def test_loop_closure_off_and_joint_on_every_keyframe(short_frames):
     assert st.joint_reasons.get("keyframe", 0) >= n_kf - 1 >= 2
 
 
+def test_keyframe_steps_wait_while_a_frame_is_waiting(short_frames):
+    """A live driver with a newer frame in hand (frame_waiting) gets no keyframe step: it is
+    put off, counted, and run_deferred() runs one on the newest keyframes later (once);
+    the trajectory is the one without any step (colour-only steps, kept from tracking)."""
+    colour_only = dict(loop_closure=False, joint_on_keyframe=True, joint_iterations=2, joint_top_k=2,
+                       joint_min_interval=1000, joint_lr_pose=0.0, joint_lr_means=0.0, joint_lr_scales=0.0,
+                       joint_lr_quats=0.0, joint_lr_opacity=0.0, joint_colors_to_tracking=False)
+    cfg = PipelineConfig()
+    cfg.backend.enabled = True
+    cfg.backend.synchronous = True
+    cfg.mapping.keyframe_max_interval = 3
+    for k, v in colour_only.items():
+        setattr(cfg.backend, k, v)
+    pipe = SLAMPipeline(cfg, device="cpu")
+    results = [pipe.process(f, frame_waiting=lambda: True) for f in short_frames]
+    st = pipe.backend.stats
+    n_kf = sum(r.keyframe for r in results)
+    assert st.joint_optimizations == 0 and st.joint_deferred >= n_kf - 1 >= 2
+    before = pipe.map.colors.clone()
+    res = pipe.run_deferred()
+    assert res is not None and res.iterations == 2 and set(res.poses) == {kf.id for kf in pipe.keyframes[-2:]}
+    assert st.joint_reasons == {"keyframe (deferred)": 1}
+    assert not torch.equal(pipe.map.colors, before)
+    assert pipe.run_deferred() is None                  # nothing left
+    # Without a waiting frame each keyframe steps at once, and nothing is left over.
+    ref, _, ref_results = run_small(short_frames, **colour_only)
+    assert ref.backend.stats.joint_deferred == 0 and ref.run_deferred() is None
+    assert ref.backend.stats.joint_reasons.get("keyframe", 0) >= n_kf - 1
+    for a, b in zip(results, ref_results):
+        np.testing.assert_array_equal(a.pose, b.pose)
+
+
 def test_joint_warm_up_runs_on_its_own_map():
     """The start-up warm-up (CUDA only in the pipeline) optimises a throwaway map: it must
     run, and leave the optimiser usable for a real map afterwards."""

@@ -235,6 +235,56 @@ def test_path_is_rewritten_when_the_back_end_corrects_past_poses():
         t.close()
 
 
+def test_keyframe_steps_wait_for_the_workers_slack():
+    """With a newer frame waiting at every keyframe, the node defers the keyframe joint
+    steps (map polishing) instead of delaying frames; once nothing waits, the worker's
+    idle time runs one on the newest keyframes, the map is re-published and
+    /diagnostics reports both counts."""
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    from gs4_ros.ros.player import FramePlayer, encode
+
+    frames = H.synthetic_frames(6)
+    t = InProcess("pipeline.device:=cpu", "pipeline.backend.enabled:=true",
+                  "pipeline.backend.synchronous:=true", "pipeline.backend.loop_closure:=false",
+                  "pipeline.backend.joint_on_keyframe:=true", "pipeline.backend.joint_iterations:=1",
+                  "pipeline.backend.joint_top_k:=2", "pipeline.backend.joint_min_interval:=1000",
+                  "pipeline.mapping.keyframe_max_interval:=2", "path_rate_hz:=0.0", "map_rate_hz:=0.0",
+                  "render_rate_hz:=0.0", "publish_tf:=false", "diagnostics_rate_hz:=5.0")
+    try:
+        diags = []
+        t.client.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+        player = FramePlayer(t.client, prefix="", publish_labels=False, publish_gt=False)
+        assert H.spin_until(t.ex, lambda: player.pub_color.get_subscription_count() > 0, 30)
+        waiting = [True]
+        t.node._frame_waiting = lambda: waiting[0]   # as if the slot always held a newer frame
+        stamp = 10**9
+        for f in frames:
+            stamp += 100_000_000
+            n = t.node.stats.processed
+            player.publish(encode(f), stamp)
+            assert H.spin_until(t.ex, lambda: t.node.stats.processed > n, 120), "frame not processed"
+        st = t.node.pipe.backend.stats
+        assert st.joint_optimizations == 0 and st.joint_deferred >= 2, st.summary()
+        version = t.node._map_version
+        waiting[0] = False
+        assert H.spin_until(t.ex, lambda: st.joint_optimizations == 1, 60), st.summary()
+        assert st.joint_reasons == {"keyframe (deferred)": 1}
+        assert t.node._map_version > version
+
+        def reported():
+            for arr in diags:
+                kv = {v.key: v.value for v in arr.status[0].values}
+                if kv.get("joint_optimizations") == "1":
+                    return kv
+            return None
+
+        assert H.spin_until(t.ex, lambda: reported() is not None, 10)
+        assert int(reported()["joint_deferred"]) == st.joint_deferred
+    finally:
+        t.close()
+
+
 def test_slow_frames_are_reported_with_their_stage_times(capfd):
     """slow_frame_warn_ms: a frame that keeps the worker longer is logged with the
     pipeline's stage times; with the default (0) nothing is."""

@@ -37,7 +37,7 @@ from .host_threads import limit_host_blas
 from .initializer import block_gaussians, labels_to_logits, to_world
 from .render import blend_surface_colour, make_rasterizer, render_views
 from .tracker import RGBDTracker, TrackResult
-from .backend import Backend, JointOptimizer, JointView
+from .backend import Backend, JointOptimizer, JointResult, JointView
 from .open_vocab import QueryResult, VocabBank, assign_bank_ids, load_encoder, query_map
 
 log = logging.getLogger(__name__)
@@ -161,6 +161,7 @@ class SLAMPipeline:
         self.correction_count = 0
         self._rms_hist: deque = deque(maxlen=30)
         self._last_joint_frame = -10 ** 9
+        self._joint_deferred = False
         self._frame_index = 0
 
     def close(self):
@@ -176,13 +177,18 @@ class SLAMPipeline:
 
     # -- main entry -------------------------------------------------------------------
     def process(self, frame: RGBDFrame, allow_mapping: bool = True,
-                on_pose: Optional[Callable[[np.ndarray, bool], Any]] = None) -> FrameResult:
+                on_pose: Optional[Callable[[np.ndarray, bool], Any]] = None,
+                frame_waiting: Optional[Callable[[], bool]] = None) -> FrameResult:
         """Track and map one frame. Raises FrameError (state untouched) for unusable frames.
 
         allow_mapping=False tracks only (held-out evaluation frames, paused mapping).
         on_pose(pose 4x4, ok) is called as soon as the frame is tracked, before fusion and
         mapping, so a live driver can publish the pose without waiting for the map (the
         pose is final: mapping does not change it). Its exceptions are logged, not raised.
+        frame_waiting() -> True when a live driver already holds a newer frame: the joint
+        step after a keyframe (backend.joint_on_keyframe), which only polishes the map, is
+        then left for run_deferred() instead of delaying that frame. Steps the back-end's
+        corrections or tracking trigger still run at once.
         """
         t0 = time.perf_counter()
         frame = frame.sanitized().validate()
@@ -274,7 +280,14 @@ class SLAMPipeline:
                 self._backend_boundary(timings)
             reason = self._tracking_trigger(track, frame.index)
             if not reason and is_kf and self.joint is not None and self.cfg.backend.joint_on_keyframe:
-                reason = "keyframe"
+                if frame_waiting is not None and frame_waiting():
+                    # A live stream at its limit: a step on every keyframe made the node
+                    # drop frames, so the motion between processed frames grew and nearly
+                    # every one became a keyframe (8.4 Hz on an H100 with map_quality.yaml).
+                    self._joint_deferred = True
+                    self.backend.stats.joint_deferred += 1
+                else:
+                    reason = "keyframe"
             if reason:
                 self._joint(self._recent_keyframes(), reason, timings)
             timings["backend"] = 1000 * (time.perf_counter() - ts)
@@ -495,6 +508,18 @@ class SLAMPipeline:
                                    torch.from_numpy(node.depth).to(dev), torch.as_tensor(node.K, dtype=torch.float32)))
         return views
 
+    def run_deferred(self) -> Optional[JointResult]:
+        """The joint step a keyframe left for later (process's frame_waiting), on the newest
+        keyframes now; None when none is pending. For a live driver's idle time, on the
+        thread that calls process."""
+        if not self._joint_deferred:
+            return None
+        self._joint_deferred = False
+        res = self._joint(self._recent_keyframes(), "keyframe (deferred)", {})
+        if res is not None:
+            self._sync()
+        return res
+
     def _joint(self, kf_ids: List[int], reason: str, timings: Dict[str, float]):
         """Few Adam steps on the visible Gaussians and these keyframes' poses; the new
         poses go back to the keyframes, the graph and (for the newest) the motion model."""
@@ -506,6 +531,7 @@ class SLAMPipeline:
         res = self.joint.run(self.map, self.rasterizer, views)
         if res is None:
             return None
+        self._joint_deferred = False           # this step covers the newest keyframes too
         self._last_joint_frame = self._frame_index
         newest = self.keyframes[-1].id
         for k, P in res.poses.items():

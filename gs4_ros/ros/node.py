@@ -452,7 +452,7 @@ class GS4Node(Node):
             self.stats.latency_ms.append(1000 * (time.monotonic() - s.received))
 
         try:
-            res = self.pipe.process(frame, on_pose=publish_now)
+            res = self.pipe.process(frame, on_pose=publish_now, frame_waiting=self._frame_waiting)
         except FrameError as e:
             self._reject("bad_frame", str(e))
             return
@@ -568,9 +568,19 @@ class GS4Node(Node):
             self.tf.send(T, self.p["map_frame"], child, stamp_ns)
 
     # ------------------------------------------------------------------ worker: periodic
+    def _frame_waiting(self) -> bool:
+        return len(self.worker.slot) > 0
+
     def _idle(self):
         t0 = time.perf_counter()
         done: Dict[str, float] = {}
+        if not self._frame_waiting():
+            # A keyframe's joint step put off while frames were waiting (map polishing
+            # only); it takes the worker's slack, never a frame's time.
+            res = self.pipe.run_deferred()
+            if res is not None:
+                done["joint"] = res.ms
+                self._apply_corrections()
         self._periodic_outputs(done)
         self._check_slow("output", time.perf_counter() - t0, done)
 
@@ -883,6 +893,11 @@ class GS4Node(Node):
         kv["gaussians"] = len(self.pipe.map)
         kv["vocab_entries"] = len(self.pipe.map.vocab) if self.pipe.map.vocab is not None else 0
         kv["query"] = self._query_text
+        be = self.pipe.backend
+        if be is not None:                  # counters only: the back-end's thread owns the rest
+            kv["loop_closures"] = be.stats.loop_closures
+            kv["joint_optimizations"] = be.stats.joint_optimizations
+            kv["joint_deferred"] = be.stats.joint_deferred
         lat = np.asarray(st.latency_ms, dtype=np.float64)
         if lat.size:
             kv["pose_latency_ms_p50"] = f"{np.percentile(lat, 50):.1f}"

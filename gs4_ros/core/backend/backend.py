@@ -54,6 +54,7 @@ class BackendStats:
     joint_optimizations: int = 0
     joint_ms: List[float] = field(default_factory=list)
     joint_reasons: Dict[str, int] = field(default_factory=dict)
+    joint_deferred: int = 0                 # keyframe steps a waiting frame put off (live driver)
 
     def summary(self) -> Dict[str, object]:
         def stat(v):
@@ -67,7 +68,7 @@ class BackendStats:
                 "loop_detection": stat(self.loop_detect_ms), "graph_optimization": stat(self.graph_opt_ms),
                 "corrections_applied": self.corrections_applied, "max_correction_m": self.max_correction_m,
                 "joint_optimizations": self.joint_optimizations, "joint_optimization": stat(self.joint_ms),
-                "joint_reasons": dict(self.joint_reasons)}
+                "joint_reasons": dict(self.joint_reasons), "joint_deferred": self.joint_deferred}
 
 
 @dataclass
