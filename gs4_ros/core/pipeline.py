@@ -161,7 +161,7 @@ class SLAMPipeline:
         self.correction_count = 0
         self._rms_hist: deque = deque(maxlen=30)
         self._last_joint_frame = -10 ** 9
-        self._joint_deferred = False
+        self._joint_deferred = ""              # reason of a step left for run_deferred()
         self._frame_index = 0
 
     def close(self):
@@ -185,10 +185,11 @@ class SLAMPipeline:
         on_pose(pose 4x4, ok) is called as soon as the frame is tracked, before fusion and
         mapping, so a live driver can publish the pose without waiting for the map (the
         pose is final: mapping does not change it). Its exceptions are logged, not raised.
-        frame_waiting() -> True when a live driver already holds a newer frame: the joint
-        step after a keyframe (backend.joint_on_keyframe), which only polishes the map, is
-        then left for run_deferred() instead of delaying that frame. Steps the back-end's
-        corrections or tracking trigger still run at once.
+        frame_waiting() -> True when a live driver already holds a newer frame: a joint step
+        that only polishes the map (after a keyframe, backend.joint_on_keyframe, or any
+        step with joint_lr_pose 0) is then left for run_deferred() instead of delaying that
+        frame. Steps that may correct poses (tracking's triggers with poses free, the
+        back-end's corrections) still run at once.
         """
         t0 = time.perf_counter()
         frame = frame.sanitized().validate()
@@ -280,15 +281,16 @@ class SLAMPipeline:
                 self._backend_boundary(timings)
             reason = self._tracking_trigger(track, frame.index)
             if not reason and is_kf and self.joint is not None and self.cfg.backend.joint_on_keyframe:
-                if frame_waiting is not None and frame_waiting():
-                    # A live stream at its limit: a step on every keyframe made the node
-                    # drop frames, so the motion between processed frames grew and nearly
-                    # every one became a keyframe (8.4 Hz on an H100 with map_quality.yaml).
-                    self._joint_deferred = True
-                    self.backend.stats.joint_deferred += 1
-                else:
-                    reason = "keyframe"
-            if reason:
+                reason = "keyframe"
+            # A step that only polishes the map (after a keyframe, or with the poses frozen)
+            # waits while a live driver holds a newer frame: a step on every keyframe made
+            # the node drop frames, the motion between processed frames grew and nearly
+            # every one became a keyframe (8.4 Hz on an H100 with map_quality.yaml).
+            if (reason and (reason == "keyframe" or self.cfg.backend.joint_lr_pose <= 0)
+                    and frame_waiting is not None and frame_waiting()):
+                self._joint_deferred = reason
+                self.backend.stats.joint_deferred += 1
+            elif reason:
                 self._joint(self._recent_keyframes(), reason, timings)
             timings["backend"] = 1000 * (time.perf_counter() - ts)
         self.frames_processed += 1
@@ -514,8 +516,8 @@ class SLAMPipeline:
         thread that calls process."""
         if not self._joint_deferred:
             return None
-        self._joint_deferred = False
-        res = self._joint(self._recent_keyframes(), "keyframe (deferred)", {})
+        reason, self._joint_deferred = self._joint_deferred, ""
+        res = self._joint(self._recent_keyframes(), f"{reason} (deferred)", {})
         if res is not None:
             self._sync()
         return res
@@ -531,7 +533,7 @@ class SLAMPipeline:
         res = self.joint.run(self.map, self.rasterizer, views)
         if res is None:
             return None
-        self._joint_deferred = False           # this step covers the newest keyframes too
+        self._joint_deferred = ""              # this step covers the newest keyframes too
         self._last_joint_frame = self._frame_index
         newest = self.keyframes[-1].id
         for k, P in res.poses.items():

@@ -54,7 +54,7 @@ class BackendStats:
     joint_optimizations: int = 0
     joint_ms: List[float] = field(default_factory=list)
     joint_reasons: Dict[str, int] = field(default_factory=dict)
-    joint_deferred: int = 0                 # keyframe steps a waiting frame put off (live driver)
+    joint_deferred: int = 0                 # map-only steps a waiting frame put off (live driver)
 
     def summary(self) -> Dict[str, object]:
         def stat(v):
