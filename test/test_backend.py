@@ -596,3 +596,31 @@ def test_colour_only_joint_steps_change_the_render_not_the_trajectory(short_fram
                                 joint_min_interval=1000, **frozen)
     assert torch.equal(pipe.map.colors, pipe.map.track_colors)
     assert any(not np.array_equal(a.pose, b.pose) for a, b in zip(plain, shared))
+
+
+def test_the_map_quality_overlay_keeps_the_trajectory_and_few_images(short_frames):
+    """config/map_quality.yaml as shipped: colour-only steps fitted to the blended view after
+    each keyframe, so every pose is the one without the back-end, the rendered colours
+    move, and only the newest max_keyframe_images keyframes keep their images (the shipped
+    bound is small but at least joint_top_k)."""
+    from pathlib import Path
+
+    from gs4_ros.core.config import load_config
+
+    cfg = load_config(str(Path(__file__).resolve().parents[1] / "config" / "map_quality.yaml"))
+    b = cfg.backend
+    assert b.enabled and b.joint_on_keyframe and b.joint_blend and not b.loop_closure
+    assert b.joint_top_k <= b.max_keyframe_images <= 64
+    b.synchronous = True
+    cfg.mapping.keyframe_max_interval = 3
+    b.max_keyframe_images = 2                       # a bound the short run's four keyframes pass
+    pipe = SLAMPipeline(cfg, device="cpu")
+    stepped = [pipe.process(f) for f in short_frames]
+    _, _, plain = run_small(short_frames, enabled=False)
+    for a, r in zip(plain, stepped):
+        np.testing.assert_array_equal(a.pose, r.pose)
+    assert pipe.backend.stats.joint_reasons.get("keyframe", 0) >= 2
+    assert ((pipe.map.colors - pipe.map.track_colors).abs().amax(1) > 1e-4).sum() > 0.2 * len(pipe.map)
+    nodes = pipe.backend.graph.nodes
+    kept = [k for k in sorted(nodes) if nodes[k].rgb is not None]
+    assert len(nodes) >= 4 and kept == sorted(nodes)[-2:]
