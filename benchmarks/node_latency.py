@@ -315,6 +315,9 @@ def main(argv=None) -> int:
             "labels": args.labels,
             "query": d1.get("query"),
             "vocab_entries": d1.get("vocab_entries"),
+            "keyframes": delta("keyframes"),
+            "joint_steps": delta("joint_optimizations"),        # None with the back-end off
+            "joint_deferred": delta("joint_deferred"),
         }
         L = res["pose_latency_ms"]
         print()
@@ -329,6 +332,9 @@ def main(argv=None) -> int:
               f"max {L['max']:.1f}  (isolated frame {res['warmup_isolated_latency_ms_median']:.1f})")
         print(f"  node processing rate {res['node_processing_rate_hz']} Hz; stages (ms, last 30 frames): "
               + ", ".join(f"{k} {v:.1f}" for k, v in sorted(res['stage_ms'].items())))
+        if res["joint_steps"] is not None:
+            print(f"  keyframes {res['keyframes']}; joint steps {res['joint_steps']}, put off while a frame "
+                  f"waited {res['joint_deferred']}")
         if args.labels or args.query is not None:
             print(f"  labels streamed: {args.labels}; standing query: {res['query']!r}; "
                   f"vocabulary entries {res['vocab_entries']}")
