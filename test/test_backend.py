@@ -624,3 +624,41 @@ def test_the_map_quality_overlay_keeps_the_trajectory_and_few_images(short_frame
     nodes = pipe.backend.graph.nodes
     kept = [k for k in sorted(nodes) if nodes[k].rgb is not None]
     assert len(nodes) >= 4 and kept == sorted(nodes)[-2:]
+
+
+def test_final_refinement_fits_every_field_after_tracking(short_frames):
+    """refine_map after the sequence: every field steps (positions too) at the joint
+    step's default rates even where the online step is colour-only, the keyframes' views
+    get closer to their images, the trajectory stays, and tracking reads the new colours.
+    finish() runs it when backend.final_refine_rounds asks; nothing to do without the
+    back-end's kept images."""
+    frozen = dict(joint_lr_pose=0.0, joint_lr_means=0.0, joint_lr_scales=0.0, joint_lr_quats=0.0,
+                  joint_lr_opacity=0.0, joint_colors_to_tracking=False)
+    pipe, frames, _ = run_small(short_frames, loop_closure=False, **frozen)
+    traj = [T for _, _, T in pipe.final_trajectory()]
+    kf_frames = [frames[kf.frame_index] for kf in pipe.keyframes]
+
+    def error():
+        return float(np.mean([np.abs(np.asarray(pipe.render(kf.pose, f.intrinsics)["color"], np.float64)
+                                     - np.asarray(f.rgb, np.float64)).mean()
+                              for kf, f in zip(pipe.keyframes, kf_frames)]))
+
+    means = pipe.map.means.clone()
+    before = error()
+    out = pipe.refine_map(3)
+    assert out is not None and out["views"] == len(pipe.keyframes) >= 3
+    assert out["loss_last"] < out["loss_first"]
+    assert error() < 0.95 * before
+    assert not torch.equal(pipe.map.means[: len(means)], means) or len(pipe.map) != len(means)
+    assert torch.equal(pipe.map.colors, pipe.map.track_colors)
+    for a, b in zip(traj, [T for _, _, T in pipe.final_trajectory()]):
+        np.testing.assert_array_equal(a, b)
+    assert pipe.backend.stats.refine_passes == 3 and pipe.refine_map(0) is None
+    # finish() runs it at the end of a sequence when asked.
+    pipe, _, _ = run_small(short_frames, loop_closure=False, final_refine_rounds=2)
+    assert pipe.backend.stats.refine_passes == 0
+    pipe.finish()
+    assert pipe.backend.stats.refine_passes == 2
+    off = SLAMPipeline(PipelineConfig(), device="cpu")
+    off.process(short_frames[0])
+    assert off.refine_map(3) is None

@@ -285,6 +285,38 @@ def test_keyframe_steps_wait_for_the_workers_slack():
         t.close()
 
 
+def test_refine_map_service_refines_on_the_worker():
+    """~/refine_map runs the final map refinement between frames (the configured passes)
+    and reports it; the map is re-published; the trajectory stays."""
+    from std_srvs.srv import Trigger
+
+    from gs4_ros.ros.player import FramePlayer, encode
+
+    frames = H.synthetic_frames(6)
+    t = InProcess("pipeline.device:=cpu", "pipeline.backend.enabled:=true",
+                  "pipeline.backend.synchronous:=true", "pipeline.backend.loop_closure:=false",
+                  "pipeline.backend.final_refine_rounds:=2", "pipeline.mapping.keyframe_max_interval:=2",
+                  "path_rate_hz:=0.0", "map_rate_hz:=0.0", "render_rate_hz:=0.0", "publish_tf:=false")
+    try:
+        player = FramePlayer(t.client, prefix="", publish_labels=False, publish_gt=False)
+        assert H.spin_until(t.ex, lambda: player.pub_color.get_subscription_count() > 0, 30)
+        stamp = 10**9
+        for f in frames:
+            stamp += 100_000_000
+            n = t.node.stats.processed
+            player.publish(encode(f), stamp)
+            assert H.spin_until(t.ex, lambda: t.node.stats.processed > n, 120), "frame not processed"
+        traj = [T for _, _, T in t.node.pipe.final_trajectory()]
+        version = t.node._map_version
+        r = H.call_service(t.client, t.ex, Trigger, "/gs4_node/refine_map", 300)
+        assert r.success and r.message.startswith("map refined: 2 passes"), r.message
+        assert t.node.pipe.backend.stats.refine_passes == 2 and t.node._map_version > version
+        for a, b in zip(traj, [T for _, _, T in t.node.pipe.final_trajectory()]):
+            np.testing.assert_array_equal(a, b)
+    finally:
+        t.close()
+
+
 def test_slow_frames_are_reported_with_their_stage_times(capfd):
     """slow_frame_warn_ms: a frame that keeps the worker longer is logged with the
     pipeline's stage times; with the default (0) nothing is."""

@@ -336,6 +336,8 @@ def test_services_save_reset_load(live):
     assert r.success, r.message
     ply = tmp / "map.ply"
     assert ply.is_file() and len(load_ply(ply)) == n
+    r = client.call("refine_map")               # the back-end is off: no keyframe images kept
+    assert not r.success and "pipeline.backend.enabled" in r.message, r.message
 
     r = client.call("reset")
     assert r.success, r.message

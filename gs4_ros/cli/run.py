@@ -149,6 +149,10 @@ def _print_summary(m, paths):
               f"{lc['mean_ms']:.1f} ms mean")
         print(f"joint optimisation {jo['count']} runs, {jo['mean_ms']:.1f} ms mean, {jo['max_ms']:.1f} ms max "
               f"({', '.join(f'{k} {v}' for k, v in b['joint_reasons'].items()) or 'none'})")
+        fr = b.get("final_refine", {})
+        if fr.get("count"):
+            print(f"map refinement    {b.get('final_refine_passes', 0)} passes over the keyframes, "
+                  f"{fr['total_ms'] / 1000:.1f} s")
     else:
         print("back-end          off")
     print(f"map               {m.get('num_gaussians')} Gaussians ({m.get('num_gaussians_inferred', 0)} inferred), "

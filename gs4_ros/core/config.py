@@ -231,6 +231,13 @@ class BackendConfig:
     joint_lr_scales: float = 1.0e-3
     joint_lr_quats: float = 1.0e-3
     joint_depth_weight: float = 1.0         # L1 depth term (metres) next to 0.8 L1 + 0.2 (1 - SSIM)
+    # Final map refinement (SLAMPipeline.refine_map), run by finish() at the end of a
+    # sequence (dataset runs, bag replays) and by the node's ~/refine_map service: this many
+    # passes over every keyframe that kept its images, joint_top_k views at a time,
+    # joint_iterations Adam steps each, on every Gaussian field at the defaults of the rates
+    # above (whatever a config sets for the online step), poses fixed. With tracking done
+    # the geometry may move; online it would shift the tracker's reference. 0 = off.
+    final_refine_rounds: int = 0
 
 
 @dataclass

@@ -53,6 +53,7 @@ from .worker import FrameWorker, OutputThread, name_os_thread, output_due
 
 DEFAULT_OPTICAL_FRAME = "camera_color_optical_frame"
 BAD_COVARIANCE = 9999.0  # rtabmap's marker for a pose that should not be trusted
+REFINE_ROUNDS = 12       # ~/refine_map's passes when pipeline.backend.final_refine_rounds is 0
 
 
 @dataclass
@@ -214,6 +215,7 @@ class GS4Node(Node):
         self.create_service(Trigger, "~/reset", self._srv_reset, callback_group=g_srv)
         self.create_service(Trigger, "~/pause", self._srv_pause, callback_group=g_srv)
         self.create_service(Trigger, "~/resume", self._srv_resume, callback_group=g_srv)
+        self.create_service(Trigger, "~/refine_map", self._srv_refine, callback_group=g_srv)
 
         self.add_on_set_parameters_callback(self._validate_params)
         self.add_post_set_parameters_callback(self._apply_params)
@@ -801,14 +803,28 @@ class GS4Node(Node):
         return True, f"saved {len(self.pipe.map)} Gaussians to {path}"
 
     # ------------------------------------------------------------------ services
-    def _on_worker(self, fn, response):
+    def _on_worker(self, fn, response, timeout: float = 60.0):
         try:
-            ok, msg = self.worker.call(fn, timeout=60.0)
+            ok, msg = self.worker.call(fn, timeout=timeout)
         except Exception as e:  # noqa: BLE001 - reported to the caller
             ok, msg = False, f"{type(e).__name__}: {e}"
         response.success, response.message = bool(ok), msg
         self._log_result(ok, msg)
         return response
+
+    def _srv_refine(self, request, response):
+        """The final map refinement on request (end of a mission, before ~/save_map): the
+        worker runs it between frames, so tracking waits for it."""
+        def do():
+            rounds = int(self.cfg.backend.final_refine_rounds) or REFINE_ROUNDS
+            r = self.pipe.refine_map(rounds)
+            if r is None:
+                return False, ("nothing to refine: keyframes keep their images only with the back-end on "
+                               "(pipeline.backend.enabled), and the map must not be empty")
+            self._map_version += 1
+            return True, (f"map refined: {rounds} passes over {r['views']} keyframes in {r['ms'] / 1000:.1f} s, "
+                          f"mean view loss {r['loss_first']:.4f} -> {r['loss_last']:.4f}, {r['pruned']} Gaussians pruned")
+        return self._on_worker(do, response, timeout=1800.0)
 
     def _srv_save(self, request, response):
         return self._on_worker(self._save_map, response)

@@ -55,6 +55,8 @@ class BackendStats:
     joint_ms: List[float] = field(default_factory=list)
     joint_reasons: Dict[str, int] = field(default_factory=dict)
     joint_deferred: int = 0                 # map-only steps a waiting frame put off (live driver)
+    refine_ms: List[float] = field(default_factory=list)   # per final map refinement
+    refine_passes: int = 0
 
     def summary(self) -> Dict[str, object]:
         def stat(v):
@@ -68,7 +70,8 @@ class BackendStats:
                 "loop_detection": stat(self.loop_detect_ms), "graph_optimization": stat(self.graph_opt_ms),
                 "corrections_applied": self.corrections_applied, "max_correction_m": self.max_correction_m,
                 "joint_optimizations": self.joint_optimizations, "joint_optimization": stat(self.joint_ms),
-                "joint_reasons": dict(self.joint_reasons), "joint_deferred": self.joint_deferred}
+                "joint_reasons": dict(self.joint_reasons), "joint_deferred": self.joint_deferred,
+                "final_refine": stat(self.refine_ms), "final_refine_passes": self.refine_passes}
 
 
 @dataclass
