@@ -213,7 +213,7 @@ def short_frames():
     return frames
 
 
-def run_small(frames, **backend):
+def run_small(frames, frame_waiting=None, **backend):
     """A pipeline over the short sequence, a keyframe at least every 3rd frame."""
     cfg = PipelineConfig()
     cfg.backend.enabled = True
@@ -222,7 +222,7 @@ def run_small(frames, **backend):
     for k, v in backend.items():
         setattr(cfg.backend, k, v)
     pipe = SLAMPipeline(cfg, device="cpu")
-    results = [pipe.process(f) for f in frames]
+    results = [pipe.process(f, frame_waiting=frame_waiting) for f in frames]
     assert pipe.frames_lost == 0
     return pipe, frames, results
 
@@ -490,14 +490,7 @@ def test_keyframe_steps_wait_while_a_frame_is_waiting(short_frames):
     colour_only = dict(loop_closure=False, joint_on_keyframe=True, joint_iterations=2, joint_top_k=2,
                        joint_min_interval=1000, joint_lr_pose=0.0, joint_lr_means=0.0, joint_lr_scales=0.0,
                        joint_lr_quats=0.0, joint_lr_opacity=0.0, joint_colors_to_tracking=False)
-    cfg = PipelineConfig()
-    cfg.backend.enabled = True
-    cfg.backend.synchronous = True
-    cfg.mapping.keyframe_max_interval = 3
-    for k, v in colour_only.items():
-        setattr(cfg.backend, k, v)
-    pipe = SLAMPipeline(cfg, device="cpu")
-    results = [pipe.process(f, frame_waiting=lambda: True) for f in short_frames]
+    pipe, _, results = run_small(short_frames, frame_waiting=lambda: True, **colour_only)
     st = pipe.backend.stats
     n_kf = sum(r.keyframe for r in results)
     assert st.joint_optimizations == 0 and st.joint_deferred >= n_kf - 1 >= 2

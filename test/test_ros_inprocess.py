@@ -33,6 +33,18 @@ class InProcess:
         self.ex.add_node(self.node)
         self.ex.add_node(self.client)
 
+    def feed(self, frames, stamp: int = 10**9):
+        """Publish frames one by one (100 ms apart), each once the node processed the last."""
+        from gs4_ros.ros.player import FramePlayer, encode
+
+        player = FramePlayer(self.client, prefix="", publish_labels=False, publish_gt=False)
+        assert H.spin_until(self.ex, lambda: player.pub_color.get_subscription_count() > 0, 30)
+        for f in frames:
+            stamp += 100_000_000
+            n = self.node.stats.processed
+            player.publish(encode(f), stamp)
+            assert H.spin_until(self.ex, lambda: self.node.stats.processed > n, 120), "frame not processed"
+
     def close(self):
         self.node.shutdown()
         self.node.destroy_node()
@@ -242,8 +254,6 @@ def test_keyframe_steps_wait_for_the_workers_slack():
     /diagnostics reports both counts."""
     from diagnostic_msgs.msg import DiagnosticArray
 
-    from gs4_ros.ros.player import FramePlayer, encode
-
     frames = H.synthetic_frames(6)
     t = InProcess("pipeline.device:=cpu", "pipeline.backend.enabled:=true",
                   "pipeline.backend.synchronous:=true", "pipeline.backend.loop_closure:=false",
@@ -254,16 +264,9 @@ def test_keyframe_steps_wait_for_the_workers_slack():
     try:
         diags = []
         t.client.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
-        player = FramePlayer(t.client, prefix="", publish_labels=False, publish_gt=False)
-        assert H.spin_until(t.ex, lambda: player.pub_color.get_subscription_count() > 0, 30)
         waiting = [True]
         t.node._frame_waiting = lambda: waiting[0]   # as if the slot always held a newer frame
-        stamp = 10**9
-        for f in frames:
-            stamp += 100_000_000
-            n = t.node.stats.processed
-            player.publish(encode(f), stamp)
-            assert H.spin_until(t.ex, lambda: t.node.stats.processed > n, 120), "frame not processed"
+        t.feed(frames)
         st = t.node.pipe.backend.stats
         assert st.joint_optimizations == 0 and st.joint_deferred >= 2, st.summary()
         version = t.node._map_version
@@ -290,22 +293,13 @@ def test_refine_map_service_refines_on_the_worker():
     and reports it; the map is re-published; the trajectory stays."""
     from std_srvs.srv import Trigger
 
-    from gs4_ros.ros.player import FramePlayer, encode
-
     frames = H.synthetic_frames(6)
     t = InProcess("pipeline.device:=cpu", "pipeline.backend.enabled:=true",
                   "pipeline.backend.synchronous:=true", "pipeline.backend.loop_closure:=false",
                   "pipeline.backend.final_refine_rounds:=2", "pipeline.mapping.keyframe_max_interval:=2",
                   "path_rate_hz:=0.0", "map_rate_hz:=0.0", "render_rate_hz:=0.0", "publish_tf:=false")
     try:
-        player = FramePlayer(t.client, prefix="", publish_labels=False, publish_gt=False)
-        assert H.spin_until(t.ex, lambda: player.pub_color.get_subscription_count() > 0, 30)
-        stamp = 10**9
-        for f in frames:
-            stamp += 100_000_000
-            n = t.node.stats.processed
-            player.publish(encode(f), stamp)
-            assert H.spin_until(t.ex, lambda: t.node.stats.processed > n, 120), "frame not processed"
+        t.feed(frames)
         traj = [T for _, _, T in t.node.pipe.final_trajectory()]
         version = t.node._map_version
         r = H.call_service(t.client, t.ex, Trigger, "/gs4_node/refine_map", 300)
