@@ -13,7 +13,9 @@ curtain in front of it, and two walls meet in the far corner beyond the range; a
 surface through which a farther one shows does not continue. Each pixel takes the
 nearest such plane (seen from inside a room, the first wall a ray meets), and behind an
 occluder only within a quarter of the image width of the surroundings that lie on it (a
-hole can sprawl from a near object round the border to a far wall). What this
+hole can sprawl from a near object round the border to a far wall). Where no such plane
+reaches and the hole's surroundings lie at the range limit in good part (a far wall seen
+only as speckles), a backdrop facing the camera at that depth takes the rest. What this
 cannot know: a surface hidden in the hole itself (the side of a pillar seen edge-on)
 gets the wall behind it. Tracking and depth fusion keep using the measured depth only.
 

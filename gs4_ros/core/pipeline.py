@@ -512,7 +512,7 @@ class SLAMPipeline:
         return views
 
     def run_deferred(self) -> Optional[JointResult]:
-        """The joint step a keyframe left for later (process's frame_waiting), on the newest
+        """The map-only joint step process() left for later (frame_waiting), on the newest
         keyframes now; None when none is pending. For a live driver's idle time, on the
         thread that calls process."""
         if not self._joint_deferred:
@@ -567,9 +567,9 @@ class SLAMPipeline:
         """Adam on every field of the Gaussians the kept keyframes see, the poses fixed:
         `rounds` passes (default backend.final_refine_rounds) over all keyframes that kept
         their images, joint_top_k at a time, joint_iterations steps each, at the joint
-        step's default rates, fitted to the blended view. Then colours go to tracking too and the Gaussians the steps
-        made transparent are pruned. None when there is nothing to refine (back-end off,
-        no images kept, rounds 0).
+        step's default rates, fitted to the blended view. Then colours go to tracking too
+        and the Gaussians the steps made transparent are pruned. None when there is nothing
+        to refine (back-end off, no images kept, rounds 0).
 
         Why: the online steps may not move the geometry without moving the trajectory, and
         colour alone converges within a few passes (room 902: held-out 24.27 -> 24.38 dB
