@@ -577,8 +577,8 @@ class GS4Node(Node):
         t0 = time.perf_counter()
         done: Dict[str, float] = {}
         if not self._frame_waiting():
-            # A keyframe's joint step put off while frames were waiting (map polishing
-            # only); it takes the worker's slack, never a frame's time.
+            # A map-only joint step put off while a frame was waiting: it runs in the
+            # worker's slack (once started it holds the worker for its length).
             res = self.pipe.run_deferred()
             if res is not None:
                 done["joint"] = res.ms
@@ -814,7 +814,9 @@ class GS4Node(Node):
 
     def _srv_refine(self, request, response):
         """The final map refinement on request (end of a mission, before ~/save_map): the
-        worker runs it between frames, so tracking waits for it."""
+        worker runs it between frames, so tracking waits for it, and this callback holds
+        the node's single-threaded executor until it is done (seconds on a GPU, minutes
+        on a CPU)."""
         def do():
             rounds = int(self.cfg.backend.final_refine_rounds) or REFINE_ROUNDS
             r = self.pipe.refine_map(rounds)
