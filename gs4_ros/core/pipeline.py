@@ -518,10 +518,7 @@ class SLAMPipeline:
         if not self._joint_deferred:
             return None
         reason, self._joint_deferred = self._joint_deferred, ""
-        res = self._joint(self._recent_keyframes(), f"{reason} (deferred)", {})
-        if res is not None:
-            self._sync()
-        return res
+        return self._joint(self._recent_keyframes(), f"{reason} (deferred)", {})   # run() syncs on CUDA
 
     def _joint(self, kf_ids: List[int], reason: str, timings: Dict[str, float]):
         """Few Adam steps on the visible Gaussians and these keyframes' poses; the new

@@ -593,7 +593,7 @@ class GS4Node(Node):
         if self._path_dirty and pr > 0 and now >= self._next_path:
             _timed(done, "path", self._publish_path)
             self._next_path = now + 1.0 / pr
-        waiting = len(self.worker.slot) > 0
+        waiting = self._frame_waiting()
         mr = float(self.p["map_rate_hz"])
         if self._published_map_version != self._map_version and output_due(now, self._next_map, mr, waiting):
             _timed(done, "clouds", self._publish_clouds)
