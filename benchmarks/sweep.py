@@ -42,6 +42,18 @@ def parse_variant(text):
     return name, sets
 
 
+def _backend_note(m):
+    """Joint runs and the final refinement's time: the overlay's cost beside its gain."""
+    b = m.get("backend") or {}
+    if not b:
+        return ""
+    jo, fr = b.get("joint_optimization", {}), b.get("final_refine", {})
+    note = f"  joint {jo.get('count', 0)} x {jo.get('mean_ms', 0.0):.1f} ms"
+    if fr.get("count"):
+        note += f"  refine {fr['total_ms'] / 1000:.1f} s"
+    return note
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_sequence_args(ap, repeat=True)
@@ -69,7 +81,7 @@ def main():
             print(f"{spec[:40]:40s} {name:16s} ATE {m.get('ate_rmse_cm', float('nan')):6.2f} cm  "
                   f"PSNR {m.get('psnr', float('nan')):5.2f}  ho {m.get('heldout_psnr', float('nan')):5.2f}  "
                   f"mIoU {100 * m.get('miou', float('nan')):5.1f}  depthL1 {m.get('depth_l1_cm', float('nan')):5.2f} cm  "
-                  f"G {m['num_gaussians']:7d}  {m['fps']:6.1f} fps  lost {m['frames_lost']}  stages "
+                  f"G {m['num_gaussians']:7d}  {m['fps']:6.1f} fps  lost {m['frames_lost']}{_backend_note(m)}  stages "
                   + " ".join(f"{k}={v['mean']:.1f}" for k, v in m.get("stage_ms", {}).items()), flush=True)
     dev = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"\n{'dataset':40s} {'variant':16s} {'ATE cm':>7s} {'RPE cm':>7s} {'PSNR':>6s} {'SSIM':>6s} "

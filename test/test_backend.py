@@ -655,3 +655,21 @@ def test_final_refinement_fits_every_field_after_tracking(short_frames):
     off = SLAMPipeline(PipelineConfig(), device="cpu")
     off.process(short_frames[0])
     assert off.refine_map(3) is None
+
+
+def test_final_refinement_compacts_halfway(short_frames):
+    """backend.final_compact_pixels: halfway through the passes the Gaussians no keyframe
+    shows go (map_compaction), and the later passes still bring the views closer."""
+    pipe, frames, _ = run_small(short_frames, loop_closure=False, final_compact_pixels=16.0)
+    kf_frames = [frames[kf.frame_index] for kf in pipe.keyframes]
+
+    def error():
+        return float(np.mean([np.abs(np.asarray(pipe.render(kf.pose, f.intrinsics)["color"], np.float64)
+                                     - np.asarray(f.rgb, np.float64)).mean()
+                              for kf, f in zip(pipe.keyframes, kf_frames)]))
+
+    n0, before = len(pipe.map), error()
+    out = pipe.refine_map(2)
+    assert out["compacted"] > 0 and len(pipe.map) == n0 - out["compacted"] - out["pruned"]
+    assert pipe.backend_summary()["final_refine_compacted"] == out["compacted"]
+    assert error() < before

@@ -240,6 +240,10 @@ class BackendConfig:
     # config/map_quality.yaml (which sets 12), rooms 900-905: 25.74 -> 29.12 dB held out
     # (docs/results.md). 0 = off.
     final_refine_rounds: int = 0
+    # Halfway through those passes, drop the Gaussians that cover less than this many pixels
+    # (blending weight, full-size pixels) in every keyframe's view (map_compaction); the
+    # remaining passes let their neighbours take over. 0 = off.
+    final_compact_pixels: float = 0.0
 
 
 @dataclass

@@ -34,6 +34,7 @@ from .fill_ahead import MODES as FILL_AHEAD_MODES, FillAhead
 from .fusion import fuse_depth
 from .semantic_fusion import fuse_semantics
 from .gaussian_map import GaussianMap
+from .map_compaction import compact
 from .host_threads import limit_host_blas
 from .initializer import block_gaussians, labels_to_logits, to_world
 from .render import blend_surface_colour, make_rasterizer, render_views
@@ -590,7 +591,11 @@ class SLAMPipeline:
         t0 = time.perf_counter()
         k = max(1, int(b.joint_top_k))
         start, end = [], []                      # the groups' losses, first and last pass
+        compacted = 0
         for r in range(n):
+            if r == n // 2 and b.final_compact_pixels > 0:
+                compacted = compact(self.rasterizer, self.map, [kf.pose for kf in self.keyframes],
+                                    self.intrinsics, b.final_compact_pixels)
             for i in range(0, len(views), k):
                 res = opt.run(self.map, self.rasterizer, views[i:i + k])
                 if res is not None and res.losses:
@@ -605,10 +610,11 @@ class SLAMPipeline:
         ms = 1000 * (time.perf_counter() - t0)
         self.backend.stats.refine_ms.append(ms)
         self.backend.stats.refine_passes += n
+        self.backend.stats.refine_compacted += compacted
         log.info("map refined: %d passes over %d keyframes in %.0f ms (mean view loss %.4f -> %.4f, "
-                 "%d Gaussians pruned)", n, len(views), ms, first, last, pruned)
+                 "%d Gaussians pruned, %d compacted away)", n, len(views), ms, first, last, pruned, compacted)
         return {"rounds": n, "views": len(views), "ms": ms, "loss_first": first, "loss_last": last,
-                "pruned": pruned}
+                "pruned": pruned, "compacted": compacted}
 
     def _anchor_inverse(self, kf: Keyframe) -> np.ndarray:
         """Inverse pose of the anchor keyframe, recomputed only when it or a correction

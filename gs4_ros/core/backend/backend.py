@@ -57,6 +57,7 @@ class BackendStats:
     joint_deferred: int = 0                 # map-only steps a waiting frame put off (live driver)
     refine_ms: List[float] = field(default_factory=list)   # per final map refinement
     refine_passes: int = 0
+    refine_compacted: int = 0               # Gaussians map_compaction dropped
 
     def summary(self) -> Dict[str, object]:
         def stat(v):
@@ -71,7 +72,8 @@ class BackendStats:
                 "corrections_applied": self.corrections_applied, "max_correction_m": self.max_correction_m,
                 "joint_optimizations": self.joint_optimizations, "joint_optimization": stat(self.joint_ms),
                 "joint_reasons": dict(self.joint_reasons), "joint_deferred": self.joint_deferred,
-                "final_refine": stat(self.refine_ms), "final_refine_passes": self.refine_passes}
+                "final_refine": stat(self.refine_ms), "final_refine_passes": self.refine_passes,
+                "final_refine_compacted": self.refine_compacted}
 
 
 @dataclass
