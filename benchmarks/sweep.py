@@ -6,7 +6,14 @@ same run on the same device.
     python benchmarks/sweep.py --dataset 7scenes:../shared/data/7scenes_redkitchen_dev \
         --variant base: --variant fuse:mapping.fuse_max_weight=20 --out out/sweep
 
-A variant is NAME:KEY=VALUE[,KEY=VALUE...] (config keys as for `gs4 run --set`).
+A variant is NAME:KEY=VALUE[,KEY=VALUE...] (config keys as for `gs4 run --set`); the key
+`config` names a configuration file for that variant alone (instead of --config), so a
+peer on the defaults and an overlay share one table. #3's real-frames check, v0 against
+the networks with config/map_quality.yaml:
+
+    python benchmarks/sweep.py --device cuda --width 640 --height 480 --holdout-every 10 \
+        --dataset 7scenes:../shared/data/7scenes_redkitchen_dev --frames 0:500 --variant v0: \
+        --variant net-mq:config=config/map_quality.yaml,initializer=network
 With --holdout-every N every N-th frame is tracked but never mapped (the ablation's
 novel-view protocol) and its PSNR is reported apart; with several datasets a last table
 gives each variant's mean over them (held-out synthetic rooms, say):
@@ -69,7 +76,8 @@ def main():
         ds = open_dataset(spec, frames=args.frames, width=args.width, height=args.height, device=str(device))
         frames = [ds[i] for i in range(len(ds))]  # decode once, outside the timed runs
         for name, sets in variants:
-            cfg = load_config(args.config, sets)
+            run_sets = dict(sets)
+            cfg = load_config(run_sets.pop("config", args.config), run_sets)
             pipe = SLAMPipeline(cfg, device=str(device))
             if device.type == "cuda":
                 torch.cuda.synchronize()

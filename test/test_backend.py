@@ -604,6 +604,7 @@ def test_the_map_quality_overlay_keeps_the_trajectory_and_bounds_its_images(shor
     b = cfg.backend
     assert b.enabled and b.joint_on_keyframe and b.joint_blend and not b.loop_closure
     assert b.joint_top_k <= b.max_keyframe_images <= 500 and b.final_refine_rounds > 0
+    assert 0 < b.final_compact_pixels < 64         # under one stride-8 block of a view
     b.synchronous = True
     cfg.mapping.keyframe_max_interval = 3
     b.max_keyframe_images = 2                       # a bound the short run's four keyframes pass
