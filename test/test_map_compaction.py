@@ -2,6 +2,7 @@
 ones no view shows are dropped while the views stay as they were."""
 import math
 
+import pytest
 import torch
 
 from gs4_ros.core.frame import Intrinsics
@@ -65,3 +66,15 @@ def test_compact_drops_only_what_no_view_shows():
     assert float((after - before)[..., 0].abs().sum()) < 0.5 * 1.0
     assert compact(ras, g, [eye], INTR, min_pixels=0.0) == 0 and len(g) == 2
 
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (gsplat)")
+def test_gsplat_gives_the_same_shares():
+    """The GPU path reads the same gradient from gsplat's kernels."""
+    pytest.importorskip("gsplat")
+    g = _map([(0, 0, 2.0, 0.3, 0.99), (0, 0, 3.0, 0.05, 0.99), (0.6, 0.4, 2.0, 0.02, 0.9),
+              (-0.5, 0.2, 2.5, 0.08, 0.6)])
+    eye = torch.eye(4)
+    ref = view_weights(make_rasterizer("torch"), g, [eye], INTR, scale=1.0)
+    gpu = view_weights(make_rasterizer("gsplat", "cuda"), g.to("cuda"), [eye], INTR, scale=1.0).cpu()
+    torch.testing.assert_close(gpu, ref, rtol=0.02, atol=0.05)

@@ -3,8 +3,8 @@ barely show anywhere.
 
 Why: the opacity prune keeps an opaque Gaussian that sits behind a surface or has shrunk to
 a speck; such rows cost memory, rendering and every later kNN but add nothing to a view.
-Measured by rendering, not by a geometric test, so occlusion and the blend count as the
-published views see them.
+Measured by rendering, not by a geometric test, so occlusion counts as the rasteriser
+sees it (the plain composite: the surface blend of the published views only recolours).
 
 The weight comes from the rasteriser's own gradient: a view's rendered channel is
 sum_i w_i(p) c_i, so with c = 1 the gradient of the image's sum with respect to c_i is
@@ -28,7 +28,10 @@ def view_weights(rasterizer: Rasterizer, gmap: GaussianMap, poses_c2w: Sequence[
     """[N] each Gaussian's largest share of any one view, in full-size pixels.
 
     The views are rendered at `scale` of the camera's size (a stride-8 Gaussian still
-    spans several pixels at half size) and the shares scaled back by 1 / scale^2.
+    spans several pixels at half size) and the shares scaled back by 1 / scale^2. The
+    rasteriser's fixed 0.3 px^2 dilation then counts as 0.3 / scale^2 full-size px^2, so
+    a speck reads as up to 2 pi 0.3 / scale^2 px (7.5 at half size): thresholds well above
+    that are unaffected.
     """
     n = len(gmap)
     dev = gmap.means.device
