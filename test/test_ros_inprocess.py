@@ -311,6 +311,39 @@ def test_refine_map_service_refines_on_the_worker():
         t.close()
 
 
+def test_a_service_waiting_on_the_worker_leaves_the_executor_free():
+    """~/refine_map (like save, load, reset) waits for the worker as a coroutine: while the
+    worker is busy, ~/pause and ~/resume answer at once; then the refinement answers."""
+    import threading
+
+    from std_srvs.srv import Trigger
+
+    frames = H.synthetic_frames(4)
+    t = InProcess("pipeline.device:=cpu", "pipeline.backend.enabled:=true",
+                  "pipeline.backend.synchronous:=true", "pipeline.backend.loop_closure:=false",
+                  "pipeline.backend.final_refine_rounds:=1", "pipeline.mapping.keyframe_max_interval:=2",
+                  "path_rate_hz:=0.0", "map_rate_hz:=0.0", "render_rate_hz:=0.0", "publish_tf:=false")
+    gate = threading.Event()
+    try:
+        t.feed(frames)
+        busy, _ = t.node.worker.post(lambda: gate.wait(60))      # the worker is held here
+        cli = t.client.create_client(Trigger, "/gs4_node/refine_map")
+        assert H.spin_until(t.ex, cli.service_is_ready, 20)
+        refine = cli.call_async(Trigger.Request())
+        H.spin_until(t.ex, lambda: False, 0.3)                    # the request reaches the node
+        for name in ("pause", "resume"):
+            r = H.call_service(t.client, t.ex, Trigger, f"/gs4_node/{name}", 10)
+            assert r.success, r.message
+        assert not refine.done() and not busy.is_set()
+        gate.set()
+        assert H.spin_until(t.ex, refine.done, 120)
+        r = refine.result()
+        assert r.success and r.message.startswith("map refined: 1 passes"), r.message
+    finally:
+        gate.set()
+        t.close()
+
+
 def test_slow_frames_are_reported_with_their_stage_times(capfd):
     """slow_frame_warn_ms: a frame that keeps the worker longer is logged with the
     pipeline's stage times; with the default (0) nothing is."""

@@ -82,6 +82,33 @@ def test_call_runs_on_the_worker_thread_and_returns_or_raises():
         w.stop()
 
 
+def test_post_returns_at_once_and_notifies_after_running():
+    """post() is call() without the wait (for the node's coroutine services): fn runs on
+    the worker, done is set, then notify runs there too; outcome re-raises an error."""
+    release = threading.Event()
+    w = FrameWorker(lambda item: None, name="gs4_worker_test").start()
+    seen = []
+    try:
+        w.post(lambda: release.wait(30))                 # holds the worker
+        done, box = w.post(lambda: threading.current_thread().name,
+                           notify=lambda: seen.append((threading.current_thread().name, done.is_set())))
+        assert not done.wait(0.2) and seen == []
+        release.set()
+        assert done.wait(30)
+        assert FrameWorker.outcome(box) == "gs4_worker_test"
+        assert w.call(lambda: list(seen), timeout=30) == [("gs4_worker_test", True)]
+        done, box = w.post(lambda: (_ for _ in ()).throw(ValueError("nope")))
+        assert done.wait(30)
+        with pytest.raises(ValueError, match="nope"):
+            FrameWorker.outcome(box)
+    finally:
+        release.set()
+        w.stop()
+    # A stopped worker runs it in the caller's thread.
+    done, box = w.post(lambda: 7)
+    assert done.is_set() and FrameWorker.outcome(box) == 7
+
+
 def test_call_waits_for_the_current_frame():
     """A service request never runs concurrently with a frame (no shared pipeline)."""
     in_frame, release = threading.Event(), threading.Event()

@@ -6,8 +6,8 @@ the pipeline. Sensor callbacks only synchronise messages and put the newest
 set into a single slot (an unprocessed set is overwritten and counted as dropped), so no
 GPU work ever runs in a callback and memory does not grow with the input rate. Decoding
 happens on the worker, so frames that end up dropped are never decoded. Services hand
-their work to the worker (FrameWorker.call), so nothing touches the pipeline
-concurrently. Map clouds and rendered views are produced by the worker between frames at
+their work to the worker (FrameWorker.post, awaited by a coroutine so the executor keeps
+going), so nothing touches the pipeline concurrently. Map clouds and rendered views are produced by the worker between frames at
 their configured rates.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Pose, PoseArray, PoseStamped
 from nav_msgs.msg import Odometry, Path
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
@@ -142,9 +142,13 @@ class GS4Node(Node):
         self._query_done = (-1, -1)        # (query version, map version) last published
         self._query_cache = None           # (query version, map version, len(map), result)
 
-        # Groups matter only if the node is composed into a multi-threaded executor.
+        # Groups matter if the node is composed into a multi-threaded executor, and for the
+        # services that wait on the worker (g_work): they are coroutines, and their group
+        # stays taken until one finishes, so they get their own and pause, resume and
+        # ~/query (g_srv) still answer meanwhile.
         g_sensor = MutuallyExclusiveCallbackGroup()
         g_srv = MutuallyExclusiveCallbackGroup()
+        g_work = MutuallyExclusiveCallbackGroup()
         g_timer = MutuallyExclusiveCallbackGroup()
 
         # outputs
@@ -210,12 +214,17 @@ class GS4Node(Node):
         self.create_subscription(String, "~/query", self._guard(self._on_query), stream_qos(), callback_group=g_srv)
 
         # services
-        self.create_service(Trigger, "~/save_map", self._srv_save, callback_group=g_srv)
-        self.create_service(Trigger, "~/load_map", self._srv_load, callback_group=g_srv)
-        self.create_service(Trigger, "~/reset", self._srv_reset, callback_group=g_srv)
+        # Wakes the executor when the worker has run a service's request (a trigger is
+        # the thread-safe way in; the awaiting coroutine is resumed on the next loop).
+        # Its own group: the executor leaves out of its wait set whatever belongs to a
+        # taken group, and g_work is taken while the service waits.
+        self._worker_done = self.create_guard_condition(lambda: None, callback_group=ReentrantCallbackGroup())
+        self.create_service(Trigger, "~/save_map", self._srv_save, callback_group=g_work)
+        self.create_service(Trigger, "~/load_map", self._srv_load, callback_group=g_work)
+        self.create_service(Trigger, "~/reset", self._srv_reset, callback_group=g_work)
+        self.create_service(Trigger, "~/refine_map", self._srv_refine, callback_group=g_work)
         self.create_service(Trigger, "~/pause", self._srv_pause, callback_group=g_srv)
         self.create_service(Trigger, "~/resume", self._srv_resume, callback_group=g_srv)
-        self.create_service(Trigger, "~/refine_map", self._srv_refine, callback_group=g_srv)
 
         self.add_on_set_parameters_callback(self._validate_params)
         self.add_post_set_parameters_callback(self._apply_params)
@@ -803,20 +812,34 @@ class GS4Node(Node):
         return True, f"saved {len(self.pipe.map)} Gaussians to {path}"
 
     # ------------------------------------------------------------------ services
-    def _on_worker(self, fn, response, timeout: float = 60.0):
+    async def _on_worker(self, fn, response, timeout: float = 60.0):
+        """Run fn on the worker between frames and answer with its (ok, message). A
+        coroutine, so the executor keeps serving images, timers and the other services
+        while the worker is at it (a map refinement takes minutes on a CPU)."""
+        done, box = self.worker.post(fn, notify=self._wake_executor)
+        end = time.monotonic() + timeout
+        while not done.is_set() and time.monotonic() < end:
+            await _NextLoop()
         try:
-            ok, msg = self.worker.call(fn, timeout=timeout)
+            if not done.is_set():
+                raise TimeoutError(f"worker did not run the request within {timeout} s")
+            ok, msg = FrameWorker.outcome(box)
         except Exception as e:  # noqa: BLE001 - reported to the caller
             ok, msg = False, f"{type(e).__name__}: {e}"
         response.success, response.message = bool(ok), msg
         self._log_result(ok, msg)
         return response
 
-    def _srv_refine(self, request, response):
+    def _wake_executor(self):
+        try:
+            self._worker_done.trigger()
+        except Exception:  # noqa: BLE001 - the node is being destroyed; nobody waits
+            pass
+
+    async def _srv_refine(self, request, response):
         """The final map refinement on request (end of a mission, before ~/save_map): the
-        worker runs it between frames, so tracking waits for it, and this callback holds
-        the node's single-threaded executor until it is done (seconds on a GPU, minutes
-        on a CPU)."""
+        worker runs it between frames, so tracking waits for it (seconds on a GPU, minutes
+        on a CPU); the executor keeps publishing and answering meanwhile."""
         def do():
             rounds = int(self.cfg.backend.final_refine_rounds) or REFINE_ROUNDS
             r = self.pipe.refine_map(rounds)
@@ -825,16 +848,17 @@ class GS4Node(Node):
                                "(pipeline.backend.enabled), and the map must not be empty")
             self._map_version += 1
             return True, (f"map refined: {rounds} passes over {r['views']} keyframes in {r['ms'] / 1000:.1f} s, "
-                          f"mean view loss {r['loss_first']:.4f} -> {r['loss_last']:.4f}, {r['pruned']} Gaussians pruned")
-        return self._on_worker(do, response, timeout=1800.0)
+                          f"mean view loss {r['loss_first']:.4f} -> {r['loss_last']:.4f}, {r['pruned']} Gaussians "
+                          f"pruned, {r['compacted']} compacted away")
+        return await self._on_worker(do, response, timeout=1800.0)
 
-    def _srv_save(self, request, response):
-        return self._on_worker(self._save_map, response)
+    async def _srv_save(self, request, response):
+        return await self._on_worker(self._save_map, response)
 
-    def _srv_load(self, request, response):
-        return self._on_worker(self._load_map, response)
+    async def _srv_load(self, request, response):
+        return await self._on_worker(self._load_map, response)
 
-    def _srv_reset(self, request, response):
+    async def _srv_reset(self, request, response):
         def do():
             n = len(self.pipe.map)
             self.worker.slot.clear()
@@ -842,7 +866,7 @@ class GS4Node(Node):
                 self._sync.clear()
             self._reset()
             return True, f"reset: cleared {n} Gaussians and the trajectory"
-        return self._on_worker(do, response)
+        return await self._on_worker(do, response)
 
     def _srv_pause(self, request, response):
         self._paused = True
@@ -1060,6 +1084,14 @@ def _rotvec(R: np.ndarray) -> np.ndarray:
     return a / (2.0 * math.sin(a)) * w
 
 
+class _NextLoop:
+    """Awaiting it hands control back to rclpy's executor for one loop: a pending task is
+    resumed each time the executor wakes (a message, a timer, the worker's guard)."""
+
+    def __await__(self):
+        yield
+
+
 def _rss_mb() -> float:
     try:
         with open("/proc/self/statm") as f:
@@ -1078,8 +1110,8 @@ def make_executor():
     86% of a core in Python, and the worker, starved of the GIL, tracked 20x slower (0.8
     instead of 8 frames/s on a CPU, 1.3 instead of ~40 on an H200; benchmarks/node_latency.py
     --in-process --sample shows the busiest threads). The callbacks here are microseconds,
-    so one thread is enough; a service waits for the worker (save/load/reset), and frames
-    arriving meanwhile wait in DDS, which the worker could not have processed anyway.
+    so one thread is enough; services that need the worker (save/load/reset/refine) are
+    coroutines that yield to the executor until it has run them.
     """
     return SingleThreadedExecutor()
 

@@ -145,26 +145,48 @@ class FrameWorker:
         """
         if threading.current_thread() is self._thread or not self._thread.is_alive():
             return fn()
-        done = threading.Event()
-        box: dict = {}
-        with self.slot._cond:
-            self._commands.append((fn, done, box))
-            self.slot._cond.notify_all()
+        done, box = self.post(fn)
         if not done.wait(timeout):
             raise TimeoutError(f"worker did not run the request within {timeout} s")
+        return self.outcome(box)
+
+    def post(self, fn: Callable[[], Any], notify: Optional[Callable[[], Any]] = None):
+        """Queue fn() for the worker without waiting: returns (done, box); done is set once
+        it ran and `outcome(box)` gives its result. notify() is called after that, on the
+        worker thread, so an event loop can wake (rclpy: a guard condition's trigger).
+        With the worker stopped, fn runs here and now."""
+        done = threading.Event()
+        box: dict = {}
+        item = (fn, done, box, notify)
+        if threading.current_thread() is self._thread or not self._thread.is_alive():
+            self._run_one(*item)
+            return done, box
+        with self.slot._cond:
+            self._commands.append(item)
+            self.slot._cond.notify_all()
+        return done, box
+
+    @staticmethod
+    def outcome(box: dict) -> Any:
+        """What a posted fn returned, or its exception raised again."""
         if "error" in box:
             raise box["error"]
         return box.get("result")
 
+    def _run_one(self, fn, done, box, notify):
+        try:
+            box["result"] = fn()
+        except BaseException as e:  # noqa: BLE001 - handed back to the caller
+            box["error"] = e
+        done.set()
+        if notify is not None:
+            self._call(notify)
+
     def _run_commands(self):
         with self.slot._cond:
             cmds, self._commands = self._commands, []
-        for fn, done, box in cmds:
-            try:
-                box["result"] = fn()
-            except BaseException as e:  # noqa: BLE001 - handed back to the caller
-                box["error"] = e
-            done.set()
+        for item in cmds:
+            self._run_one(*item)
 
     def stop(self, timeout: float = 5.0):
         self._stop.set()
