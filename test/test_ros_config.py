@@ -58,6 +58,19 @@ def test_config_keys_are_declared_parameters(path):
     load_config(str(path))   # the CLI reads the same file
 
 
+def test_gs4_yaml_gives_the_true_defaults():
+    """config/gs4.yaml documents the defaults: each pipeline value it lists is the one
+    PipelineConfig has, so the file cannot drift from the code."""
+    from gs4_ros.core.config import PipelineConfig
+
+    doc = yaml.safe_load((REPO / "config" / "gs4.yaml").read_text())
+    listed = flat(doc["/**"]["ros__parameters"]["pipeline"])
+    defaults = flat(PipelineConfig().to_dict())
+    assert any(k.startswith("backend.") for k in listed)
+    wrong = {k: (v, defaults.get(k)) for k, v in listed.items() if defaults.get(k) != v}
+    assert not wrong, f"gs4.yaml value != default: {wrong}"
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_config_loads_into_a_real_node(path):
     from gs4_ros.ros.node import GS4Node
