@@ -152,7 +152,8 @@ def _print_summary(m, paths):
         fr = b.get("final_refine", {})
         if fr.get("count"):
             print(f"map refinement    {b.get('final_refine_passes', 0)} passes over the keyframes, "
-                  f"{fr['total_ms'] / 1000:.1f} s")
+                  f"{fr['total_ms'] / 1000:.1f} s" + (f", {b['final_refine_compacted']} Gaussians compacted away"
+                                                     if b.get("final_refine_compacted") else ""))
     else:
         print("back-end          off")
     print(f"map               {m.get('num_gaussians')} Gaussians ({m.get('num_gaussians_inferred', 0)} inferred), "
