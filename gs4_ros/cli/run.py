@@ -140,6 +140,12 @@ def _print_summary(m, paths):
         print(f"held-out          PSNR {f('heldout_psnr')} dB, depth L1 {f('heldout_depth_l1_cm')} cm")
     if "miou" in m:
         print(f"semantic mIoU     {100 * m['miou']:.1f} %")
+        worst = sorted(m.get("per_class_iou", {}).items(), key=lambda kv: kv[1])[:3]
+        conf = m.get("confusions", {})
+        if worst and worst[0][1] < 0.5:
+            print("  lowest IoU      " + "; ".join(
+                f"{c} {100 * v:.0f}% (taken for " + ", ".join(f"{k} {100 * f:.0f}%" for k, f in conf.get(c, [])) + ")"
+                for c, v in worst))
     b = m.get("backend") or {}
     if b.get("enabled"):
         lc, jo = b["loop_detection"], b["joint_optimization"]

@@ -2,7 +2,7 @@
 colour image lines up with its depth image."""
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -49,6 +49,17 @@ class ConfusionMatrix:
         hit = p < self.K
         np.add.at(self.m, (g[hit], p[hit]), 1)
         np.add.at(self.missed, g[~hit], 1)
+
+    def confusions(self, top: int = 3) -> Dict[int, List[Tuple[int, float]]]:
+        """For each class present in the ground truth, the classes its pixels were given
+        (its own included), largest share first: what a low IoU was taken for."""
+        tot = self.m.sum(1) + self.missed
+        out = {}
+        for g in np.nonzero(tot > 0)[0]:
+            row = self.m[g]
+            order = [int(k) for k in np.argsort(-row, kind="stable")[:top] if row[k] > 0]
+            out[int(g)] = [(k, float(row[k] / tot[g])) for k in order]
+        return out
 
     def miou(self) -> Dict[str, object]:
         tp = np.diag(self.m).astype(np.float64)

@@ -172,7 +172,9 @@ def evaluate(pipe: SLAMPipeline, rec: RunRecord) -> Dict[str, object]:
         s = cm.miou()
         m["miou"] = s["miou"]
         m["pixel_accuracy"] = s["pixel_accuracy"]
-        m["per_class_iou"] = {pipe.cfg.class_names[k]: v for k, v in s["per_class_iou"].items()}
+        names = pipe.cfg.class_names
+        m["per_class_iou"] = {names[k]: v for k, v in s["per_class_iou"].items()}
+        m["confusions"] = {names[g]: [[names[k], f] for k, f in row] for g, row in cm.confusions().items()}
     return m
 
 
