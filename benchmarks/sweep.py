@@ -29,12 +29,14 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gs4_ros.core.config import load_config  # noqa: E402
 from gs4_ros.core.pipeline import SLAMPipeline, resolve_device  # noqa: E402
+from gs4_ros.eval.image_metrics import ConfusionMatrix  # noqa: E402
 from gs4_ros.eval.runner import evaluate, run_frames  # noqa: E402
 from gs4_ros.io.datasets import open_dataset  # noqa: E402
 from bench_common import add_sequence_args  # noqa: E402  (this script's folder)
@@ -59,6 +61,20 @@ def _backend_note(m):
     if fr.get("count"):
         note += f"  refine {fr['total_ms'] / 1000:.1f} s"
     return note
+
+
+def _pooled_miou(rows):
+    """mIoU of the confusion counts summed over the sequences (each class's IoU over all
+    its pixels, as ScanNet's benchmark scores), beside the mean of per-sequence mIoUs,
+    where a class that fills a few hundred pixels of one room weighs as much as its walls."""
+    counts = [m["confusion_counts"] for m in rows if m.get("confusion_counts")]
+    if not counts:
+        return float("nan")
+    cm = ConfusionMatrix(len(counts[0]["missed"]))
+    for c in counts:
+        cm.m += np.asarray(c["matrix"], dtype=np.int64)
+        cm.missed += np.asarray(c["missed"], dtype=np.int64)
+    return cm.miou()["miou"]
 
 
 def main():
@@ -105,7 +121,8 @@ def main():
         keys = [("ate_rmse_cm", "ATE cm", "7.2f"), ("psnr", "PSNR", "6.2f"), ("heldout_psnr", "ho PSNR", "7.2f"),
                 ("ssim", "SSIM", "6.3f"), ("miou", "mIoU %", "6.1f"), ("num_gaussians", "Gauss", "8.0f"),
                 ("fps", "FPS", "7.1f")]
-        print(f"{'variant':16s} " + " ".join(f"{h:>{int(f.split('.')[0])}s}" for _, h, f in keys))
+        print(f"{'variant':16s} " + " ".join(f"{h:>{int(f.split('.')[0])}s}" for _, h, f in keys)
+              + f" {'pooled mIoU':>10s}")
         for name, _ in variants:
             mine = [m for m in rows if m["variant"] == name]
             cells = []
@@ -113,6 +130,8 @@ def main():
                 vals = [float(m[k]) * (100 if k == "miou" else 1) for m in mine
                         if m.get(k) is not None and float(m[k]) == float(m[k])]
                 cells.append(format(sum(vals) / len(vals), f) if vals else format("-", f">{f.split('.')[0]}s"))
+            pooled = _pooled_miou(mine)
+            cells.append(format(100 * pooled, "10.1f") if pooled == pooled else format("-", ">10s"))
             print(f"{name:16s} " + " ".join(cells))
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
