@@ -7,8 +7,8 @@ set into a single slot (an unprocessed set is overwritten and counted as dropped
 GPU work ever runs in a callback and memory does not grow with the input rate. Decoding
 happens on the worker, so frames that end up dropped are never decoded. Services hand
 their work to the worker (FrameWorker.post, awaited by a coroutine so the executor keeps
-going), so nothing touches the pipeline concurrently. Map clouds and rendered views are produced by the worker between frames at
-their configured rates.
+going), so nothing touches the pipeline concurrently. Map clouds and rendered views are
+produced by the worker between frames at their configured rates.
 """
 from __future__ import annotations
 
