@@ -100,9 +100,10 @@ class FrameWorker:
 
     `idle()` runs whenever no item arrived within `idle_period` seconds (and after each
     item), so periodic heavy work (map clouds, rendered views) also stays off the
-    callbacks. `call(fn)` runs fn on the worker between frames and returns its result, so
-    services (save, load, reset) never touch the pipeline from another thread and need
-    no lock around it. Exceptions from handler/idle go to `on_error` and the thread keeps going:
+    callbacks. `call(fn)` runs fn on the worker between frames and returns its result
+    (`post(fn)` queues it without waiting, for callers that must not block), so services
+    (save, load, reset, refine) never touch the pipeline from another thread and need no
+    lock around it. Exceptions from handler/idle go to `on_error` and the thread keeps going:
     one bad frame must never kill a robot's SLAM node.
     """
 
