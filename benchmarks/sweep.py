@@ -64,17 +64,27 @@ def _backend_note(m):
 
 
 def _pooled_miou(rows):
-    """mIoU of the confusion counts summed over the sequences (each class's IoU over all
+    """miou() of the confusion counts summed over the sequences (each class's IoU over all
     its pixels, as ScanNet's benchmark scores), beside the mean of per-sequence mIoUs,
     where a class that fills a few hundred pixels of one room weighs as much as its walls."""
     counts = [m["confusion_counts"] for m in rows if m.get("confusion_counts")]
     if not counts:
-        return float("nan")
+        return None
     cm = ConfusionMatrix(len(counts[0]["missed"]))
     for c in counts:
         cm.m += np.asarray(c["matrix"], dtype=np.int64)
         cm.missed += np.asarray(c["missed"], dtype=np.int64)
-    return cm.miou()["miou"]
+    return cm.miou()
+
+
+def _pooled_line(rows):
+    """Each class's pooled IoU, lowest first."""
+    s = _pooled_miou(rows)
+    if not s:
+        return ""
+    names = next(m["confusion_counts"]["classes"] for m in rows if m.get("confusion_counts"))
+    per = sorted(s["per_class_iou"].items(), key=lambda kv: kv[1])
+    return "  pooled IoU %: " + ", ".join(f"{names[k]} {100 * v:.0f}" for k, v in per)
 
 
 def main():
@@ -131,8 +141,12 @@ def main():
                         if m.get(k) is not None and float(m[k]) == float(m[k])]
                 cells.append(format(sum(vals) / len(vals), f) if vals else format("-", f">{f.split('.')[0]}s"))
             pooled = _pooled_miou(mine)
-            cells.append(format(100 * pooled, "10.1f") if pooled == pooled else format("-", ">10s"))
+            cells.append(format(100 * pooled["miou"], "10.1f") if pooled else format("-", ">10s"))
             print(f"{name:16s} " + " ".join(cells))
+        for name, _ in variants:
+            line = _pooled_line([m for m in rows if m["variant"] == name])
+            if line:
+                print(f"{name:16s}{line}")
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         with open(Path(args.out) / "sweep.json", "w") as f:

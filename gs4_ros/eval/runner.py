@@ -177,7 +177,7 @@ def evaluate(pipe: SLAMPipeline, rec: RunRecord) -> Dict[str, object]:
         m["confusions"] = {names[g]: [[names[k], f] for k, f in row] for g, row in cm.confusions().items()}
         # The raw counts, so a benchmark over many sequences can pool them (dataset-level
         # mIoU, as ScanNet's benchmark scores) next to the mean of per-sequence mIoUs.
-        m["confusion_counts"] = {"matrix": cm.m.tolist(), "missed": cm.missed.tolist()}
+        m["confusion_counts"] = {"classes": list(names), "matrix": cm.m.tolist(), "missed": cm.missed.tolist()}
     return m
 
 
