@@ -14,9 +14,11 @@ the networks with config/map_quality.yaml:
     python benchmarks/sweep.py --device cuda --width 640 --height 480 --holdout-every 10 \
         --dataset 7scenes:../shared/data/7scenes_redkitchen_dev --frames 0:500 --variant v0: \
         --variant net-mq:config=config/map_quality.yaml,initializer=network
+
 With --holdout-every N every N-th frame is tracked but never mapped (the ablation's
 novel-view protocol) and its PSNR is reported apart; with several datasets a last table
-gives each variant's mean over them (held-out synthetic rooms, say):
+gives each variant's mean over them (held-out synthetic rooms, say), and the mIoU of the
+confusion counts pooled over them with each class's pooled IoU:
 
     python benchmarks/sweep.py --device cuda --width 640 --height 480 --holdout-every 10 \
         $(for s in $(seq 900 919); do echo --dataset synthetic:seed=$s,frames=40; done) \
