@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Run the pipeline on one sequence under several configuration variants and print one
+r"""Run the pipeline on one sequence under several configuration variants and print one
 table (ATE, RPE, PSNR, depth L1, Gaussians, FPS) so design choices are compared in the
 same run on the same device.
 
