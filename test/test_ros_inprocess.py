@@ -288,18 +288,28 @@ def test_keyframe_steps_wait_for_the_workers_slack():
         t.close()
 
 
+def _refining_node(rounds: int, n_frames: int) -> InProcess:
+    """A node with the back-end keeping keyframe images (no loop closure), `rounds` passes
+    of final refinement configured, fed `n_frames` synthetic frames."""
+    t = InProcess("pipeline.device:=cpu", "pipeline.backend.enabled:=true",
+                  "pipeline.backend.synchronous:=true", "pipeline.backend.loop_closure:=false",
+                  f"pipeline.backend.final_refine_rounds:={rounds}", "pipeline.mapping.keyframe_max_interval:=2",
+                  "path_rate_hz:=0.0", "map_rate_hz:=0.0", "render_rate_hz:=0.0", "publish_tf:=false")
+    try:
+        t.feed(H.synthetic_frames(n_frames))
+    except BaseException:
+        t.close()
+        raise
+    return t
+
+
 def test_refine_map_service_refines_on_the_worker():
     """~/refine_map runs the final map refinement between frames (the configured passes)
     and reports it; the map is re-published; the trajectory stays."""
     from std_srvs.srv import Trigger
 
-    frames = H.synthetic_frames(6)
-    t = InProcess("pipeline.device:=cpu", "pipeline.backend.enabled:=true",
-                  "pipeline.backend.synchronous:=true", "pipeline.backend.loop_closure:=false",
-                  "pipeline.backend.final_refine_rounds:=2", "pipeline.mapping.keyframe_max_interval:=2",
-                  "path_rate_hz:=0.0", "map_rate_hz:=0.0", "render_rate_hz:=0.0", "publish_tf:=false")
+    t = _refining_node(2, 6)
     try:
-        t.feed(frames)
         traj = [T for _, _, T in t.node.pipe.final_trajectory()]
         version = t.node._map_version
         r = H.call_service(t.client, t.ex, Trigger, "/gs4_node/refine_map", 300)
@@ -318,14 +328,9 @@ def test_a_service_waiting_on_the_worker_leaves_the_executor_free():
 
     from std_srvs.srv import Trigger
 
-    frames = H.synthetic_frames(4)
-    t = InProcess("pipeline.device:=cpu", "pipeline.backend.enabled:=true",
-                  "pipeline.backend.synchronous:=true", "pipeline.backend.loop_closure:=false",
-                  "pipeline.backend.final_refine_rounds:=1", "pipeline.mapping.keyframe_max_interval:=2",
-                  "path_rate_hz:=0.0", "map_rate_hz:=0.0", "render_rate_hz:=0.0", "publish_tf:=false")
+    t = _refining_node(1, 4)
     gate = threading.Event()
     try:
-        t.feed(frames)
         busy, _ = t.node.worker.post(lambda: gate.wait(60))      # the worker is held here
         cli = t.client.create_client(Trigger, "/gs4_node/refine_map")
         assert H.spin_until(t.ex, cli.service_is_ready, 20)
