@@ -306,9 +306,9 @@ def test_graphed_predictor_matches_eager_on_cuda():
 
     dev = torch.device("cuda")
     torch.manual_seed(0)
-    pred = GaussianPredictor(20, sem_context=True, sem_geometry=True).to(dev).eval()
+    pred = GaussianPredictor(20, sem_context=True, sem_geometry=True, sem_attention=True).to(dev).eval()
     for p in (list(pred.gauss_head[-1].parameters()) + list(pred.sem_context.out.parameters())
-              + list(pred.sem_geometry.out.parameters())):
+              + list(pred.sem_geometry.out.parameters()) + list(pred.sem_attention.out.parameters())):
         torch.nn.init.normal_(p, std=0.1)               # non-zero residuals exercise every path
     mapper = NetworkMapper(pred, None, PipelineConfig())
     seq = SyntheticSequence(seed=4, n_frames=8, width=160, height=120, device=dev)
@@ -362,3 +362,34 @@ def test_semantic_geometry_branch_starts_at_zero_and_reads_finite_geometry():
     assert x.shape == (1, 6, 2, 1) and torch.isfinite(x).all()
     assert x[0, :, 0, 0].tolist() == [0.0, -1.0, 0.0, 0.5, -1.0, 1.0]
     assert x[0, :, 1, 0].tolist() == [0.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+
+
+def test_semantic_attention_branch_starts_at_zero_and_sees_the_whole_frame():
+    """Added to trained weights the branch changes no logit; once trained, a token's logits
+    depend on features at the far corner of the frame, which the 3x3 head alone cannot
+    see; at every token stride and at a size that is not a multiple of 32 the branch's
+    grid matches the tokens'."""
+    torch.manual_seed(0)
+    plain = GaussianPredictor(20).eval()
+    att = GaussianPredictor(20, sem_attention=True).eval()
+    att.load_state_dict(plain.state_dict(), strict=False)
+    seq = SyntheticSequence(seed=4, n_frames=2, width=176, height=120)   # 120 and 176 are not /32
+    f = seq[0]
+    rgb, depth, K = torch.from_numpy(f.rgb).float() / 255, torch.from_numpy(f.depth), f.intrinsics.K()
+    with torch.no_grad():
+        assert torch.equal(plain(rgb, depth, K, MappingConfig()).sem_logits,
+                           att(rgb, depth, K, MappingConfig()).sem_logits)
+        torch.nn.init.normal_(att.sem_attention.out.weight, std=0.1)
+        for stride in (8, 16, 32):
+            tok = att(rgb, depth, K, MappingConfig(), stride=stride)
+            assert tok.sem_logits.shape == (1, (120 // stride) * (176 // stride), 20)
+            assert torch.isfinite(tok.sem_logits).all()
+        levels = att.backbone(torch.zeros(1, 4, 96, 160))
+        feats, coarse = levels[8], levels[32]
+        far = coarse.clone()
+        far[..., 0, 0] += 1.0                      # change the top-left coarse token only
+        for model in (plain, att):
+            a = model.semantic_logits(feats, coarse, stride=8)
+            b = model.semantic_logits(feats, far, stride=8)
+            moved = (a - b)[0, :, -1, -1].abs().max()   # the bottom-right token, 4 coarse tokens away
+            assert (moved > 1e-4) == (model is att), float(moved)

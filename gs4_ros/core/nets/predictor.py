@@ -24,6 +24,7 @@ from typing import List, Optional
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from .. import se3
 from ..config import MappingConfig
@@ -155,11 +156,60 @@ class SemanticGeometry(nn.Module):
         return self.out(self.body(torch.cat([feats, geo], 1)))
 
 
+class SemanticAttention(nn.Module):
+    """Residual logits from self-attention over the whole frame's stride-32 tokens (300 at
+    640x480), brought back to the token grid and read next to each token's own features.
+
+    The head's remaining errors are whole objects given a neighbouring class (a desk taken
+    for a sofa, a table for a desk): the block alone cannot say which, the room around it
+    can (chairs at it, a wall behind it, what else stands in the frame). Convolutions reach
+    a fixed neighbourhood; attention lets every token weigh every other one at the cost of
+    a few hundred tokens. On frozen backbone features it gained 3 points of held-out token
+    mIoU where more training of the convolutional head gained none (MODEL_CARD.md). No
+    dropout and layer norms only, so one frame at inference behaves as in training; the
+    output layer starts at zero, so adding the branch to trained weights changes nothing
+    until it is trained."""
+
+    def __init__(self, width: int, num_classes: int, dim: int = 96, layers: int = 2, heads: int = 4,
+                 freqs: int = 4):
+        super().__init__()
+        self.freqs = freqs
+        self.inp = nn.Linear(width + 4 * freqs, dim)
+        layer = nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout=0.0, batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.fuse = nn.Sequential(nn.Conv2d(width + dim, width, 3, 1, 1), nn.ReLU(inplace=True))
+        self.out = nn.Conv2d(width, num_classes, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def position(self, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
+        """[h*w, 4*freqs] sines and cosines of each coarse token's row and column."""
+        r = torch.linspace(-1.0, 1.0, h, device=like.device, dtype=like.dtype)[:, None].expand(h, w)
+        c = torch.linspace(-1.0, 1.0, w, device=like.device, dtype=like.dtype)[None].expand(h, w)
+        f = (2.0 ** torch.arange(self.freqs, device=like.device, dtype=like.dtype)) * (math.pi / 2)
+        a = torch.stack([r, c], -1)[..., None] * f
+        return torch.cat([a.sin(), a.cos()], -1).reshape(h * w, -1)
+
+    def forward(self, feats: torch.Tensor, coarse: torch.Tensor, stride: int) -> torch.Tensor:
+        """feats [B, C, h, w] at `stride`, coarse [B, C, H/32, W/32] (padded input)."""
+        B, _, hc, wc = coarse.shape
+        x = coarse.flatten(2).transpose(1, 2)
+        x = torch.cat([x, self.position(hc, wc, x)[None].expand(B, -1, -1)], -1)
+        y = self.encoder(self.inp(x)).transpose(1, 2).reshape(B, -1, hc, wc)
+        up = 32 // stride
+        if up > 1:
+            y = F.interpolate(y, scale_factor=up, mode="bilinear", align_corners=False)
+        # The coarse grid covers the input padded to /32: crop, as the backbone's levels are.
+        y = y[..., :feats.shape[-2], :feats.shape[-1]]
+        return self.out(self.fuse(torch.cat([feats, y], 1)))
+
+
 class GaussianPredictor(nn.Module):
     """RGB-D frame -> TokenGaussians at stride 8 (16 and 32 selectable per call)."""
 
     def __init__(self, num_classes: int = 20, feature_dim: int = 16, width: int = 64,
-                 init_opacity: float = 0.95, sem_context: bool = False, sem_geometry: bool = False):
+                 init_opacity: float = 0.95, sem_context: bool = False, sem_geometry: bool = False,
+                 sem_attention: bool = False):
         super().__init__()
         self.num_classes = int(num_classes)
         self.feature_dim = int(feature_dim)
@@ -171,23 +221,58 @@ class GaussianPredictor(nn.Module):
         # Optional so that weight files written before the branch existed still load.
         self.sem_context = SemanticContext(width, self.num_classes) if sem_context else None
         self.sem_geometry = SemanticGeometry(width, self.num_classes) if sem_geometry else None
+        self.sem_attention = SemanticAttention(width, self.num_classes) if sem_attention else None
         self.opacity_bias = float(math.log(init_opacity / (1 - init_opacity)))
 
     def arch(self) -> dict:
         return {"num_classes": self.num_classes, "feature_dim": self.feature_dim, "width": self.width,
                 "init_opacity": 1 / (1 + math.exp(-self.opacity_bias)), "sem_context": self.sem_context is not None,
-                "sem_geometry": self.sem_geometry is not None}
+                "sem_geometry": self.sem_geometry is not None,
+                "sem_attention": self.sem_attention is not None}
 
     def semantic_logits(self, feats: torch.Tensor, coarse: torch.Tensor,
-                        geo: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """[B, C, h, w] token features (+ the stride-32 level, + SemanticGeometry.inputs
-        when that branch exists) -> [B, K, h, w] class logits."""
+                        geo: Optional[torch.Tensor] = None, stride: int = 8) -> torch.Tensor:
+        """[B, C, h, w] token features at `stride` (+ the stride-32 level, +
+        SemanticGeometry.inputs when that branch exists) -> [B, K, h, w] class logits."""
         sem = self.sem_head(feats)
         if self.sem_context is not None:
             sem = sem + self.sem_context(feats, coarse)
         if self.sem_geometry is not None:
             sem = sem + self.sem_geometry(feats, geo)
+        if self.sem_attention is not None:
+            sem = sem + self.sem_attention(feats, coarse, stride)
         return sem
+
+    def _priors(self, rgb, depth, Ks, cfg: MappingConfig, labels, s: int):
+        """The v0 block Gaussians at stride s (no gradient) with their stacked centres,
+        rotations and validity, and the geometry branch's inputs when it exists."""
+        B = depth.shape[0]
+        with torch.no_grad():
+            priors = [block_gaussians(depth[b], rgb[b], Ks[b], cfg, None if labels is None else labels[b], stride=s)
+                      for b in range(B)]
+        pm = torch.stack([p.means for p in priors])                    # [B, T, 3]
+        rot = torch.stack([p.rotmats for p in priors])                 # [B, T, 3, 3]
+        valid = torch.stack([p.valid for p in priors])
+        geo = (SemanticGeometry.inputs(rot[..., 2], pm[..., 2], valid, (depth.shape[1] // s, depth.shape[2] // s))
+               if self.sem_geometry is not None else None)
+        return priors, pm, rot, valid, geo
+
+    @torch.no_grad()
+    def semantic_inputs(self, rgb: torch.Tensor, depth: torch.Tensor, K: torch.Tensor, cfg: MappingConfig,
+                        labels: torch.Tensor, strides) -> dict:
+        """What the semantic head reads, at each of `strides`, from one backbone pass:
+        {"coarse": stride-32 level, s: {"feats", "geo", "valid", "labels"}}. A training
+        stage that changes only the head can keep these instead of running the frozen
+        backbone again on every step (train/fit.SemanticCache)."""
+        B, H, W = depth.shape
+        Ks = K[None].expand(B, 3, 3) if K.dim() == 2 else K
+        levels = self.backbone(encode_rgbd(rgb, depth))
+        out = {"coarse": levels[32]}
+        for s in strides:
+            priors, _, _, valid, geo = self._priors(rgb, depth, Ks, cfg, labels, s)
+            out[s] = {"feats": levels[s][:, :, :H // s, :W // s], "geo": geo, "valid": valid,
+                      "labels": torch.stack([p.labels for p in priors])}
+        return out
 
     def forward(self, rgb: torch.Tensor, depth: torch.Tensor, K: torch.Tensor, cfg: MappingConfig,
                 labels: Optional[torch.Tensor] = None, stride: int = 8) -> TokenGaussians:
@@ -201,19 +286,12 @@ class GaussianPredictor(nn.Module):
         Ks = K[None].expand(B, 3, 3) if K.dim() == 2 else K
         s = stride
         hb, wb = H // s, W // s
-        with torch.no_grad():
-            priors = [block_gaussians(depth[b], rgb[b], Ks[b], cfg, None if labels is None else labels[b], stride=s)
-                      for b in range(B)]
+        priors, pm, rot, valid, geo = self._priors(rgb, depth, Ks, cfg, labels, s)
         levels = self.backbone(encode_rgbd(rgb, depth))
         feats = levels[s][:, :, :hb, :wb]
         g = self.gauss_head(feats).flatten(2).transpose(1, 2)          # [B, T, 14]
         f = self.feat_head(feats).flatten(2).transpose(1, 2)
-        pm = torch.stack([p.means for p in priors])                    # [B, T, 3]
-        rot = torch.stack([p.rotmats for p in priors])                 # [B, T, 3, 3]
-        valid = torch.stack([p.valid for p in priors])
-        geo = (SemanticGeometry.inputs(rot[..., 2], pm[..., 2], valid, (hb, wb))
-               if self.sem_geometry is not None else None)
-        sem = self.semantic_logits(feats, levels[32], geo).flatten(2).transpose(1, 2)
+        sem = self.semantic_logits(feats, levels[32], geo, s).flatten(2).transpose(1, 2)
         # Centre: shift the prior's pixel, back-project it onto the block's plane, then
         # scale its depth (a block seen at a grazing angle keeps the prior's pixel).
         fx, fy = Ks[:, 0, 0, None], Ks[:, 1, 1, None]
