@@ -17,7 +17,8 @@ from gs4_ros.core.nets import GaussianPredictor, GaussianRefiner, load_networks
 from gs4_ros.core.render import make_rasterizer
 from gs4_ros.train.ablation import mean_rows, table
 from gs4_ros.train.data import Sampler, covisible_mask, synthetic_sequences
-from gs4_ros.train.fit import FitOptions, fit, predictor_step, refiner_clip, semantic_batch
+from gs4_ros.train.fit import (FitOptions, SemanticCache, augmented_frames, fit, predictor_step, refiner_clip,
+                               semantic_batch)
 from gs4_ros.train.losses import LossWeights
 
 TINY = dict(device="cpu", width=64, height=48, seeds=2, frames=3, step=3, batch=1, clip_lengths=[2])
@@ -80,6 +81,33 @@ def test_semantic_batch_mirrors_frames_with_their_labels():
     assert "token_ce_aug" in parts
     parts["token_ce_aug"].backward()
     assert pred.sem_head[-1].weight.grad.abs().sum() > 0
+
+
+def test_semantic_cache_gives_the_head_what_the_whole_model_gives_it():
+    """The cached path (frozen outputs kept in half precision, the head run on them) yields
+    the logits, labels and validity of running the whole model on the same augmented
+    frames, at every stride it keeps; without targets a room keeps no clean copies."""
+    seqs = synthetic_sequences([1003, 1004], 3, 2, 64, 48, torch.device("cpu"), targets=False)
+    assert seqs[0].rgb_tgt is seqs[0].rgb and seqs[0].depth_tgt is seqs[0].depth
+    torch.manual_seed(0)
+    pred, mcfg = GaussianPredictor(width=16, sem_geometry=True, sem_attention=True).eval(), MappingConfig()
+    for m in (pred.sem_geometry.out, pred.sem_attention.out):
+        torch.nn.init.normal_(m.weight, std=0.1)       # the branches' outputs count
+    cache = SemanticCache(pred, Sampler(seqs, [], 0.0, 1, seed=3), mcfg, [8, 16], batch=64)
+    assert cache.n == 6
+    frames = [(q, i) for q in seqs for i in range(len(q))]
+    rgb, depth, labels, Ks = augmented_frames(Sampler(seqs, [], 0.0, 1, seed=3).rng, [q for q, _ in frames],
+                                              [i for _, i in frames])
+    assert any(not torch.equal(labels[j], q.labels[i]) for j, (q, i) in enumerate(frames))   # some mirrored
+    idx = torch.tensor([4, 0, 5])
+    with torch.no_grad():
+        for stride in (8, 16):
+            whole = pred(rgb[idx], depth[idx], Ks[idx], mcfg, labels=labels[idx], stride=stride)
+            logits, lab, valid = cache.logits_and_targets(pred, idx, stride)
+            assert torch.equal(lab, whole.labels) and torch.equal(valid, whole.valid)
+            assert torch.allclose(logits, whole.sem_logits, atol=2e-2), float((logits - whole.sem_logits).abs().max())
+    with pytest.raises(ValueError, match="semantic-only"):
+        fit(FitOptions(sem_cache=True, **TINY))
 
 
 def test_predictor_and_refiner_losses_decrease_on_a_fixed_batch():
@@ -233,6 +261,20 @@ def test_semantic_only_chunk_adds_the_context_branch_and_leaves_the_gaussians_al
     for f in ("means", "log_scales", "quats", "opacity_logits", "colors", "features"):
         assert torch.equal(getattr(tc, f), getattr(td, f)), f
     assert torch.isfinite(td.sem_logits).all() and not torch.allclose(tc.sem_logits, td.sem_logits)
+    # A fourth adds the attention branch, trained from the frozen part's kept outputs: still
+    # no Gaussian moves.
+    fit(FitOptions(out=str(tmp_path / "e.pt"), ckpt=str(ck), resume=True, semantic_only=True, sem_attention=True,
+                   sem_cache=True, steps=2, sem_batch=2, strides=[8, 16], **TINY))
+    assert torch.load(ck, weights_only=False)["state"]["history"][-1]["sem_cache_frames"] == 2 * 3  # seeds x frames
+    assert "`--sem-cache`" in (tmp_path / "MODEL_CARD.md").read_text()
+    pe, _, _ = load_networks(tmp_path / "e.pt")
+    assert pd.sem_attention is None and pe.sem_attention is not None and pe.sem_geometry is not None
+    assert pe.sem_attention.out.weight.abs().sum() > 0
+    with torch.no_grad():
+        te = pe(q.rgb[0].float() / 255.0, q.depth[0], q.K, mcfg)
+    for f in ("means", "log_scales", "quats", "opacity_logits", "colors", "features"):
+        assert torch.equal(getattr(td, f), getattr(te, f)), f
+    assert torch.isfinite(te.sem_logits).all() and not torch.allclose(td.sem_logits, te.sem_logits)
 
 
 def test_cli_eval_prints_the_ablation_table(tmp_path, capsys, caplog):

@@ -54,6 +54,9 @@ def register(sub):
     f.add_argument("--sem-geometry", action="store_true",
                    help="give the predictor the semantic geometry branch (each token's normal, depth and "
                         "image row beside its features; added to resumed weights that lack it, starting at zero)")
+    f.add_argument("--sem-attention", action="store_true",
+                   help="give the predictor the semantic attention branch (self-attention over the frame's "
+                        "stride-32 tokens; added to resumed weights that lack it, starting at zero)")
     f.add_argument("--fill-holes", action="store_true",
                    help="feed the networks the depth mapping uses (holes filled by planes, core/depth_fill), "
                         "so tokens on windows and walls past the sensor's range are trained as they are mapped")
@@ -63,6 +66,9 @@ def register(sub):
     f.add_argument("--semantic-only", action="store_true",
                    help="with --resume: train only the semantic head on --sem-batch frames per step; the "
                         "backbone, the Gaussian head and the refiner stay exactly as they were")
+    f.add_argument("--sem-cache", action="store_true",
+                   help="with --semantic-only: run the frozen backbone once per frame (mirrored or not and "
+                        "jittered once) and train the head on the kept outputs, instead of again on every step")
     f.set_defaults(func=cmd_fit)
 
     e = tsub.add_parser("eval", help="ablation table on held-out synthetic seeds (and 7-Scenes frames)")
@@ -95,8 +101,9 @@ def fit_options(args):
                       strides=[int(x) for x in args.strides.split(",") if x.strip()],
                       token_weight=args.token_weight, sem_batch=args.sem_batch, workers=args.workers,
                       new_refiner=args.new_refiner, sem_context=args.sem_context,
-                      sem_geometry=args.sem_geometry,
-                      semantic_only=args.semantic_only, fill_holes=args.fill_holes, blend=args.blend,
+                      sem_geometry=args.sem_geometry, sem_attention=args.sem_attention,
+                      semantic_only=args.semantic_only, sem_cache=args.sem_cache, fill_holes=args.fill_holes,
+                      blend=args.blend,
                       command="gs4 " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
 
 

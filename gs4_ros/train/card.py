@@ -66,12 +66,15 @@ def write_card(path, summary: dict, weights_path=None):
     lines += [
         "- Device: "
         + ("; ".join(f"{d} (chunk {', '.join(i)})" for d, i in devices.items()) or str(summary.get("device")))
-        + f", renderer {summary.get('renderer')}; {summary.get('total_seconds', 0):.0f} s of training in "
+        + f", renderer {summary.get('renderer')} (last chunk); {summary.get('total_seconds', 0):.0f} s of training in "
         f"{len(chunks)} chunk(s)",
         f"- Steps: {summary.get('total_predictor_steps')} predictor steps (batch {o.get('batch')}), "
         f"{summary.get('total_refiner_clips')} refiner clips"
         + (f", {summary['total_semantic_steps']} semantic-head steps ({so.get('sem_batch')} mirrored, jittered"
-           " labelled frames each, the rest of the network frozen)" if summary.get("total_semantic_steps") else ""),
+           " labelled frames each, the rest of the network frozen"
+           + ("; the last semantic chunk drew them from the frozen part's outputs kept once per frame,"
+              " `--sem-cache`" if chunks[i_sem].get("sem_cache_frames") or so.get("sem_cache") else "") + ")"
+           if summary.get("total_semantic_steps") else ""),
         f"- Data: {len(summary.get('training_sequences', []))} sequences: synthetic seeds >= 1000 "
         f"({o.get('frames')} frames each, every {o.get('step')}th frame of the path, {o.get('width')}x{o.get('height')}"
         + (", in the chunks that trained the predictor; semantic-only chunks as their commands say)" if so else ")")

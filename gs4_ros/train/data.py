@@ -105,11 +105,24 @@ def _skipped(seed: int, e: Exception):
     log.warning("synthetic seed %d skipped: the generator failed (%s: %s)", seed, type(e).__name__, e)
 
 
+def _synthetic(seed: int, d: dict, to_dev, targets: bool) -> Sequence:
+    """Without targets the clean images are dropped and the targets name the inputs: a
+    semantic-only chunk reads inputs and labels alone, and keeping the clean copies would
+    more than double the memory a room takes."""
+    if not targets:
+        d = {k: v for k, v in d.items() if k not in ("rgb_tgt", "depth_tgt")}
+    t = {k: to_dev(v) for k, v in d.items()}
+    if not targets:
+        t.update(rgb_tgt=t["rgb"], depth_tgt=t["depth"])
+    return Sequence(f"synthetic:{seed}", real=False, **t)
+
+
 def synthetic_sequences(seeds: List[int], frames: int, step: int, width: int, height: int, device,
                         deadline: Optional[float] = None, min_sequences: int = 2,
-                        workers: int = 0, fill_holes: bool = False) -> List[Sequence]:
+                        workers: int = 0, fill_holes: bool = False, targets: bool = True) -> List[Sequence]:
     """Every `step`-th frame of a frames*step long path per seed, until the deadline
-    (time.time()) passes once at least min_sequences are made.
+    (time.time()) passes once at least min_sequences are made. targets=False keeps no
+    clean rendering targets (_synthetic).
 
     With workers > 1 the seeds are rendered on the CPU by that many processes: the
     generator is a long chain of small tensor ops that keeps one core busy whatever the
@@ -148,7 +161,7 @@ def synthetic_sequences(seeds: List[int], frames: int, step: int, width: int, he
                     except Exception as e:  # noqa: BLE001 - one bad room must not end a training chunk
                         _skipped(seed, e)
                         continue
-                    out.append(Sequence(f"synthetic:{seed}", real=False, **{k: to_dev(v) for k, v in d.items()}))
+                    out.append(_synthetic(seed, d, to_dev, targets))
         finally:
             # The rooms still rendering at the deadline, and those already queued to the
             # workers, are not waited for: shutdown(wait=False) leaves them to the
@@ -171,7 +184,7 @@ def synthetic_sequences(seeds: List[int], frames: int, step: int, width: int, he
             except Exception as e:  # noqa: BLE001 - as above
                 _skipped(seed, e)
                 continue
-            out.append(Sequence(f"synthetic:{seed}", real=False, **d))
+            out.append(_synthetic(seed, d, lambda a: a, targets))
     log.info("synthetic training data: %d sequences x %d frames at %dx%d", len(out), frames, width, height)
     return out
 

@@ -75,7 +75,9 @@ class FitOptions:
     new_refiner: bool = False        # with resume: keep the predictor, train a fresh refiner
     sem_context: bool = False        # give the predictor the semantic context branch (kept once added)
     sem_geometry: bool = False       # give the predictor the semantic geometry branch (kept once added)
+    sem_attention: bool = False      # give the predictor the semantic attention branch (kept once added)
     semantic_only: bool = False      # train only the semantic head (backbone and the rest frozen)
+    sem_cache: bool = False          # semantic-only: run the frozen part once per frame (SemanticCache)
     fill_holes: bool = False         # network input depth with holes filled as mapping fills them
     blend: bool = False              # colour losses on the view blended over each surface, as the pipeline renders
     seed: int = 0
@@ -110,17 +112,22 @@ def _targets(seq, views, src: int):
 
 
 def _token_ce(tok, num_classes: int) -> Optional[torch.Tensor]:
-    """Cross-entropy of the token logits against the blocks' majority labels, weighted by
-    inverse-sqrt class frequency in the batch: walls and floors cover most tokens, and
-    mIoU counts every present class alike."""
-    tl = tok.labels.reshape(-1)
-    ok = tok.valid.reshape(-1) & (tl < num_classes)
+    return token_ce(tok.sem_logits, tok.labels, tok.valid, num_classes)
+
+
+def token_ce(logits: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor,
+             num_classes: int) -> Optional[torch.Tensor]:
+    """Cross-entropy of [B, T, K] token logits against the blocks' majority labels
+    ([B, T], 255 unknown), weighted by inverse-sqrt class frequency in the batch: walls
+    and floors cover most tokens, and mIoU counts every present class alike."""
+    tl = labels.reshape(-1).long()
+    ok = valid.reshape(-1) & (tl < num_classes)
     if not ok.any():
         return None
-    cnt = torch.bincount(tl[ok], minlength=num_classes).to(tok.sem_logits.dtype)
+    cnt = torch.bincount(tl[ok], minlength=num_classes).to(logits.dtype)
     cw = torch.where(cnt > 0, cnt.clamp(min=1).rsqrt(), torch.zeros_like(cnt))
     cw = cw * ok.sum() / (cw * cnt).sum()
-    return F.cross_entropy(tok.sem_logits.reshape(-1, num_classes)[ok], tl[ok], weight=cw)
+    return F.cross_entropy(logits.reshape(-1, num_classes)[ok], tl[ok], weight=cw)
 
 
 def semantic_batch(pred, sampler, mcfg, n: int, stride: int):
@@ -133,20 +140,28 @@ def semantic_batch(pred, sampler, mcfg, n: int, stride: int):
     frames never enter the rendering losses."""
     seqs = [sampler.syn[int(sampler.rng.integers(len(sampler.syn)))] for _ in range(n)]
     idx = [int(sampler.rng.integers(len(q))) for q in seqs]
+    rgb, depth, labels, Ks = augmented_frames(sampler.rng, seqs, idx)
+    return pred(rgb, depth, Ks, mcfg, labels=labels, stride=stride)
+
+
+def augmented_frames(rng, seqs, idx):
+    """(rgb [n,H,W,3] in [0,1], depth, labels, Ks) of frame idx[j] of seqs[j], each
+    mirrored left-right with probability 1/2 (labels, depth and the principal point too)
+    and with its exposure and white balance jittered."""
+    n = len(seqs)
     rgb = torch.stack([q.rgb[i] for q, i in zip(seqs, idx)]).float() / 255.0
     depth = torch.stack([q.depth[i] for q, i in zip(seqs, idx)])
     labels = torch.stack([q.labels[i] for q, i in zip(seqs, idx)])
     Ks = torch.stack([q.K for q in seqs]).clone()
     W = depth.shape[-1]
-    flip = torch.as_tensor(sampler.rng.random(n) < 0.5, device=depth.device)
+    flip = torch.as_tensor(rng.random(n) < 0.5, device=depth.device)
     rgb = torch.where(flip[:, None, None, None], rgb.flip(2), rgb)
     depth = torch.where(flip[:, None, None], depth.flip(2), depth)
     labels = torch.where(flip[:, None, None], labels.flip(2), labels)
     Ks[:, 0, 2] = torch.where(flip, (W - 1) - Ks[:, 0, 2], Ks[:, 0, 2])
-    gain = torch.as_tensor(sampler.rng.uniform(0.7, 1.3, (n, 1, 1, 1)) * sampler.rng.uniform(0.9, 1.1, (n, 1, 1, 3)),
+    gain = torch.as_tensor(rng.uniform(0.7, 1.3, (n, 1, 1, 1)) * rng.uniform(0.9, 1.1, (n, 1, 1, 3)),
                            dtype=rgb.dtype, device=rgb.device)
-    rgb = (rgb * gain).clamp(0, 1)
-    return pred(rgb, depth, Ks, mcfg, labels=labels, stride=stride)
+    return (rgb * gain).clamp(0, 1), depth, labels, Ks
 
 
 def _draw_stride(sampler, opts, mcfg) -> int:
@@ -154,8 +169,14 @@ def _draw_stride(sampler, opts, mcfg) -> int:
     return int(sampler.rng.choice(opts.strides)) if opts.strides else mcfg.stride
 
 
+# Optional residual branches of the semantic head (GaussianPredictor's arguments of the same
+# names): a checkpoint keeps each it has, a chunk's options add more.
+SEMANTIC_BRANCHES = ("sem_context", "sem_geometry", "sem_attention")
+
+
 def semantic_parameters(pred) -> List[torch.nn.Parameter]:
-    return [p for m in (pred.sem_head, pred.sem_context, pred.sem_geometry) if m is not None for p in m.parameters()]
+    heads = [pred.sem_head] + [getattr(pred, b) for b in SEMANTIC_BRANCHES]
+    return [p for m in heads if m is not None for p in m.parameters()]
 
 
 def semantic_step(pred, sampler, mcfg, opts) -> Optional[torch.Tensor]:
@@ -164,6 +185,53 @@ def semantic_step(pred, sampler, mcfg, opts) -> Optional[torch.Tensor]:
     keeping activations and the Gaussians the model predicts stay exactly as they were."""
     stride = _draw_stride(sampler, opts, mcfg)
     return _token_ce(semantic_batch(pred, sampler, mcfg, max(opts.sem_batch, 1), stride), pred.num_classes)
+
+
+class SemanticCache:
+    """The frozen part's outputs for every labelled frame of the chunk, for --sem-cache.
+
+    In a semantic-only stage nothing before the head changes, yet semantic_step runs the
+    backbone and the block fit on every frame of every step, which is nearly all of the
+    step's cost. Each frame here is run once, mirrored or not and jittered once
+    (augmented_frames), and kept in half precision on the training device (about 0.9 MB a
+    640x480 frame for strides 8, 16 and 32), so a chunk spends its minutes on the head and
+    on more rooms rather than on the same backbone pass again. The price is one
+    augmentation per frame instead of a fresh one per use."""
+
+    def __init__(self, pred, sampler, mcfg, strides, batch: int = 8):
+        self.strides = sorted(set(int(s) for s in strides))
+        frames = [(q, i) for q in sampler.syn for i in range(len(q))]
+        parts: Dict[object, list] = {}
+        for a in range(0, len(frames), batch):
+            group = frames[a:a + batch]
+            rgb, depth, labels, Ks = augmented_frames(sampler.rng, [q for q, _ in group], [i for _, i in group])
+            got = pred.semantic_inputs(rgb, depth, Ks, mcfg, labels, self.strides)
+            parts.setdefault("coarse", []).append(got["coarse"].half())
+            for st in self.strides:
+                for k, v in got[st].items():
+                    if v is not None:
+                        parts.setdefault((st, k), []).append(v.half() if v.is_floating_point() else v)
+        self.data = {k: torch.cat(v) for k, v in parts.items()}
+        self.n = len(frames)
+
+    def nbytes(self) -> int:
+        return sum(v.numel() * v.element_size() for v in self.data.values())
+
+    def logits_and_targets(self, pred, idx: torch.Tensor, stride: int):
+        """([n, T, K] logits of the cached frames idx at `stride`, labels, valid)."""
+        d = self.data
+        geo = d.get((stride, "geo"))
+        sem = pred.semantic_logits(d[(stride, "feats")][idx].float(), d["coarse"][idx].float(),
+                                   None if geo is None else geo[idx].float(), stride)
+        return sem.flatten(2).transpose(1, 2), d[(stride, "labels")][idx], d[(stride, "valid")][idx]
+
+
+def cached_semantic_step(pred, cache: SemanticCache, sampler, mcfg, opts) -> Optional[torch.Tensor]:
+    """semantic_step on sem_batch frames drawn from the cache."""
+    stride = _draw_stride(sampler, opts, mcfg)
+    idx = torch.as_tensor(sampler.rng.integers(cache.n, size=max(opts.sem_batch, 1)),
+                          device=cache.data["coarse"].device)
+    return token_ce(*cache.logits_and_targets(pred, idx, stride), pred.num_classes)
 
 
 def _render(rast, params, poses, K, W: int, H: int, blend: bool, semantics: bool = False):
@@ -270,6 +338,12 @@ def _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t0: float, t_
     for p in pred.parameters():
         p.requires_grad_(id(p) in keep)
     pred.train()
+    cache = None
+    if opts.sem_cache:
+        t_c = time.time()
+        cache = SemanticCache(pred, sampler, mcfg, opts.strides or [mcfg.stride])
+        state["sem_cache_frames"] = cache.n
+        log.info("semantic cache: %d frames, %.2f GB, %.0f s", cache.n, cache.nbytes() / 1e9, time.time() - t_c)
     n = 0
     while True:
         now = time.time()
@@ -278,7 +352,8 @@ def _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t0: float, t_
         frac = n / opts.steps if opts.steps else (now - t0) / max(t_end - t0, 1e-6)
         for g in opt_s.param_groups:
             g["lr"] = _lr(opts.lr, frac, n)
-        ce = semantic_step(pred, sampler, mcfg, opts)
+        ce = (semantic_step(pred, sampler, mcfg, opts) if cache is None
+              else cached_semantic_step(pred, cache, sampler, mcfg, opts))
         n += 1
         if ce is None or not torch.isfinite(ce):
             state["skipped"] = state.get("skipped", 0) + 1
@@ -374,16 +449,16 @@ def fit(opts: FitOptions) -> dict:
         blob = checkpoint_from_weights(opts.init_weights, opts)
     elif opts.semantic_only:
         raise ValueError("--semantic-only trains the semantic head of resumed weights: pass --resume or --init-weights")
+    if opts.sem_cache and not opts.semantic_only:
+        raise ValueError("--sem-cache keeps the frozen backbone's outputs: it needs --semantic-only")
     # A semantic branch is kept once a checkpoint has it, and added on --sem-context /
-    # --sem-geometry.
+    # --sem-geometry / --sem-attention.
     def had(branch: str) -> bool:
         return blob is not None and any(k.startswith(branch + ".") for k in blob["predictor"])
 
-    had_context, had_geometry = had("sem_context"), had("sem_geometry")
-    adds_branch = (opts.sem_context and not had_context) or (opts.sem_geometry and not had_geometry)
-    pred = GaussianPredictor(len(SCANNET20_CLASSES), opts.feature_dim, opts.width_channels,
-                             sem_context=opts.sem_context or had_context,
-                             sem_geometry=opts.sem_geometry or had_geometry).to(dev)
+    branches = {b: getattr(opts, b) or had(b) for b in SEMANTIC_BRANCHES}
+    adds_branch = any(getattr(opts, b) and not had(b) for b in SEMANTIC_BRANCHES)
+    pred = GaussianPredictor(len(SCANNET20_CLASSES), opts.feature_dim, opts.width_channels, **branches).to(dev)
     ref = GaussianRefiner(opts.feature_dim).to(dev)
     opt_p = torch.optim.AdamW(pred.parameters(), lr=opts.lr, weight_decay=1e-4)
     opt_r = torch.optim.AdamW(list(ref.parameters()) + list(pred.feat_head.parameters()), lr=opts.lr * 0.5,
@@ -446,7 +521,7 @@ def fit(opts: FitOptions) -> dict:
     state["next_seed"] = first_seed + opts.seeds
     syn = synthetic_sequences(list(range(first_seed, first_seed + opts.seeds)), opts.frames, opts.step,
                               opts.width, opts.height, dev, deadline=t_start + opts.data_minutes * 60,
-                              workers=opts.workers, fill_holes=opts.fill_holes)
+                              workers=opts.workers, fill_holes=opts.fill_holes, targets=not opts.semantic_only)
     real = ([real_sequence(opts.real, opts.real_frames, opts.width, opts.height, dev, opts.fill_holes)]
             if opts.real else [])
     state["sequences"] = sorted(set(state["sequences"]) | {s.name for s in syn + real})
@@ -538,7 +613,7 @@ def fit(opts: FitOptions) -> dict:
              "predictor_first": pred_first, "predictor_final": pred_final,
              "refiner_first": ref_first, "refiner_final": ref_final,
              "synthetic_sequences": len(syn), "real_frames": int(sum(len(r) for r in real)),
-             "command": opts.command}
+             "sem_cache_frames": state.pop("sem_cache_frames", 0), "command": opts.command}
     state["history"].append(chunk)
     save_ckpt()
     summary = {"command": opts.command, "device": device_name, "renderer": rast.name,
