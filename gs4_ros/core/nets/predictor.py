@@ -164,9 +164,8 @@ class SemanticAttention(nn.Module):
     for a sofa, a table for a desk): the block alone cannot say which, the room around it
     can (chairs at it, a wall behind it, what else stands in the frame). Convolutions reach
     a fixed neighbourhood; attention lets every token weigh every other one at the cost of
-    a few hundred tokens. On frozen backbone features it gained 3 points of held-out token
-    mIoU where more training of the convolutional head gained none (MODEL_CARD.md). No
-    dropout and layer norms only, so one frame at inference behaves as in training; the
+    a few hundred tokens (chunk 12 in MODEL_CARD.md: map mIoU over 20 held-out rooms 63.0%
+    -> 66.5%). No dropout and layer norms only, so one frame at inference behaves as in training; the
     output layer starts at zero, so adding the branch to trained weights changes nothing
     until it is trained."""
 
