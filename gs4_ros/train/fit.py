@@ -193,7 +193,7 @@ class SemanticCache:
     In a semantic-only stage nothing before the head changes, yet semantic_step runs the
     backbone and the block fit on every frame of every step, which is nearly all of the
     step's cost. Each frame here is run once, mirrored or not and jittered once
-    (augmented_frames), and kept in half precision on the training device (about 0.9 MB a
+    (augmented_frames), and kept in half precision on the training device (about 1 MB a
     640x480 frame for strides 8, 16 and 32), so a chunk spends its minutes on the head and
     on more rooms rather than on the same backbone pass again. The price is one
     augmentation per frame instead of a fresh one per use."""
