@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -332,8 +332,10 @@ def refiner_clip(pred, ref, rast, sampler, mcfg, length: int, weights: LossWeigh
     return {k: float(np.mean(v)) for k, v in logs.items()}, len(gmap)
 
 
-def _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t0: float, t_end: float, maybe_save) -> int:
-    """--semantic-only: train the semantic head alone until the step count or the deadline."""
+def _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t0: float, t_end: float,
+                    maybe_save) -> Tuple[int, int]:
+    """--semantic-only: train the semantic head alone until the step count or the deadline;
+    (steps, frames in the SemanticCache or 0)."""
     keep = {id(p) for p in semantic_parameters(pred)}
     for p in pred.parameters():
         p.requires_grad_(id(p) in keep)
@@ -342,7 +344,6 @@ def _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t0: float, t_
     if opts.sem_cache:
         t_c = time.time()
         cache = SemanticCache(pred, sampler, mcfg, opts.strides or [mcfg.stride])
-        state["sem_cache_frames"] = cache.n
         log.info("semantic cache: %d frames, %.2f GB, %.0f s", cache.n, cache.nbytes() / 1e9, time.time() - t_c)
     n = 0
     while True:
@@ -370,7 +371,7 @@ def _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t0: float, t_
             log.info("semantic step %d: token_ce_aug %.4f", state["sem_steps"], np.mean(hist["token_ce_aug"][-100:]))
     for p in pred.parameters():
         p.requires_grad_(True)
-    return n
+    return n, 0 if cache is None else cache.n
 
 
 def warm_up(rast, dev) -> Optional[threading.Thread]:
@@ -535,9 +536,9 @@ def fit(opts: FitOptions) -> dict:
     left = max(budget - (t_train - t_start), 1.0)
     t_pred_end = t_train + left * (1 - opts.refine_fraction)
     hist: Dict[str, list] = {}
-    n = sem_n = 0
+    n = sem_n = cache_frames = 0
     if opts.semantic_only:
-        sem_n = _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t_train, t_start + budget, maybe_save)
+        sem_n, cache_frames = _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t_train, t_start + budget, maybe_save)
         t_pred_end = t_train    # no predictor or refiner stage in this chunk
     # -- predictor ------------------------------------------------------------------
     pred.train()
@@ -613,7 +614,7 @@ def fit(opts: FitOptions) -> dict:
              "predictor_first": pred_first, "predictor_final": pred_final,
              "refiner_first": ref_first, "refiner_final": ref_final,
              "synthetic_sequences": len(syn), "real_frames": int(sum(len(r) for r in real)),
-             "sem_cache_frames": state.pop("sem_cache_frames", 0), "command": opts.command}
+             "sem_cache_frames": cache_frames, "command": opts.command}
     state["history"].append(chunk)
     save_ckpt()
     summary = {"command": opts.command, "device": device_name, "renderer": rast.name,

@@ -165,9 +165,9 @@ class SemanticAttention(nn.Module):
     can (chairs at it, a wall behind it, what else stands in the frame). Convolutions reach
     a fixed neighbourhood; attention lets every token weigh every other one at the cost of
     a few hundred tokens (chunk 12 in MODEL_CARD.md: map mIoU over 20 held-out rooms 63.0%
-    -> 66.5%). No dropout and layer norms only, so one frame at inference behaves as in training; the
-    output layer starts at zero, so adding the branch to trained weights changes nothing
-    until it is trained."""
+    -> 66.5%). No dropout and layer norms only, so one frame at inference behaves as in
+    training; the output layer starts at zero, so adding the branch to trained weights
+    changes nothing until it is trained."""
 
     def __init__(self, width: int, num_classes: int, dim: int = 96, layers: int = 2, heads: int = 4,
                  freqs: int = 4):
