@@ -17,8 +17,9 @@ from gs4_ros.core.nets import GaussianPredictor, GaussianRefiner, load_networks
 from gs4_ros.core.render import make_rasterizer
 from gs4_ros.train.ablation import mean_rows, table
 from gs4_ros.train.data import Sampler, covisible_mask, synthetic_sequences
-from gs4_ros.train.fit import (FitOptions, SemanticCache, augmented_frames, fit, predictor_step, refiner_clip,
-                               semantic_batch)
+from gs4_ros.eval.image_metrics import ConfusionMatrix
+from gs4_ros.train.fit import (VAL_FRAMES, VAL_STEP, FitOptions, SemanticCache, augmented_frames, fit,
+                               predictor_step, refiner_clip, semantic_batch)
 from gs4_ros.train.losses import LossWeights
 
 TINY = dict(device="cpu", width=64, height=48, seeds=2, frames=3, step=3, batch=1, clip_lengths=[2])
@@ -93,7 +94,7 @@ def test_semantic_cache_gives_the_head_what_the_whole_model_gives_it():
     pred, mcfg = GaussianPredictor(width=16, sem_geometry=True, sem_attention=True).eval(), MappingConfig()
     for m in (pred.sem_geometry.out, pred.sem_attention.out):
         torch.nn.init.normal_(m.weight, std=0.1)       # the branches' outputs count
-    cache = SemanticCache(pred, Sampler(seqs, [], 0.0, 1, seed=3), mcfg, [8, 16], batch=64)
+    cache = SemanticCache(pred, seqs, mcfg, [8, 16], rng=Sampler(seqs, [], 0.0, 1, seed=3).rng, batch=64)
     assert cache.n == 6
     frames = [(q, i) for q in seqs for i in range(len(q))]
     rgb, depth, labels, Ks = augmented_frames(Sampler(seqs, [], 0.0, 1, seed=3).rng, [q for q, _ in frames],
@@ -108,7 +109,46 @@ def test_semantic_cache_gives_the_head_what_the_whole_model_gives_it():
             assert torch.allclose(logits, whole.sem_logits, atol=2e-2), float((logits - whole.sem_logits).abs().max())
     with pytest.raises(ValueError, match="semantic-only"):
         fit(FitOptions(sem_cache=True, **TINY))
+    # Without an rng the frames are kept as they are, and score() is the token mIoU of the
+    # whole model's argmax on them.
+    plain = SemanticCache(pred, seqs, mcfg, [8])
+    cm = ConfusionMatrix(pred.num_classes)
+    with torch.no_grad():
+        for q in seqs:
+            tok = pred(q.rgb.float() / 255.0, q.depth, q.K, mcfg, labels=q.labels, stride=8)
+            ok = tok.valid.reshape(-1)
+            cm.add(tok.sem_logits.argmax(-1).reshape(-1)[ok].numpy(), tok.labels.reshape(-1)[ok].numpy())
+    assert abs(plain.score(pred, 8, batch=4) - cm.miou()["miou"]) < 0.02
 
+
+def test_validation_rooms_pick_the_head_a_semantic_chunk_keeps(tmp_path):
+    """A semantic-only chunk with --val-seeds scores the head as it trains and ends with the
+    best-scoring one: the weights it writes score that best, and the next chunk starts from
+    it rather than from the last step's head."""
+    ck = tmp_path / "ck.pt"
+    opts = dict(TINY, width=128, height=96)           # a few more tokens than TINY, so scores move
+    fit(FitOptions(out=str(tmp_path / "a.pt"), ckpt=str(ck), steps=1, refine_steps=1, **opts))
+    with pytest.raises(ValueError, match="below"):
+        fit(FitOptions(out=str(tmp_path / "x.pt"), ckpt=str(ck), resume=True, semantic_only=True,
+                       val_seeds=[1500], **opts))
+    with pytest.raises(ValueError, match="semantic-only"):
+        fit(FitOptions(out=str(tmp_path / "x.pt"), ckpt=str(ck), resume=True, val_seeds=[960], **opts))
+    sem = dict(resume=True, semantic_only=True, sem_cache=True, val_seeds=[960, 961], val_every=2, sem_batch=4,
+               strides=[8], **opts)
+    v = fit(FitOptions(out=str(tmp_path / "b.pt"), ckpt=str(ck), steps=20, lr=0.02, **sem))["chunks"][-1]["validation"]
+    assert v["seeds"] == [960, 961] and v["frames"] == 2 * VAL_FRAMES
+    assert [st for st, _ in v["scores"]] == list(range(0, 21, 2))
+    best = max(m for _, m in v["scores"])
+    assert v["kept_step"] == [st for st, m in v["scores"] if m == best][0]
+    pb, _, _ = load_networks(tmp_path / "b.pt")
+    vseq = synthetic_sequences([960, 961], VAL_FRAMES, VAL_STEP, opts["width"], opts["height"], torch.device("cpu"),
+                               targets=False)
+    mcfg = MappingConfig()
+    assert SemanticCache(pb, vseq, mcfg, [mcfg.stride]).score(pb, mcfg.stride) == pytest.approx(best, abs=1e-4)
+    v2 = fit(FitOptions(out=str(tmp_path / "c.pt"), ckpt=str(ck), steps=2, lr=0.02, **sem))["chunks"][-1]["validation"]
+    assert v2["scores"][0][1] == pytest.approx(best, abs=1e-4)
+    card = (tmp_path / "MODEL_CARD.md").read_text()
+    assert "Validation, chunk 1: token mIoU on rooms 960-961 (8 frames" in card and "Validation, chunk 2:" in card
 
 def test_predictor_and_refiner_losses_decrease_on_a_fixed_batch():
     torch.manual_seed(0)

@@ -69,6 +69,10 @@ def register(sub):
     f.add_argument("--sem-cache", action="store_true",
                    help="with --semantic-only: run the frozen backbone once per frame (mirrored or not and "
                         "jittered once) and train the head on the kept outputs, instead of again on every step")
+    f.add_argument("--val-seeds", default="", metavar="SEEDS",
+                   help="with --semantic-only: synthetic rooms below 1000 (e.g. 960-975; keep them apart from "
+                        "the rooms you evaluate on) scored every --val-every steps; the chunk keeps the best head")
+    f.add_argument("--val-every", type=int, default=d.val_every, help="semantic steps between validation scores")
     f.set_defaults(func=cmd_fit)
 
     e = tsub.add_parser("eval", help="ablation table on held-out synthetic seeds (and 7-Scenes frames)")
@@ -89,6 +93,7 @@ def register(sub):
 
 
 def fit_options(args):
+    from ..io.synthetic.seeds import seed_list
     from ..train.fit import FitOptions
 
     return FitOptions(out=args.out, ckpt=args.ckpt, resume=args.resume, init_weights=args.init_weights,
@@ -103,7 +108,8 @@ def fit_options(args):
                       new_refiner=args.new_refiner, sem_context=args.sem_context,
                       sem_geometry=args.sem_geometry, sem_attention=args.sem_attention,
                       semantic_only=args.semantic_only, sem_cache=args.sem_cache, fill_holes=args.fill_holes,
-                      blend=args.blend,
+                      blend=args.blend, val_seeds=seed_list(args.val_seeds) if args.val_seeds else [],
+                      val_every=args.val_every,
                       command="gs4 " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
 
 

@@ -18,6 +18,17 @@ def _chunk_options(chunk: dict, fallback: dict) -> dict:
     return options_from_command(chunk.get("command", "")) or fallback
 
 
+def _seed_span(seeds) -> str:
+    """[960, 961, 962, 970] -> '960-962, 970'."""
+    runs: list = []
+    for x in sorted(int(v) for v in seeds):
+        if runs and x == runs[-1][1] + 1:
+            runs[-1][1] = x
+        else:
+            runs.append([x, x])
+    return ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in runs)
+
+
 def _split_at_eval(txt: str) -> Tuple[str, str]:
     """(the card before its evaluation section, the sections after it). Those after are
     notes written since (on chunks, on measurements): history, true of the weights they
@@ -111,6 +122,14 @@ def write_card(path, summary: dict, weights_path=None):
     lines += ["", f"Final predictor losses: {final(i_pred, 'predictor_final')}"]
     if i_sem is not None:   # a semantic-only chunk records its head's loss under predictor_final
         lines += ["", f"Final semantic-head loss: {final(i_sem, 'predictor_final')}"]
+    for c in chunks:        # --val-seeds: which head the chunk kept, and what it gave up
+        v = c.get("validation")
+        if v and v.get("scores"):
+            kept = dict((int(st), m) for st, m in v["scores"])[v["kept_step"]]
+            lines += ["", f"Validation, chunk {c['chunk']}: token mIoU on rooms {_seed_span(v['seeds'])} "
+                      f"({v['frames']} frames, unaugmented, stride 8) {v['scores'][0][1]:.4f} at the start, "
+                      f"{kept:.4f} at step {v['kept_step']} (kept), {v['scores'][-1][1]:.4f} at the last "
+                      f"step {v['scores'][-1][0]}"]
     lines += ["", f"Final refiner losses: {final(i_ref, 'refiner_final')}", ""]
     # New weights make any earlier table stale: the evaluation section starts empty.
     lines.append(f"{EVAL_MARK}\n\n(not run yet for these weights: `gs4 train eval --card {path}` fills it in)\n")
