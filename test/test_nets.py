@@ -306,10 +306,14 @@ def test_graphed_predictor_matches_eager_on_cuda():
 
     dev = torch.device("cuda")
     torch.manual_seed(0)
-    pred = GaussianPredictor(20, sem_context=True, sem_geometry=True, sem_attention=True).to(dev).eval()
-    for p in (list(pred.gauss_head[-1].parameters()) + list(pred.sem_context.out.parameters())
-              + list(pred.sem_geometry.out.parameters()) + list(pred.sem_attention.out.parameters())):
-        torch.nn.init.normal_(p, std=0.1)               # non-zero residuals exercise every path
+    pred = GaussianPredictor(20, sem_context=True, sem_geometry=True, sem_attention=True,
+                             sem_members=1).to(dev).eval()
+    for h in (pred, pred.sem_members[0]):               # the ensemble's second head too
+        for p in (list(h.sem_context.out.parameters()) + list(h.sem_geometry.out.parameters())
+                  + list(h.sem_attention.out.parameters())):
+            torch.nn.init.normal_(p, std=0.1)           # non-zero residuals exercise every path
+    for p in pred.gauss_head[-1].parameters():
+        torch.nn.init.normal_(p, std=0.1)
     mapper = NetworkMapper(pred, None, PipelineConfig())
     seq = SyntheticSequence(seed=4, n_frames=8, width=160, height=120, device=dev)
     with torch.no_grad():

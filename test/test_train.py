@@ -428,3 +428,50 @@ def test_a_new_card_keeps_the_notes_written_after_the_evaluation(tmp_path):
     assert txt.index(EVAL_MARK) < txt.index("## Chunk notes") and txt.rstrip().endswith("written by hand")
     write_card(tmp_path / "fresh.md", {"chunks": [chunk]})           # no card before: no notes
     assert "## Chunk notes" not in (tmp_path / "fresh.md").read_text()
+
+
+def test_an_ensemble_averages_heads_of_one_backbone_and_keeps_its_gaussians(tmp_path, capsys):
+    """`gs4 train ensemble` puts the semantic heads of two semantic-only chunks from the
+    same weights into one file: its logits are their mean log-probability, its Gaussians
+    the first file's; files that do not share the backbone are refused; the result loads,
+    trains on and says on its card what it is made of."""
+    ck = tmp_path / "ck.pt"
+    fit(FitOptions(out=str(tmp_path / "a" / "w.pt"), ckpt=str(ck), steps=1, refine_steps=1, **TINY))
+    for name, seed in (("b", 1), ("c", 2)):
+        fit(FitOptions(out=str(tmp_path / name / "w.pt"), ckpt=str(tmp_path / f"{name}.ck"), seed=seed,
+                       init_weights=str(tmp_path / "a" / "w.pt"), semantic_only=True, sem_attention=True,
+                       steps=2, sem_batch=2, strides=[8], **TINY))
+    fit(FitOptions(out=str(tmp_path / "d" / "w.pt"), ckpt=str(tmp_path / "d.ck"), seed=3, steps=1, refine_steps=1,
+                   sem_attention=True, **TINY))                      # another backbone
+    b, c, d = (str(tmp_path / n / "w.pt") for n in "bcd")
+    out = tmp_path / "e" / "w.pt"
+    assert main(["train", "ensemble", b, c, "--out", str(out)]) == 0
+    pe, re_, _ = load_networks(out)
+    pb, rb, _ = load_networks(b)
+    pc, _, _ = load_networks(c)
+    assert pe.arch()["sem_members"] == 1 and pb.arch()["sem_members"] == 0
+    q = synthetic_sequences([1005], 1, 2, 64, 48, torch.device("cpu"))[0]
+    mcfg = MappingConfig()
+    with torch.no_grad():
+        te, tb, tc = (p(q.rgb[0].float() / 255.0, q.depth[0], q.K, mcfg) for p in (pe, pb, pc))
+    for f in ("means", "log_scales", "quats", "opacity_logits", "colors", "features"):
+        assert torch.equal(getattr(te, f), getattr(tb, f)), f
+    assert not torch.allclose(tb.sem_logits, tc.sem_logits)
+    mean = (tb.sem_logits.log_softmax(-1) + tc.sem_logits.log_softmax(-1)) / 2
+    assert torch.allclose(te.sem_logits, mean, atol=1e-5)
+    assert all(torch.equal(u, v) for u, v in zip(re_.state_dict().values(), rb.state_dict().values()))
+    card = (out.parent / "MODEL_CARD.md").read_text()
+    assert "mean log-probability of 2 heads" in card and f"`{c}`" in card
+    capsys.readouterr()
+    assert main(["train", "ensemble", b, d, "--out", str(tmp_path / "x" / "w.pt")]) == 2
+    assert "outside the semantic head" in capsys.readouterr().err
+    assert main(["train", "ensemble", str(out), c, "--out", str(tmp_path / "x" / "w.pt")]) == 2
+    assert "ensemble already" in capsys.readouterr().err
+    assert not (tmp_path / "x" / "w.pt").exists()
+    # A semantic-only chunk from the ensemble trains every head and keeps the card's account.
+    s = fit(FitOptions(out=str(tmp_path / "f" / "w.pt"), ckpt=str(tmp_path / "f.ck"), init_weights=str(out),
+                       semantic_only=True, steps=1, sem_batch=2, strides=[8], **TINY))
+    pf, _, _ = load_networks(tmp_path / "f" / "w.pt")
+    assert pf.arch()["sem_members"] == 1 and s["ensemble"]["members"][1]["file"] == c
+    assert not torch.equal(pf.sem_members[0].sem_head[0].weight, pe.sem_members[0].sem_head[0].weight)
+    assert "mean log-probability of 2 heads" in (tmp_path / "f" / "MODEL_CARD.md").read_text()

@@ -75,6 +75,12 @@ def register(sub):
     f.add_argument("--val-every", type=int, default=d.val_every, help="semantic steps between validation scores")
     f.set_defaults(func=cmd_fit)
 
+    m = tsub.add_parser("ensemble", help="one weights file whose semantic head averages the heads of several "
+                        "semantic-only chunks from the same weights (their log-probabilities)")
+    m.add_argument("weights", nargs="+", help="weights files (a .json beside each); the first is kept whole")
+    m.add_argument("--out", required=True, help="weights file to write (a .json and MODEL_CARD.md go beside it)")
+    m.set_defaults(func=cmd_ensemble)
+
     e = tsub.add_parser("eval", help="ablation table on held-out synthetic seeds (and 7-Scenes frames)")
     e.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
     e.add_argument("--seeds", default="900,901", help="held-out synthetic seeds (< 1000), e.g. 900-907")
@@ -140,6 +146,14 @@ def cmd_fit(args) -> int:
           f"{last['refiner_clips']} refiner clips "
           f"in {last['seconds']:.0f} s; final predictor loss {last['predictor_final'].get('loss', float('nan')):.4f}, "
           f"refiner loss {last['refiner_final'].get('loss', float('nan')):.4f}; weights {opts.out}")
+    return 0
+
+
+def cmd_ensemble(args) -> int:
+    from ..train.ensemble import build_ensemble
+
+    build_ensemble(args.weights, args.out, command="gs4 " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    print(f"wrote {args.out}: {len(args.weights)} semantic heads on one backbone")
     return 0
 
 

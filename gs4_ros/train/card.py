@@ -103,6 +103,14 @@ def write_card(path, summary: dict, weights_path=None):
         f"- Token strides per step drawn from {o.get('strides')}; batch {o.get('batch')}, AdamW lr {o.get('lr')} "
         "(warm-up, cosine decay over the chunk)",
         f"- Weights file: {Path(weights_path).name if weights_path else 'gs4_nets.pt'} ({size:.2f} MB)",
+    ]
+    ens = summary.get("ensemble")
+    if ens:
+        lines += [f"- Semantic head: the mean log-probability of {len(ens['members'])} heads on one backbone, made by "
+                  f"`{ens.get('command') or 'gs4 train ensemble'}` from these weights files (the first kept whole, "
+                  "the others' semantic parts added):"]
+        lines += [f"  - `{m['file']}`: {m['chunks']} chunks, the last `{m['last_chunk_command']}`" for m in ens["members"]]
+    lines += [
         "",
         "| chunk | s | predictor steps | semantic steps | refiner clips | predictor (semantic-only chunks: "
         "semantic-head) loss first -> final | refiner loss first -> final |",

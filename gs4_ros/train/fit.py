@@ -181,7 +181,7 @@ SEMANTIC_BRANCHES = ("sem_context", "sem_geometry", "sem_attention")
 
 
 def semantic_parameters(pred) -> List[torch.nn.Parameter]:
-    heads = [pred.sem_head] + [getattr(pred, b) for b in SEMANTIC_BRANCHES]
+    heads = [pred.sem_head] + [getattr(pred, b) for b in SEMANTIC_BRANCHES] + [pred.sem_members]
     return [p for m in heads if m is not None for p in m.parameters()]
 
 
@@ -476,6 +476,8 @@ def checkpoint_from_weights(path: str, opts: FitOptions) -> dict:
              "ref_clips": summary["total_refiner_clips"], "sem_steps": summary.get("total_semantic_steps", 0),
              "history": hist, "seconds": summary["total_seconds"], "sequences": summary["training_sequences"],
              "next_seed": max(seen + [TRAIN_SEED_BASE - 1]) + 1}
+    if summary.get("ensemble"):   # the heads it holds stay on; the card keeps saying where from
+        state["ensemble"] = summary["ensemble"]
     return {"predictor": pred.state_dict(), "refiner": ref.state_dict(), "opt_predictor": None,
             "opt_refiner": None, "opt_semantic": None, "state": state}
 
@@ -519,7 +521,9 @@ def fit(opts: FitOptions) -> dict:
 
     branches = {b: getattr(opts, b) or had(b) for b in SEMANTIC_BRANCHES}
     adds_branch = any(getattr(opts, b) and not had(b) for b in SEMANTIC_BRANCHES)
-    pred = GaussianPredictor(len(SCANNET20_CLASSES), opts.feature_dim, opts.width_channels, **branches).to(dev)
+    members = 0 if blob is None else len({k.split(".")[1] for k in blob["predictor"] if k.startswith("sem_members.")})
+    pred = GaussianPredictor(len(SCANNET20_CLASSES), opts.feature_dim, opts.width_channels, **branches,
+                             sem_members=members).to(dev)
     ref = GaussianRefiner(opts.feature_dim).to(dev)
     opt_p = torch.optim.AdamW(pred.parameters(), lr=opts.lr, weight_decay=1e-4)
     opt_r = torch.optim.AdamW(list(ref.parameters()) + list(pred.feat_head.parameters()), lr=opts.lr * 0.5,
@@ -692,6 +696,8 @@ def fit(opts: FitOptions) -> dict:
                "total_semantic_steps": state.get("sem_steps", 0),
                "total_seconds": state["seconds"], "chunks": state["history"],
                "training_sequences": state["sequences"], "options": asdict(opts)}
+    if state.get("ensemble"):
+        summary["ensemble"] = state["ensemble"]
     save_networks(opts.out, pred, ref, SCANNET20_CLASSES, meta={"summary": json.dumps(summary)})
     out = Path(opts.out)
     with open(out.with_suffix(".json"), "w") as f:

@@ -203,12 +203,42 @@ class SemanticAttention(nn.Module):
         return self.out(self.fuse(torch.cat([feats, y], 1)))
 
 
+def _semantic_parts(width: int, num_classes: int, context: bool, geometry: bool, attention: bool) -> dict:
+    """The semantic head and its optional residual branches, by attribute name."""
+    return {"sem_head": _head(width, num_classes, zero=False),
+            "sem_context": SemanticContext(width, num_classes) if context else None,
+            "sem_geometry": SemanticGeometry(width, num_classes) if geometry else None,
+            "sem_attention": SemanticAttention(width, num_classes) if attention else None}
+
+
+def _head_logits(m: nn.Module, feats, coarse, geo, stride: int) -> torch.Tensor:
+    """Logits of the semantic parts held by m (the predictor or a SemanticMember)."""
+    sem = m.sem_head(feats)
+    if m.sem_context is not None:
+        sem = sem + m.sem_context(feats, coarse)
+    if m.sem_geometry is not None:
+        sem = sem + m.sem_geometry(feats, geo)
+    if m.sem_attention is not None:
+        sem = sem + m.sem_attention(feats, coarse, stride)
+    return sem
+
+
+class SemanticMember(nn.Module):
+    """One more semantic head on the same backbone features, for an ensemble of heads
+    (train/ensemble.py): the predictor's own semantic parts, with their own weights."""
+
+    def __init__(self, width: int, num_classes: int, context: bool, geometry: bool, attention: bool):
+        super().__init__()
+        for name, mod in _semantic_parts(width, num_classes, context, geometry, attention).items():
+            setattr(self, name, mod)
+
+
 class GaussianPredictor(nn.Module):
     """RGB-D frame -> TokenGaussians at stride 8 (16 and 32 selectable per call)."""
 
     def __init__(self, num_classes: int = 20, feature_dim: int = 16, width: int = 64,
                  init_opacity: float = 0.95, sem_context: bool = False, sem_geometry: bool = False,
-                 sem_attention: bool = False):
+                 sem_attention: bool = False, sem_members: int = 0):
         super().__init__()
         self.num_classes = int(num_classes)
         self.feature_dim = int(feature_dim)
@@ -216,31 +246,34 @@ class GaussianPredictor(nn.Module):
         self.backbone = RGBDBackbone(width)
         self.gauss_head = _head(width, N_GAUSS_OUT, zero=True)
         self.feat_head = _head(width, self.feature_dim, zero=False)
-        self.sem_head = _head(width, self.num_classes, zero=False)
-        # Optional so that weight files written before the branch existed still load.
-        self.sem_context = SemanticContext(width, self.num_classes) if sem_context else None
-        self.sem_geometry = SemanticGeometry(width, self.num_classes) if sem_geometry else None
-        self.sem_attention = SemanticAttention(width, self.num_classes) if sem_attention else None
+        # The branches are optional so that weight files written before a branch existed
+        # still load.
+        for name, mod in _semantic_parts(width, self.num_classes, sem_context, sem_geometry, sem_attention).items():
+            setattr(self, name, mod)
+        # Heads trained apart on the same frozen backbone err on different objects: their
+        # mean log-probability beat either head alone on unseen rooms (train/ensemble.py).
+        self.sem_members = (nn.ModuleList(SemanticMember(width, self.num_classes, sem_context, sem_geometry,
+                                                         sem_attention) for _ in range(int(sem_members)))
+                            if sem_members else None)
         self.opacity_bias = float(math.log(init_opacity / (1 - init_opacity)))
 
     def arch(self) -> dict:
         return {"num_classes": self.num_classes, "feature_dim": self.feature_dim, "width": self.width,
                 "init_opacity": 1 / (1 + math.exp(-self.opacity_bias)), "sem_context": self.sem_context is not None,
                 "sem_geometry": self.sem_geometry is not None,
-                "sem_attention": self.sem_attention is not None}
+                "sem_attention": self.sem_attention is not None,
+                "sem_members": 0 if self.sem_members is None else len(self.sem_members)}
 
     def semantic_logits(self, feats: torch.Tensor, coarse: torch.Tensor,
                         geo: Optional[torch.Tensor] = None, stride: int = 8) -> torch.Tensor:
         """[B, C, h, w] token features at `stride` (+ the stride-32 level, +
-        SemanticGeometry.inputs when that branch exists) -> [B, K, h, w] class logits."""
-        sem = self.sem_head(feats)
-        if self.sem_context is not None:
-            sem = sem + self.sem_context(feats, coarse)
-        if self.sem_geometry is not None:
-            sem = sem + self.sem_geometry(feats, geo)
-        if self.sem_attention is not None:
-            sem = sem + self.sem_attention(feats, coarse, stride)
-        return sem
+        SemanticGeometry.inputs when that branch exists) -> [B, K, h, w] class logits
+        (with sem_members: the heads' mean log-probabilities)."""
+        sem = _head_logits(self, feats, coarse, geo, stride)
+        if self.sem_members is None:
+            return sem
+        heads = [sem] + [_head_logits(m, feats, coarse, geo, stride) for m in self.sem_members]
+        return torch.stack(heads).log_softmax(2).mean(0)
 
     def _priors(self, rgb, depth, Ks, cfg: MappingConfig, labels, s: int):
         """The v0 block Gaussians at stride s (no gradient) with their stacked centres,
