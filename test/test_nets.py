@@ -397,3 +397,26 @@ def test_semantic_attention_branch_starts_at_zero_and_sees_the_whole_frame():
             b = model.semantic_logits(feats, far, stride=8)
             moved = (a - b)[0, :, -1, -1].abs().max()   # the bottom-right token, 4 coarse tokens away
             assert (moved > 1e-4) == (model is att), float(moved)
+
+
+def test_shipped_weights_load_and_predict_on_the_cpu():
+    """The weights inside the package load with the architecture their model card
+    describes and give finite Gaussians and class log-probabilities on a small frame."""
+    from gs4_ros.core.nets.weights import DEFAULT_WEIGHTS
+
+    pred, ref, info = load_networks(DEFAULT_WEIGHTS)
+    card = (DEFAULT_WEIGHTS.parent / "MODEL_CARD.md").read_text()
+    members = pred.arch()["sem_members"]
+    assert (members > 0) == ("- Semantic head: the mean log-probability of" in card)
+    if members:
+        assert f"of {members + 1} heads on one backbone" in card
+    seq = SyntheticSequence(seed=4, n_frames=2, width=96, height=72)
+    f = seq[0]
+    with torch.no_grad():
+        tok = pred(torch.from_numpy(f.rgb).float() / 255, torch.from_numpy(f.depth), f.intrinsics.K("cpu"),
+                   MappingConfig())
+    assert tok.sem_logits.shape[-1] == len(info["class_names"]) == pred.num_classes
+    assert torch.isfinite(tok.means).all() and torch.isfinite(tok.sem_logits).all()
+    if members:   # a mean of log-probabilities: a geometric mean of distributions sums to at most one
+        total = tok.sem_logits.exp().sum(-1)
+        assert (total <= 1 + 1e-5).all() and (total > 0.5).all()
