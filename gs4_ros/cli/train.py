@@ -98,6 +98,11 @@ def register(sub):
     e.set_defaults(func=cmd_eval)
 
 
+def _command_line() -> str:
+    """The command as typed, for the weights' training record."""
+    return "gs4 " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
 def fit_options(args):
     from ..io.synthetic.seeds import seed_list
     from ..train.fit import FitOptions
@@ -116,7 +121,7 @@ def fit_options(args):
                       semantic_only=args.semantic_only, sem_cache=args.sem_cache, fill_holes=args.fill_holes,
                       blend=args.blend, val_seeds=seed_list(args.val_seeds) if args.val_seeds else [],
                       val_every=args.val_every,
-                      command="gs4 " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+                      command=_command_line())
 
 
 def options_from_command(command: str) -> Optional[dict]:
@@ -152,7 +157,7 @@ def cmd_fit(args) -> int:
 def cmd_ensemble(args) -> int:
     from ..train.ensemble import build_ensemble
 
-    build_ensemble(args.weights, args.out, command="gs4 " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    build_ensemble(args.weights, args.out, command=_command_line())
     print(f"wrote {args.out}: {len(args.weights)} semantic heads on one backbone")
     return 0
 
@@ -172,7 +177,7 @@ def cmd_eval(args) -> int:
     if args.card:
         from ..train.card import append_eval
 
-        append_eval(args.card, md, "gs4 " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        append_eval(args.card, md, _command_line(),
                     note="ho = held-out frames (tracked, never mapped); geometric mIoU uses the frames' label images, "
                          "the network rows use the semantic head. geometric+opt is a peer, not a step: the geometric "
                          "initialiser with the same joint step and pruning as the last network rows.")

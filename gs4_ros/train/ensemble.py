@@ -19,24 +19,14 @@ from typing import List
 
 import torch
 
-from ..core.nets.weights import FORMAT
+from ..core.nets import GaussianPredictor, load_networks, save_networks
+from ..core.nets.predictor import SEMANTIC_PARTS
 
 log = logging.getLogger(__name__)
 
-_SEMANTIC_PREFIXES = ("sem_head.", "sem_context.", "sem_geometry.", "sem_attention.")
-
 
 def _is_semantic(key: str) -> bool:
-    return key.startswith(_SEMANTIC_PREFIXES)
-
-
-def _load(path: Path) -> dict:
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a gs4 networks file (format {FORMAT})")
-    if blob["predictor_arch"].get("sem_members"):
-        raise ValueError(f"{path} is an ensemble already: pass the files it was made from")
-    return blob
+    return key.split(".", 1)[0] in SEMANTIC_PARTS
 
 
 def _summary(path: Path) -> dict:
@@ -55,21 +45,24 @@ def build_ensemble(paths: List[str], out: str, command: str = "") -> dict:
     if len(paths) < 2:
         raise ValueError("an ensemble needs two weights files or more")
     files = [Path(p) for p in paths]
-    blobs = [_load(p) for p in files]
-    first = blobs[0]
-    for p, b in zip(files[1:], blobs[1:]):
-        if b["predictor_arch"] != first["predictor_arch"] or b["class_names"] != first["class_names"]:
+    nets = [load_networks(p) for p in files]
+    (first, first_ref, info), others = nets[0], nets[1:]
+    for p, (pred, _, _) in zip(files, nets):
+        if pred.arch()["sem_members"]:
+            raise ValueError(f"{p} is an ensemble already: pass the files it was made from")
+    sd, ref_sd = first.state_dict(), first_ref.state_dict()
+    for p, (pred, ref, inf) in zip(files[1:], others):
+        if pred.arch() != first.arch() or inf["class_names"] != info["class_names"]:
             raise ValueError(f"{p}: architecture or classes differ from {files[0]}'s")
-        shared = [k for k in first["predictor"] if not _is_semantic(k)]
-        moved = [k for k in shared if not torch.equal(first["predictor"][k], b["predictor"][k])]
-        moved += [k for k in first["refiner"] if not torch.equal(first["refiner"][k], b["refiner"][k])]
+        b_sd, b_ref = pred.state_dict(), ref.state_dict()
+        moved = [k for k in sd if not _is_semantic(k) and not torch.equal(sd[k], b_sd[k])]
+        moved += [k for k in ref_sd if not torch.equal(ref_sd[k], b_ref[k])]
         if moved:
             raise ValueError(f"{p}: {len(moved)} tensors outside the semantic head differ from {files[0]}'s "
                              f"(e.g. {moved[0]}): the heads must share one backbone (semantic-only chunks)")
-    pred = dict(first["predictor"])
-    for i, b in enumerate(blobs[1:]):
-        pred.update({f"sem_members.{i}.{k}": v for k, v in b["predictor"].items() if _is_semantic(k)})
-    arch = dict(first["predictor_arch"], sem_members=len(blobs) - 1)
+    ens = GaussianPredictor(**dict(first.arch(), sem_members=len(nets) - 1))
+    ens.load_state_dict(dict(sd, **{f"sem_members.{i}.{k}": v for i, (pred, _, _) in enumerate(others)
+                                    for k, v in pred.state_dict().items() if _is_semantic(k)}))
     # The history: the longest of the members' (semantic-only chunks from one start share
     # every chunk before their own), plus what this command did.
     sums = [_summary(p) for p in files]
@@ -77,13 +70,9 @@ def build_ensemble(paths: List[str], out: str, command: str = "") -> dict:
     summary["ensemble"] = {"command": command, "members": [
         {"file": str(p), "chunks": len(s["chunks"]), "last_chunk_command": s["chunks"][-1].get("command", "")}
         for p, s in zip(files, sums)]}
-    blob = dict(first, predictor=pred, predictor_arch=arch, meta={"summary": json.dumps(summary)})
     out_p = Path(out)
-    out_p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_p.with_suffix(out_p.suffix + ".tmp")
-    torch.save(blob, tmp)
-    tmp.replace(out_p)
+    save_networks(out_p, ens, first_ref, info["class_names"], meta={"summary": json.dumps(summary)})
     out_p.with_suffix(".json").write_text(json.dumps(summary, indent=2))
     write_card(out_p.parent / "MODEL_CARD.md", summary, weights_path=out_p)
-    log.info("wrote %s: %d semantic heads on one backbone", out_p, len(blobs))
+    log.info("wrote %s: %d semantic heads on one backbone", out_p, len(nets))
     return summary

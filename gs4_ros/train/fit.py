@@ -31,6 +31,7 @@ from ..core.covisibility import unmapped_blocks
 from ..core.gaussian_map import GaussianMap, GaussianParams
 from ..core.nets import GaussianPredictor, GaussianRefiner, save_networks
 from ..core.nets.mapper import commit, refine_set, select_rows, visible_rows
+from ..core.nets.predictor import SEMANTIC_PARTS
 from ..core.render import blend_surface_colour, make_rasterizer, render_views
 from ..eval.image_metrics import ConfusionMatrix
 from .data import Sampler, covisible_mask, real_sequence, synthetic_sequences
@@ -177,11 +178,11 @@ def _draw_stride(sampler, opts, mcfg) -> int:
 
 # Optional residual branches of the semantic head (GaussianPredictor's arguments of the same
 # names): a checkpoint keeps each it has, a chunk's options add more.
-SEMANTIC_BRANCHES = ("sem_context", "sem_geometry", "sem_attention")
+SEMANTIC_BRANCHES = SEMANTIC_PARTS[1:]
 
 
 def semantic_parameters(pred) -> List[torch.nn.Parameter]:
-    heads = [pred.sem_head] + [getattr(pred, b) for b in SEMANTIC_BRANCHES] + [pred.sem_members]
+    heads = [getattr(pred, name) for name in SEMANTIC_PARTS] + [pred.sem_members]
     return [p for m in heads if m is not None for p in m.parameters()]
 
 
@@ -374,7 +375,7 @@ def _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t0: float, t_
         cache = SemanticCache(pred, sampler.syn, mcfg, opts.strides or [mcfg.stride], rng=sampler.rng)
         log.info("semantic cache: %d frames, %.2f GB, %.0f s", cache.n, cache.nbytes() / 1e9, time.time() - t_c)
     scores: List[Tuple[int, float]] = []
-    best = [-1.0, None]
+    best: dict = {"score": -1.0}     # the first step with the highest score, and its head
 
     def validate(step: int):
         pred.eval()
@@ -382,8 +383,8 @@ def _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t0: float, t_
         pred.train()
         scores.append((step, m))
         log.info("validation after %d steps of this chunk: token mIoU %.4f", step, m)
-        if m > best[0]:
-            best[0], best[1] = m, [p.detach().clone() for p in params]
+        if m > best["score"]:
+            best.update(score=m, step=step, params=[p.detach().clone() for p in params])
 
     if val is not None:
         validate(0)
@@ -419,13 +420,12 @@ def _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t0: float, t_
     if val is not None:
         if not scores or scores[-1][0] != n:
             validate(n)
-        kept = max(scores, key=lambda t: t[1])
         with torch.no_grad():
-            for p, b in zip(params, best[1]):
+            for p, b in zip(params, best["params"]):
                 p.copy_(b)
         log.info("semantic stage keeps the head of step %d (validation token mIoU %.4f; first %.4f, last %.4f)",
-                 kept[0], kept[1], scores[0][1], scores[-1][1])
-        out["validation"] = {"seeds": list(opts.val_seeds), "frames": val.n, "kept_step": kept[0],
+                 best["step"], best["score"], scores[0][1], scores[-1][1])
+        out["validation"] = {"seeds": list(opts.val_seeds), "frames": val.n, "kept_step": best["step"],
                              "scores": [[s_, round(m, 4)] for s_, m in scores]}
     return out
 

@@ -203,8 +203,13 @@ class SemanticAttention(nn.Module):
         return self.out(self.fuse(torch.cat([feats, y], 1)))
 
 
+# Attribute names of the semantic head and its optional residual branches, on the predictor
+# and on each SemanticMember: training (train/fit.py) and train/ensemble.py select by them.
+SEMANTIC_PARTS = ("sem_head", "sem_context", "sem_geometry", "sem_attention")
+
+
 def _semantic_parts(width: int, num_classes: int, context: bool, geometry: bool, attention: bool) -> dict:
-    """The semantic head and its optional residual branches, by attribute name."""
+    """The semantic head and its optional residual branches, by attribute name (SEMANTIC_PARTS)."""
     return {"sem_head": _head(width, num_classes, zero=False),
             "sem_context": SemanticContext(width, num_classes) if context else None,
             "sem_geometry": SemanticGeometry(width, num_classes) if geometry else None,
