@@ -19,7 +19,7 @@ from gs4_ros.train.ablation import mean_rows, table
 from gs4_ros.train.data import Sampler, covisible_mask, synthetic_sequences
 from gs4_ros.eval.image_metrics import ConfusionMatrix
 from gs4_ros.train.fit import (VAL_FRAMES, VAL_STEP, FitOptions, SemanticCache, augmented_frames, fit,
-                               predictor_step, refiner_clip, semantic_batch)
+                               predictor_step, refiner_clip, semantic_batch, token_ce)
 from gs4_ros.train.losses import LossWeights
 
 TINY = dict(device="cpu", width=64, height=48, seeds=2, frames=3, step=3, batch=1, clip_lengths=[2])
@@ -34,6 +34,27 @@ def test_covisible_mask_of_a_view_with_itself_is_its_valid_depth():
     far = s.poses[0].clone()
     far[:3, 3] += 100 * far[:3, 2]      # 100 m along the optical axis: nothing is seen
     assert not covisible_mask(s.depth[0], far, s.depth_tgt[0], s.poses[0], s.K).any()
+
+
+def test_token_ce_class_power_sets_how_much_rare_classes_weigh():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(1, 40, 5, generator=g)
+    labels = torch.tensor([[0] * 30 + [1] * 8 + [2] * 2])
+    valid = torch.ones(1, 40, dtype=torch.bool)
+    valid[0, 0] = False
+    labels[0, 1] = 255                       # unknown: left out
+    ok = valid[0] & (labels[0] < 5)
+    per = torch.nn.functional.cross_entropy(logits[0][ok], labels[0][ok].clamp(max=4), reduction="none")
+    assert torch.allclose(token_ce(logits, labels, valid, 5, power=0.0), per.mean())
+    for p in (0.5, 1.0):
+        cnt = torch.bincount(labels[0][ok], minlength=5).float()
+        w = torch.where(cnt > 0, cnt.clamp(min=1) ** -p, torch.zeros(5))[labels[0][ok]]
+        assert torch.allclose(token_ce(logits, labels, valid, 5, power=p), (w * per).sum() / w.sum())
+    # At power 1 every present class weighs the same: the loss is the mean of class means.
+    cls = labels[0][ok]
+    means = torch.stack([per[cls == c].mean() for c in cls.unique()])
+    assert torch.allclose(token_ce(logits, labels, valid, 5, power=1.0), means.mean())
+    assert token_ce(logits, torch.full_like(labels, 255), valid, 5) is None
 
 
 def test_worker_processes_render_the_same_rooms_as_the_training_process():

@@ -44,6 +44,8 @@ def register(sub):
                    help="weight of the per-token semantic cross-entropy (the rendered one stays 0.1)")
     f.add_argument("--sem-batch", type=int, default=d.sem_batch,
                    help="extra labelled frames per step (mirrored, colour-jittered) for the token loss alone")
+    f.add_argument("--class-power", type=float, default=d.class_power,
+                   help="per-token CE class weight = the class's token count in the batch to minus this (0: plain CE)")
     f.add_argument("--workers", type=int, default=d.workers,
                    help="processes rendering the synthetic rooms on the CPU (0: one after another on --device)")
     f.add_argument("--new-refiner", action="store_true",
@@ -115,7 +117,8 @@ def fit_options(args):
                       real_frames=args.real_frames, p_real=args.p_real,
                       clip_lengths=[int(x) for x in args.clip_lengths.split(",") if x.strip()], seed=args.seed,
                       strides=[int(x) for x in args.strides.split(",") if x.strip()],
-                      token_weight=args.token_weight, sem_batch=args.sem_batch, workers=args.workers,
+                      token_weight=args.token_weight, sem_batch=args.sem_batch, class_power=args.class_power,
+                      workers=args.workers,
                       new_refiner=args.new_refiner, sem_context=args.sem_context,
                       sem_geometry=args.sem_geometry, sem_attention=args.sem_attention,
                       semantic_only=args.semantic_only, sem_cache=args.sem_cache, fill_holes=args.fill_holes,

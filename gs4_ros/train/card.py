@@ -18,6 +18,11 @@ def _chunk_options(chunk: dict, fallback: dict) -> dict:
     return options_from_command(chunk.get("command", "")) or fallback
 
 
+def _class_weights(opts: dict) -> str:
+    p = float(opts.get("class_power", 0.5))
+    return "inverse-sqrt class-frequency weights" if p == 0.5 else f"class-frequency^-{p:g} weights"
+
+
 def _seed_span(seeds) -> str:
     """[960, 961, 962, 970] -> '960-962, 970'."""
     runs: list = []
@@ -82,7 +87,7 @@ def write_card(path, summary: dict, weights_path=None):
         f"- Steps: {summary.get('total_predictor_steps')} predictor steps (batch {o.get('batch')}), "
         f"{summary.get('total_refiner_clips')} refiner clips"
         + (f", {summary['total_semantic_steps']} semantic-head steps ({so.get('sem_batch')} mirrored, jittered"
-           " labelled frames each, the rest of the network frozen"
+           f" labelled frames each, {_class_weights(so)}, the rest of the network frozen"
            + ("; the last semantic chunk drew them from the frozen part's outputs kept once per frame,"
               " `--sem-cache`" if chunks[i_sem].get("sem_cache_frames") or so.get("sem_cache") else "") + ")"
            if summary.get("total_semantic_steps") else ""),
@@ -92,7 +97,7 @@ def write_card(path, summary: dict, weights_path=None):
         + (f"; real 7-Scenes frames {o.get('real_frames')} with rendering losses only (p={o.get('p_real')})"
            if o.get("real") else "; no real frames"),
         "- Losses: colour MSE + 0.2 (1 - SSIM) + 0.5 surface-depth L1 (m) + 0.1 (1 - alpha) + 0.1 CE on rendered"
-        f" semantics + {o.get('token_weight', 0.1):g} per-token CE (inverse-sqrt class-frequency weights),"
+        f" semantics + {o.get('token_weight', 0.1):g} per-token CE ({_class_weights(o)}),"
         " in the input view and two overlapping views (co-visible pixels)"
         + ("; colour losses on the view blended over each surface (`--blend`, as the pipeline renders it)"
            if o.get("blend") else "; colour losses on the plain front-to-back composite")

@@ -74,6 +74,7 @@ class FitOptions:
     width_channels: int = 64
     token_weight: float = 0.1        # weight of the per-token semantic cross-entropy
     sem_batch: int = 0               # extra labelled frames per step for the token loss alone
+    class_power: float = 0.5         # per-token CE class weights: batch token count ** -class_power
     workers: int = 0                 # processes rendering synthetic data (0/1: in this process)
     new_refiner: bool = False        # with resume: keep the predictor, train a fresh refiner
     sem_context: bool = False        # give the predictor the semantic context branch (kept once added)
@@ -116,21 +117,23 @@ def _targets(seq, views, src: int):
     return rgb, dep, torch.stack(masks), lab
 
 
-def _token_ce(tok, num_classes: int) -> Optional[torch.Tensor]:
-    return token_ce(tok.sem_logits, tok.labels, tok.valid, num_classes)
+def _token_ce(tok, num_classes: int, power: float = 0.5) -> Optional[torch.Tensor]:
+    return token_ce(tok.sem_logits, tok.labels, tok.valid, num_classes, power)
 
 
 def token_ce(logits: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor,
-             num_classes: int) -> Optional[torch.Tensor]:
+             num_classes: int, power: float = 0.5) -> Optional[torch.Tensor]:
     """Cross-entropy of [B, T, K] token logits against the blocks' majority labels
-    ([B, T], 255 unknown), weighted by inverse-sqrt class frequency in the batch: walls
-    and floors cover most tokens, and mIoU counts every present class alike."""
+    ([B, T], 255 unknown), each class weighted by its token count in the batch to the
+    -power (0.5: inverse square root; 0: plain CE), the weights scaled so a token weighs 1
+    on average: walls and floors cover most tokens, and mIoU counts every present class
+    alike."""
     tl = labels.reshape(-1).long()
     ok = valid.reshape(-1) & (tl < num_classes)
     if not ok.any():
         return None
     cnt = torch.bincount(tl[ok], minlength=num_classes).to(logits.dtype)
-    cw = torch.where(cnt > 0, cnt.clamp(min=1).rsqrt(), torch.zeros_like(cnt))
+    cw = torch.where(cnt > 0, cnt.clamp(min=1).pow(-power), torch.zeros_like(cnt))
     cw = cw * ok.sum() / (cw * cnt).sum()
     return F.cross_entropy(logits.reshape(-1, num_classes)[ok], tl[ok], weight=cw)
 
@@ -191,7 +194,8 @@ def semantic_step(pred, sampler, mcfg, opts) -> Optional[torch.Tensor]:
     semantic head's weights require gradients in this stage, so the backbone runs without
     keeping activations and the Gaussians the model predicts stay exactly as they were."""
     stride = _draw_stride(sampler, opts, mcfg)
-    return _token_ce(semantic_batch(pred, sampler, mcfg, max(opts.sem_batch, 1), stride), pred.num_classes)
+    return _token_ce(semantic_batch(pred, sampler, mcfg, max(opts.sem_batch, 1), stride), pred.num_classes,
+                     opts.class_power)
 
 
 class SemanticCache:
@@ -254,7 +258,7 @@ def cached_semantic_step(pred, cache: SemanticCache, sampler, mcfg, opts) -> Opt
     stride = _draw_stride(sampler, opts, mcfg)
     idx = torch.as_tensor(sampler.rng.integers(cache.n, size=max(opts.sem_batch, 1)),
                           device=cache.data["coarse"].device)
-    return token_ce(*cache.logits_and_targets(pred, idx, stride), pred.num_classes)
+    return token_ce(*cache.logits_and_targets(pred, idx, stride), pred.num_classes, opts.class_power)
 
 
 def _render(rast, params, poses, K, W: int, H: int, blend: bool, semantics: bool = False):
@@ -295,11 +299,12 @@ def predictor_step(pred, rast, sampler, mcfg, opts, weights: LossWeights) -> Dic
         rgb_t, dep_t, mask, lab = _targets(seq, views, views[0])
         for k, v in render_losses(out, rgb_t, dep_t, mask, lab).items():
             parts.setdefault(k, []).append(v)
-    ce = _token_ce(tok, pred.num_classes)
+    ce = _token_ce(tok, pred.num_classes, opts.class_power)
     if ce is not None:
         parts.setdefault("token_ce", []).append(ce)
     if opts.sem_batch > 0 and sampler.syn:
-        ce = _token_ce(semantic_batch(pred, sampler, mcfg, opts.sem_batch, stride), pred.num_classes)
+        ce = _token_ce(semantic_batch(pred, sampler, mcfg, opts.sem_batch, stride), pred.num_classes,
+                       opts.class_power)
         if ce is not None:
             parts.setdefault("token_ce_aug", []).append(ce)
     out = {k: torch.stack(v).mean() for k, v in parts.items()}
