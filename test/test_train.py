@@ -454,8 +454,9 @@ def test_a_new_card_keeps_the_notes_written_after_the_evaluation(tmp_path):
 def test_an_ensemble_averages_heads_of_one_backbone_and_keeps_its_gaussians(tmp_path, capsys):
     """`gs4 train ensemble` puts the semantic heads of two semantic-only chunks from the
     same weights into one file: its logits are their mean log-probability, its Gaussians
-    the first file's; files that do not share the backbone are refused; the result loads,
-    trains on and says on its card what it is made of."""
+    the first file's; files that do not share the backbone are refused; an ensemble joins
+    with all its heads; the result loads, trains on and says on its card what it is made
+    of."""
     ck = tmp_path / "ck.pt"
     fit(FitOptions(out=str(tmp_path / "a" / "w.pt"), ckpt=str(ck), steps=1, refine_steps=1, **TINY))
     for name, seed in (("b", 1), ("c", 2)):
@@ -486,9 +487,19 @@ def test_an_ensemble_averages_heads_of_one_backbone_and_keeps_its_gaussians(tmp_
     capsys.readouterr()
     assert main(["train", "ensemble", b, d, "--out", str(tmp_path / "x" / "w.pt")]) == 2
     assert "outside the semantic head" in capsys.readouterr().err
-    assert main(["train", "ensemble", str(out), c, "--out", str(tmp_path / "x" / "w.pt")]) == 2
-    assert "ensemble already" in capsys.readouterr().err
     assert not (tmp_path / "x" / "w.pt").exists()
+    # An ensemble as an input gives all its heads: three heads, the mean of three.
+    three = tmp_path / "g" / "w.pt"
+    assert main(["train", "ensemble", str(out), c, "--out", str(three)]) == 0
+    pg, _, _ = load_networks(three)
+    assert pg.arch()["sem_members"] == 2
+    with torch.no_grad():
+        tg = pg(q.rgb[0].float() / 255.0, q.depth[0], q.K, mcfg)
+    mean3 = (2 * tb.sem_logits.log_softmax(-1) + 2 * tc.sem_logits.log_softmax(-1)
+             - tb.sem_logits.log_softmax(-1)) / 3      # heads b, c, c
+    assert torch.allclose(tg.sem_logits, mean3, atol=1e-5) and torch.equal(tg.means, tb.means)
+    card3 = (three.parent / "MODEL_CARD.md").read_text()
+    assert "mean log-probability of 3 heads" in card3 and f"`{out}`" in card3 and "an ensemble of:" in card3
     # A semantic-only chunk from the ensemble trains every head and keeps the card's account.
     s = fit(FitOptions(out=str(tmp_path / "f" / "w.pt"), ckpt=str(tmp_path / "f.ck"), init_weights=str(out),
                        semantic_only=True, steps=1, sem_batch=2, strides=[8], **TINY))

@@ -23,6 +23,18 @@ def _class_weights(opts: dict) -> str:
     return "inverse-sqrt class-frequency weights" if p == 0.5 else f"class-frequency^-{p:g} weights"
 
 
+def _ensemble_members(ens: dict, indent: str) -> list:
+    """One line per file an ensemble was made from; a file that was an ensemble itself
+    lists its own, indented."""
+    out = []
+    for m in ens["members"]:
+        out.append(f"{indent}- `{m['file']}`: {m['chunks']} chunks, the last `{m['last_chunk_command']}`"
+                   + (", an ensemble of:" if m.get("ensemble") else ""))
+        if m.get("ensemble"):
+            out += _ensemble_members(m["ensemble"], indent + "  ")
+    return out
+
+
 def _seed_span(seeds) -> str:
     """[960, 961, 962, 970] -> '960-962, 970'."""
     runs: list = []
@@ -111,10 +123,10 @@ def write_card(path, summary: dict, weights_path=None):
     ]
     ens = summary.get("ensemble")
     if ens:
-        lines += [f"- Semantic head: the mean log-probability of {len(ens['members'])} heads on one backbone, made by "
-                  f"`{ens.get('command') or 'gs4 train ensemble'}` from these weights files (the first kept whole, "
-                  "the others' semantic parts added):"]
-        lines += [f"  - `{m['file']}`: {m['chunks']} chunks, the last `{m['last_chunk_command']}`" for m in ens["members"]]
+        lines += [f"- Semantic head: the mean log-probability of {ens.get('heads', len(ens['members']))} heads on one "
+                  f"backbone, made by `{ens.get('command') or 'gs4 train ensemble'}` from these weights files (the "
+                  "first kept whole, the others' semantic parts added):"]
+        lines += _ensemble_members(ens, "  ")
     lines += [
         "",
         "| chunk | s | predictor steps | semantic steps | refiner clips | predictor (semantic-only chunks: "

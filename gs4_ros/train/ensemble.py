@@ -8,7 +8,9 @@ rooms) score token mIoU 49.2% and 48.6% on rooms 900-919 and 51.1% together
 (benchmarks/semantic_tokens.py), where averaging their weights did not help
 (docs/results.md, twenty-first session). The file
 keeps the first input whole and adds the others' semantic parts as
-GaussianPredictor.sem_members; the Gaussians it predicts are the first input's.
+GaussianPredictor.sem_members; the Gaussians it predicts are the first input's. An input
+that is an ensemble already gives all its heads, so a head trained later can join a
+shipped file whose members' own files are gone.
 """
 from __future__ import annotations
 
@@ -26,7 +28,18 @@ log = logging.getLogger(__name__)
 
 
 def _is_semantic(key: str) -> bool:
-    return key.split(".", 1)[0] in SEMANTIC_PARTS
+    return key.split(".", 1)[0] in SEMANTIC_PARTS + ("sem_members",)
+
+
+def _heads(pred: GaussianPredictor) -> List[dict]:
+    """The semantic parts of every head pred holds (its own, then its members'), each
+    keyed as the predictor's own parts are."""
+    sd = pred.state_dict()
+    heads = [{k: v for k, v in sd.items() if k.split(".", 1)[0] in SEMANTIC_PARTS}]
+    for i in range(pred.arch()["sem_members"]):
+        pre = f"sem_members.{i}."
+        heads.append({k[len(pre):]: v for k, v in sd.items() if k.startswith(pre)})
+    return heads
 
 
 def _summary(path: Path) -> dict:
@@ -39,7 +52,8 @@ def _summary(path: Path) -> dict:
 def build_ensemble(paths: List[str], out: str, command: str = "") -> dict:
     """Write `out` (+ .json, MODEL_CARD.md beside it) from the weights files `paths`;
     returns the summary written. Every file must hold the same networks outside the
-    semantic head (bit for bit), the same class list and the same semantic branches."""
+    semantic head (bit for bit), the same class list and the same semantic branches; the
+    heads of an input that is an ensemble all join."""
     from .card import write_card
 
     if len(paths) < 2:
@@ -47,12 +61,12 @@ def build_ensemble(paths: List[str], out: str, command: str = "") -> dict:
     files = [Path(p) for p in paths]
     nets = [load_networks(p) for p in files]
     (first, first_ref, info), others = nets[0], nets[1:]
-    for p, (pred, _, _) in zip(files, nets):
-        if pred.arch()["sem_members"]:
-            raise ValueError(f"{p} is an ensemble already: pass the files it was made from")
+    def arch(pred):
+        return dict(pred.arch(), sem_members=None)
+
     sd, ref_sd = first.state_dict(), first_ref.state_dict()
     for p, (pred, ref, inf) in zip(files[1:], others):
-        if pred.arch() != first.arch() or inf["class_names"] != info["class_names"]:
+        if arch(pred) != arch(first) or inf["class_names"] != info["class_names"]:
             raise ValueError(f"{p}: architecture or classes differ from {files[0]}'s")
         b_sd, b_ref = pred.state_dict(), ref.state_dict()
         moved = [k for k in sd if not _is_semantic(k) and not torch.equal(sd[k], b_sd[k])]
@@ -60,19 +74,22 @@ def build_ensemble(paths: List[str], out: str, command: str = "") -> dict:
         if moved:
             raise ValueError(f"{p}: {len(moved)} tensors outside the semantic head differ from {files[0]}'s "
                              f"(e.g. {moved[0]}): the heads must share one backbone (semantic-only chunks)")
-    ens = GaussianPredictor(**dict(first.arch(), sem_members=len(nets) - 1))
-    ens.load_state_dict(dict(sd, **{f"sem_members.{i}.{k}": v for i, (pred, _, _) in enumerate(others)
-                                    for k, v in pred.state_dict().items() if _is_semantic(k)}))
+    heads = [h for pred, _, _ in nets for h in _heads(pred)]
+    ens = GaussianPredictor(**dict(first.arch(), sem_members=len(heads) - 1))
+    body = {k: v for k, v in sd.items() if not _is_semantic(k)}
+    ens.load_state_dict(dict(body, **heads[0], **{f"sem_members.{i}.{k}": v for i, h in enumerate(heads[1:])
+                                                   for k, v in h.items()}))
     # The history: the longest of the members' (semantic-only chunks from one start share
     # every chunk before their own), plus what this command did.
     sums = [_summary(p) for p in files]
     summary = dict(max(sums, key=lambda s: len(s["chunks"])))
-    summary["ensemble"] = {"command": command, "members": [
-        {"file": str(p), "chunks": len(s["chunks"]), "last_chunk_command": s["chunks"][-1].get("command", "")}
+    summary["ensemble"] = {"command": command, "heads": len(heads), "members": [
+        dict({"file": str(p), "chunks": len(s["chunks"]), "last_chunk_command": s["chunks"][-1].get("command", "")},
+             **({"ensemble": s["ensemble"]} if s.get("ensemble") else {}))
         for p, s in zip(files, sums)]}
     out_p = Path(out)
     save_networks(out_p, ens, first_ref, info["class_names"], meta={"summary": json.dumps(summary)})
     out_p.with_suffix(".json").write_text(json.dumps(summary, indent=2))
     write_card(out_p.parent / "MODEL_CARD.md", summary, weights_path=out_p)
-    log.info("wrote %s: %d semantic heads on one backbone", out_p, len(nets))
+    log.info("wrote %s: %d semantic heads on one backbone", out_p, len(heads))
     return summary
