@@ -491,6 +491,7 @@ def test_an_ensemble_averages_heads_of_one_backbone_and_keeps_its_gaussians(tmp_
     # An ensemble as an input gives all its heads: three heads, the mean of three.
     three = tmp_path / "g" / "w.pt"
     assert main(["train", "ensemble", str(out), c, "--out", str(three)]) == 0
+    assert "3 semantic heads" in capsys.readouterr().out
     pg, _, _ = load_networks(three)
     assert pg.arch()["sem_members"] == 2
     with torch.no_grad():

@@ -160,8 +160,8 @@ def cmd_fit(args) -> int:
 def cmd_ensemble(args) -> int:
     from ..train.ensemble import build_ensemble
 
-    build_ensemble(args.weights, args.out, command=_command_line())
-    print(f"wrote {args.out}: {len(args.weights)} semantic heads on one backbone")
+    summary = build_ensemble(args.weights, args.out, command=_command_line())
+    print(f"wrote {args.out}: {summary['ensemble']['heads']} semantic heads on one backbone")
     return 0
 
 
