@@ -61,7 +61,8 @@ def build_ensemble(paths: List[str], out: str, command: str = "") -> dict:
     files = [Path(p) for p in paths]
     nets = [load_networks(p) for p in files]
     (first, first_ref, info), others = nets[0], nets[1:]
-    def arch(pred):
+
+    def arch(pred):   # how many heads an input holds may differ
         return dict(pred.arch(), sem_members=None)
 
     sd, ref_sd = first.state_dict(), first_ref.state_dict()
