@@ -19,7 +19,9 @@ def _chunk_options(chunk: dict, fallback: dict) -> dict:
 
 
 def _class_weights(opts: dict) -> str:
-    p = float(opts.get("class_power", 0.5))
+    from .fit import FitOptions   # a summary written before --class-power existed used the default
+
+    p = float(opts.get("class_power", FitOptions.class_power))
     return "inverse-sqrt class-frequency weights" if p == 0.5 else f"class-frequency^-{p:g} weights"
 
 

@@ -34,12 +34,8 @@ def _is_semantic(key: str) -> bool:
 def _heads(pred: GaussianPredictor) -> List[dict]:
     """The semantic parts of every head pred holds (its own, then its members'), each
     keyed as the predictor's own parts are."""
-    sd = pred.state_dict()
-    heads = [{k: v for k, v in sd.items() if k.split(".", 1)[0] in SEMANTIC_PARTS}]
-    for i in range(pred.arch()["sem_members"]):
-        pre = f"sem_members.{i}."
-        heads.append({k[len(pre):]: v for k, v in sd.items() if k.startswith(pre)})
-    return heads
+    own = {k: v for k, v in pred.state_dict().items() if k.split(".", 1)[0] in SEMANTIC_PARTS}
+    return [own] + [m.state_dict() for m in (pred.sem_members or [])]
 
 
 def _summary(path: Path) -> dict:

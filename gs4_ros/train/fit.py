@@ -117,7 +117,7 @@ def _targets(seq, views, src: int):
     return rgb, dep, torch.stack(masks), lab
 
 
-def _token_ce(tok, num_classes: int, power: float = 0.5) -> Optional[torch.Tensor]:
+def _token_ce(tok, num_classes: int, power: float) -> Optional[torch.Tensor]:
     return token_ce(tok.sem_logits, tok.labels, tok.valid, num_classes, power)
 
 
