@@ -21,6 +21,7 @@ from gs4_ros.eval.image_metrics import ConfusionMatrix
 from gs4_ros.train.fit import (VAL_FRAMES, VAL_STEP, FitOptions, SemanticCache, augmented_frames, fit,
                                predictor_step, refiner_clip, semantic_batch, token_ce)
 from gs4_ros.train.losses import LossWeights
+from gs4_ros.train.semantic_backbone import backbone_semantic_losses, frozen_teacher
 
 TINY = dict(device="cpu", width=64, height=48, seeds=2, frames=3, step=3, batch=1, clip_lengths=[2])
 
@@ -170,6 +171,58 @@ def test_validation_rooms_pick_the_head_a_semantic_chunk_keeps(tmp_path):
     assert v2["scores"][0][1] == pytest.approx(best, abs=1e-4)
     card = (tmp_path / "MODEL_CARD.md").read_text()
     assert "Validation, chunk 1: token mIoU on rooms 960-961 (8 frames" in card and "Validation, chunk 2:" in card
+
+def test_sem_backbone_trains_the_backbone_and_holds_the_gaussian_heads_outputs(tmp_path):
+    """--sem-backbone: the backbone learns from the token loss while the frozen Gaussian and
+    latent-feature heads are held to their outputs on the starting backbone; at the start
+    the hold costs nothing and the token loss is the whole model's, and a heavy hold keeps
+    the predicted Gaussians closer than none does."""
+    ck = tmp_path / "ck.pt"
+    opts = dict(TINY, width=128, height=96)
+    fit(FitOptions(out=str(tmp_path / "a.pt"), ckpt=str(ck), steps=1, refine_steps=1, **opts))
+    for bad in (dict(semantic_only=False), dict(semantic_only=True, sem_cache=True)):
+        with pytest.raises(ValueError, match="--sem-backbone"):
+            fit(FitOptions(out=str(tmp_path / "x.pt"), ckpt=str(ck), resume=True, sem_backbone=True, **bad, **opts))
+    pa, ra, _ = load_networks(tmp_path / "a.pt")
+    q = synthetic_sequences([1005], 2, 2, 128, 96, torch.device("cpu"))[0]
+    mcfg = MappingConfig()
+    rgb, depth, labels, Ks = augmented_frames(None, [q, q], [0, 1])
+    parts = backbone_semantic_losses(pa, frozen_teacher(pa), rgb, depth, labels, Ks, mcfg, 8, 0.5)
+    with torch.no_grad():
+        whole = pa(rgb, depth, Ks, mcfg, labels=labels, stride=8)
+    assert float(parts["distill"].detach()) == 0.0
+    assert float(parts["token_ce"].detach()) == pytest.approx(float(token_ce(whole.sem_logits, whole.labels, whole.valid,
+                                                                    pa.num_classes, 0.5)), rel=1e-5)
+    moved = {}
+    for w in (0.0, 1e4):
+        out = tmp_path / f"w{w:g}.pt"
+        s = fit(FitOptions(out=str(out), ckpt=str(tmp_path / f"ck{w:g}.pt"), init_weights=str(tmp_path / "a.pt"),
+                           semantic_only=True, sem_backbone=True, distill_weight=w, steps=4, lr=0.02, sem_batch=2,
+                           strides=[8], **opts))
+        assert s["chunks"][-1]["semantic_steps"] == 4
+        pb, rb, _ = load_networks(out)
+        assert not torch.equal(pa.backbone.enc8[0][0].weight, pb.backbone.enc8[0][0].weight)
+        for head in ("gauss_head", "feat_head"):
+            assert all(torch.equal(u, v) for u, v in zip(getattr(pa, head).state_dict().values(),
+                                                          getattr(pb, head).state_dict().values())), head
+        assert all(torch.equal(u, v) for u, v in zip(ra.state_dict().values(), rb.state_dict().values()))
+        with torch.no_grad():
+            tb = pb(rgb, depth, Ks, mcfg, stride=8)
+        moved[w] = float((tb.colors - whole.colors)[whole.valid].abs().mean())
+    assert 0.0 < moved[1e4] < moved[0.0]
+    assert "`--sem-backbone`, distill weight 10000" in (tmp_path / "MODEL_CARD.md").read_text()
+    # Validation scores the backbone as it trains (no kept outputs): the weights written
+    # score the best the chunk saw.
+    s = fit(FitOptions(out=str(tmp_path / "v.pt"), ckpt=str(tmp_path / "ckv.pt"), init_weights=str(tmp_path / "a.pt"),
+                       semantic_only=True, sem_backbone=True, steps=4, lr=0.02, sem_batch=2, strides=[8],
+                       val_seeds=[960], val_every=2, **opts))
+    v = s["chunks"][-1]["validation"]
+    assert v["frames"] == VAL_FRAMES and [st for st, _ in v["scores"]] == [0, 2, 4]
+    pv, _, _ = load_networks(tmp_path / "v.pt")
+    vseq = synthetic_sequences([960], VAL_FRAMES, VAL_STEP, 128, 96, torch.device("cpu"), targets=False)
+    best = max(m for _, m in v["scores"])
+    assert SemanticCache(pv, vseq, mcfg, [mcfg.stride]).score(pv, mcfg.stride) == pytest.approx(best, abs=1e-4)
+
 
 def test_predictor_and_refiner_losses_decrease_on_a_fixed_batch():
     torch.manual_seed(0)

@@ -71,6 +71,11 @@ def register(sub):
     f.add_argument("--sem-cache", action="store_true",
                    help="with --semantic-only: run the frozen backbone once per frame (mirrored or not and "
                         "jittered once) and train the head on the kept outputs, instead of again on every step")
+    f.add_argument("--sem-backbone", action="store_true",
+                   help="with --semantic-only: train the backbone on the token loss too, holding the Gaussian and "
+                        "latent-feature heads' outputs to what they were at the chunk's start (no rendering)")
+    f.add_argument("--distill-weight", type=float, default=d.distill_weight,
+                   help="with --sem-backbone: weight of holding those outputs (mean squared difference)")
     f.add_argument("--val-seeds", default="", metavar="SEEDS",
                    help="with --semantic-only: synthetic rooms below 1000 (e.g. 960-975; keep them apart from "
                         "the rooms you evaluate on) scored every --val-every steps; the chunk keeps the best head")
@@ -121,7 +126,8 @@ def fit_options(args):
                       workers=args.workers,
                       new_refiner=args.new_refiner, sem_context=args.sem_context,
                       sem_geometry=args.sem_geometry, sem_attention=args.sem_attention,
-                      semantic_only=args.semantic_only, sem_cache=args.sem_cache, fill_holes=args.fill_holes,
+                      semantic_only=args.semantic_only, sem_cache=args.sem_cache, sem_backbone=args.sem_backbone,
+                      distill_weight=args.distill_weight, fill_holes=args.fill_holes,
                       blend=args.blend, val_seeds=seed_list(args.val_seeds) if args.val_seeds else [],
                       val_every=args.val_every,
                       command=_command_line())

@@ -73,7 +73,9 @@ def write_card(path, summary: dict, weights_path=None):
     i_pred, i_sem, i_ref = last("predictor_steps"), last("semantic_steps"), last("refiner_clips")
     o = (_chunk_options(chunks[i_pred], summary.get("options", {})) if i_pred is not None
          else summary.get("options", {}))
-    so = _chunk_options(chunks[i_sem], {}) if i_sem is not None else {}
+    # The chunk that writes the card has its options in the summary, recorded command or not.
+    so = (_chunk_options(chunks[i_sem], summary.get("options", {}) if i_sem == len(chunks) - 1 else {})
+          if i_sem is not None else {})
     devices = {}
     for c in chunks:
         devices.setdefault(c.get("device", "not recorded"), []).append(str(c["chunk"]))
@@ -101,7 +103,10 @@ def write_card(path, summary: dict, weights_path=None):
         f"- Steps: {summary.get('total_predictor_steps')} predictor steps (batch {o.get('batch')}), "
         f"{summary.get('total_refiner_clips')} refiner clips"
         + (f", {summary['total_semantic_steps']} semantic-head steps ({so.get('sem_batch')} mirrored, jittered"
-           f" labelled frames each, {_class_weights(so)}, the rest of the network frozen"
+           f" labelled frames each, {_class_weights(so)}, "
+           + (f"the backbone trained too, its Gaussian and latent-feature heads' outputs held to the chunk's start"
+              f" (`--sem-backbone`, distill weight {so['distill_weight']:g}), the rest frozen"
+              if so.get("sem_backbone") else "the rest of the network frozen")
            + ("; the last semantic chunk drew them from the frozen part's outputs kept once per frame,"
               " `--sem-cache`" if chunks[i_sem].get("sem_cache_frames") or so.get("sem_cache") else "") + ")"
            if summary.get("total_semantic_steps") else ""),

@@ -36,6 +36,7 @@ from ..core.render import blend_surface_colour, make_rasterizer, render_views
 from ..eval.image_metrics import ConfusionMatrix
 from .data import Sampler, covisible_mask, real_sequence, synthetic_sequences
 from .losses import LossWeights, render_losses, total
+from .semantic_backbone import backbone_semantic_losses, frozen_teacher
 
 log = logging.getLogger(__name__)
 TRAIN_SEED_BASE = 1000   # training seeds are >= this; evaluation seeds stay below it
@@ -82,6 +83,8 @@ class FitOptions:
     sem_attention: bool = False      # give the predictor the semantic attention branch (kept once added)
     semantic_only: bool = False      # train only the semantic head (backbone and the rest frozen)
     sem_cache: bool = False          # semantic-only: run the frozen part once per frame (SemanticCache)
+    sem_backbone: bool = False       # semantic-only: the backbone trains too, its Gaussian outputs held (semantic_backbone)
+    distill_weight: float = 1.0      # sem-backbone: weight of holding the Gaussian and feature heads' outputs
     val_seeds: List[int] = field(default_factory=list)   # semantic-only: rooms (< TRAIN_SEED_BASE) that pick the head kept
     val_every: int = 250             # semantic steps between two validation scores
     fill_holes: bool = False         # network input depth with holes filled as mapping fills them
@@ -146,10 +149,15 @@ def semantic_batch(pred, sampler, mcfg, n: int, stride: int):
     (three renders each), while the backbone and the head cost little more per extra
     image. A mirror image is a valid room, but not a rigid view of this one, so these
     frames never enter the rendering losses."""
+    rgb, depth, labels, Ks = drawn_frames(sampler, n)
+    return pred(rgb, depth, Ks, mcfg, labels=labels, stride=stride)
+
+
+def drawn_frames(sampler, n: int):
+    """augmented_frames of n frames drawn at random from the sampler's synthetic rooms."""
     seqs = [sampler.syn[int(sampler.rng.integers(len(sampler.syn)))] for _ in range(n)]
     idx = [int(sampler.rng.integers(len(q))) for q in seqs]
-    rgb, depth, labels, Ks = augmented_frames(sampler.rng, seqs, idx)
-    return pred(rgb, depth, Ks, mcfg, labels=labels, stride=stride)
+    return augmented_frames(sampler.rng, seqs, idx)
 
 
 def augmented_frames(rng, seqs, idx):
@@ -184,8 +192,10 @@ def _draw_stride(sampler, opts, mcfg) -> int:
 SEMANTIC_BRANCHES = SEMANTIC_PARTS[1:]
 
 
-def semantic_parameters(pred) -> List[torch.nn.Parameter]:
+def semantic_parameters(pred, backbone: bool = False) -> List[torch.nn.Parameter]:
+    """The semantic head's parameters (all its members), and the backbone's with `backbone`."""
     heads = [getattr(pred, name) for name in SEMANTIC_PARTS] + [pred.sem_members]
+    heads += [pred.backbone] if backbone else []
     return [p for m in heads if m is not None for p in m.parameters()]
 
 
@@ -251,6 +261,17 @@ class SemanticCache:
             ok = valid.reshape(-1)
             cm.add(logits.argmax(-1).reshape(-1)[ok].cpu().numpy(), labels.reshape(-1)[ok].cpu().numpy())
         return cm.miou()["miou"]
+
+
+def backbone_semantic_step(pred, teacher, sampler, mcfg, opts) -> Dict[str, Optional[torch.Tensor]]:
+    """semantic_step for --sem-backbone: the same drawn frames, through the backbone with
+    gradients; the loss adds distill_weight x how far the Gaussian heads moved."""
+    stride = _draw_stride(sampler, opts, mcfg)
+    rgb, depth, labels, Ks = drawn_frames(sampler, max(opts.sem_batch, 1))
+    parts = backbone_semantic_losses(pred, teacher, rgb, depth, labels, Ks, mcfg, stride, opts.class_power)
+    if parts["token_ce"] is not None:
+        parts["loss"] = parts["token_ce"] + opts.distill_weight * parts["distill"]
+    return parts
 
 
 def cached_semantic_step(pred, cache: SemanticCache, sampler, mcfg, opts) -> Optional[torch.Tensor]:
@@ -361,15 +382,19 @@ def refiner_clip(pred, ref, rast, sampler, mcfg, length: int, weights: LossWeigh
 
 
 def _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t0: float, t_end: float,
-                    maybe_save, val: Optional[SemanticCache] = None) -> dict:
-    """--semantic-only: train the semantic head alone until the step count or the deadline.
+                    maybe_save, vseq: Optional[list] = None) -> dict:
+    """--semantic-only: train the semantic head alone (with --sem-backbone, the backbone
+    too) until the step count or the deadline.
 
-    With `val` (the validation rooms' frames, unaugmented) the head is scored every
+    With `vseq` (the validation rooms, unaugmented) the head is scored every
     opts.val_every steps at the mapping stride, and the chunk ends with the best-scoring
     head it saw, the one it started from included: training loss on a few thousand cached
     frames keeps falling long after unseen rooms stop gaining. Returns the chunk record's
     part: steps, frames in the SemanticCache (0 without one) and the validation scores."""
-    params = semantic_parameters(pred)
+    params = semantic_parameters(pred, backbone=opts.sem_backbone)
+    teacher = frozen_teacher(pred) if opts.sem_backbone else None
+    # The validation rooms' backbone outputs are kept once, unless the backbone trains.
+    val = None if vseq is None or opts.sem_backbone else SemanticCache(pred, vseq, mcfg, [mcfg.stride])
     keep = {id(p) for p in params}
     for p in pred.parameters():
         p.requires_grad_(id(p) in keep)
@@ -384,14 +409,15 @@ def _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t0: float, t_
 
     def validate(step: int):
         pred.eval()
-        m = val.score(pred, mcfg.stride)
+        cache = val or SemanticCache(pred, vseq, mcfg, [mcfg.stride])
+        m = cache.score(pred, mcfg.stride)
         pred.train()
         scores.append((step, m))
         log.info("validation after %d steps of this chunk: token mIoU %.4f", step, m)
         if m > best["score"]:
             best.update(score=m, step=step, params=[p.detach().clone() for p in params])
 
-    if val is not None:
+    if vseq is not None:
         validate(0)
     n = 0
     while True:
@@ -401,28 +427,36 @@ def _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t0: float, t_
         frac = n / opts.steps if opts.steps else (now - t0) / max(t_end - t0, 1e-6)
         for g in opt_s.param_groups:
             g["lr"] = _lr(opts.lr, frac, n)
-        ce = (semantic_step(pred, sampler, mcfg, opts) if cache is None
-              else cached_semantic_step(pred, cache, sampler, mcfg, opts))
+        if teacher is not None:
+            parts = backbone_semantic_step(pred, teacher, sampler, mcfg, opts)
+        else:
+            ce = (semantic_step(pred, sampler, mcfg, opts) if cache is None
+                  else cached_semantic_step(pred, cache, sampler, mcfg, opts))
+            parts = {"token_ce": ce, "loss": ce}
         n += 1
-        if ce is None or not torch.isfinite(ce):
+        loss = parts.get("loss")
+        if loss is None or not torch.isfinite(loss):
             state["skipped"] = state.get("skipped", 0) + 1
             continue
         opt_s.zero_grad(set_to_none=True)
-        ce.backward()
+        loss.backward()
         if torch.isfinite(torch.nn.utils.clip_grad_norm_(params, 1.0)):
             opt_s.step()
         state["sem_steps"] = state.get("sem_steps", 0) + 1
-        hist.setdefault("token_ce_aug", []).append(float(ce.detach()))
-        hist.setdefault("loss", []).append(float(ce.detach()))
+        hist.setdefault("token_ce_aug", []).append(float(parts["token_ce"].detach()))
+        if "distill" in parts:
+            hist.setdefault("distill", []).append(float(parts["distill"].detach()))
+        hist.setdefault("loss", []).append(float(loss.detach()))
         maybe_save()
         if n % 100 == 0 or n == 1:
-            log.info("semantic step %d: token_ce_aug %.4f", state["sem_steps"], np.mean(hist["token_ce_aug"][-100:]))
-        if val is not None and n % max(opts.val_every, 1) == 0:
+            log.info("semantic step %d: %s", state["sem_steps"],
+                     " ".join(f"{k} {np.mean(hist[k][-100:]):.4f}" for k in ("token_ce_aug", "distill") if k in hist))
+        if vseq is not None and n % max(opts.val_every, 1) == 0:
             validate(n)
     for p in pred.parameters():
         p.requires_grad_(True)
     out = {"steps": n, "cache_frames": 0 if cache is None else cache.n}
-    if val is not None:
+    if vseq is not None:
         if not scores or scores[-1][0] != n:
             validate(n)
         with torch.no_grad():
@@ -430,7 +464,7 @@ def _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t0: float, t_
                 p.copy_(b)
         log.info("semantic stage keeps the head of step %d (validation token mIoU %.4f; first %.4f, last %.4f)",
                  best["step"], best["score"], scores[0][1], scores[-1][1])
-        out["validation"] = {"seeds": list(opts.val_seeds), "frames": val.n, "kept_step": best["step"],
+        out["validation"] = {"seeds": list(opts.val_seeds), "frames": sum(len(q) for q in vseq), "kept_step": best["step"],
                              "scores": [[s_, round(m, 4)] for s_, m in scores]}
     return out
 
@@ -515,6 +549,9 @@ def fit(opts: FitOptions) -> dict:
         raise ValueError("--semantic-only trains the semantic head of resumed weights: pass --resume or --init-weights")
     if opts.sem_cache and not opts.semantic_only:
         raise ValueError("--sem-cache keeps the frozen backbone's outputs: it needs --semantic-only")
+    if opts.sem_backbone and (not opts.semantic_only or opts.sem_cache):
+        raise ValueError("--sem-backbone trains the backbone in a semantic-only chunk: it needs --semantic-only "
+                         "and runs the backbone on every step, so not --sem-cache")
     if opts.val_seeds and not opts.semantic_only:
         raise ValueError("--val-seeds picks the semantic head a semantic-only chunk keeps: it needs --semantic-only")
     if any(v >= TRAIN_SEED_BASE for v in opts.val_seeds):
@@ -562,11 +599,12 @@ def fit(opts: FitOptions) -> dict:
     ck.parent.mkdir(parents=True, exist_ok=True)
     opt_s = None
     if opts.semantic_only:
-        opt_s = torch.optim.AdamW(semantic_parameters(pred), lr=opts.lr, weight_decay=1e-4)
+        opt_s = torch.optim.AdamW(semantic_parameters(pred, backbone=opts.sem_backbone), lr=opts.lr,
+                                  weight_decay=1e-4)
         if blob is not None and blob.get("opt_semantic") is not None:
             try:
                 opt_s.load_state_dict(blob["opt_semantic"])
-            except ValueError:   # the head changed since (a branch added): fresh moments
+            except ValueError:   # the head changed since (a branch added, the backbone in or out): fresh moments
                 log.info("--semantic-only: the semantic optimiser starts over")
 
     def save_ckpt():
@@ -596,11 +634,10 @@ def fit(opts: FitOptions) -> dict:
             if opts.real else [])
     state["sequences"] = sorted(set(state["sequences"]) | {s.name for s in syn + real})
     sampler = Sampler(syn, real, opts.p_real, opts.max_gap, seed=opts.seed + state["chunk"])
-    val = None
+    vseq = None
     if opts.val_seeds:   # the same frames of the same rooms in every chunk, so scores compare
         vseq = synthetic_sequences(list(opts.val_seeds), VAL_FRAMES, VAL_STEP, opts.width, opts.height, dev,
                                    workers=opts.workers, fill_holes=opts.fill_holes, targets=False)
-        val = SemanticCache(pred, vseq, mcfg, [mcfg.stride])
     weights = LossWeights(token=opts.token_weight)
     if warm is not None:
         t_w = time.time()
@@ -614,7 +651,7 @@ def fit(opts: FitOptions) -> dict:
     sem_out: dict = {}
     if opts.semantic_only:
         sem_out = _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t_train, t_start + budget,
-                                  maybe_save, val)
+                                  maybe_save, vseq)
         sem_n = sem_out["steps"]
         t_pred_end = t_train    # no predictor or refiner stage in this chunk
     # -- predictor ------------------------------------------------------------------
