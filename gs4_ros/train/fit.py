@@ -83,8 +83,8 @@ class FitOptions:
     sem_attention: bool = False      # give the predictor the semantic attention branch (kept once added)
     semantic_only: bool = False      # train only the semantic head (backbone and the rest frozen)
     sem_cache: bool = False          # semantic-only: run the frozen part once per frame (SemanticCache)
-    sem_backbone: bool = False       # semantic-only: the backbone trains too, its Gaussian outputs held (semantic_backbone)
-    distill_weight: float = 1.0      # sem-backbone: weight of holding the Gaussian and feature heads' outputs
+    sem_backbone: bool = False       # semantic-only: the backbone trains too, Gaussians held (semantic_backbone)
+    distill_weight: float = 30.0     # sem-backbone: weight of holding the Gaussian and feature heads' outputs
     val_seeds: List[int] = field(default_factory=list)   # semantic-only: rooms (< TRAIN_SEED_BASE) that pick the head kept
     val_every: int = 250             # semantic steps between two validation scores
     fill_holes: bool = False         # network input depth with holes filled as mapping fills them
@@ -409,8 +409,8 @@ def _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t0: float, t_
 
     def validate(step: int):
         pred.eval()
-        cache = val or SemanticCache(pred, vseq, mcfg, [mcfg.stride])
-        m = cache.score(pred, mcfg.stride)
+        scorer = val if val is not None else SemanticCache(pred, vseq, mcfg, [mcfg.stride])
+        m = scorer.score(pred, mcfg.stride)
         pred.train()
         scores.append((step, m))
         log.info("validation after %d steps of this chunk: token mIoU %.4f", step, m)
@@ -464,8 +464,8 @@ def _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t0: float, t_
                 p.copy_(b)
         log.info("semantic stage keeps the head of step %d (validation token mIoU %.4f; first %.4f, last %.4f)",
                  best["step"], best["score"], scores[0][1], scores[-1][1])
-        out["validation"] = {"seeds": list(opts.val_seeds), "frames": sum(len(q) for q in vseq), "kept_step": best["step"],
-                             "scores": [[s_, round(m, 4)] for s_, m in scores]}
+        out["validation"] = {"seeds": list(opts.val_seeds), "frames": sum(len(q) for q in vseq),
+                             "kept_step": best["step"], "scores": [[s_, round(m, 4)] for s_, m in scores]}
     return out
 
 
