@@ -273,7 +273,9 @@ def test_keyframe_steps_wait_for_the_workers_slack():
         waiting[0] = False
         assert H.spin_until(t.ex, lambda: st.joint_optimizations == 1, 60), st.summary()
         assert st.joint_reasons == {"keyframe (deferred)": 1}
-        assert t.node._map_version > version
+        # The worker counts the step inside the pipeline and bumps the map version just
+        # after it returns: wait for the bump rather than race it.
+        assert H.spin_until(t.ex, lambda: t.node._map_version > version, 10)
 
         def reported():
             for arr in diags:
