@@ -19,8 +19,8 @@ from gs4_ros.train.ablation import mean_rows, table
 from gs4_ros.train.data import Sampler, covisible_mask, synthetic_sequences
 from gs4_ros.eval.image_metrics import ConfusionMatrix
 from gs4_ros.train.fit import (VAL_FRAMES, VAL_STEP, FitOptions, SemanticCache, augmented_frames, fit,
-                               predictor_step, refiner_clip, semantic_batch, token_ce)
-from gs4_ros.train.losses import LossWeights
+                               predictor_step, refiner_clip, semantic_batch)
+from gs4_ros.train.losses import LossWeights, token_ce
 from gs4_ros.train.semantic_backbone import backbone_semantic_losses, frozen_teacher
 
 TINY = dict(device="cpu", width=64, height=48, seeds=2, frames=3, step=3, batch=1, clip_lengths=[2])

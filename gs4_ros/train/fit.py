@@ -24,7 +24,6 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..core.config import SCANNET20_CLASSES, MappingConfig, PipelineConfig
 from ..core.covisibility import unmapped_blocks
@@ -35,7 +34,7 @@ from ..core.nets.predictor import SEMANTIC_PARTS
 from ..core.render import blend_surface_colour, make_rasterizer, render_views
 from ..eval.image_metrics import ConfusionMatrix
 from .data import Sampler, covisible_mask, real_sequence, synthetic_sequences
-from .losses import LossWeights, render_losses, total
+from .losses import LossWeights, render_losses, token_ce, total
 from .semantic_backbone import backbone_semantic_losses, frozen_teacher
 
 log = logging.getLogger(__name__)
@@ -122,23 +121,6 @@ def _targets(seq, views, src: int):
 
 def _token_ce(tok, num_classes: int, power: float) -> Optional[torch.Tensor]:
     return token_ce(tok.sem_logits, tok.labels, tok.valid, num_classes, power)
-
-
-def token_ce(logits: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor,
-             num_classes: int, power: float = 0.5) -> Optional[torch.Tensor]:
-    """Cross-entropy of [B, T, K] token logits against the blocks' majority labels
-    ([B, T], 255 unknown), each class weighted by its token count in the batch to the
-    -power (0.5: inverse square root; 0: plain CE), the weights scaled so a token weighs 1
-    on average: walls and floors cover most tokens, and mIoU counts every present class
-    alike."""
-    tl = labels.reshape(-1).long()
-    ok = valid.reshape(-1) & (tl < num_classes)
-    if not ok.any():
-        return None
-    cnt = torch.bincount(tl[ok], minlength=num_classes).to(logits.dtype)
-    cw = torch.where(cnt > 0, cnt.clamp(min=1).pow(-power), torch.zeros_like(cnt))
-    cw = cw * ok.sum() / (cw * cnt).sum()
-    return F.cross_entropy(logits.reshape(-1, num_classes)[ok], tl[ok], weight=cw)
 
 
 def semantic_batch(pred, sampler, mcfg, n: int, stride: int):

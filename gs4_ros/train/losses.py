@@ -63,3 +63,20 @@ def total(parts: Dict[str, torch.Tensor], w: LossWeights) -> torch.Tensor:
     keys = {"color_mse": w.color, "ssim": w.ssim, "depth_l1": w.depth, "sem_ce": w.sem, "token_ce": w.token,
             "token_ce_aug": w.token, "coverage": w.alpha}
     return sum(keys[k] * v for k, v in parts.items() if k in keys)
+
+
+def token_ce(logits: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor,
+             num_classes: int, power: float = 0.5) -> Optional[torch.Tensor]:
+    """Cross-entropy of [B, T, K] token logits against the blocks' majority labels
+    ([B, T], 255 unknown), each class weighted by its token count in the batch to the
+    -power (0.5: inverse square root; 0: plain CE), the weights scaled so a token weighs 1
+    on average: walls and floors cover most tokens, and mIoU counts every present class
+    alike."""
+    tl = labels.reshape(-1).long()
+    ok = valid.reshape(-1) & (tl < num_classes)
+    if not ok.any():
+        return None
+    cnt = torch.bincount(tl[ok], minlength=num_classes).to(logits.dtype)
+    cw = torch.where(cnt > 0, cnt.clamp(min=1).pow(-power), torch.zeros_like(cnt))
+    cw = cw * ok.sum() / (cw * cnt).sum()
+    return F.cross_entropy(logits.reshape(-1, num_classes)[ok], tl[ok], weight=cw)

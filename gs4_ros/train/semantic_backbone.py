@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 
 from ..core.nets.backbone import encode_rgbd
+from .losses import token_ce
 
 
 def frozen_teacher(pred) -> nn.Module:
@@ -35,8 +36,6 @@ def backbone_semantic_losses(pred, teacher: nn.Module, rgb, depth, labels, Ks, m
     the latent-feature head's raw outputs on the trained backbone and on the teacher:
     the raw outputs, because every Gaussian parameter is a fixed function of them and the
     refiner reads the latent features."""
-    from .fit import token_ce   # fit imports this module
-
     B, H, W = depth.shape
     s = stride
     hb, wb = H // s, W // s
