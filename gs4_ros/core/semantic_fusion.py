@@ -62,3 +62,25 @@ def fuse_semantics(gmap, pose: torch.Tensor, K: torch.Tensor, cfg: MappingConfig
     gmap.sem_logits[:n] = torch.where(ok[:, None], fused, gmap.sem_logits[:n])
     gmap.sem_count[:n] = torch.where(ok, (gmap.sem_count[:n] + 1).clamp(max=max_count), gmap.sem_count[:n])
     return ok.sum()
+
+
+@torch.no_grad()
+def refuse_semantics(gmap, views, cfg: MappingConfig) -> int:
+    """Replace the map's class evidence by the fusion of `views` alone, each a tuple (pose,
+    K, grid_shape, block_depth, block_valid, evidence) as fuse_semantics takes them; rows no
+    view sees keep the evidence they had. Returns how many rows the views re-labelled.
+
+    Why not add the views to what is there: the final pass re-predicts keyframes that the
+    map has already fused once, and counting them twice would let the weaker first
+    prediction keep half the say."""
+    n = len(gmap)
+    if n == 0 or gmap.num_classes == 0 or not views:
+        return 0
+    old_logits, old_count = gmap.sem_logits.clone(), gmap.sem_count.clone()
+    gmap.sem_count.zero_()       # count 0: a row's first view replaces its logits
+    for pose, K, grid_shape, block_depth, block_valid, evidence in views:
+        fuse_semantics(gmap, pose, K, cfg, grid_shape, block_depth, block_valid, evidence, n)
+    seen = gmap.sem_count > 0
+    gmap.sem_logits.copy_(torch.where(seen[:, None], gmap.sem_logits, old_logits))
+    gmap.sem_count.copy_(torch.where(seen, gmap.sem_count, old_count))
+    return int(seen.sum())

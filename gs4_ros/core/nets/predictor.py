@@ -298,9 +298,10 @@ class GaussianPredictor(nn.Module):
     def semantic_inputs(self, rgb: torch.Tensor, depth: torch.Tensor, K: torch.Tensor, cfg: MappingConfig,
                         labels: torch.Tensor, strides) -> dict:
         """What the semantic head reads, at each of `strides`, from one backbone pass:
-        {"coarse": stride-32 level, s: {"feats", "geo", "valid", "labels"}}. A training
-        stage that changes only the head can keep these instead of running the frozen
-        backbone again on every step (train/fit.SemanticCache)."""
+        {"coarse": stride-32 level, s: {"feats", "geo", "valid", "depth", "labels"}}
+        ("labels" None without a label image; "depth" each block's). A training stage that
+        changes only the head can keep these instead of running the frozen backbone again
+        on every step (train/fit.SemanticCache)."""
         B, H, W = depth.shape
         Ks = K[None].expand(B, 3, 3) if K.dim() == 2 else K
         levels = self.backbone(encode_rgbd(rgb, depth))
@@ -308,8 +309,19 @@ class GaussianPredictor(nn.Module):
         for s in strides:
             priors, _, _, valid, geo = self._priors(rgb, depth, Ks, cfg, labels, s)
             out[s] = {"feats": levels[s][:, :, :H // s, :W // s], "geo": geo, "valid": valid,
-                      "labels": torch.stack([p.labels for p in priors])}
+                      "depth": torch.stack([p.depth for p in priors]),
+                      "labels": None if labels is None else torch.stack([p.labels for p in priors])}
         return out
+
+    @torch.no_grad()
+    def semantic_log_probs(self, rgb: torch.Tensor, depth: torch.Tensor, K: torch.Tensor, cfg: MappingConfig,
+                           stride: int = 8) -> dict:
+        """One frame's class log-probabilities per token, without the Gaussians:
+        {"log_probs": [B, K, H/s, W/s], "valid", "depth": [B, T] per block}."""
+        got = self.semantic_inputs(rgb, depth, K, cfg, None, [stride])
+        t = got[stride]
+        lp = self.semantic_logits(t["feats"], got["coarse"], t["geo"], stride).log_softmax(1)
+        return {"log_probs": lp, "valid": t["valid"], "depth": t["depth"]}
 
     def forward(self, rgb: torch.Tensor, depth: torch.Tensor, K: torch.Tensor, cfg: MappingConfig,
                 labels: Optional[torch.Tensor] = None, stride: int = 8) -> TokenGaussians:

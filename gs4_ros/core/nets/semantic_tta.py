@@ -1,0 +1,72 @@
+"""Test-time augmentation of the semantic head, for the end-of-sequence semantic pass.
+
+The head's remaining errors are whole objects given a neighbouring class the same way in
+every view, so fusing more views of one kind does not mend them (docs/results.md,
+"Semantic fusion over views"). The same frame mirrored and seen at other scales does move
+them: the head's receptive field then covers the object differently. Averaging the
+log-probabilities of the plain, mirrored, 0.75x and 1.25x passes raised token mIoU on
+both the validation and the held-out rooms (docs/results.md). Each pass is a full
+backbone and head evaluation, more than the 8 ms a mapped frame may cost, so the passes
+run once per keyframe at the end of a sequence (SLAMPipeline.final_semantics).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..config import MappingConfig
+
+
+def _resized(rgb: torch.Tensor, depth: torch.Tensor, K: torch.Tensor, scale: float, multiple: int):
+    """[H,W,3] colour, [H,W] depth and K at `scale` (sizes rounded to `multiple`): colour
+    bilinear, depth nearest (an interpolated depth edge would invent surfaces between two
+    objects), K mapped with pixel centres at integers."""
+    H, W = depth.shape
+    h, w = max(multiple, round(H * scale / multiple) * multiple), max(multiple, round(W * scale / multiple) * multiple)
+    c = F.interpolate(rgb.permute(2, 0, 1)[None], (h, w), mode="bilinear", align_corners=False,
+                      antialias=scale < 1)[0].permute(1, 2, 0)
+    d = F.interpolate(depth[None, None], (h, w), mode="nearest")[0, 0]
+    sx, sy = w / W, h / H
+    K2 = K.clone()
+    K2[0, 0], K2[1, 1] = K[0, 0] * sx, K[1, 1] * sy
+    K2[0, 2], K2[1, 2] = (K[0, 2] + 0.5) * sx - 0.5, (K[1, 2] + 0.5) * sy - 0.5
+    return c, d, K2
+
+
+def _mirrored(rgb: torch.Tensor, depth: torch.Tensor, K: torch.Tensor):
+    Km = K.clone()
+    Km[0, 2] = (depth.shape[1] - 1) - K[0, 2]
+    return rgb.flip(1), depth.flip(1), Km
+
+
+@torch.no_grad()
+def augmented_log_probs(pred, rgb: torch.Tensor, depth: torch.Tensor, K: torch.Tensor, cfg: MappingConfig,
+                        scales: Sequence[float] = (0.75, 1.25), mirror: bool = True) -> dict:
+    """Class log-probabilities of one frame's blocks at cfg.stride, averaged over the plain
+    pass, its mirror image (with `mirror`) and the frame at each of `scales`:
+    {"log_probs": [T, K], "valid": [T], "depth": [T], "grid_shape": (rows, cols)}, with
+    validity and depth from the plain frame's blocks (what fusion gates on). The rescaled
+    passes are not mirrored as well: on the validation and held-out rooms that added
+    nothing (docs/results.md).
+
+    rgb [H,W,3] in [0,1], depth [H,W] metres, K [3,3]. Passes at other scales are resampled
+    to the plain grid, bilinearly in log-probability."""
+    s = cfg.stride
+    H, W = depth.shape
+    hb, wb = H // s, W // s
+    base = pred.semantic_log_probs(rgb[None], depth[None], K[None], cfg, s)
+    passes = [base["log_probs"]]
+    if mirror:
+        passes.append(pred.semantic_log_probs(*(x[None] for x in _mirrored(rgb, depth, K)), cfg, s)["log_probs"].flip(3))
+    for scale in scales:
+        if not scale > 0:
+            raise ValueError(f"semantic test-time scales must be positive, got {scale}")
+        lp = pred.semantic_log_probs(*(x[None] for x in _resized(rgb, depth, K, float(scale), s)), cfg, s)["log_probs"]
+        if lp.shape[-2:] != (hb, wb):
+            lp = F.interpolate(lp, (hb, wb), mode="bilinear", align_corners=False)
+        passes.append(lp)
+    mean = torch.stack(passes).mean(0)[0]
+    return {"log_probs": mean.flatten(1).T, "valid": base["valid"][0], "depth": base["depth"][0],
+            "grid_shape": (hb, wb)}
