@@ -54,14 +54,17 @@ def parse_variant(text):
 
 
 def _backend_note(m):
-    """Joint runs and the final refinement's time: the overlay's cost beside its gain."""
-    b = m.get("backend") or {}
-    if not b:
-        return ""
-    jo, fr = b.get("joint_optimization", {}), b.get("final_refine", {})
-    note = f"  joint {jo.get('count', 0)} x {jo.get('mean_ms', 0.0):.1f} ms"
-    if fr.get("count"):
-        note += f"  refine {fr['total_ms'] / 1000:.1f} s"
+    """Joint runs, the final refinement's and the final semantic pass's time: the
+    overlays' cost beside their gain."""
+    b, fs = m.get("backend") or {}, m.get("final_semantics")
+    note = ""
+    if b:
+        jo, fr = b.get("joint_optimization", {}), b.get("final_refine", {})
+        note = f"  joint {jo.get('count', 0)} x {jo.get('mean_ms', 0.0):.1f} ms"
+        if fr.get("count"):
+            note += f"  refine {fr['total_ms'] / 1000:.1f} s"
+    if fs:
+        note += f"  final semantics {fs['keyframes']} kf {fs['ms']:.0f} ms"
     return note
 
 

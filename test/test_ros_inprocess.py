@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import ros_helpers as H  # noqa: E402  (DDS domain isolation before rclpy starts)
@@ -319,6 +320,26 @@ def test_refine_map_service_refines_on_the_worker():
         assert t.node.pipe.backend.stats.refine_passes == 2 and t.node._map_version > version
         for a, b in zip(traj, [T for _, _, T in t.node.pipe.final_trajectory()]):
             np.testing.assert_array_equal(a, b)
+    finally:
+        t.close()
+
+
+def test_refine_map_service_runs_the_final_semantic_pass_with_the_networks():
+    """With the network initialiser and the back-end off there is no refinement, but
+    ~/refine_map still re-predicts the keyframes' classes and re-publishes the map."""
+    from std_srvs.srv import Trigger
+
+    t = InProcess("pipeline.device:=cpu", "pipeline.initializer:=network",
+                  "pipeline.tracking.min_inlier_fraction:=0.05", "pipeline.mapping.keyframe_max_interval:=2",
+                  "path_rate_hz:=0.0", "map_rate_hz:=0.0", "render_rate_hz:=0.0", "publish_tf:=false")
+    try:
+        t.feed(H.synthetic_frames(4))
+        pipe = t.node.pipe
+        version, before = t.node._map_version, pipe.map.sem_logits.clone()
+        r = H.call_service(t.client, t.ex, Trigger, "/gs4_node/refine_map", 300)
+        assert r.success and r.message.startswith("classes re-predicted at"), r.message
+        assert pipe.final_semantics_stats["keyframes"] == len(pipe.keyframes) >= 2
+        assert t.node._map_version > version and not torch.equal(pipe.map.sem_logits, before)
     finally:
         t.close()
 

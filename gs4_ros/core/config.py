@@ -260,6 +260,16 @@ class NetworkConfig:
     semantics: str = "network"              # network | frame (use a frame's label image where it has one)
     max_refine: int = 32768                 # most Gaussians in one refinement pass (new ones first)
     visible_margin: float = 0.05            # m (+5% of depth): map Gaussians this near the observed surface are refined
+    # At the end of a sequence (gs4 run, bag replay, the node's ~/refine_map) each kept
+    # keyframe's classes are predicted again with test-time augmentation (the frame as it is,
+    # mirrored, and at each of final_semantics_scales; log-probabilities averaged) and fused
+    # into the map anew (nets/semantic_tta). Several head passes per keyframe: too slow per
+    # frame, nothing at the end. Keyframe images are kept for it on the host (about 2 MB a
+    # 640x480 keyframe), at most final_semantics_max_keyframes (the oldest go first).
+    final_semantics: bool = True
+    final_semantics_mirror: bool = True
+    final_semantics_scales: List[float] = field(default_factory=lambda: [0.75, 1.25])
+    final_semantics_max_keyframes: int = 1000
 
 
 @dataclass

@@ -18,7 +18,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
@@ -32,7 +32,7 @@ from .covisibility import block_confidence, block_fraction, blocks_to_insert, re
 from .cuda_graph import GraphedCall
 from .fill_ahead import MODES as FILL_AHEAD_MODES, FillAhead
 from .fusion import fuse_depth
-from .semantic_fusion import fuse_semantics
+from .semantic_fusion import fuse_semantics, refuse_semantics
 from .gaussian_map import GaussianMap
 from .map_compaction import compact
 from .host_threads import limit_host_blas
@@ -165,6 +165,9 @@ class SLAMPipeline:
         self._last_joint_frame = -10 ** 9
         self._joint_deferred = ""              # reason of a step left for run_deferred()
         self._frame_index = 0
+        self._kf_images: "OrderedDict[int, tuple]" = OrderedDict()   # final_semantics' keyframes
+        self._kf_images_dropped = 0
+        self.final_semantics_stats: Optional[Dict[str, float]] = None
 
     def close(self):
         """Stop the back-end thread (the pipeline stays usable; reset() starts a new one)."""
@@ -250,7 +253,8 @@ class SLAMPipeline:
             ts = time.perf_counter()
             kf = Keyframe(len(self.keyframes), frame.index, frame.timestamp, pose.clone())
             self.keyframes.append(kf)
-            depth_map, inferred = self._depth_for_mapping(frame, depth, timings)
+            depth_map, inferred, depth_host = self._depth_for_mapping(frame, depth, timings)
+            self._keep_keyframe_images(kf.id, frame, depth_host)
             self._kf_pose_np = pose_np
             drop = replaced_inferred(self.map, pose, K, torch.where(depth < m.max_depth, depth, 0.0))
             if bool(drop.any()):
@@ -553,13 +557,14 @@ class SLAMPipeline:
 
     def finish(self, timeout: Optional[float] = None):
         """End of a sequence: wait for the back-end's queued work and apply its result, then
-        refine the map when backend.final_refine_rounds asks for it."""
-        if self.backend is None or not self._poses:
-            return
-        self.backend.wait_idle(timeout)
-        self._backend_boundary({})
-        if self.cfg.backend.final_refine_rounds > 0:
-            self.refine_map()
+        refine the map when backend.final_refine_rounds asks for it, then re-predict the
+        keyframes' classes (final_semantics) on the map as it ends."""
+        if self.backend is not None and self._poses:
+            self.backend.wait_idle(timeout)
+            self._backend_boundary({})
+            if self.cfg.backend.final_refine_rounds > 0:
+                self.refine_map()
+        self.final_semantics()
 
     def refine_map(self, rounds: Optional[int] = None) -> Optional[Dict[str, float]]:
         """Adam on every field of the Gaussians the kept keyframes see, the poses fixed:
@@ -639,18 +644,75 @@ class SLAMPipeline:
 
     # -- mapping ----------------------------------------------------------------------
     def _depth_for_mapping(self, frame: RGBDFrame, depth: torch.Tensor, timings: Dict[str, float]):
-        """(depth, inferred blocks): the keyframe's depth with holes filled by planes (mapping
-        only; see depth_fill), and which stride blocks are mostly filled, not measured (None
-        when nothing was filled). Measured depth beyond mapping.max_depth is dropped first,
-        since mapping accepts filled depth up to fill_holes_max_depth."""
+        """(depth, inferred blocks, the same depth on the host): the keyframe's depth with
+        holes filled by planes (mapping only; see depth_fill), and which stride blocks are
+        mostly filled, not measured (None when nothing was filled). Measured depth beyond
+        mapping.max_depth is dropped first, since mapping accepts filled depth up to
+        fill_holes_max_depth."""
         m = self.cfg.mapping
         if m.fill_holes_min_area <= 0:
-            return depth, None
+            return depth, None, frame.depth
         filled, mask, timings["fill"] = self.fill_ahead.take(frame.depth, frame.intrinsics.K_numpy(), m)
         out = torch.from_numpy(filled).to(depth.device, depth.dtype)
         if not mask.any():
-            return out, None
-        return out, block_fraction(torch.from_numpy(mask).to(depth.device), m.stride) > 0.5
+            return out, None, filled
+        return out, block_fraction(torch.from_numpy(mask).to(depth.device), m.stride) > 0.5, filled
+
+    def _final_semantics_on(self) -> bool:
+        return (self.nets is not None and self.cfg.network.final_semantics and self.nets.has_semantics()
+                and self.cfg.network.final_semantics_max_keyframes > 0)
+
+    def _keep_keyframe_images(self, kf_id: int, frame: RGBDFrame, depth_host: np.ndarray):
+        """Hold a keyframe's colour and mapping depth (host arrays, no copy) for the final
+        semantic pass; past the cap the oldest keyframe's go, and its evidence stays as fused
+        online."""
+        if not self._final_semantics_on():
+            return
+        self._kf_images[kf_id] = (frame.rgb, depth_host, frame.intrinsics.K_numpy())
+        cap = int(self.cfg.network.final_semantics_max_keyframes)
+        while len(self._kf_images) > cap:
+            self._kf_images.popitem(last=False)
+            if self._kf_images_dropped == 0:
+                log.warning("final semantics: more than %d keyframes; the oldest keyframes' images are dropped "
+                            "and their classes stay as fused online (network.final_semantics_max_keyframes)", cap)
+            self._kf_images_dropped += 1
+
+    @torch.no_grad()
+    def final_semantics(self) -> Optional[Dict[str, float]]:
+        """Predict every kept keyframe's classes again with test-time augmentation
+        (nets/semantic_tta) at its current pose and fuse them into the map anew, replacing
+        the online evidence of the Gaussians they see (semantic_fusion.refuse_semantics).
+        The open-vocabulary bank is then rebuilt from the new classes. None when off or
+        when nothing is kept."""
+        if not self._final_semantics_on() or not self._kf_images or len(self.map) == 0:
+            return None
+        t0 = time.perf_counter()
+        kfs = {kf.id: kf for kf in self.keyframes}
+        views, kept = [], []
+        for kf_id, (rgb, depth, K) in self._kf_images.items():
+            kf = kfs.get(kf_id)
+            if kf is None:
+                continue
+            c = torch.from_numpy(rgb).to(self.device).float() / 255.0
+            d = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32)).to(self.device)
+            k = torch.as_tensor(K, dtype=torch.float32, device=self.device)
+            ev = self.nets.augmented_evidence(c, d, k)
+            views.append((kf.pose, k, ev["grid_shape"], ev["depth"], ev["valid"], ev["log_probs"]))
+            kept.append((kf.pose, k, d, c, kf.frame_index))
+        rows = refuse_semantics(self.map, views, self.cfg.mapping)
+        if self.vocab_encoder is not None and self.map.vocab is not None:
+            # The bank's entries describe the classes the Gaussians had; start it again.
+            self.map.vocab = None
+            self.map.bank_id.fill_(-1)
+            for pose, k, d, c, frame_index in kept:
+                self._update_vocab(pose, k, d, c, frame_index, {})
+        self._sync()
+        ms = 1000 * (time.perf_counter() - t0)
+        self.final_semantics_stats = {"keyframes": len(views), "rows": rows, "ms": ms,
+                                      "dropped_keyframes": self._kf_images_dropped}
+        log.info("final semantics: %d keyframes re-predicted with test-time augmentation, %d Gaussians re-labelled "
+                 "in %.0f ms", len(views), rows, ms)
+        return self.final_semantics_stats
 
     @torch.no_grad()
     def _map(self, depth, rgb, K, intr: Intrinsics, pose, labels, kf: Keyframe, frame_index: int,

@@ -146,6 +146,7 @@ def evaluate(pipe: SLAMPipeline, rec: RunRecord) -> Dict[str, object]:
         m.update(trajectory_errors([rec.stamps[i] for i in idx], [est[i] for i in idx],
                                    [rec.stamps[i] for i in idx], [rec.gt[i] for i in idx]))
     m["backend"] = pipe.backend_summary()
+    m["final_semantics"] = pipe.final_semantics_stats   # None when the pass did not run
     # Rendering metrics on the final map at the final pose estimates.
     buckets = {"mapped": [], "heldout": []}
     cm = ConfusionMatrix(pipe.cfg.num_classes)

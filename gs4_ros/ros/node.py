@@ -837,19 +837,28 @@ class GS4Node(Node):
             pass
 
     async def _srv_refine(self, request, response):
-        """The final map refinement on request (end of a mission, before ~/save_map): the
-        worker runs it between frames, so tracking waits for it (seconds on a GPU, minutes
-        on a CPU); the executor keeps publishing and answering meanwhile."""
+        """The final map refinement on request (end of a mission, before ~/save_map), then
+        the final semantic pass (network initialiser): the worker runs them between frames,
+        so tracking waits for them (seconds on a GPU, minutes on a CPU); the executor keeps
+        publishing and answering meanwhile."""
         def do():
             rounds = int(self.cfg.backend.final_refine_rounds) or REFINE_ROUNDS
             r = self.pipe.refine_map(rounds)
-            if r is None:
+            s = self.pipe.final_semantics()
+            if r is None and s is None:
                 return False, ("nothing to refine: keyframes keep their images only with the back-end on "
-                               "(pipeline.backend.enabled), and the map must not be empty")
+                               "(pipeline.backend.enabled) or, for the final semantic pass, with the network "
+                               "initialiser (pipeline.network.final_semantics), and the map must not be empty")
             self._map_version += 1
-            return True, (f"map refined: {rounds} passes over {r['views']} keyframes in {r['ms'] / 1000:.1f} s, "
-                          f"mean view loss {r['loss_first']:.4f} -> {r['loss_last']:.4f}, {r['pruned']} Gaussians "
-                          f"pruned, {r['compacted']} compacted away")
+            parts = []
+            if r is not None:
+                parts.append(f"map refined: {rounds} passes over {r['views']} keyframes in {r['ms'] / 1000:.1f} s, "
+                             f"mean view loss {r['loss_first']:.4f} -> {r['loss_last']:.4f}, {r['pruned']} "
+                             f"Gaussians pruned, {r['compacted']} compacted away")
+            if s is not None:
+                parts.append(f"classes re-predicted at {s['keyframes']} keyframes with test-time augmentation "
+                             f"({s['rows']} Gaussians re-labelled, {s['ms'] / 1000:.1f} s)")
+            return True, "; ".join(parts)
         return await self._on_worker(do, response, timeout=1800.0)
 
     async def _srv_save(self, request, response):

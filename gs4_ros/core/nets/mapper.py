@@ -19,6 +19,7 @@ from ..cuda_graph import GraphedCall
 from ..initializer import labels_to_logits
 from ..semantic_fusion import fuse_semantics
 from .refiner import FIELDS, GaussianRefiner, apply_residuals
+from .semantic_tta import augmented_log_probs
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,20 @@ class NetworkMapper:
         out = torch.full((logits.shape[0], self.class_map.numel()), -10.0, device=logits.device, dtype=logits.dtype)
         ok = self.class_map >= 0
         out[:, ok] = logits[:, self.class_map[ok]]
+        return out
+
+    def has_semantics(self) -> bool:
+        """Whether this mapper's classes come from the semantic head (not label images)."""
+        return self.cfg.network.semantics == "network" and self.cfg.num_classes > 0
+
+    @torch.no_grad()
+    def augmented_evidence(self, rgb, depth, K) -> dict:
+        """semantic_tta.augmented_log_probs of one keyframe under cfg.network's settings, with
+        the log-probabilities in the configured class list (what fusion takes)."""
+        nc = self.cfg.network
+        out = augmented_log_probs(self.predictor, rgb, depth, K, self.cfg.mapping, nc.final_semantics_scales,
+                                  nc.final_semantics_mirror)
+        out["log_probs"] = self._semantics(out["log_probs"])
         return out
 
     @torch.no_grad()
