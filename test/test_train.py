@@ -402,15 +402,19 @@ def test_cli_eval_prints_the_ablation_table(tmp_path, capsys, caplog):
     txt = capsys.readouterr().out
     lines = [ln for ln in txt.splitlines() if ln.startswith("| synthetic:900")]
     assert [ln.split("|")[2].strip() for ln in lines] == ["geometric", "prediction", "+refinement",
-                                                           "+optimisation", "+pruning", "geometric+opt"]
+                                                           "+optimisation", "+pruning", "+final semantics",
+                                                           "geometric+opt"]
     rows = json.loads(js.read_text())
     assert all(r["num_gaussians"] > 0 and np.isfinite(r["psnr"]) for r in rows)
     # The optimisation rows (and the geometric peer with them) ran one joint step per
     # keyframe; the rows before had no back-end.
-    assert [r.get("joint_optimizations", 0) > 0 for r in rows] == [False, False, False, True, True, True]
-    assert "note" in rows[5] and "note" not in rows[4]   # the peer's labels are the frames', as geometric's
+    assert [r.get("joint_optimizations", 0) > 0 for r in rows] == [False, False, False, True, True, True, True]
+    assert "note" in rows[6] and "note" not in rows[4]   # the peer's labels are the frames', as geometric's
+    # Only the last network row re-predicts the keyframes' classes at the end.
+    assert [bool(r["final_semantics"]) for r in rows] == [False] * 5 + [True, False]
+    assert rows[5]["final_semantics"]["keyframes"] >= 1
     assert "| synthetic:900 | +refinement |" in card.read_text()
-    assert table(rows).count("\n") == 7
+    assert table(rows).count("\n") == 8
     # Training seeds are refused for evaluation.
     assert main(["train", "eval", "--weights", str(out), "--seeds", "1000", "--device", "cpu"]) == 2
 

@@ -1,5 +1,5 @@
 """Ablation table in the style of GS4's: geometric initialiser / prediction only /
-+ refinement / + 1-iteration optimisation / + pruning, on held-out synthetic seeds (below 1000, never used for training) and
++ refinement / + 1-iteration optimisation / + pruning (/ + the final semantic pass), on held-out synthetic seeds (below 1000, never used for training) and
 optionally the 7-Scenes frames after those used for training. Each variant runs the whole
 pipeline through eval/runner.run_frames and eval/runner.evaluate: every 5th frame is
 evaluated, and every 10th frame is tracked but never mapped (held-out views)."""
@@ -30,8 +30,10 @@ def variants(weights: str) -> Dict[str, dict]:
     (back-end on, loop closure off, so only that stage is added). The last row is a peer,
     not a step: the geometric initialiser with the same optimisation and pruning, so the
     table shows how much of the full path's gain the networks bring and how much the
-    optimisation would bring without them."""
-    net = {"initializer": "network", "network.weights": weights, "mapping.prune_opacity": 0.0}
+    optimisation would bring without them. The end-of-run semantic pass (not a GS4 stage)
+    is off in GS4's rows and added on top of the last as a row of its own."""
+    net = {"initializer": "network", "network.weights": weights, "mapping.prune_opacity": 0.0,
+           "network.final_semantics": False}
     opt = dict(net, **{"network.refine": True, "backend.enabled": True, "backend.synchronous": True,
                        "backend.loop_closure": False, "backend.joint_on_keyframe": True,
                        "backend.joint_iterations": 1, "backend.joint_top_k": 1})
@@ -40,6 +42,8 @@ def variants(weights: str) -> Dict[str, dict]:
             "+refinement": dict(net, **{"network.refine": True}),
             "+optimisation": opt,
             "+pruning": dict(opt, **{"mapping.prune_opacity": MappingConfig().prune_opacity}),
+            "+final semantics": dict(opt, **{"mapping.prune_opacity": MappingConfig().prune_opacity,
+                                             "network.final_semantics": True}),
             "geometric+opt": dict({k: v for k, v in opt.items() if not k.startswith("network.")},
                                   **{"initializer": "geometric",
                                      "mapping.prune_opacity": MappingConfig().prune_opacity})}
