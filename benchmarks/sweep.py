@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -45,9 +46,10 @@ from bench_common import add_sequence_args  # noqa: E402  (this script's folder)
 
 
 def parse_variant(text):
+    """NAME:KEY=VALUE,... (a list value keeps its commas inside brackets: KEY=[a,b])."""
     name, _, rest = text.partition(":")
     sets = {}
-    for item in filter(None, rest.split(",")):
+    for item in filter(None, re.split(r",(?![^\[]*\])", rest)):
         k, v = item.split("=", 1)
         sets[k] = v
     return name, sets
