@@ -145,6 +145,8 @@ def test_pipeline_final_semantics_cap_and_switches(frames160, caplog):
     assert "oldest keyframes' images are dropped" in caplog.text
     st = pipe.final_semantics()
     assert st["keyframes"] == 2 and st["dropped_keyframes"] == nkf - 2
+    pipe.forget_keyframe_images()               # a map loaded in its place: nothing left to re-predict
+    assert pipe.final_semantics() is None
     # Off, with label images as the classes, or with the geometric initialiser: nothing kept,
     # the map's classes are left as fused online.
     for sets in ({"network.final_semantics": False}, {"network.semantics": "frame"}):

@@ -677,6 +677,11 @@ class SLAMPipeline:
                             "and their classes stay as fused online (network.final_semantics_max_keyframes)", cap)
             self._kf_images_dropped += 1
 
+    def forget_keyframe_images(self):
+        """Drop what final_semantics keeps: a map put in this one's place (a loaded PLY) is
+        not what the kept keyframes saw at their poses."""
+        self._kf_images.clear()
+
     @torch.no_grad()
     def final_semantics(self) -> Optional[Dict[str, float]]:
         """Predict every kept keyframe's classes again with test-time augmentation

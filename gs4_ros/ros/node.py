@@ -797,6 +797,7 @@ class GS4Node(Node):
             return False, (f"{path} has {gm.num_classes} classes but the node is configured "
                            f"for {self.cfg.num_classes}")
         self.pipe.map = gm
+        self.pipe.forget_keyframe_images()   # their classes belong to the map they saw
         self._map_version += 1
         self._next_map = 0.0
         return True, f"loaded {len(gm)} Gaussians from {path}"
