@@ -174,3 +174,19 @@ def test_augmented_log_probs_on_cuda_match_the_cpu(predictor, frame):
     assert torch.equal(a["valid"], b["valid"].cpu())
     ok = a["valid"]
     torch.testing.assert_close(a["log_probs"][ok], b["log_probs"].cpu()[ok], atol=5e-3, rtol=1e-3)
+
+
+def test_gs4_run_reports_the_final_semantic_pass(tmp_path, capsys):
+    """The CLI on the networks prints the pass and keeps its figures in metrics.json."""
+    import json
+
+    from gs4_ros.cli.main import main
+
+    rc = main(["run", "--dataset", "synthetic:seed=2,frames=12", "--width", "160", "--height", "120",
+               "--device", "cpu", "--out", str(tmp_path), "--set", "initializer=network",
+               "--set", "tracking.min_inlier_fraction=0.05"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    fs = json.loads((tmp_path / "metrics.json").read_text())["final_semantics"]
+    assert fs["keyframes"] >= 1 and fs["rows"] > 0
+    assert f"final semantics   {fs['keyframes']} keyframes re-predicted" in out
