@@ -147,6 +147,21 @@ def test_pipeline_final_semantics_cap_and_switches(frames160, caplog):
     assert st["keyframes"] == 2 and st["dropped_keyframes"] == nkf - 2
     pipe.forget_keyframe_images()               # a map loaded in its place: nothing left to re-predict
     assert pipe.final_semantics() is None
+    # A pass that fails on its last keyframe (out of memory, say) leaves the map as it was
+    # and finish() returns: the run's outputs are still written.
+    p = _network_run(frames160[:4])
+    before, calls = p.map.sem_logits.clone(), []
+    real = p.nets.augmented_evidence
+
+    def fail_last(*a):
+        calls.append(1)
+        if len(calls) == len(p._kf_images):
+            raise RuntimeError("out of memory")
+        return real(*a)
+    p.nets.augmented_evidence = fail_last
+    with caplog.at_level(logging.ERROR):
+        p.finish()
+    assert "final semantic pass failed" in caplog.text and torch.equal(p.map.sem_logits, before)
     # Off, with label images as the classes, or with the geometric initialiser: nothing kept,
     # the map's classes are left as fused online.
     for sets in ({"network.final_semantics": False}, {"network.semantics": "frame"}):

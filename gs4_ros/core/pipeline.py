@@ -564,7 +564,10 @@ class SLAMPipeline:
             self._backend_boundary({})
             if self.cfg.backend.final_refine_rounds > 0:
                 self.refine_map()
-        self.final_semantics()
+        try:
+            self.final_semantics()
+        except Exception:  # noqa: BLE001 - the run's map and trajectory must still be written
+            log.exception("final semantic pass failed; the map keeps the classes fused online")
 
     def refine_map(self, rounds: Optional[int] = None) -> Optional[Dict[str, float]]:
         """Adam on every field of the Gaussians the kept keyframes see, the poses fixed:
