@@ -3,6 +3,7 @@
 pipeline's final_semantics, on the CPU."""
 import logging
 
+import numpy as np
 import pytest
 import torch
 
@@ -141,8 +142,10 @@ def test_pipeline_final_semantics_cap_and_switches(frames160, caplog):
     with caplog.at_level(logging.WARNING):
         pipe = _network_run(frames160, **{"network.final_semantics_max_keyframes": 2})
     nkf = len(pipe.keyframes)
-    assert nkf > 2 and list(pipe._kf_images) == [kf.id for kf in pipe.keyframes[-2:]]
-    assert "oldest keyframes' images are dropped" in caplog.text
+    # Thinned, not cut: the first keyframe and the newest stay, so the run's start keeps one.
+    assert nkf > 2 and list(pipe._kf_images) == [pipe.keyframes[0].id, pipe.keyframes[-1].id]
+    assert caplog.text.count("every second kept keyframe's images are dropped") == 1
+    assert all(d.dtype == np.float16 for _, d, _ in pipe._kf_images.values())
     st = pipe.final_semantics()
     assert st["keyframes"] == 2 and st["dropped_keyframes"] == nkf - 2
     pipe.forget_keyframe_images()               # a map loaded in its place: nothing left to re-predict

@@ -264,12 +264,13 @@ class NetworkConfig:
     # keyframe's classes are predicted again with test-time augmentation (the frame as it is,
     # mirrored, and at each of final_semantics_scales; log-probabilities averaged) and fused
     # into the map anew (nets/semantic_tta). Several head passes per keyframe: too slow per
-    # frame, nothing at the end. Keyframe images are kept for it on the host (about 2 MB a
-    # 640x480 keyframe), at most final_semantics_max_keyframes (the oldest go first).
+    # frame, nothing at the end. Keyframe images are kept for it on the host (about 1.5 MB a
+    # 640x480 keyframe), at most final_semantics_max_keyframes (past it every second one
+    # goes, so those kept still span the run).
     final_semantics: bool = True
     final_semantics_mirror: bool = True
     final_semantics_scales: List[float] = field(default_factory=lambda: [0.75, 1.25])
-    final_semantics_max_keyframes: int = 1000
+    final_semantics_max_keyframes: int = 500
 
 
 @dataclass

@@ -666,19 +666,26 @@ class SLAMPipeline:
                 and self.cfg.network.final_semantics_max_keyframes > 0)
 
     def _keep_keyframe_images(self, kf_id: int, frame: RGBDFrame, depth_host: np.ndarray):
-        """Hold a keyframe's colour and mapping depth (host arrays, no copy) for the final
-        semantic pass; past the cap the oldest keyframe's go, and its evidence stays as fused
-        online."""
+        """Hold a keyframe's colour (the frame's array, no copy) and mapping depth (in half
+        precision: 2 mm steps at 4 m, nothing the head or the fusion gate can tell) on the
+        host for the final semantic pass. Past the cap every second kept keyframe goes, the
+        first and the newest staying, so those kept still span the whole run (dropping the
+        oldest would leave a long mission's start with its online classes only)."""
         if not self._final_semantics_on():
             return
-        self._kf_images[kf_id] = (frame.rgb, depth_host, frame.intrinsics.K_numpy())
+        self._kf_images[kf_id] = (frame.rgb, depth_host.astype(np.float16), frame.intrinsics.K_numpy())
         cap = int(self.cfg.network.final_semantics_max_keyframes)
-        while len(self._kf_images) > cap:
-            self._kf_images.popitem(last=False)
-            if self._kf_images_dropped == 0:
-                log.warning("final semantics: more than %d keyframes; the oldest keyframes' images are dropped "
-                            "and their classes stay as fused online (network.final_semantics_max_keyframes)", cap)
-            self._kf_images_dropped += 1
+        if len(self._kf_images) <= cap:
+            return
+        ids = list(self._kf_images)
+        gone = ids[1:-1:2] if len(ids) > 2 else ids[:-1]
+        for k in gone:
+            del self._kf_images[k]
+        if self._kf_images_dropped == 0:
+            log.warning("final semantics: more than %d keyframes; every second kept keyframe's images are dropped "
+                        "(those kept span the run; the others' classes stay as fused online; "
+                        "network.final_semantics_max_keyframes)", cap)
+        self._kf_images_dropped += len(gone)
 
     def forget_keyframe_images(self):
         """Drop what final_semantics keeps: a map put in this one's place (a loaded PLY) is
