@@ -22,36 +22,33 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gs4_ros.core.config import SCANNET20_CLASSES, MappingConfig  # noqa: E402
 from gs4_ros.core.nets import load_networks  # noqa: E402
+from gs4_ros.core.nets.semantic_tta import augmented_log_probs  # noqa: E402
 from gs4_ros.core.nets.weights import DEFAULT_WEIGHTS  # noqa: E402
 from gs4_ros.eval.image_metrics import ConfusionMatrix  # noqa: E402
 from gs4_ros.io.synthetic.seeds import seed_list  # noqa: E402
 from gs4_ros.train.data import _seed_tensors  # noqa: E402
 
 
-def mirrored_probs(pred, rgb, depth, K, cfg) -> torch.Tensor:
-    """The head's class probabilities for the frames seen mirrored left-right, put back on
-    the unmirrored token grid (the mirror image is a valid view of a mirrored room, which
-    the head was trained on)."""
-    W = depth.shape[-1]
-    Km = K.clone()
-    Km[..., 0, 2] = (W - 1) - Km[..., 0, 2]
-    tok = pred(rgb.flip(-2), depth.flip(-1), Km, cfg)
-    hb, wb = tok.grid_shape
-    p = torch.softmax(tok.sem_logits, -1)
-    return p.reshape(p.shape[0], hb, wb, -1).flip(2).reshape(p.shape)
+def tta_spec(text: str):
+    """'mirror,0.75,1.25' -> (mirror, scales): the test-time passes the pipeline's final
+    semantic pass runs (network.final_semantics_mirror / _scales)."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    return "mirror" in items, [float(t) for t in items if t != "mirror"]
 
 
-def confusion(pred, frames, cfg, num_classes: int, flip: bool = False) -> ConfusionMatrix:
+def confusion(pred, frames, cfg, num_classes: int, tta=None) -> ConfusionMatrix:
     """The head's argmax per valid, labelled token against the token's majority label;
-    with flip, of the mean of its probabilities on the frame and on its mirror image."""
+    with tta (mirror, scales), of the log-probabilities averaged over those passes
+    (nets/semantic_tta, as the final semantic pass computes them)."""
     cm = ConfusionMatrix(num_classes)
     for d in frames:
         rgb = d["rgb"].float() / 255.0
         with torch.no_grad():
             tok = pred(rgb, d["depth"], d["K"], cfg, labels=d["labels"])
             score = tok.sem_logits
-            if flip:
-                score = torch.softmax(score, -1) + mirrored_probs(pred, rgb, d["depth"], d["K"], cfg)
+            if tta is not None:
+                score = torch.stack([augmented_log_probs(pred, rgb[b], d["depth"][b], d["K"], cfg, tta[1], tta[0])
+                                     ["log_probs"] for b in range(rgb.shape[0])])
         valid = tok.valid.reshape(-1)
         guess = score.reshape(-1, num_classes).argmax(-1)
         cm.add(guess[valid].cpu().numpy(), tok.labels.reshape(-1)[valid].cpu().numpy())
@@ -69,8 +66,8 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch", type=int, default=5, help="frames per forward pass")
     ap.add_argument("--fill-holes", action="store_true", help="input depth with holes filled as mapping fills them")
-    ap.add_argument("--flip", action="store_true", help="also a row per weights file with the mirror image's "
-                    "probabilities averaged in (test-time augmentation)")
+    ap.add_argument("--tta", default="", help="also a row per weights file with test-time passes averaged in, "
+                    "e.g. mirror,0.75,1.25 (the final semantic pass's default)")
     args = ap.parse_args()
     dev = torch.device(args.device)
     seeds = seed_list(args.seeds)
@@ -90,14 +87,14 @@ def main():
     print(f"{'weights':<40s} {'token acc':>9s} {'mIoU':>6s} {'classes':>7s}  worst classes (IoU, mostly taken for)")
     for w in args.weights:
         pred, _, _ = load_networks(w, dev)
-        for flip in ([False, True] if args.flip else [False]):
-            cm = confusion(pred, frames, cfg, pred.num_classes, flip)
+        for tta in [None] + ([tta_spec(args.tta)] if args.tta else []):
+            cm = confusion(pred, frames, cfg, pred.num_classes, tta)
             r = cm.miou()
             iou = r["per_class_iou"]
             worst = sorted(iou, key=iou.get)[:4]
             conf_off = cm.m - np.diag(np.diag(cm.m))
             desc = ", ".join(f"{names[k]} {iou[k]:.2f} ({names[int(conf_off[k].argmax())]})" for k in worst)
-            suffix = " +flip" if flip else ""
+            suffix = f" +tta({args.tta})" if tta else ""
             label = str(w)[-(40 - len(suffix)):] + suffix   # the path's tail when it is long
             print(f"{label:<40s} {r['pixel_accuracy']:9.3f} {r['miou']:6.3f} {len(iou):7d}  {desc}")
 
