@@ -702,12 +702,9 @@ class SLAMPipeline:
         if not self._final_semantics_on() or not self._kf_images or len(self.map) == 0:
             return None
         t0 = time.perf_counter()
-        kfs = {kf.id: kf for kf in self.keyframes}
         views, kept = [], []
         for kf_id, (rgb, depth, K) in self._kf_images.items():
-            kf = kfs.get(kf_id)
-            if kf is None:
-                continue
+            kf = self.keyframes[kf_id]          # ids are positions in the list (reset clears both)
             c = torch.from_numpy(rgb).to(self.device).float() / 255.0
             d = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32)).to(self.device)
             k = torch.as_tensor(K, dtype=torch.float32, device=self.device)

@@ -17,22 +17,20 @@ import torch
 import torch.nn.functional as F
 
 from ..config import MappingConfig
+from ..frame import Intrinsics
 
 
 def _resized(rgb: torch.Tensor, depth: torch.Tensor, K: torch.Tensor, scale: float, multiple: int):
     """[H,W,3] colour, [H,W] depth and K at `scale` (sizes rounded to `multiple`): colour
     bilinear, depth nearest (an interpolated depth edge would invent surfaces between two
-    objects), K mapped with pixel centres at integers."""
+    objects), K as Intrinsics.scaled maps it."""
     H, W = depth.shape
     h, w = max(multiple, round(H * scale / multiple) * multiple), max(multiple, round(W * scale / multiple) * multiple)
     c = F.interpolate(rgb.permute(2, 0, 1)[None], (h, w), mode="bilinear", align_corners=False,
                       antialias=scale < 1)[0].permute(1, 2, 0)
     d = F.interpolate(depth[None, None], (h, w), mode="nearest")[0, 0]
-    sx, sy = w / W, h / H
-    K2 = K.clone()
-    K2[0, 0], K2[1, 1] = K[0, 0] * sx, K[1, 1] * sy
-    K2[0, 2], K2[1, 2] = (K[0, 2] + 0.5) * sx - 0.5, (K[1, 2] + 0.5) * sy - 0.5
-    return c, d, K2
+    fx, fy, cx, cy = (float(v) for v in (K[0, 0], K[1, 1], K[0, 2], K[1, 2]))
+    return c, d, Intrinsics(fx, fy, cx, cy, W, H).scaled(w, h).K(K.device, K.dtype)
 
 
 def _mirrored(rgb: torch.Tensor, depth: torch.Tensor, K: torch.Tensor):
