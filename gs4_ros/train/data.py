@@ -117,63 +117,98 @@ def _synthetic(seed: int, d: dict, to_dev, targets: bool) -> Sequence:
     return Sequence(f"synthetic:{seed}", real=False, **t)
 
 
+class RoomStream:
+    """Synthetic rooms rendered on the CPU by worker processes, handed over as they finish.
+
+    The generator is a long chain of small tensor ops that keeps one core busy whatever the
+    device, so on a many-core GPU machine a pool makes several times more rooms in the
+    same minute than rendering one seed after another on the GPU. A training loop can
+    poll() between steps and so train while rooms are still being made (the segmenter's
+    does); synthetic_sequences waits for them instead. `device` is where a finished
+    room's tensors go; `half_depth` keeps its depth in half precision (as the pipeline
+    keeps keyframe depth for the final semantic pass)."""
+
+    def __init__(self, seeds: List[int], frames: int, step: int, width: int, height: int, device, workers: int,
+                 fill_holes: bool = False, targets: bool = True, half_depth: bool = False):
+        import multiprocessing as mp
+        import tempfile
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.device, self.targets, self.half_depth = device, targets, half_depth
+        self.made = self.failed = 0
+        self._mp = mp
+        self._before = set(mp.active_children())
+        self.folder = tempfile.mkdtemp(prefix="gs4_rooms_")
+        # spawn: the parent may hold a CUDA context, which a forked child must not inherit.
+        # An executor, not a multiprocessing Pool: a worker that dies (killed for memory,
+        # say) breaks the executor and fails its rooms, where a Pool starts a new worker
+        # and waits for the lost room for ever.
+        self.pool = ProcessPoolExecutor(max_workers=max(int(workers), 1), mp_context=mp.get_context("spawn"))
+        self.pending = {self.pool.submit(_render_seed_to_file, s, frames, step, width, height, fill_holes,
+                                         self.folder): s for s in seeds}
+
+    def poll(self, timeout: Optional[float] = 0.0) -> List[Sequence]:
+        """Rooms finished since the last call, waiting up to `timeout` s (None: until at
+        least one finishes) when none has; a room whose generator failed is skipped with a
+        warning."""
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        if not self.pending:
+            return []
+        done, _ = wait(self.pending, timeout=timeout, return_when=FIRST_COMPLETED)
+        out = []
+        for f in done:
+            seed = self.pending.pop(f)
+            try:
+                d = _load_rendered(*f.result())
+            except Exception as e:  # noqa: BLE001 - one bad room must not end a training chunk
+                _skipped(seed, e)
+                self.failed += 1
+                continue
+            if self.half_depth:
+                d["depth"] = d["depth"].astype(np.float16)
+            out.append(_synthetic(seed, d, self._to_dev, self.targets))
+        self.made += len(out)
+        return out
+
+    def _to_dev(self, a):
+        return None if a is None else torch.from_numpy(a).to(self.device)
+
+    def close(self):
+        """Stop the workers without waiting for the rooms still rendering or queued: with
+        shutdown(wait=False) alone the interpreter's exit waited 47 s for them with 2
+        workers on a 2-core machine and hung a training chunk after it had written its
+        weights (2026-12-05, H200). So the workers (the children that appeared with the
+        pool) are stopped, and the second shutdown joins what is left of the pool."""
+        import shutil
+
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for p in set(self._mp.active_children()) - self._before:
+            p.terminate()
+        self.pool.shutdown(wait=True)
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.pending = {}
+
+
 def synthetic_sequences(seeds: List[int], frames: int, step: int, width: int, height: int, device,
                         deadline: Optional[float] = None, min_sequences: int = 2,
                         workers: int = 0, fill_holes: bool = False, targets: bool = True) -> List[Sequence]:
     """Every `step`-th frame of a frames*step long path per seed, until the deadline
     (time.time()) passes once at least min_sequences are made. targets=False keeps no
-    clean rendering targets (_synthetic).
-
-    With workers > 1 the seeds are rendered on the CPU by that many processes: the
-    generator is a long chain of small tensor ops that keeps one core busy whatever the
-    device, so on a many-core GPU machine a pool makes several times more rooms in the
-    same minute than rendering one seed after another on the GPU, and the GPU stays free
-    for the kernel compile that overlaps the data phase."""
+    clean rendering targets (_synthetic). With workers > 1 the seeds are rendered by a
+    RoomStream of that many processes (the GPU stays free for the kernel compile that
+    overlaps the data phase)."""
     out = []
     if workers > 1 and len(seeds) > 1:
-        import multiprocessing as mp
-        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
-        # spawn: the parent may hold a CUDA context, which a forked child must not inherit.
-        # An executor, not a multiprocessing Pool: a worker that dies (killed for memory,
-        # say) breaks the executor and fails its rooms, where a Pool starts a new worker
-        # and waits for the lost room for ever.
-        import shutil
-        import tempfile
-
-        before = set(mp.active_children())
-        folder = tempfile.mkdtemp(prefix="gs4_rooms_")
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
-        to_dev = lambda a: None if a is None else torch.from_numpy(a).to(device)  # noqa: E731
+        stream = RoomStream(seeds, frames, step, width, height, device, workers, fill_holes, targets)
         try:
-            pending = {pool.submit(_render_seed_to_file, s, frames, step, width, height, fill_holes, folder): s
-                       for s in seeds}
-            while pending:
+            while stream.pending:
                 left = None if deadline is None else deadline - time.time()
                 if left is not None and left <= 0 and len(out) >= min_sequences:
                     break
-                done, _ = wait(pending, timeout=None if left is None or len(out) < min_sequences else left,
-                               return_when=FIRST_COMPLETED)
-                for f in done:
-                    seed = pending.pop(f)
-                    try:
-                        d = _load_rendered(*f.result())
-                    except Exception as e:  # noqa: BLE001 - one bad room must not end a training chunk
-                        _skipped(seed, e)
-                        continue
-                    out.append(_synthetic(seed, d, to_dev, targets))
+                out.extend(stream.poll(None if left is None or len(out) < min_sequences else left))
         finally:
-            # The rooms still rendering at the deadline, and those already queued to the
-            # workers, are not waited for: shutdown(wait=False) leaves them to the
-            # interpreter's exit, which then waited 47 s for them with 2 workers on a 2-core
-            # machine and hung a training chunk after it had written its weights
-            # (2026-12-05, H200). So the workers (the children that appeared with the pool)
-            # are stopped, and the second shutdown joins what is left of the pool.
-            pool.shutdown(wait=False, cancel_futures=True)
-            for p in set(mp.active_children()) - before:
-                p.terminate()
-            pool.shutdown(wait=True)
-            shutil.rmtree(folder, ignore_errors=True)
+            stream.close()
         out.sort(key=lambda q: int(q.name.split(":")[1]))
     else:
         for seed in seeds:
