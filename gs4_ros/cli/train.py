@@ -88,6 +88,36 @@ def register(sub):
     m.add_argument("--out", required=True, help="weights file to write (a .json and MODEL_CARD.md go beside it)")
     m.set_defaults(func=cmd_ensemble)
 
+    from ..core.nets.segmenter import DEFAULT_SEGMENTER
+    from ..train.segmenter import SegmenterOptions
+
+    so = SegmenterOptions()
+    g = tsub.add_parser("segmenter", help="train the keyframe segmenter of the final semantic pass for one "
+                        "time-boxed chunk (rooms rendered by --workers while the GPU trains)")
+    g.add_argument("--out", default=str(DEFAULT_SEGMENTER))
+    g.add_argument("--init-weights", default="", metavar="SEGMENTER", help="continue from a segmenter file")
+    g.add_argument("--device", default=so.device)
+    g.add_argument("--minutes", type=float, default=so.minutes, help="wall budget of the chunk, data included")
+    g.add_argument("--steps", type=int, default=so.steps, help="training steps (0: fill the time budget)")
+    g.add_argument("--min-rooms", type=int, default=so.min_rooms, help="rooms made before the first step")
+    g.add_argument("--seeds", type=int, default=so.seeds, help="rooms to ask the workers for")
+    g.add_argument("--first-seed", type=int, default=so.first_seed, help="first training room (>= 1000)")
+    g.add_argument("--frames", type=int, default=so.frames, help="frames per room")
+    g.add_argument("--step", type=int, default=so.step, help="every step-th frame of the room's camera path")
+    g.add_argument("--width", type=int, default=so.width)
+    g.add_argument("--height", type=int, default=so.height)
+    g.add_argument("--batch", type=int, default=so.batch)
+    g.add_argument("--lr", type=float, default=so.lr)
+    g.add_argument("--class-power", type=float, default=so.class_power)
+    g.add_argument("--workers", type=int, default=so.workers, help="processes rendering rooms")
+    g.add_argument("--val-seeds", default="", help="rooms below 1000 scored every --val-every steps; the best "
+                   "network seen is kept (e.g. 960-999; keep them apart from the rooms you evaluate on)")
+    g.add_argument("--val-every", type=int, default=so.val_every)
+    g.add_argument("--widths", default=",".join(str(w) for w in so.widths), help="encoder widths, strides 2-32")
+    g.add_argument("--decoder", type=int, default=so.decoder)
+    g.add_argument("--seed", type=int, default=so.seed)
+    g.set_defaults(func=cmd_segmenter)
+
     e = tsub.add_parser("eval", help="ablation table on held-out synthetic seeds (and 7-Scenes frames)")
     e.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
     e.add_argument("--seeds", default="900,901", help="held-out synthetic seeds (< 1000), e.g. 900-907")
@@ -160,6 +190,26 @@ def cmd_fit(args) -> int:
           f"{last['refiner_clips']} refiner clips "
           f"in {last['seconds']:.0f} s; final predictor loss {last['predictor_final'].get('loss', float('nan')):.4f}, "
           f"refiner loss {last['refiner_final'].get('loss', float('nan')):.4f}; weights {opts.out}")
+    return 0
+
+
+def cmd_segmenter(args) -> int:
+    from ..io.synthetic.seeds import seed_list
+    from ..train.segmenter import SegmenterOptions, train_segmenter
+
+    opts = SegmenterOptions(out=args.out, init_weights=args.init_weights, device=args.device, minutes=args.minutes,
+                            steps=args.steps, min_rooms=args.min_rooms, seeds=args.seeds, first_seed=args.first_seed,
+                            frames=args.frames, step=args.step, width=args.width, height=args.height,
+                            batch=args.batch, lr=args.lr, class_power=args.class_power, workers=args.workers,
+                            val_seeds=seed_list(args.val_seeds) if args.val_seeds else [],
+                            val_every=args.val_every, widths=[int(w) for w in args.widths.split(",")],
+                            decoder=args.decoder, seed=args.seed, command=_command_line())
+    meta = train_segmenter(opts)
+    c = meta["chunks"][-1]
+    val = f", validation token mIoU {max(m for _, m in c['validation']):.4f} (kept step {c['kept_step']})" \
+        if c["validation"] else ""
+    print(f"segmenter: {c['steps']} steps on {c['frames']} frames of {c['rooms']} rooms in {c['seconds']:.0f} s "
+          f"({c['device']}); loss {c['loss_first']} -> {c['loss_final']}{val}; weights {opts.out}")
     return 0
 
 
