@@ -207,4 +207,4 @@ def test_gs4_run_reports_the_final_semantic_pass(tmp_path, capsys):
     out = capsys.readouterr().out
     fs = json.loads((tmp_path / "metrics.json").read_text())["final_semantics"]
     assert fs["keyframes"] >= 1 and fs["rows"] > 0
-    assert f"final semantics   {fs['keyframes']} keyframes re-predicted" in out
+    assert f"final semantics   {fs['keyframes']} keyframes re-predicted by the {fs['model']}" in out

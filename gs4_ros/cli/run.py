@@ -164,7 +164,7 @@ def _print_summary(m, paths):
         print("back-end          off")
     fs = m.get("final_semantics")
     if fs:
-        print(f"final semantics   {fs['keyframes']} keyframes re-predicted (mirrored, rescaled), {fs['rows']} Gaussians "
+        print(f"final semantics   {fs['keyframes']} keyframes re-predicted by the {fs.get('model', 'head')} (mirrored, rescaled), {fs['rows']} Gaussians "
               f"re-labelled, {fs['ms'] / 1000:.1f} s" + (f"; {fs['dropped_keyframes']} older keyframes not kept"
                                                        if fs.get("dropped_keyframes") else ""))
     print(f"map               {m.get('num_gaussians')} Gaussians ({m.get('num_gaussians_inferred', 0)} inferred), "

@@ -271,6 +271,12 @@ class NetworkConfig:
     final_semantics_mirror: bool = True
     final_semantics_scales: List[float] = field(default_factory=lambda: [0.75, 1.25])
     final_semantics_max_keyframes: int = 500
+    # What the final pass runs: "segmenter", the keyframe segmenter (nets/segmenter; a wider
+    # network than the shared backbone, too slow for every mapped frame but not for once a
+    # keyframe at the end), or "head", the predictor's own semantic head (GS4's design). A
+    # missing segmenter file falls back to the head with a warning.
+    final_semantics_model: str = "segmenter"
+    segmenter_weights: str = ""             # "" = the shipped gs4_ros/weights/gs4_segmenter.pt
 
 
 @dataclass

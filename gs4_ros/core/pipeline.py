@@ -720,10 +720,11 @@ class SLAMPipeline:
                 self._update_vocab(pose, k, d, c, frame_index, {})
         self._sync()
         ms = 1000 * (time.perf_counter() - t0)
+        model = self.nets.final_semantics_name()
         self.final_semantics_stats = {"keyframes": len(views), "rows": rows, "ms": ms,
-                                      "dropped_keyframes": self._kf_images_dropped}
-        log.info("final semantics: %d keyframes re-predicted with test-time augmentation, %d Gaussians re-labelled "
-                 "in %.0f ms", len(views), rows, ms)
+                                      "dropped_keyframes": self._kf_images_dropped, "model": model}
+        log.info("final semantics: %d keyframes re-predicted by the %s with test-time augmentation, %d Gaussians "
+                 "re-labelled in %.0f ms", len(views), model, rows, ms)
         return self.final_semantics_stats
 
     @torch.no_grad()

@@ -97,6 +97,10 @@ class NetworkMapper:
         self.refiner = refiner
         self.cfg = cfg
         self.class_map = class_map  # [K_cfg] index into the network's classes (-1: absent)
+        if cfg.network.final_semantics_model not in ("segmenter", "head"):
+            raise ValueError(f"network.final_semantics_model must be 'segmenter' or 'head', "
+                             f"got {cfg.network.final_semantics_model!r}")
+        self._segmenter = None      # (segmenter, class map) once loaded; False: no file
         self.timings_ms: Dict[str, float] = {}
         # The predictor at inference, replayed from a CUDA graph per frame size and stride
         # (~1 ms of kernels that take ~4 ms to launch one by one from Python).
@@ -111,13 +115,42 @@ class NetworkMapper:
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
 
-    def _semantics(self, logits: torch.Tensor) -> torch.Tensor:
-        if self.class_map is None:
+    def _semantics(self, logits: torch.Tensor, class_map=None) -> torch.Tensor:
+        """Logits in the network's class list -> in the configured one (absent: -10)."""
+        cmap = self.class_map if class_map is None else class_map
+        if cmap is None:
             return logits
-        out = torch.full((logits.shape[0], self.class_map.numel()), -10.0, device=logits.device, dtype=logits.dtype)
-        ok = self.class_map >= 0
-        out[:, ok] = logits[:, self.class_map[ok]]
+        out = torch.full((logits.shape[0], cmap.numel()), -10.0, device=logits.device, dtype=logits.dtype)
+        ok = cmap >= 0
+        out[:, ok] = logits[:, cmap[ok]]
         return out
+
+    def final_semantics_model(self):
+        """(model, class map) the final semantic pass runs: the keyframe segmenter, loaded
+        on first use (a run that never reaches the pass never reads it), or the semantic
+        head when network.final_semantics_model is "head" or no segmenter file exists."""
+        nc = self.cfg.network
+        if nc.final_semantics_model == "head":
+            return self.predictor, self.class_map
+        if self._segmenter is None:
+            from pathlib import Path
+
+            from .segmenter import DEFAULT_SEGMENTER, load_segmenter
+
+            path = Path(nc.segmenter_weights) if nc.segmenter_weights else DEFAULT_SEGMENTER
+            if not path.is_file():
+                log.warning("final semantics: no segmenter at %s; the semantic head runs the pass", path)
+                self._segmenter = False
+            else:
+                dev = next(self.predictor.parameters()).device
+                model, info = load_segmenter(path, dev)
+                self._segmenter = (model, _class_map(info["class_names"], self.cfg, dev, "segmenter"))
+                log.info("final semantics: segmenter %s", path)
+        return self._segmenter if self._segmenter else (self.predictor, self.class_map)
+
+    def final_semantics_name(self) -> str:
+        """"segmenter" or "head": what final_semantics_model() gives."""
+        return "segmenter" if self.final_semantics_model()[0] is not self.predictor else "head"
 
     def has_semantics(self) -> bool:
         """Whether this mapper's classes come from the semantic head (not label images)."""
@@ -125,12 +158,14 @@ class NetworkMapper:
 
     @torch.no_grad()
     def augmented_evidence(self, rgb, depth, K) -> dict:
-        """semantic_tta.augmented_log_probs of one keyframe under cfg.network's settings, with
-        the log-probabilities in the configured class list (what fusion takes)."""
+        """semantic_tta.augmented_log_probs of one keyframe under cfg.network's settings (with
+        final_semantics_model()), the log-probabilities in the configured class list (what
+        fusion takes)."""
         nc = self.cfg.network
-        out = augmented_log_probs(self.predictor, rgb, depth, K, self.cfg.mapping, nc.final_semantics_scales,
+        model, cmap = self.final_semantics_model()
+        out = augmented_log_probs(model, rgb, depth, K, self.cfg.mapping, nc.final_semantics_scales,
                                   nc.final_semantics_mirror)
-        out["log_probs"] = self._semantics(out["log_probs"])
+        out["log_probs"] = self._semantics(out["log_probs"], cmap)
         return out
 
     @torch.no_grad()
@@ -182,6 +217,18 @@ class NetworkMapper:
         return n
 
 
+def _class_map(names, cfg, device, what: str):
+    """[K_cfg] index of each configured class in a network's class list (-1: absent), or
+    None when the lists are the same."""
+    if list(names) == list(cfg.class_names):
+        return None
+    idx = {n: i for i, n in enumerate(names)}
+    class_map = torch.tensor([idx.get(n, -1) for n in cfg.class_names], device=device)
+    log.warning("%s classes differ from the configured ones; %d of %d configured classes are known to it",
+                what, int((class_map >= 0).sum()), len(cfg.class_names))
+    return class_map
+
+
 def load_mapper(cfg, device) -> Tuple["NetworkMapper", dict] | Tuple[None, None]:
     """The mapper for cfg.network.weights (default: the shipped file), or (None, None) with a
     warning when no weights file exists, so the pipeline falls back to v0."""
@@ -195,11 +242,6 @@ def load_mapper(cfg, device) -> Tuple["NetworkMapper", dict] | Tuple[None, None]
     pred, ref, info = load_networks(path, device)
     if torch.device(device).type == "cuda":
         torch.backends.cudnn.benchmark = True   # fixed frame size: let cuDNN pick its fastest convolutions
-    class_map = None
-    if info["class_names"] != list(cfg.class_names):
-        idx = {n: i for i, n in enumerate(info["class_names"])}
-        class_map = torch.tensor([idx.get(n, -1) for n in cfg.class_names], device=device)
-        log.warning("network classes differ from the configured ones; %d of %d configured classes are known "
-                    "to the network", int((class_map >= 0).sum()), len(cfg.class_names))
+    class_map = _class_map(info["class_names"], cfg, device, "network")
     log.info("initializer 'network': weights %s (refine %s)", path, "on" if cfg.network.refine else "off")
     return NetworkMapper(pred, ref, cfg, class_map), info
