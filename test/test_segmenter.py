@@ -122,6 +122,9 @@ def test_training_learns_and_keeps_the_best_network(tmp_path):
     assert steps == [20, 40, 60]
     best_step, best = max(c["validation"], key=lambda sm: sm[1])
     assert c["kept_step"] == best_step
+    import json
+
+    assert json.loads((tmp_path / "seg.json").read_text()) == json.loads(json.dumps(meta))
     model, info = load_segmenter(tmp_path / "seg.pt")
     vseq = __import__("gs4_ros.train.data", fromlist=["x"]).synthetic_sequences(
         [960], 4, 10, 96, 64, torch.device("cpu"), fill_holes=True, targets=False)
@@ -192,3 +195,28 @@ def test_segmenter_on_cuda_matches_the_cpu(small, frame):
     assert torch.equal(a["valid"], b["valid"].cpu())
     ok = a["valid"]
     torch.testing.assert_close(a["log_probs"][ok], b["log_probs"].cpu()[ok], atol=5e-3, rtol=1e-3)
+
+
+def test_each_model_runs_its_own_rescaled_passes(frames160, small, tmp_path, monkeypatch):
+    """final_semantics_scales are the segmenter's passes, final_semantics_head_scales the
+    head's (each model's best on the validation rooms differs)."""
+    import gs4_ros.core.nets.mapper as mapper
+
+    path = tmp_path / "seg.pt"
+    save_segmenter(path, small, SCANNET20_CLASSES)
+    seen = []
+    real = mapper.augmented_log_probs
+
+    def spy(model, rgb, depth, K, cfg, scales, mirror):
+        seen.append((type(model).__name__, tuple(scales), mirror))
+        return real(model, rgb, depth, K, cfg, scales, mirror)
+    monkeypatch.setattr(mapper, "augmented_log_probs", spy)
+    sets = {"network.segmenter_weights": str(path), "network.final_semantics_scales": [1.25],
+            "network.final_semantics_head_scales": [0.5]}
+    _network_run(frames160[:3], **sets).finish()
+    _network_run(frames160[:3], **sets, **{"network.final_semantics_model": "head"}).finish()
+    assert {s for s in seen if s[0] == "KeyframeSegmenter"} == {("KeyframeSegmenter", (1.25,), True)}
+    assert {s for s in seen if s[0] != "KeyframeSegmenter"} == {("GaussianPredictor", (0.5,), True)}
+    # The defaults: the segmenter mirrored only, the head mirrored and at 0.75x and 1.25x.
+    d = PipelineConfig().network
+    assert d.final_semantics_scales == [] and d.final_semantics_head_scales == [0.75, 1.25]

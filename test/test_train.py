@@ -403,18 +403,20 @@ def test_cli_eval_prints_the_ablation_table(tmp_path, capsys, caplog):
     lines = [ln for ln in txt.splitlines() if ln.startswith("| synthetic:900")]
     assert [ln.split("|")[2].strip() for ln in lines] == ["geometric", "prediction", "+refinement",
                                                            "+optimisation", "+pruning", "+final semantics",
-                                                           "geometric+opt"]
+                                                           "+segmenter", "geometric+opt"]
     rows = json.loads(js.read_text())
     assert all(r["num_gaussians"] > 0 and np.isfinite(r["psnr"]) for r in rows)
     # The optimisation rows (and the geometric peer with them) ran one joint step per
     # keyframe; the rows before had no back-end.
-    assert [r.get("joint_optimizations", 0) > 0 for r in rows] == [False, False, False, True, True, True, True]
-    assert "note" in rows[6] and "note" not in rows[4]   # the peer's labels are the frames', as geometric's
-    # Only the last network row re-predicts the keyframes' classes at the end.
-    assert [bool(r["final_semantics"]) for r in rows] == [False] * 5 + [True, False]
+    assert [r.get("joint_optimizations", 0) > 0 for r in rows] == [False, False, False, True, True, True, True, True]
+    assert "note" in rows[7] and "note" not in rows[4]   # the peer's labels are the frames', as geometric's
+    # Only the last two network rows re-predict the keyframes' classes at the end, by the
+    # head and by the segmenter (the shipped one).
+    assert [bool(r["final_semantics"]) for r in rows] == [False] * 5 + [True, True, False]
     assert rows[5]["final_semantics"]["keyframes"] >= 1
+    assert [rows[i]["final_semantics"]["model"] for i in (5, 6)] == ["head", "segmenter"]
     assert "| synthetic:900 | +refinement |" in card.read_text()
-    assert table(rows).count("\n") == 8
+    assert table(rows).count("\n") == 9
     # Training seeds are refused for evaluation.
     assert main(["train", "eval", "--weights", str(out), "--seeds", "1000", "--device", "cpu"]) == 2
 

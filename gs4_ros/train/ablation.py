@@ -31,7 +31,9 @@ def variants(weights: str) -> Dict[str, dict]:
     not a step: the geometric initialiser with the same optimisation and pruning, so the
     table shows how much of the full path's gain the networks bring and how much the
     optimisation would bring without them. The end-of-run semantic pass (not a GS4 stage)
-    is off in GS4's rows and added on top of the last as a row of its own."""
+    is off in GS4's rows and added on top of the last as rows of its own: by GS4's
+    semantic head ("+final semantics"), then by the keyframe segmenter ("+segmenter", the
+    pipeline's default; the head's pass where no segmenter file exists)."""
     net = {"initializer": "network", "network.weights": weights, "mapping.prune_opacity": 0.0,
            "network.final_semantics": False}
     opt = dict(net, **{"network.refine": True, "backend.enabled": True, "backend.synchronous": True,
@@ -43,7 +45,11 @@ def variants(weights: str) -> Dict[str, dict]:
             "+optimisation": opt,
             "+pruning": dict(opt, **{"mapping.prune_opacity": MappingConfig().prune_opacity}),
             "+final semantics": dict(opt, **{"mapping.prune_opacity": MappingConfig().prune_opacity,
-                                             "network.final_semantics": True}),
+                                             "network.final_semantics": True,
+                                             "network.final_semantics_model": "head"}),
+            "+segmenter": dict(opt, **{"mapping.prune_opacity": MappingConfig().prune_opacity,
+                                       "network.final_semantics": True,
+                                       "network.final_semantics_model": "segmenter"}),
             "geometric+opt": dict({k: v for k, v in opt.items() if not k.startswith("network.")},
                                   **{"initializer": "geometric",
                                      "mapping.prune_opacity": MappingConfig().prune_opacity})}

@@ -12,10 +12,12 @@ best-scoring network it saw.
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Dict, List, Optional
 
@@ -237,4 +239,5 @@ def train_segmenter(opts: SegmenterOptions) -> dict:
              "validation": [[s, round(m, 4)] for s, m in scores]}
     meta = {"chunks": history + [chunk]}
     save_segmenter(opts.out, model.to(memory_format=torch.contiguous_format), SCANNET20_CLASSES, meta)
+    Path(opts.out).with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")   # the record, readable
     return meta

@@ -159,12 +159,12 @@ class NetworkMapper:
     @torch.no_grad()
     def augmented_evidence(self, rgb, depth, K) -> dict:
         """semantic_tta.augmented_log_probs of one keyframe under cfg.network's settings (with
-        final_semantics_model()), the log-probabilities in the configured class list (what
-        fusion takes)."""
+        final_semantics_model() and that model's scales), the log-probabilities in the
+        configured class list (what fusion takes)."""
         nc = self.cfg.network
         model, cmap = self.final_semantics_model()
-        out = augmented_log_probs(model, rgb, depth, K, self.cfg.mapping, nc.final_semantics_scales,
-                                  nc.final_semantics_mirror)
+        scales = nc.final_semantics_head_scales if model is self.predictor else nc.final_semantics_scales
+        out = augmented_log_probs(model, rgb, depth, K, self.cfg.mapping, scales, nc.final_semantics_mirror)
         out["log_probs"] = self._semantics(out["log_probs"], cmap)
         return out
 
