@@ -33,3 +33,32 @@ def make_random_map(n=50, num_classes=20, feature_dim=8, seed=0) -> GaussianMap:
 @pytest.fixture
 def random_map():
     return make_random_map
+
+
+@pytest.fixture(scope="module")
+def frames160():
+    """Every second frame of a short synthetic room at 160x120, for pipeline runs."""
+    from gs4_ros.io.synthetic import SyntheticSequence
+
+    seq = SyntheticSequence(seed=2, n_frames=40, width=160, height=120)
+    return [seq[i] for i in range(0, 16, 2)]
+
+
+def network_run(frames, **sets):
+    """A CPU pipeline on the shipped networks over frames (the first placed at its true
+    pose), with pipeline settings `sets`; every frame must track."""
+    from gs4_ros.core.config import PipelineConfig
+    from gs4_ros.core.pipeline import SLAMPipeline
+
+    cfg = PipelineConfig()
+    cfg.override({"initializer": "network", "tracking.min_inlier_fraction": 0.05, **sets})
+    pipe = SLAMPipeline(cfg, device="cpu")
+    frames[0].meta["initial_pose"] = frames[0].gt_pose
+    for f in frames:
+        assert pipe.process(f).ok
+    return pipe
+
+
+@pytest.fixture
+def run_network():
+    return network_run

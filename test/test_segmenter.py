@@ -2,7 +2,6 @@
 chunk (train/segmenter, `gs4 train segmenter`) and the pipeline's choice of model, on the CPU."""
 import logging
 
-import numpy as np
 import pytest
 import torch
 
@@ -11,7 +10,6 @@ from gs4_ros.core.initializer import block_gaussians
 from gs4_ros.core.nets import save_networks
 from gs4_ros.core.nets.segmenter import KeyframeSegmenter, load_segmenter, save_segmenter, segmenter_inputs
 from gs4_ros.core.nets.semantic_tta import augmented_log_probs
-from gs4_ros.core.pipeline import SLAMPipeline
 from gs4_ros.io.synthetic import SyntheticSequence
 from gs4_ros.train.segmenter import SegmenterOptions, TokenScorer, rescaled_batch, train_segmenter
 
@@ -143,23 +141,7 @@ def test_training_refuses_evaluation_rooms(tmp_path):
         train_segmenter(_opts(tmp_path, val_seeds=[1500]))
 
 
-@pytest.fixture(scope="module")
-def frames160():
-    seq = SyntheticSequence(seed=2, n_frames=40, width=160, height=120)
-    return [seq[i] for i in range(0, 12, 2)]
-
-
-def _network_run(frames, **sets):
-    cfg = PipelineConfig()
-    cfg.override({"initializer": "network", "tracking.min_inlier_fraction": 0.05, **sets})
-    pipe = SLAMPipeline(cfg, device="cpu")
-    frames[0].meta["initial_pose"] = frames[0].gt_pose
-    for f in frames:
-        assert pipe.process(f).ok
-    return pipe
-
-
-def test_pipeline_final_pass_runs_the_configured_model(frames160, small, tmp_path, caplog):
+def test_pipeline_final_pass_runs_the_configured_model(frames160, small, tmp_path, caplog, run_network):
     """The pass runs the segmenter file it is given (its classes reach the map), the head
     with final_semantics_model=head, and falls back to the head, with a warning, when the
     file is missing; an unknown model name is refused."""
@@ -170,7 +152,7 @@ def test_pipeline_final_pass_runs_the_configured_model(frames160, small, tmp_pat
                        ("head", {"network.segmenter_weights": str(path), "network.final_semantics_model": "head"}),
                        ("missing", {"network.segmenter_weights": str(tmp_path / "none.pt")})):
         with caplog.at_level(logging.WARNING):
-            pipe = _network_run(frames160, **sets)
+            pipe = run_network(frames160, **sets)
             pipe.finish()
         runs[name] = (pipe.final_semantics_stats["model"], pipe.map.sem_logits.clone())
     assert runs["segmenter"][0] == "segmenter" and runs["head"][0] == "head" and runs["missing"][0] == "head"
@@ -179,7 +161,7 @@ def test_pipeline_final_pass_runs_the_configured_model(frames160, small, tmp_pat
     assert (runs["segmenter"][1] - runs["head"][1]).abs().max() > 1e-3
     torch.testing.assert_close(runs["missing"][1], runs["head"][1])
     with pytest.raises(ValueError, match="final_semantics_model"):
-        _network_run(frames160[:1], **{"network.final_semantics_model": "clip"})
+        run_network(frames160[:1], **{"network.final_semantics_model": "clip"})
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
@@ -197,7 +179,7 @@ def test_segmenter_on_cuda_matches_the_cpu(small, frame):
     torch.testing.assert_close(a["log_probs"][ok], b["log_probs"].cpu()[ok], atol=5e-3, rtol=1e-3)
 
 
-def test_each_model_runs_its_own_rescaled_passes(frames160, small, tmp_path, monkeypatch):
+def test_each_model_runs_its_own_rescaled_passes(frames160, small, tmp_path, monkeypatch, run_network):
     """final_semantics_scales are the segmenter's passes, final_semantics_head_scales the
     head's (each model's best on the validation rooms differs)."""
     import gs4_ros.core.nets.mapper as mapper
@@ -213,10 +195,31 @@ def test_each_model_runs_its_own_rescaled_passes(frames160, small, tmp_path, mon
     monkeypatch.setattr(mapper, "augmented_log_probs", spy)
     sets = {"network.segmenter_weights": str(path), "network.final_semantics_scales": [1.25],
             "network.final_semantics_head_scales": [0.5]}
-    _network_run(frames160[:3], **sets).finish()
-    _network_run(frames160[:3], **sets, **{"network.final_semantics_model": "head"}).finish()
+    run_network(frames160[:3], **sets).finish()
+    run_network(frames160[:3], **sets, **{"network.final_semantics_model": "head"}).finish()
     assert {s for s in seen if s[0] == "KeyframeSegmenter"} == {("KeyframeSegmenter", (1.25,), True)}
     assert {s for s in seen if s[0] != "KeyframeSegmenter"} == {("GaussianPredictor", (0.5,), True)}
     # The defaults: the segmenter mirrored only, the head mirrored and at 0.75x and 1.25x.
     d = PipelineConfig().network
     assert d.final_semantics_scales == [] and d.final_semantics_head_scales == [0.75, 1.25]
+
+
+def test_segmenter_classes_are_mapped_to_the_configured_list(small, frame, tmp_path, caplog):
+    """A segmenter whose class list is in another order gives the same evidence, re-ordered
+    by its own class map (not the predictor's)."""
+    from gs4_ros.core.nets.mapper import load_mapper
+
+    names = list(SCANNET20_CLASSES)
+    save_segmenter(tmp_path / "same.pt", small, names)
+    save_segmenter(tmp_path / "reversed.pt", small, names[::-1])
+    rgb, depth, K = _tensors(frame)
+    ev = {}
+    for name in ("same", "reversed"):
+        cfg = PipelineConfig()
+        cfg.override({"initializer": "network", "network.segmenter_weights": str(tmp_path / f"{name}.pt")})
+        nets, _ = load_mapper(cfg, "cpu")
+        with caplog.at_level(logging.WARNING):
+            ev[name] = nets.augmented_evidence(rgb[0], depth[0], K[0])["log_probs"]
+        assert nets.final_semantics_name() == "segmenter" and nets.class_map is None
+    assert "segmenter classes differ from the configured ones; 20 of 20" in caplog.text
+    torch.testing.assert_close(ev["reversed"], ev["same"].flip(-1))

@@ -105,26 +105,10 @@ def test_refuse_replaces_seen_rows_and_keeps_the_rest():
     assert refuse_semantics(g, [], cfg) == 0
 
 
-@pytest.fixture(scope="module")
-def frames160():
-    seq = SyntheticSequence(seed=2, n_frames=40, width=160, height=120)
-    return [seq[i] for i in range(0, 16, 2)]
-
-
-def _network_run(frames, **sets):
-    cfg = PipelineConfig()
-    cfg.override({"initializer": "network", "tracking.min_inlier_fraction": 0.05, **sets})
-    pipe = SLAMPipeline(cfg, device="cpu")
-    frames[0].meta["initial_pose"] = frames[0].gt_pose
-    for f in frames:
-        assert pipe.process(f).ok
-    return pipe
-
-
-def test_pipeline_final_semantics_relabels_the_map_from_its_keyframes(frames160):
+def test_pipeline_final_semantics_relabels_the_map_from_its_keyframes(frames160, run_network):
     """The shipped networks: finish() re-predicts each keyframe with test-time augmentation
     and replaces the online evidence of what they see; the bank follows the new classes."""
-    pipe = _network_run(frames160)
+    pipe = run_network(frames160)
     nkf = len(pipe.keyframes)
     assert nkf >= 2 and len(pipe._kf_images) == nkf
     before = pipe.map.sem_logits.clone()
@@ -138,9 +122,9 @@ def test_pipeline_final_semantics_relabels_the_map_from_its_keyframes(frames160)
     assert pipe.query("wall").scores.max() > 0
 
 
-def test_pipeline_final_semantics_cap_and_switches(frames160, caplog):
+def test_pipeline_final_semantics_cap_and_switches(frames160, caplog, run_network):
     with caplog.at_level(logging.WARNING):
-        pipe = _network_run(frames160, **{"network.final_semantics_max_keyframes": 2})
+        pipe = run_network(frames160, **{"network.final_semantics_max_keyframes": 2})
     nkf = len(pipe.keyframes)
     # Thinned, not cut: the first keyframe and the newest stay, so the run's start keeps one.
     assert nkf > 2 and list(pipe._kf_images) == [pipe.keyframes[0].id, pipe.keyframes[-1].id]
@@ -152,7 +136,7 @@ def test_pipeline_final_semantics_cap_and_switches(frames160, caplog):
     assert pipe.final_semantics() is None
     # A pass that fails on its last keyframe (out of memory, say) leaves the map as it was
     # and finish() returns: the run's outputs are still written.
-    p = _network_run(frames160[:4])
+    p = run_network(frames160[:4])
     before, calls = p.map.sem_logits.clone(), []
     real = p.nets.augmented_evidence
 
@@ -168,7 +152,7 @@ def test_pipeline_final_semantics_cap_and_switches(frames160, caplog):
     # Off, with label images as the classes, or with the geometric initialiser: nothing kept,
     # the map's classes are left as fused online.
     for sets in ({"network.final_semantics": False}, {"network.semantics": "frame"}):
-        p = _network_run(frames160[:4], **sets)
+        p = run_network(frames160[:4], **sets)
         before = p.map.sem_logits.clone()
         p.finish()
         assert not p._kf_images and p.final_semantics_stats is None and torch.equal(p.map.sem_logits, before)
@@ -207,4 +191,5 @@ def test_gs4_run_reports_the_final_semantic_pass(tmp_path, capsys):
     out = capsys.readouterr().out
     fs = json.loads((tmp_path / "metrics.json").read_text())["final_semantics"]
     assert fs["keyframes"] >= 1 and fs["rows"] > 0
-    assert f"final semantics   {fs['keyframes']} keyframes re-predicted by the {fs['model']}" in out
+    assert f"final semantics   {fs['keyframes']} keyframes re-predicted by the segmenter (as seen, mirrored)" in out
+    assert fs["model"] == "segmenter" and fs["mirror"] is True and fs["scales"] == []

@@ -164,9 +164,10 @@ def _print_summary(m, paths):
         print("back-end          off")
     fs = m.get("final_semantics")
     if fs:
-        print(f"final semantics   {fs['keyframes']} keyframes re-predicted by the {fs.get('model', 'head')} (mirrored, rescaled), {fs['rows']} Gaussians "
-              f"re-labelled, {fs['ms'] / 1000:.1f} s" + (f"; {fs['dropped_keyframes']} older keyframes not kept"
-                                                       if fs.get("dropped_keyframes") else ""))
+        passes = ["as seen"] + (["mirrored"] if fs.get("mirror") else []) + [f"{x:g}x" for x in fs.get("scales", [])]
+        print(f"final semantics   {fs['keyframes']} keyframes re-predicted by the {fs.get('model', 'head')} "
+              f"({', '.join(passes)}), {fs['rows']} Gaussians re-labelled, {fs['ms'] / 1000:.1f} s"
+              + (f"; {fs['dropped_keyframes']} older keyframes not kept" if fs.get("dropped_keyframes") else ""))
     print(f"map               {m.get('num_gaussians')} Gaussians ({m.get('num_gaussians_inferred', 0)} inferred), "
           f"{f('map_mb')} MB" + (f", {m['vocab_entries']} vocabulary entries (gs4 query)"
                                  if m.get("vocab_entries") else ""))

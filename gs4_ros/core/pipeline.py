@@ -722,7 +722,9 @@ class SLAMPipeline:
         ms = 1000 * (time.perf_counter() - t0)
         model = self.nets.final_semantics_name()
         self.final_semantics_stats = {"keyframes": len(views), "rows": rows, "ms": ms,
-                                      "dropped_keyframes": self._kf_images_dropped, "model": model}
+                                      "dropped_keyframes": self._kf_images_dropped, "model": model,
+                                      "mirror": bool(self.cfg.network.final_semantics_mirror),
+                                      "scales": self.nets.final_semantics_scales()}
         log.info("final semantics: %d keyframes re-predicted by the %s with test-time augmentation, %d Gaussians "
                  "re-labelled in %.0f ms", len(views), model, rows, ms)
         return self.final_semantics_stats

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Dict, Tuple
+from typing import Dict, List, Tuple
 
 import torch
 
@@ -115,14 +115,15 @@ class NetworkMapper:
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
 
-    def _semantics(self, logits: torch.Tensor, class_map=None) -> torch.Tensor:
-        """Logits in the network's class list -> in the configured one (absent: -10)."""
-        cmap = self.class_map if class_map is None else class_map
-        if cmap is None:
+    @staticmethod
+    def _semantics(logits: torch.Tensor, class_map) -> torch.Tensor:
+        """Logits in a network's class list -> in the configured one (absent: -10); the
+        map is that network's (_class_map; None when the lists are the same)."""
+        if class_map is None:
             return logits
-        out = torch.full((logits.shape[0], cmap.numel()), -10.0, device=logits.device, dtype=logits.dtype)
-        ok = cmap >= 0
-        out[:, ok] = logits[:, cmap[ok]]
+        out = torch.full((logits.shape[0], class_map.numel()), -10.0, device=logits.device, dtype=logits.dtype)
+        ok = class_map >= 0
+        out[:, ok] = logits[:, class_map[ok]]
         return out
 
     def final_semantics_model(self):
@@ -152,6 +153,12 @@ class NetworkMapper:
         """"segmenter" or "head": what final_semantics_model() gives."""
         return "segmenter" if self.final_semantics_model()[0] is not self.predictor else "head"
 
+    def final_semantics_scales(self) -> List[float]:
+        """The rescaled passes of the model final_semantics_model() gives (each its own)."""
+        nc = self.cfg.network
+        return list(nc.final_semantics_head_scales if self.final_semantics_name() == "head"
+                    else nc.final_semantics_scales)
+
     def has_semantics(self) -> bool:
         """Whether this mapper's classes come from the semantic head (not label images)."""
         return self.cfg.network.semantics == "network" and self.cfg.num_classes > 0
@@ -163,8 +170,8 @@ class NetworkMapper:
         configured class list (what fusion takes)."""
         nc = self.cfg.network
         model, cmap = self.final_semantics_model()
-        scales = nc.final_semantics_head_scales if model is self.predictor else nc.final_semantics_scales
-        out = augmented_log_probs(model, rgb, depth, K, self.cfg.mapping, scales, nc.final_semantics_mirror)
+        out = augmented_log_probs(model, rgb, depth, K, self.cfg.mapping, self.final_semantics_scales(),
+                                  nc.final_semantics_mirror)
         out["log_probs"] = self._semantics(out["log_probs"], cmap)
         return out
 
@@ -185,7 +192,7 @@ class NetworkMapper:
         conf = block_confidence(tok.priors[0], K, m.stride, intr.width, intr.height)
         select = blocks_to_insert(rasterizer, gmap, pose, K, intr.width, intr.height, m.stride, tok.depth[0],
                                   tok.valid[0], m.silhouette_threshold, m.front_margin, covis_render, inferred_blocks)
-        evidence = tok.labels[0] if use_frame_labels else self._semantics(tok.sem_logits[0])
+        evidence = tok.labels[0] if use_frame_labels else self._semantics(tok.sem_logits[0], self.class_map)
         fuse_semantics(gmap, pose, K, m, tok.grid_shape, tok.depth[0], tok.valid[0], evidence, len(gmap))
         n = int(select.sum())
         if n == 0:

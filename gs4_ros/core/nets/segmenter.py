@@ -28,6 +28,7 @@ from ..config import MappingConfig
 from ..geometry import backproject, normals_from_points
 from ..initializer import block_gaussians
 from .backbone import encode_rgbd
+from .weights import save_atomically
 
 FORMAT = "gs4_segmenter/1"
 DEFAULT_SEGMENTER = Path(__file__).resolve().parents[2] / "weights" / "gs4_segmenter.pt"
@@ -149,11 +150,7 @@ def save_segmenter(path, model: KeyframeSegmenter, class_names: List[str], meta:
              for k, v in model.state_dict().items()}
     blob = {"format": FORMAT, "class_names": list(class_names), "arch": model.arch(), "state": state,
             "meta": dict(meta or {})}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(blob, tmp)
-    tmp.replace(path)
+    save_atomically(blob, path)
 
 
 def load_segmenter(path, device="cpu"):

@@ -24,6 +24,12 @@ def save_networks(path, predictor: GaussianPredictor, refiner: GaussianRefiner, 
             "predictor": {k: v.detach().cpu() for k, v in predictor.state_dict().items()},
             "refiner": {k: v.detach().cpu() for k, v in refiner.state_dict().items()},
             "meta": dict(meta or {})}
+    save_atomically(blob, path)
+
+
+def save_atomically(blob: dict, path):
+    """torch.save to a temporary file renamed into place: a run killed mid-write (a GPU
+    call's time limit) leaves the previous file, not a truncated one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
