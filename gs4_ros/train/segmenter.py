@@ -193,6 +193,8 @@ def train_segmenter(opts: SegmenterOptions) -> dict:
     try:
         while len(rooms) < min(opts.min_rooms, len(seeds)) and stream.pending:
             rooms.extend(stream.poll(None))
+        if not rooms:
+            raise RuntimeError(f"segmenter: none of the {len(seeds)} synthetic rooms could be made (see the warnings)")
         t_train = time.time()
         log.info("segmenter: %d rooms after %.0f s, training", len(rooms), t_train - t0)
         if opts.init_weights:
