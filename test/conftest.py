@@ -36,6 +36,14 @@ def random_map():
 
 
 @pytest.fixture(scope="module")
+def frame():
+    """One 128x96 synthetic frame with labels, for the semantic passes' tests."""
+    from gs4_ros.io.synthetic import SyntheticSequence
+
+    return SyntheticSequence(seed=3, n_frames=20, width=128, height=96)[4]
+
+
+@pytest.fixture(scope="module")
 def frames160():
     """Every second frame of a short synthetic room at 160x120, for pipeline runs."""
     from gs4_ros.io.synthetic import SyntheticSequence

@@ -9,14 +9,9 @@ from gs4_ros.core.config import SCANNET20_CLASSES, MappingConfig, PipelineConfig
 from gs4_ros.core.initializer import block_gaussians
 from gs4_ros.core.nets import save_networks
 from gs4_ros.core.nets.segmenter import KeyframeSegmenter, load_segmenter, save_segmenter, segmenter_inputs
-from gs4_ros.core.nets.semantic_tta import augmented_log_probs
-from gs4_ros.io.synthetic import SyntheticSequence
-from gs4_ros.train.segmenter import SegmenterOptions, TokenScorer, rescaled_batch, train_segmenter
-
-
-@pytest.fixture(scope="module")
-def frame():
-    return SyntheticSequence(seed=3, n_frames=20, width=128, height=96)[4]
+from gs4_ros.core.nets.semantic_tta import augmented_log_probs, rescaled
+from gs4_ros.eval.token_miou import TokenScorer
+from gs4_ros.train.segmenter import SegmenterOptions, train_segmenter
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +82,7 @@ def test_save_load_round_trip_in_half_precision(small, frame, tmp_path):
 def test_rescaled_batch_keeps_labels_and_rays(frame):
     rgb, depth, K = _tensors(frame)
     labels = torch.from_numpy(frame.labels)[None]
-    c, d, lab, K2 = rescaled_batch(rgb, depth, labels, K, 0.75)
+    c, d, K2, lab = rescaled(rgb, depth, K, 0.75, 32, labels)
     assert c.shape == (1, 64, 96, 3) and d.shape == lab.shape == (1, 64, 96)
     assert set(lab.unique().tolist()) <= set(labels.unique().tolist())     # nearest: no invented class
     assert set(d.unique().tolist()) <= set(depth.unique().tolist())
@@ -97,7 +92,7 @@ def test_rescaled_batch_keeps_labels_and_rays(frame):
     u, v = (u2 + 0.5) * sx - 0.5, (v2 + 0.5) * sy - 0.5
     ray = lambda kk, x, y: torch.tensor([(x - kk[0, 2]) / kk[0, 0], (y - kk[1, 2]) / kk[1, 1]])  # noqa: E731
     torch.testing.assert_close(ray(K2[0], u2, v2), ray(K[0], u, v), atol=1e-5, rtol=0)
-    assert rescaled_batch(rgb, depth, labels, K, 1.0)[0] is rgb
+    assert rescaled(rgb, depth, K, 1.0, 32, labels)[0] is rgb
 
 
 def _opts(tmp_path, **kw):
@@ -128,7 +123,7 @@ def test_training_learns_and_keeps_the_best_network(tmp_path):
         [960], 4, 10, 96, 64, torch.device("cpu"), fill_holes=True, targets=False)
     for q in vseq:
         q.depth = q.depth.half()
-    assert abs(TokenScorer(vseq, MappingConfig(), len(SCANNET20_CLASSES)).score(model) - best) < 0.02
+    assert abs(TokenScorer.from_sequences(vseq, MappingConfig(), len(SCANNET20_CLASSES)).score(model) - best) < 0.02
     meta2 = train_segmenter(_opts(tmp_path, steps=3, init_weights=str(tmp_path / "seg.pt"),
                                   out=str(tmp_path / "seg2.pt"), val_seeds=[]))
     assert len(meta2["chunks"]) == 2 and meta2["chunks"][0]["steps"] == 60

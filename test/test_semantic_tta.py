@@ -10,15 +10,9 @@ import torch
 from gs4_ros.core.config import MappingConfig, PipelineConfig
 from gs4_ros.core.gaussian_map import GaussianMap
 from gs4_ros.core.nets import GaussianPredictor
-from gs4_ros.core.nets.semantic_tta import _resized, augmented_log_probs
+from gs4_ros.core.nets.semantic_tta import augmented_log_probs, rescaled
 from gs4_ros.core.pipeline import SLAMPipeline
 from gs4_ros.core.semantic_fusion import refuse_semantics
-from gs4_ros.io.synthetic import SyntheticSequence
-
-
-@pytest.fixture(scope="module")
-def frame():
-    return SyntheticSequence(seed=3, n_frames=20, width=128, height=96)[4]
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +57,7 @@ def test_rescaled_pass_keeps_pixels_on_their_rays(frame):
     integers), and the averaged evidence comes back on the plain frame's grid."""
     rgb, depth, K = _tensors(frame)
     for s in (0.75, 1.25):
-        c, d, K2 = _resized(rgb, depth, K, s, 8)
+        c, d, K2 = (x[0] for x in rescaled(rgb[None], depth[None], K[None], s, 8)[:3])
         assert d.shape[0] % 8 == 0 and d.shape[1] % 8 == 0 and c.shape[:2] == d.shape
         p = torch.tensor([0.3, -0.2, 2.0])
         u1, u2 = K @ p / p[2], K2 @ p / p[2]

@@ -503,8 +503,11 @@ def checkpoint_from_weights(path: str, opts: FitOptions) -> dict:
             "opt_refiner": None, "opt_semantic": None, "state": state}
 
 
-def _lr(base: float, frac: float, step: int) -> float:
-    return base * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+def _lr(base: float, frac: float, step: int, warm: int = 100, floor: float = 0.1) -> float:
+    """Linear warm-up over `warm` steps, then cosine decay over the chunk (frac 0 -> 1) to
+    floor x base."""
+    cos = 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
+    return base * min(1.0, (step + 1) / warm) * (floor + (1 - floor) * cos)
 
 
 def _finite(model) -> bool:

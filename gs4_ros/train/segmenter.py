@@ -4,17 +4,17 @@ One time-boxed chunk: worker processes keep rendering fresh rooms (RoomStream) w
 GPU trains on those already made, so a ten-minute call spends its minutes on both rather
 than on data first and training after. Every step draws `batch` frames from all rooms so
 far, mirrored and jittered as the semantic head's frames are (fit.augmented_frames), and
-rescales the batch by a random factor: the final pass runs the network at 0.75x and 1.25x
-too. The loss is the class-weighted cross-entropy of the logits upsampled to full
-resolution against the label image. Validation rooms (below 1000) are scored at the
-mapping stride as benchmarks/semantic_tokens.py scores tokens, and the chunk keeps the
-best-scoring network it saw.
+rescales the batch by a random factor (objects are seen at every distance, and
+`network.final_semantics_scales` can add rescaled passes). The loss is the class-weighted
+cross-entropy of the logits upsampled to full resolution against the label image.
+Validation rooms (below 1000) are scored at the mapping stride (eval/token_miou, as
+benchmarks/semantic_tokens.py scores tokens), and the chunk keeps the best-scoring
+network it saw.
 """
 from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,12 +26,11 @@ import torch
 import torch.nn.functional as F
 
 from ..core.config import SCANNET20_CLASSES, MappingConfig
-from ..core.frame import Intrinsics
-from ..core.initializer import block_gaussians
 from ..core.nets.segmenter import KeyframeSegmenter, load_segmenter, save_segmenter
-from ..eval.image_metrics import ConfusionMatrix
+from ..core.nets.semantic_tta import rescaled
+from ..eval.token_miou import TokenScorer
 from .data import RoomStream, synthetic_sequences
-from .fit import TRAIN_SEED_BASE, VAL_FRAMES, VAL_STEP, _device, augmented_frames
+from .fit import TRAIN_SEED_BASE, VAL_FRAMES, VAL_STEP, _device, _lr, augmented_frames
 from .losses import token_ce
 
 log = logging.getLogger(__name__)
@@ -66,23 +65,6 @@ class SegmenterOptions:
     command: str = ""
 
 
-def rescaled_batch(rgb, depth, labels, Ks, scale: float, multiple: int = 32):
-    """The batch at `scale` (sizes rounded to `multiple`): colour bilinear, depth and
-    labels nearest (interpolation would invent surfaces and classes between objects), K as
-    Intrinsics.scaled maps it."""
-    B, H, W = depth.shape
-    h, w = max(multiple, round(H * scale / multiple) * multiple), max(multiple, round(W * scale / multiple) * multiple)
-    if (h, w) == (H, W):
-        return rgb, depth, labels, Ks
-    c = F.interpolate(rgb.permute(0, 3, 1, 2), (h, w), mode="bilinear", align_corners=False,
-                      antialias=h < H).permute(0, 2, 3, 1)
-    d = F.interpolate(depth[:, None].float(), (h, w), mode="nearest")[:, 0].to(depth.dtype)
-    lab = F.interpolate(labels[:, None].float(), (h, w), mode="nearest")[:, 0].to(labels.dtype)
-    K2 = torch.stack([Intrinsics(float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2]), W, H)
-                      .scaled(w, h).K(k.device, k.dtype) for k in Ks])
-    return c, d, lab, K2
-
-
 def segmenter_loss(model, rgb, depth, labels, Ks, num_classes: int, class_power: float) -> Optional[torch.Tensor]:
     """Class-weighted CE (losses.token_ce's weighting) of the stride-4 logits, upsampled
     bilinearly to the label image, over its labelled pixels."""
@@ -91,35 +73,6 @@ def segmenter_loss(model, rgb, depth, labels, Ks, num_classes: int, class_power:
     flat = up.permute(0, 2, 3, 1).reshape(labels.shape[0], -1, num_classes)
     return token_ce(flat, labels.reshape(labels.shape[0], -1), torch.ones_like(labels, dtype=torch.bool).flatten(1),
                     num_classes, class_power)
-
-
-class TokenScorer:
-    """Token mIoU at the mapping stride on fixed frames (the majority label of each valid
-    v0 block, as benchmarks/semantic_tokens.py scores the head)."""
-
-    def __init__(self, seqs, mcfg: MappingConfig, num_classes: int):
-        self.mcfg, self.K = mcfg, num_classes
-        self.frames = []
-        for q in seqs:
-            for i in range(len(q)):
-                rgb = q.rgb[i].float() / 255.0
-                bg = block_gaussians(q.depth[i].float(), rgb, q.K, mcfg, q.labels[i], stride=mcfg.stride)
-                self.frames.append((q.rgb[i], q.depth[i], q.K, bg.labels, bg.valid))
-
-    @torch.no_grad()
-    def score(self, model) -> float:
-        was = model.training
-        model.eval()
-        dev = next(model.parameters()).device
-        cm = ConfusionMatrix(self.K)
-        for rgb, depth, K, lab, valid in self.frames:
-            out = model.semantic_log_probs(rgb.to(dev).float()[None] / 255.0, depth.to(dev).float()[None],
-                                           K.to(dev)[None], self.mcfg, self.mcfg.stride)
-            guess = out["log_probs"][0].flatten(1).argmax(0).cpu()
-            ok = valid.cpu()
-            cm.add(guess[ok].numpy(), lab.cpu()[ok].numpy())
-        model.train(was)
-        return float(cm.miou()["miou"])
 
 
 def _drawn_on(rooms, rng, n: int, dev):
@@ -132,10 +85,6 @@ def _drawn_on(rooms, rng, n: int, dev):
     frames = [SimpleNamespace(rgb=move(q, i, "rgb"), depth=move(q, i, "depth"), labels=move(q, i, "labels"),
                               K=q.K.to(dev)) for q, i in zip(pick, idx)]
     return frames, [0] * n
-
-
-def _lr(base: float, frac: float, step: int, warm: int = 200) -> float:
-    return base * min(1.0, (step + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
 
 
 def train_segmenter(opts: SegmenterOptions) -> dict:
@@ -169,7 +118,7 @@ def train_segmenter(opts: SegmenterOptions) -> dict:
                                    workers=opts.workers, fill_holes=opts.fill_holes, targets=False)
         for q in vseq:      # as the pipeline keeps keyframe depth for the final pass
             q.depth = q.depth.half()
-        scorer = TokenScorer(vseq, mcfg, K)
+        scorer = TokenScorer.from_sequences(vseq, mcfg, K)
     seeds = list(range(opts.first_seed, opts.first_seed + opts.seeds))
     stream = RoomStream(seeds, opts.frames, opts.step, opts.width, opts.height, "cpu", opts.workers,
                         opts.fill_holes, targets=False, half_depth=True)
@@ -206,9 +155,9 @@ def train_segmenter(opts: SegmenterOptions) -> dict:
             rooms.extend(stream.poll(0))
             frac = n / opts.steps if opts.steps else (now - t_train) / max(t_end - t_train, 1e-6)
             for g in opt.param_groups:      # a short counted chunk warms up over a tenth of it
-                g["lr"] = _lr(opts.lr, frac, n, min(200, max(opts.steps // 10, 1)) if opts.steps else 200)
+                g["lr"] = _lr(opts.lr, frac, n, min(200, max(opts.steps // 10, 1)) if opts.steps else 200, floor=0.0)
             rgb, depth, labels, Ks = augmented_frames(rng, *_drawn_on(rooms, rng, opts.batch, dev))
-            rgb, depth, labels, Ks = rescaled_batch(rgb, depth, labels, Ks, float(rng.uniform(*opts.scale_range)))
+            rgb, depth, Ks, labels = rescaled(rgb, depth, Ks, float(rng.uniform(*opts.scale_range)), 32, labels)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
                 loss = segmenter_loss(model, rgb, depth, labels, Ks, K, opts.class_power)
             n += 1

@@ -11,7 +11,7 @@ run once per keyframe at the end of a sequence (SLAMPipeline.final_semantics).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -20,17 +20,23 @@ from ..config import MappingConfig
 from ..frame import Intrinsics
 
 
-def _resized(rgb: torch.Tensor, depth: torch.Tensor, K: torch.Tensor, scale: float, multiple: int):
-    """[H,W,3] colour, [H,W] depth and K at `scale` (sizes rounded to `multiple`): colour
-    bilinear, depth nearest (an interpolated depth edge would invent surfaces between two
-    objects), K as Intrinsics.scaled maps it."""
-    H, W = depth.shape
+def rescaled(rgb: torch.Tensor, depth: torch.Tensor, Ks: torch.Tensor, scale: float, multiple: int,
+             labels: Optional[torch.Tensor] = None):
+    """(colour, depth, Ks, labels) of a batch ([B,H,W,3], [B,H,W], [B,3,3], [B,H,W] or None)
+    at `scale`, sizes rounded to `multiple`: colour bilinear (antialiased when shrinking),
+    depth and labels nearest (interpolation would invent surfaces and classes between two
+    objects), K as Intrinsics.scaled maps it. The batch itself when the size stays. The
+    final pass's rescaled views and the segmenter's training batches both come from here."""
+    B, H, W = depth.shape
     h, w = max(multiple, round(H * scale / multiple) * multiple), max(multiple, round(W * scale / multiple) * multiple)
-    c = F.interpolate(rgb.permute(2, 0, 1)[None], (h, w), mode="bilinear", align_corners=False,
-                      antialias=scale < 1)[0].permute(1, 2, 0)
-    d = F.interpolate(depth[None, None], (h, w), mode="nearest")[0, 0]
-    fx, fy, cx, cy = (float(v) for v in (K[0, 0], K[1, 1], K[0, 2], K[1, 2]))
-    return c, d, Intrinsics(fx, fy, cx, cy, W, H).scaled(w, h).K(K.device, K.dtype)
+    if (h, w) == (H, W):
+        return rgb, depth, Ks, labels
+    c = F.interpolate(rgb.permute(0, 3, 1, 2), (h, w), mode="bilinear", align_corners=False,
+                      antialias=h < H or w < W).permute(0, 2, 3, 1)
+    nearest = lambda x: F.interpolate(x[:, None].float(), (h, w), mode="nearest")[:, 0].to(x.dtype)  # noqa: E731
+    K2 = torch.stack([Intrinsics(float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2]), W, H)
+                      .scaled(w, h).K(k.device, k.dtype) for k in Ks])
+    return c, nearest(depth), K2, None if labels is None else nearest(labels)
 
 
 def _mirrored(rgb: torch.Tensor, depth: torch.Tensor, K: torch.Tensor):
@@ -61,7 +67,7 @@ def augmented_log_probs(pred, rgb: torch.Tensor, depth: torch.Tensor, K: torch.T
     for scale in scales:
         if not scale > 0:
             raise ValueError(f"semantic test-time scales must be positive, got {scale}")
-        lp = pred.semantic_log_probs(*(x[None] for x in _resized(rgb, depth, K, float(scale), s)), cfg, s)["log_probs"]
+        lp = pred.semantic_log_probs(*rescaled(rgb[None], depth[None], K[None], float(scale), s)[:3], cfg, s)["log_probs"]
         if lp.shape[-2:] != (hb, wb):
             lp = F.interpolate(lp, (hb, wb), mode="bilinear", align_corners=False)
         passes.append(lp)
