@@ -211,10 +211,40 @@ def test_segmenter_classes_are_mapped_to_the_configured_list(small, frame, tmp_p
     ev = {}
     for name in ("same", "reversed"):
         cfg = PipelineConfig()
-        cfg.override({"initializer": "network", "network.segmenter_weights": str(tmp_path / f"{name}.pt")})
+        cfg.override({"initializer": "network", "network.segmenter_weights": str(tmp_path / f"{name}.pt"),
+                      "network.final_semantics_head_weight": 0.0})
         nets, _ = load_mapper(cfg, "cpu")
         with caplog.at_level(logging.WARNING):
             ev[name] = nets.augmented_evidence(rgb[0], depth[0], K[0])["log_probs"]
         assert nets.final_semantics_name() == "segmenter" and nets.class_map is None
     assert "segmenter classes differ from the configured ones; 20 of 20" in caplog.text
     torch.testing.assert_close(ev["reversed"], ev["same"].flip(-1))
+
+
+def test_head_evidence_is_mixed_in_by_its_weight(small, frame, tmp_path, run_network, frames160):
+    """final_semantics_head_weight w gives (1-w) of the segmenter's evidence plus w of the
+    head's (each with its own passes); the head alone when it runs the pass; the weight is
+    reported and one outside [0, 1] refused before any frame."""
+    from gs4_ros.core.nets.mapper import load_mapper
+
+    path = tmp_path / "seg.pt"
+    save_segmenter(path, small, SCANNET20_CLASSES)
+    rgb, depth, K = _tensors(frame)
+
+    def evidence(**sets):
+        cfg = PipelineConfig()
+        cfg.override({"initializer": "network", "network.segmenter_weights": str(path), **sets})
+        nets, _ = load_mapper(cfg, "cpu")
+        return nets, nets.augmented_evidence(rgb[0], depth[0], K[0])
+    _, seg = evidence(**{"network.final_semantics_head_weight": 0.0})
+    head_nets, head = evidence(**{"network.final_semantics_model": "head", "network.final_semantics_head_weight": 0.3})
+    nets, mixed = evidence(**{"network.final_semantics_head_weight": 0.3})
+    assert head_nets.head_weight() == 0.0 and nets.head_weight() == 0.3
+    assert (seg["log_probs"] - head["log_probs"]).abs().max() > 1e-2      # the two models differ
+    torch.testing.assert_close(mixed["log_probs"], 0.7 * seg["log_probs"] + 0.3 * head["log_probs"])
+    assert torch.equal(mixed["valid"], seg["valid"])
+    pipe = run_network(frames160[:3], **{"network.segmenter_weights": str(path)})
+    pipe.finish()
+    assert pipe.final_semantics_stats["head_weight"] == PipelineConfig().network.final_semantics_head_weight == 0.2
+    with pytest.raises(ValueError, match="final_semantics_head_weight"):
+        run_network(frames160[:1], **{"network.final_semantics_head_weight": 1.5})

@@ -403,20 +403,21 @@ def test_cli_eval_prints_the_ablation_table(tmp_path, capsys, caplog):
     lines = [ln for ln in txt.splitlines() if ln.startswith("| synthetic:900")]
     assert [ln.split("|")[2].strip() for ln in lines] == ["geometric", "prediction", "+refinement",
                                                            "+optimisation", "+pruning", "+final semantics",
-                                                           "+segmenter", "geometric+opt"]
+                                                           "+segmenter", "+segmenter+head", "geometric+opt"]
     rows = json.loads(js.read_text())
     assert all(r["num_gaussians"] > 0 and np.isfinite(r["psnr"]) for r in rows)
     # The optimisation rows (and the geometric peer with them) ran one joint step per
     # keyframe; the rows before had no back-end.
-    assert [r.get("joint_optimizations", 0) > 0 for r in rows] == [False, False, False, True, True, True, True, True]
-    assert "note" in rows[7] and "note" not in rows[4]   # the peer's labels are the frames', as geometric's
-    # Only the last two network rows re-predict the keyframes' classes at the end, by the
-    # head and by the segmenter (the shipped one).
-    assert [bool(r["final_semantics"]) for r in rows] == [False] * 5 + [True, True, False]
+    assert [r.get("joint_optimizations", 0) > 0 for r in rows] == [False] * 3 + [True] * 6
+    assert "note" in rows[8] and "note" not in rows[4]   # the peer's labels are the frames', as geometric's
+    # Only the last three network rows re-predict the keyframes' classes at the end: by the
+    # head, by the segmenter (the shipped one) alone, and with the head's evidence mixed in.
+    assert [bool(r["final_semantics"]) for r in rows] == [False] * 5 + [True, True, True, False]
     assert rows[5]["final_semantics"]["keyframes"] >= 1
-    assert [rows[i]["final_semantics"]["model"] for i in (5, 6)] == ["head", "segmenter"]
+    assert [(rows[i]["final_semantics"]["model"], rows[i]["final_semantics"]["head_weight"]) for i in (5, 6, 7)] \
+        == [("head", 0.0), ("segmenter", 0.0), ("segmenter", 0.2)]
     assert "| synthetic:900 | +refinement |" in card.read_text()
-    assert table(rows).count("\n") == 9
+    assert table(rows).count("\n") == 10
     # Training seeds are refused for evaluation.
     assert main(["train", "eval", "--weights", str(out), "--seeds", "1000", "--device", "cpu"]) == 2
 

@@ -165,8 +165,9 @@ def _print_summary(m, paths):
     fs = m.get("final_semantics")
     if fs:
         passes = ["as seen"] + (["mirrored"] if fs.get("mirror") else []) + [f"{x:g}x" for x in fs.get("scales", [])]
+        mixed = f" with {fs['head_weight']:g} of the head's" if fs.get("head_weight") else ""
         print(f"final semantics   {fs['keyframes']} keyframes re-predicted by the {fs.get('model', 'head')} "
-              f"({', '.join(passes)}), {fs['rows']} Gaussians re-labelled, {fs['ms'] / 1000:.1f} s"
+              f"({', '.join(passes)}){mixed}, {fs['rows']} Gaussians re-labelled, {fs['ms'] / 1000:.1f} s"
               + (f"; {fs['dropped_keyframes']} older keyframes not kept" if fs.get("dropped_keyframes") else ""))
     print(f"map               {m.get('num_gaussians')} Gaussians ({m.get('num_gaussians_inferred', 0)} inferred), "
           f"{f('map_mb')} MB" + (f", {m['vocab_entries']} vocabulary entries (gs4 query)"

@@ -127,7 +127,7 @@ def register(sub):
     e.add_argument("--device", default="auto")
     e.add_argument("--real", default="", help="7-Scenes folder")
     e.add_argument("--real-frames", default="250:500", help="frames not used by training (default after 0:250)")
-    e.add_argument("--variants", default="", help="comma list of geometric,prediction,+refinement,+optimisation,+pruning,'+final semantics',+segmenter,geometric+opt (default all)")
+    e.add_argument("--variants", default="", help="comma list of geometric,prediction,+refinement,+optimisation,+pruning,'+final semantics',+segmenter,+segmenter+head,geometric+opt (default all)")
     e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="pipeline setting for every variant, e.g. --set tracking.min_inlier_fraction=0.1")
     e.add_argument("--json", default="", help="write the rows as JSON here")

@@ -724,7 +724,8 @@ class SLAMPipeline:
         self.final_semantics_stats = {"keyframes": len(views), "rows": rows, "ms": ms,
                                       "dropped_keyframes": self._kf_images_dropped, "model": model,
                                       "mirror": bool(self.cfg.network.final_semantics_mirror),
-                                      "scales": self.nets.final_semantics_scales()}
+                                      "scales": self.nets.final_semantics_scales(),
+                                      "head_weight": self.nets.head_weight()}
         log.info("final semantics: %d keyframes re-predicted by the %s with test-time augmentation, %d Gaussians "
                  "re-labelled in %.0f ms", len(views), model, rows, ms)
         return self.final_semantics_stats

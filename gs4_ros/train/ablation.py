@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from ..core.config import MappingConfig, PipelineConfig
+from ..core.config import MappingConfig, NetworkConfig, PipelineConfig
 from ..core.pipeline import SLAMPipeline, resolve_device
 from ..eval.runner import evaluate, run_frames
 from .fit import TRAIN_SEED_BASE
@@ -32,8 +32,9 @@ def variants(weights: str) -> Dict[str, dict]:
     table shows how much of the full path's gain the networks bring and how much the
     optimisation would bring without them. The end-of-run semantic pass (not a GS4 stage)
     is off in GS4's rows and added on top of the last as rows of its own: by GS4's
-    semantic head ("+final semantics"), then by the keyframe segmenter ("+segmenter", the
-    pipeline's default; the head's pass where no segmenter file exists)."""
+    semantic head ("+final semantics"), then by the keyframe segmenter alone ("+segmenter"),
+    then by the segmenter with the head's evidence mixed in ("+segmenter+head", the
+    pipeline's default); the last two are the head's pass where no segmenter file exists."""
     net = {"initializer": "network", "network.weights": weights, "mapping.prune_opacity": 0.0,
            "network.final_semantics": False}
     opt = dict(net, **{"network.refine": True, "backend.enabled": True, "backend.synchronous": True,
@@ -49,7 +50,13 @@ def variants(weights: str) -> Dict[str, dict]:
                                              "network.final_semantics_model": "head"}),
             "+segmenter": dict(opt, **{"mapping.prune_opacity": MappingConfig().prune_opacity,
                                        "network.final_semantics": True,
-                                       "network.final_semantics_model": "segmenter"}),
+                                       "network.final_semantics_model": "segmenter",
+                                       "network.final_semantics_head_weight": 0.0}),
+            "+segmenter+head": dict(opt, **{"mapping.prune_opacity": MappingConfig().prune_opacity,
+                                            "network.final_semantics": True,
+                                            "network.final_semantics_model": "segmenter",
+                                            "network.final_semantics_head_weight":
+                                                NetworkConfig().final_semantics_head_weight}),
             "geometric+opt": dict({k: v for k, v in opt.items() if not k.startswith("network.")},
                                   **{"initializer": "geometric",
                                      "mapping.prune_opacity": MappingConfig().prune_opacity})}

@@ -100,6 +100,9 @@ class NetworkMapper:
         if cfg.network.final_semantics_model not in ("segmenter", "head"):
             raise ValueError(f"network.final_semantics_model must be 'segmenter' or 'head', "
                              f"got {cfg.network.final_semantics_model!r}")
+        if not 0.0 <= float(cfg.network.final_semantics_head_weight) <= 1.0:
+            raise ValueError(f"network.final_semantics_head_weight must be in [0, 1], "
+                             f"got {cfg.network.final_semantics_head_weight}")
         self._segmenter = None      # (segmenter, class map) once loaded; False: no file
         self.timings_ms: Dict[str, float] = {}
         # The predictor at inference, replayed from a CUDA graph per frame size and stride
@@ -173,7 +176,21 @@ class NetworkMapper:
         out = augmented_log_probs(model, rgb, depth, K, self.cfg.mapping, self.final_semantics_scales(),
                                   nc.final_semantics_mirror)
         out["log_probs"] = self._semantics(out["log_probs"], cmap)
+        w = self.head_weight()
+        if w > 0:
+            # The two models err on different objects (the head by whole objects, the
+            # segmenter less often but also whole objects); a little of the head's vote
+            # settled ties on the validation tokens (docs/results.md).
+            head = augmented_log_probs(self.predictor, rgb, depth, K, self.cfg.mapping,
+                                       nc.final_semantics_head_scales, nc.final_semantics_mirror)
+            out["log_probs"] = (1 - w) * out["log_probs"] + w * self._semantics(head["log_probs"], self.class_map)
         return out
+
+    def head_weight(self) -> float:
+        """The head's share of the final pass's evidence: network.final_semantics_head_weight
+        when the segmenter runs the pass, else 0 (the head alone)."""
+        w = float(self.cfg.network.final_semantics_head_weight)
+        return w if self.final_semantics_name() == "segmenter" else 0.0
 
     @torch.no_grad()
     def map_frame(self, gmap, rasterizer, depth, rgb, K, intr, pose, labels, kf_id: int, frame_index: int,
