@@ -1,7 +1,9 @@
-"""`gs4 train fit` (train the networks in a time-boxed, resumable chunk) and
-`gs4 train eval` (the ablation table: geometric / prediction / + refinement)."""
+"""`gs4 train fit` (train the networks in a time-boxed, resumable chunk), `segmenter`,
+`ensemble`, `recipe` (a chain of such chunks) and `eval` (the ablation table: geometric /
+prediction / + refinement)."""
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from typing import Optional
@@ -118,6 +120,19 @@ def register(sub):
     g.add_argument("--seed", type=int, default=so.seed)
     g.set_defaults(func=cmd_segmenter)
 
+    r = tsub.add_parser("recipe", help="run a training recipe's chunks in order, continuing where the last call "
+                                       "stopped (gs4_ros/train/recipe.yaml by default)")
+    r.add_argument("--dir", required=True, help="run folder: each stage's outputs and recipe_state.json")
+    r.add_argument("--recipe", default="", help="recipe YAML (default: the package's gs4_ros/train/recipe.yaml)")
+    r.add_argument("--device", default="cuda")
+    r.add_argument("--real", default="", help="7-Scenes folder for the stages' rendering-only real frames")
+    r.add_argument("--budget-minutes", type=float, default=0.0,
+                   help="start no stage that would end past this many minutes (0: run them all); run again to go on")
+    r.add_argument("--time-scale", type=float, default=1.0,
+                   help="multiply every stage's --minutes and --data-minutes (a quick trial of the chain)")
+    r.add_argument("--list", action="store_true", help="print the stages and which are done, run nothing")
+    r.set_defaults(func=cmd_recipe)
+
     e = tsub.add_parser("eval", help="ablation table on held-out synthetic seeds (and 7-Scenes frames)")
     e.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
     e.add_argument("--seeds", default="900,901", help="held-out synthetic seeds (< 1000), e.g. 900-907")
@@ -210,6 +225,28 @@ def cmd_segmenter(args) -> int:
         if c["validation"] else ""
     print(f"segmenter: {c['steps']} steps on {c['frames']} frames of {c['rooms']} rooms in {c['seconds']:.0f} s "
           f"({c['device']}); loss {c['loss_first']} -> {c['loss_final']}{val}; weights {opts.out}")
+    return 0
+
+
+def cmd_recipe(args) -> int:
+    from pathlib import Path
+
+    from ..train.recipe import DEFAULT_RECIPE, STATE, load_recipe, run_recipe, stage_argv
+
+    stages = load_recipe(args.recipe or DEFAULT_RECIPE)
+    if args.list:
+        state = Path(args.dir) / STATE
+        done = {d["name"]: d for d in (json.loads(state.read_text())["stages"] if state.is_file() else [])}
+        for st in stages:
+            d = done.get(st.name)
+            mark = (f"~{st.minutes():g} min" if d is None else f"done in {d['seconds']:.0f} s"
+                    if d["recipe_args"] == st.args else "ran otherwise")
+            print(f"{st.name:12s} {mark:18s} gs4 {shlex.join(stage_argv(st, Path(args.dir), args.device, args.real))}")
+        return 0
+    state = run_recipe(args.dir, stages, args.device, args.real, args.budget_minutes, args.time_scale)
+    ran = ", ".join(f"{d['name']} {d['seconds']:.0f} s" for d in state["stages"])
+    print(f"recipe: {len(state['stages'])} of {len(stages)} stages done ({ran}); "
+          + (f"next: {state['next']} (run again)" if state["next"] else "finished"))
     return 0
 
 
