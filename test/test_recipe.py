@@ -96,6 +96,7 @@ def test_recipe_runs_in_calls_and_chains_the_weights(tmp_path, capsys):
     assert rc == 0
     out = capsys.readouterr().out
     assert "recipe: 3 of 3 stages done" in out and "finished" in out
+    assert "segmenter: 2 steps on 4 frames of 2 rooms" in out and " -> " in out
     state = json.loads((run / STATE).read_text())
     assert [d["name"] for d in state["stages"]] == ["first", "second", "seg"]
     hist = json.loads((run / "second" / "n.json").read_text())

@@ -224,7 +224,8 @@ def cmd_segmenter(args) -> int:
     val = f", validation token mIoU {max(m for _, m in c['validation']):.4f} (kept step {c['kept_step']})" \
         if c["validation"] else ""
     print(f"segmenter: {c['steps']} steps on {c['frames']} frames of {c['rooms']} rooms in {c['seconds']:.0f} s "
-          f"({c['device']}); loss {c['loss_first']} -> {c['loss_final']}{val}; weights {opts.out}")
+          f"({c['device']}); " + (f"loss {c['loss_first']:.4f} -> {c['loss_final']:.4f}" if c["steps"] else "no step taken")
+          + f"{val}; weights {opts.out}")
     return 0
 
 
