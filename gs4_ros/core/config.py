@@ -284,7 +284,8 @@ class NetworkConfig:
     # Weight of the head's evidence mixed into the segmenter's (each model with its own
     # passes; log-probabilities averaged with weights 1-w and w). 0 runs the segmenter alone;
     # ignored when the head runs the pass. Costs the head's passes on top. 0.2 raised map
-    # mIoU on both groups of held-out rooms measured (+0.8 and +0.7 points; docs/results.md).
+    # mIoU on the three groups of 20 held-out rooms measured (+0.8 and +0.7 points with
+    # config/map_quality.yaml on an H100, +0.6 on the defaults on a CPU; docs/results.md).
     final_semantics_head_weight: float = 0.2
 
 

@@ -179,7 +179,7 @@ class NetworkMapper:
         w = self.head_weight()
         if w > 0:
             # The two models mistake different objects for their neighbours; a fifth of
-            # the head's vote raised map mIoU on both groups of held-out rooms measured
+            # the head's vote raised map mIoU on the three groups of held-out rooms measured
             # (docs/results.md, twenty-sixth session).
             head = augmented_log_probs(self.predictor, rgb, depth, K, self.cfg.mapping,
                                        nc.final_semantics_head_scales, nc.final_semantics_mirror)
