@@ -248,3 +248,46 @@ def test_head_evidence_is_mixed_in_by_its_weight(small, frame, tmp_path, run_net
     assert pipe.final_semantics_stats["head_weight"] == PipelineConfig().network.final_semantics_head_weight == 0.2
     with pytest.raises(ValueError, match="final_semantics_head_weight"):
         run_network(frames160[:1], **{"network.final_semantics_head_weight": 1.5})
+
+
+def test_online_segmenter_gives_each_keyframe_the_final_pass_evidence(frames160, small, tmp_path, monkeypatch,
+                                                                       run_network):
+    """With network.online_segmenter each mapped keyframe's token evidence is the segmenter's
+    plain pass ((1-w) of it plus w of the head's log-probabilities); off, or with the head
+    as the pass's model, it is the head's logits as before."""
+    import gs4_ros.core.nets.mapper as mapper
+
+    path = tmp_path / "seg.pt"
+    save_segmenter(path, small, SCANNET20_CLASSES)
+    seen = []
+    real = mapper.fuse_semantics
+
+    def spy(gmap, pose, K, m, grid, depth, valid, evidence, n):
+        seen.append(evidence.clone())
+        return real(gmap, pose, K, m, grid, depth, valid, evidence, n)
+    monkeypatch.setattr(mapper, "fuse_semantics", spy)
+    inputs = []
+    map_frame = mapper.NetworkMapper.map_frame
+
+    def map_spy(self, gmap, rasterizer, depth, rgb, K, *args, **kw):
+        inputs.append((rgb, depth, K))
+        return map_frame(self, gmap, rasterizer, depth, rgb, K, *args, **kw)
+    monkeypatch.setattr(mapper.NetworkMapper, "map_frame", map_spy)
+    frames = frames160[:1]
+    runs = {}
+    for name, sets in (("off", {}),
+                       ("alone", {"network.online_segmenter": True, "network.final_semantics_head_weight": 0.0}),
+                       ("mixed", {"network.online_segmenter": True, "network.final_semantics_head_weight": 0.3}),
+                       ("head", {"network.online_segmenter": True, "network.final_semantics_model": "head"})):
+        seen.clear()
+        pipe = run_network(frames, **{"network.segmenter_weights": str(path), "network.final_semantics": False, **sets})
+        runs[name] = seen[0]
+        if name == "alone":
+            assert "segment" in pipe.nets.timings_ms
+            rgb, depth, K = inputs[-1]       # the keyframe as mapped (holes filled)
+            seg = small.semantic_log_probs(rgb[None], depth[None], K[None], pipe.cfg.mapping, 8)["log_probs"]
+            torch.testing.assert_close(runs[name], seg[0].flatten(1).T, atol=1e-4, rtol=1e-4)
+    head = runs["off"]
+    assert (runs["alone"] - head).abs().max() > 1e-2
+    torch.testing.assert_close(runs["mixed"], 0.7 * runs["alone"] + 0.3 * head.log_softmax(-1), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(runs["head"], head)

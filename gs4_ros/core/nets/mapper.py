@@ -186,6 +186,24 @@ class NetworkMapper:
             out["log_probs"] = (1 - w) * out["log_probs"] + w * self._semantics(head["log_probs"], self.class_map)
         return out
 
+    def _online_evidence(self, rgb, depth, K, head_logits: torch.Tensor) -> torch.Tensor:
+        """A keyframe's token evidence from the final pass's model (one plain pass), the
+        head's share mixed in as the final pass mixes it; the head's own logits when the
+        head is that model (or no segmenter file exists)."""
+        model, cmap = self.final_semantics_model()
+        if model is self.predictor:
+            return head_logits
+        t0 = time.perf_counter()
+        m = self.cfg.mapping
+        lp = model.semantic_log_probs(rgb[None], depth[None], K[None], m, m.stride)["log_probs"]
+        out = self._semantics(lp[0].flatten(1).T, cmap).to(head_logits.dtype)
+        w = self.head_weight()
+        if w > 0:
+            out = (1 - w) * out + w * head_logits.log_softmax(-1)
+        self._sync(depth.device)
+        self.timings_ms["segment"] = 1000 * (time.perf_counter() - t0)
+        return out
+
     def head_weight(self) -> float:
         """The head's share of the final pass's evidence: network.final_semantics_head_weight
         when the segmenter runs the pass, else 0 (the head alone)."""
@@ -209,7 +227,12 @@ class NetworkMapper:
         conf = block_confidence(tok.priors[0], K, m.stride, intr.width, intr.height)
         select = blocks_to_insert(rasterizer, gmap, pose, K, intr.width, intr.height, m.stride, tok.depth[0],
                                   tok.valid[0], m.silhouette_threshold, m.front_margin, covis_render, inferred_blocks)
-        evidence = tok.labels[0] if use_frame_labels else self._semantics(tok.sem_logits[0], self.class_map)
+        if use_frame_labels:
+            evidence = tok.labels[0]
+        else:
+            evidence = self._semantics(tok.sem_logits[0], self.class_map)
+            if nc.online_segmenter:
+                evidence = self._online_evidence(rgb, depth, K, evidence)
         fuse_semantics(gmap, pose, K, m, tok.grid_shape, tok.depth[0], tok.valid[0], evidence, len(gmap))
         n = int(select.sum())
         if n == 0:
