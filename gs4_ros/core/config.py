@@ -289,8 +289,8 @@ class NetworkConfig:
     final_semantics_head_weight: float = 0.2
     # Give each keyframe, as it is mapped, the final pass's model's classes (one plain pass
     # of the segmenter, the head's share mixed in as above) instead of the head's alone, so
-    # the live map's classes are close to what the end pass gives (live map mIoU 71.5 ->
-    # 80.2% on rooms 900-909, CPU; the end result is the same either way, the pass replaces
+    # the live map's classes are close to what the end pass gives (live map mIoU 67.7 ->
+    # 76.6% on rooms 900-919, CPU; the end result is the same either way, the pass replaces
     # the evidence). One segmenter pass per keyframe on top of the 8 ms path (0.25 s at
     # 640x480 on a 2-core CPU; not timed alone on a GPU, where the end pass's two take 23
     # ms); off keeps GS4's one-backbone mapping.
