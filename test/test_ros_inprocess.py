@@ -414,6 +414,25 @@ def test_a_worker_error_is_logged_with_its_traceback_once_per_kind(capfd):
     assert err.count("Traceback (most recent call last)") == 1 and "in boom" in err
 
 
+def test_errors_of_a_stopping_node_are_not_worker_errors(capfd):
+    """On SIGINT rclpy shuts the context down while the worker may still be publishing a
+    frame's outputs; that publish fails ("publisher's context is invalid") because the node
+    is stopping, and must not be logged as a worker error with its traceback (a CI run of
+    the node test caught one)."""
+    t = InProcess("pipeline.device:=cpu", "map_rate_hz:=0.0", "render_rate_hz:=0.0", "publish_tf:=false")
+    try:
+        t.node._worker_error(RuntimeError("before shutdown"))
+        rclpy.shutdown(context=t.ctx)
+        t.node._worker_error(RuntimeError("Failed to publish: publisher's context is invalid"))
+        assert t.node.stats.rejected["internal_error"] == 1
+    finally:
+        t.node.shutdown()                  # as main() does after the executor's spin ends
+        t.node.destroy_node()
+        t.client.destroy_node()
+    err = capfd.readouterr().err
+    assert "before shutdown" in err and "context is invalid" not in err
+
+
 def test_a_callback_that_raises_is_logged_and_the_node_spins_on(capfd):
     """Whatever a message does to a callback, the executor must not end (it would take
     SLAM down): the error is counted and logged, the message skipped."""

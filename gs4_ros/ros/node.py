@@ -294,6 +294,11 @@ class GS4Node(Node):
         return guarded
 
     def _worker_error(self, e: BaseException):
+        if not self.context.ok():
+            # rclpy's SIGINT handler shut the context down while a frame's outputs were being
+            # published (RCLError: publisher's context is invalid): the node is stopping and
+            # main() stops these threads next; not an error to report.
+            return
         self.stats.rejected["internal_error"] += 1
         self.stats.last_error = f"{type(e).__name__}: {e}"
         where = ""
