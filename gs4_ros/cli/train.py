@@ -3,7 +3,6 @@
 prediction / + refinement)."""
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 from typing import Optional
@@ -232,12 +231,11 @@ def cmd_segmenter(args) -> int:
 def cmd_recipe(args) -> int:
     from pathlib import Path
 
-    from ..train.recipe import DEFAULT_RECIPE, STATE, load_recipe, run_recipe, stage_argv
+    from ..train.recipe import DEFAULT_RECIPE, load_recipe, read_state, run_recipe, stage_argv
 
     stages = load_recipe(args.recipe or DEFAULT_RECIPE)
     if args.list:
-        state = Path(args.dir) / STATE
-        done = {d["name"]: d for d in (json.loads(state.read_text())["stages"] if state.is_file() else [])}
+        done = {d["name"]: d for d in read_state(args.dir)["stages"]}
         for st in stages:
             d = done.get(st.name)
             mark = (f"~{st.minutes():g} min" if d is None else f"done in {d['seconds']:.0f} s"

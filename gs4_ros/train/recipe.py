@@ -72,8 +72,9 @@ def stage_argv(stage: Stage, run_dir: Path, device: str, real: str, time_scale: 
     return ["train"] + out
 
 
-def _read_state(run_dir: Path) -> dict:
-    p = run_dir / STATE
+def read_state(run_dir) -> dict:
+    """The run folder's recipe_state.json ({"stages": []} before the first stage)."""
+    p = Path(run_dir) / STATE
     return json.loads(p.read_text()) if p.is_file() else {"stages": []}
 
 
@@ -94,7 +95,7 @@ def run_recipe(run_dir, stages: List[Stage], device: str = "cuda", real: str = "
         from ..cli.main import main as runner
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    state = _read_state(run_dir)
+    state = read_state(run_dir)
     done = {d["name"]: d for d in state["stages"]}
     t0 = time.perf_counter()
     state["next"] = None

@@ -175,15 +175,12 @@ class NetworkMapper:
         model, cmap = self.final_semantics_model()
         out = augmented_log_probs(model, rgb, depth, K, self.cfg.mapping, self.final_semantics_scales(),
                                   nc.final_semantics_mirror)
-        out["log_probs"] = self._semantics(out["log_probs"], cmap)
-        w = self.head_weight()
-        if w > 0:
-            # The two models mistake different objects for their neighbours; a fifth of
-            # the head's vote raised map mIoU on the three groups of held-out rooms measured
-            # (docs/results.md, twenty-sixth session).
-            head = augmented_log_probs(self.predictor, rgb, depth, K, self.cfg.mapping,
-                                       nc.final_semantics_head_scales, nc.final_semantics_mirror)
-            out["log_probs"] = (1 - w) * out["log_probs"] + w * self._semantics(head["log_probs"], self.class_map)
+
+        def head():
+            lp = augmented_log_probs(self.predictor, rgb, depth, K, self.cfg.mapping, nc.final_semantics_head_scales,
+                                     nc.final_semantics_mirror)["log_probs"]
+            return self._semantics(lp, self.class_map)
+        out["log_probs"] = self._with_head(self._semantics(out["log_probs"], cmap), head)
         return out
 
     def _online_evidence(self, rgb, depth, K, head_logits: torch.Tensor) -> torch.Tensor:
@@ -196,13 +193,20 @@ class NetworkMapper:
         t0 = time.perf_counter()
         m = self.cfg.mapping
         lp = model.semantic_log_probs(rgb[None], depth[None], K[None], m, m.stride)["log_probs"]
-        out = self._semantics(lp[0].flatten(1).T, cmap).to(head_logits.dtype)
-        w = self.head_weight()
-        if w > 0:
-            out = (1 - w) * out + w * head_logits.log_softmax(-1)
+        out = self._with_head(self._semantics(lp[0].flatten(1).T, cmap).to(head_logits.dtype),
+                              lambda: head_logits.log_softmax(-1))
         self._sync(depth.device)
         self.timings_ms["segment"] = 1000 * (time.perf_counter() - t0)
         return out
+
+    def _with_head(self, evidence: torch.Tensor, head_log_probs) -> torch.Tensor:
+        """(1 - w) of the pass's model's evidence plus w of the head's log-probabilities
+        (head_log_probs(), called only when w > 0: the head's passes cost as much again on a
+        CPU). The two models mistake different objects for their neighbours; a fifth of the
+        head's vote raised map mIoU on the three groups of held-out rooms measured
+        (docs/results.md, twenty-sixth session)."""
+        w = self.head_weight()
+        return evidence if w <= 0 else (1 - w) * evidence + w * head_log_probs()
 
     def head_weight(self) -> float:
         """The head's share of the final pass's evidence: network.final_semantics_head_weight
