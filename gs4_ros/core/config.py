@@ -174,6 +174,17 @@ class BackendConfig:
     # deviation, shape kept (see keyframe_graph.normalize_information).
     odom_sigma: float = 0.02                # metres per keyframe step (drift is systematic: generous)
     loop_sigma: float = 0.01                # metres
+    # External odometry (wheels, VIO: frame.meta["odom_camera_pose"]) as a factor: consecutive
+    # keyframes that both carry one are also linked by its relative motion, an edge beside
+    # the tracker's (only that motion counts, not the odometry's own frame). Diagonal
+    # information from these standard deviations per keyframe step. The defaults take the
+    # translation mostly from the tracker (metric depth; wheel distances are off by a
+    # scale a loop cannot remove) and much of the rotation from the odometry (a gyro's is
+    # good): benchmarks/odom_prior_edges.py, where 0.02 m / 1 deg (the tracker's weight)
+    # did worse than the loop alone with a 2%-long odometry.
+    odom_prior_edges: bool = True
+    odom_prior_sigma: float = 0.1           # metres per keyframe step
+    odom_prior_sigma_deg: float = 0.5       # degrees per keyframe step
     loop_closure: bool = True               # False: keyframe graph and joint optimisation only
     # Loop candidates
     orb_features: int = 500

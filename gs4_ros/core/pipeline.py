@@ -143,7 +143,7 @@ class SLAMPipeline:
         self._poses: List[torch.Tensor] = []
         self.intrinsics: Optional[Intrinsics] = None
         self._K_cache: Optional[tuple] = None   # (intrinsics, K on the device)
-        self._odom_pose: Optional[np.ndarray] = None   # last frame's meta odom_camera_pose
+        self._odom_pose: Optional[np.ndarray] = None   # newest frame's odom_camera_pose, validated
         self.frames_processed = 0
         self.frames_lost = 0
         self.last_result: Optional[FrameResult] = None
@@ -282,7 +282,8 @@ class SLAMPipeline:
             ts = time.perf_counter()
             if is_kf:
                 self.backend.add_keyframe(kf.id, frame.index, frame.timestamp, pose_np, frame.rgb, frame.depth,
-                                          frame.intrinsics.K_numpy(), None if track is None else track.information)
+                                          frame.intrinsics.K_numpy(), None if track is None else track.information,
+                                          odom_pose=self._odom_pose)   # this frame's, from _motion_prior
             if self.cfg.backend.synchronous:
                 self._backend_boundary(timings)
             reason = self._tracking_trigger(track, frame.index)

@@ -55,7 +55,8 @@ NODE_PARAMS: List[Param] = [
           "external segmenter on labels/image_raw.", read_only=True),
     Param("subscribe_odom_prior", False, "Subscribe to an external nav_msgs/Odometry (topic "
           "odom_prior) and attach the nearest one to each frame; its motion between frames "
-          "seeds tracking (pipeline.tracking.use_motion_prior).", read_only=True),
+          "seeds tracking (pipeline.tracking.use_motion_prior) and, with the back-end on, links "
+          "keyframes in the pose graph (pipeline.backend.odom_prior_edges).", read_only=True),
     Param("odom_prior_max_age", 0.1, "Seconds between a frame and the odometry prior used for it."),
     Param("depth_scale", 0.0, "Depth counts per metre for 16-bit depth; 0 = by encoding (16UC1/"
           "mono16 mm, 32FC1 m). 5000 for TUM-style images."),

@@ -42,6 +42,7 @@ class GraphUpdate:
 @dataclass
 class BackendStats:
     keyframes: int = 0
+    odom_prior_edges: int = 0               # external-odometry edges (backend.odom_prior_edges)
     loop_queries: int = 0
     loop_candidates_verified: int = 0
     loop_closures: int = 0                  # accepted and still in the graph
@@ -64,7 +65,8 @@ class BackendStats:
             return {"count": len(v), "mean_ms": float(np.mean(v)) if v else 0.0,
                     "median_ms": float(np.median(v)) if v else 0.0, "first_ms": float(v[0]) if v else 0.0,
                     "max_ms": float(np.max(v)) if v else 0.0, "total_ms": float(np.sum(v)) if v else 0.0}
-        return {"keyframes": self.keyframes, "loop_queries": self.loop_queries,
+        return {"keyframes": self.keyframes, "odom_prior_edges": self.odom_prior_edges,
+                "loop_queries": self.loop_queries,
                 "loop_candidates_verified": self.loop_candidates_verified,
                 "loop_closures": self.loop_closures, "loop_outliers": self.loop_outliers,
                 "loop_rejections": dict(self.loop_rejections),
@@ -99,13 +101,24 @@ class Backend:
         self._error: Optional[BaseException] = None
         self._lock = threading.Lock()
         self._graph_proc: Optional[GraphProcess] = None
+        bad = {k: getattr(cfg, k) for k in ("odom_prior_sigma", "odom_prior_sigma_deg") if not getattr(cfg, k) > 0}
+        if bad:
+            raise ValueError(f"backend odometry-prior sigmas must be > 0: {bad}")
+        # (rho, phi): the external odometry's step uncertainty, metres and radians.
+        self._odom_prior_info = np.diag([cfg.odom_prior_sigma ** -2] * 3
+                                        + [np.radians(cfg.odom_prior_sigma_deg) ** -2] * 3)
 
     # -- tracking-thread side ------------------------------------------------------------
     def add_keyframe(self, kf_id: int, frame_index: int, timestamp: float, pose: np.ndarray,
                      rgb: np.ndarray, depth: np.ndarray, K: np.ndarray,
-                     information: Optional[np.ndarray]):
+                     information: Optional[np.ndarray], odom_pose: Optional[np.ndarray] = None):
         """Register a keyframe (full-size uint8 rgb and float32 depth, numpy) with the
-        odometry edge from the previous keyframe; its loop query is queued."""
+        odometry edge from the previous keyframe; its loop query is queued.
+
+        odom_pose (4x4 camera-to-odom of an external odometry at this keyframe, or None):
+        when the previous keyframe has one too, their relative motion becomes a second
+        edge between them ("odom_prior"). Only that motion is used, so the odometry's own
+        frame and its drift before the previous keyframe do not matter."""
         c = self.cfg
         h, w = depth.shape
         sw = min(int(c.keyframe_image_width), w)
@@ -116,13 +129,18 @@ class Backend:
         Ks = np.array([[K[0, 0] * sx, 0, (K[0, 2] + 0.5) * sx - 0.5],
                        [0, K[1, 1] * sy, (K[1, 2] + 0.5) * sy - 0.5], [0, 0, 1.0]])
         pose = np.asarray(pose, dtype=np.float64)
-        node = KeyframeNode(kf_id, frame_index, timestamp, pose.copy(), s_rgb, s_depth.astype(np.float32), Ks)
+        node = KeyframeNode(kf_id, frame_index, timestamp, pose.copy(), s_rgb, s_depth.astype(np.float32), Ks,
+                            odom_pose=None if odom_pose is None else np.array(odom_pose, dtype=np.float64))
         with self.graph.lock:
             prev = self.graph.nodes.get(self._last_id) if self._last_id is not None else None
             self.graph.add_keyframe(node)
             if prev is not None:
                 self.graph.add_edge(Edge(prev.id, kf_id, relative(prev.pose, pose),
                                          normalize_information(information, c.odom_sigma), "odom"))
+                if c.odom_prior_edges and prev.odom_pose is not None and node.odom_pose is not None:
+                    self.graph.add_edge(Edge(prev.id, kf_id, relative(prev.odom_pose, node.odom_pose),
+                                             self._odom_prior_info.copy(), "odom_prior"))
+                    self.stats.odom_prior_edges += 1
         self._last_id = kf_id
         self.stats.keyframes += 1
         if not c.loop_closure:

@@ -1,6 +1,7 @@
 """The keyframe graph: keyframe poses, their stored low-resolution images, and the edges
-(odometry between consecutive keyframes, verified loop closures) that the pose graph
-optimises. Plain numpy float64 so the optimiser thread never touches the GPU.
+(odometry between consecutive keyframes: the tracker's and, where both carry one, an
+external odometry's; verified loop closures) that the pose graph optimises. Plain numpy
+float64 so the optimiser thread never touches the GPU.
 
 Edge convention: an edge (i, j) measures T_ij = T_i^-1 T_j (keyframe j in keyframe i's
 camera frame); its 6x6 information is in the tangent of the error at j, twist order
@@ -25,6 +26,7 @@ class KeyframeNode:
     depth: Optional[np.ndarray] = None     # h x w float32 metres
     K: Optional[np.ndarray] = None         # 3x3 of the stored size
     features: Optional[object] = None      # loop_detector.KeyframeFeatures, filled lazily
+    odom_pose: Optional[np.ndarray] = None  # 4x4 camera-to-odom of an external odometry, if any
 
 
 @dataclass
@@ -33,7 +35,7 @@ class Edge:
     j: int
     T_ij: np.ndarray                       # 4x4 measurement, pose of j in i's frame
     information: np.ndarray                # 6x6, (rho, phi)
-    kind: str = "odom"                     # odom | loop
+    kind: str = "odom"                     # odom (tracker) | odom_prior (external) | loop | rejected
     stats: Dict[str, float] = field(default_factory=dict)
 
 

@@ -1,10 +1,11 @@
 """Pose-graph optimisation of the keyframe graph with gtsam (Levenberg-Marquardt).
 
-Odometry edges carry plain Gaussian noise; loop edges a robust kernel (Cauchy or Huber)
-so one wrong loop that slipped through verification bends the graph far less than a
-squared loss would. The oldest keyframe is fixed (the gauge). Runs on numpy copies
-(KeyframeGraph.snapshot), so it can run on a background thread, and by default in a
-child process (GraphProcess) because gtsam keeps the GIL while it works.
+Odometry edges (the tracker's, "odom", and an external odometry's, "odom_prior") carry
+plain Gaussian noise; loop edges a robust kernel (Cauchy or Huber) so one wrong loop
+that slipped through verification bends the graph far less than a squared loss would.
+The oldest keyframe is fixed (the gauge). Runs on numpy copies (KeyframeGraph.snapshot),
+so it can run on a background thread, and by default in a child process (GraphProcess)
+because gtsam keeps the GIL while it works.
 """
 from __future__ import annotations
 
