@@ -302,9 +302,8 @@ class NetworkConfig:
     # of the segmenter, the head's share mixed in as above) instead of the head's alone, so
     # the live map's classes are close to what the end pass gives (live map mIoU 67.7 ->
     # 76.6% on rooms 900-919, CPU; the end result is the same either way, the pass replaces
-    # the evidence). One segmenter pass per keyframe on top of the 8 ms path (0.25 s at
-    # 640x480 on a 2-core CPU; not timed alone on a GPU, where the end pass's two take 23
-    # ms); off keeps GS4's one-backbone mapping.
+    # the evidence). One segmenter pass per keyframe on top of the 8 ms path (5.8 ms at
+    # 640x480 on an H100, 0.25 s on a 2-core CPU); off keeps GS4's one-backbone mapping.
     online_segmenter: bool = False
 
 
