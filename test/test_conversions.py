@@ -293,3 +293,49 @@ def test_rviz_reports_and_previews_share_one_palette():
     assert tuple(report_colours(np.array([[255]]))[0, 0]) == (0, 0, 0)     # pictures: unknown is black
     pal = conv.class_palette(40)                                            # a longer class list
     assert len({tuple(c) for c in pal}) == 41
+
+
+def test_keyframe_graph_markers_show_keyframes_and_edges_by_kind():
+    """A sphere list of keyframe centres and one line list per edge kind, each edge as its
+    two keyframes' centres; edges to a keyframe not in the poses are left out; DELETEALL
+    first so a kind that disappears (a loop later rejected) is cleared in RViz."""
+    from std_msgs.msg import Header
+    from visualization_msgs.msg import Marker
+
+    from gs4_ros.core.backend.keyframe_graph import Edge
+    from gs4_ros.ros.graph_markers import EDGE_STYLE, keyframe_graph_markers
+
+    poses = {}
+    for k in range(4):
+        T = np.eye(4)
+        T[:3, 3] = (k, 2.0 * k, -0.5 * k)
+        poses[k] = T
+    I6 = np.eye(6)
+    edges = [Edge(0, 1, np.eye(4), I6, "odom"), Edge(1, 2, np.eye(4), I6, "odom"), Edge(2, 3, np.eye(4), I6, "odom"),
+             Edge(1, 2, np.eye(4), I6, "odom_prior"), Edge(0, 3, np.eye(4), I6, "loop"),
+             Edge(1, 3, np.eye(4), I6, "rejected"), Edge(3, 7, np.eye(4), I6, "loop")]   # 7: not in poses
+    header = Header(frame_id="map")
+    msg = keyframe_graph_markers(poses, edges, header)
+    assert msg.markers[0].action == Marker.DELETEALL
+    by_ns = {m.ns: m for m in msg.markers[1:]}
+    assert set(by_ns) == {"keyframes", "edges/odom", "edges/odom_prior", "edges/loop", "edges/rejected"}
+    assert all(m.header.frame_id == "map" and m.action == Marker.ADD for m in by_ns.values())
+    kf = by_ns["keyframes"]
+    assert kf.type == Marker.SPHERE_LIST
+    assert [(p.x, p.y, p.z) for p in kf.points] == [(k, 2.0 * k, -0.5 * k) for k in range(4)]
+
+    def pairs(ns):
+        pts = [(p.x, p.y, p.z) for p in by_ns[ns].points]
+        return [(pts[i], pts[i + 1]) for i in range(0, len(pts), 2)]
+
+    c = {k: tuple(poses[k][:3, 3]) for k in poses}
+    assert by_ns["edges/odom"].type == Marker.LINE_LIST
+    assert pairs("edges/odom") == [(c[0], c[1]), (c[1], c[2]), (c[2], c[3])]
+    assert pairs("edges/odom_prior") == [(c[1], c[2])]
+    assert pairs("edges/loop") == [(c[0], c[3])]          # the edge to keyframe 7 is left out
+    assert pairs("edges/rejected") == [(c[1], c[3])]
+    colours = {ns: (m.color.r, m.color.g, m.color.b) for ns, m in by_ns.items()}
+    assert len(set(colours.values())) == len(colours)     # every kind its own colour
+    assert by_ns["edges/loop"].scale.x == pytest.approx(EDGE_STYLE["loop"][1])
+    empty = keyframe_graph_markers({}, [], header)
+    assert [m.action for m in empty.markers] == [Marker.DELETEALL]

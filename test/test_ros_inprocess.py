@@ -248,6 +248,59 @@ def test_path_is_rewritten_when_the_back_end_corrects_past_poses():
         t.close()
 
 
+def test_keyframe_graph_follows_the_back_end():
+    """~/keyframe_graph (latched, over DDS) holds a sphere per keyframe at its pose and the
+    tracker's edges between consecutive keyframes; a loop edge and a graph correction of
+    keyframe 1 show up after the next frame: a loop line, and that sphere moved."""
+    import torch
+    from visualization_msgs.msg import MarkerArray
+
+    from gs4_ros.core import se3
+    from gs4_ros.core.backend import GraphUpdate
+    from gs4_ros.core.backend.keyframe_graph import Edge
+    from gs4_ros.ros.qos import latched_qos
+
+    def by_ns(msg):
+        return {mk.ns: mk for mk in msg.markers if mk.ns}
+
+    def centres(msg):
+        return [(p.x, p.y, p.z) for p in by_ns(msg)["keyframes"].points]
+
+    frames = H.synthetic_frames(8)
+    t = InProcess("pipeline.device:=cpu", "pipeline.backend.enabled:=true",
+                  "pipeline.backend.synchronous:=true", "pipeline.backend.joint_enabled:=false",
+                  "pipeline.backend.loop_closure:=false", "pipeline.mapping.keyframe_max_interval:=2",
+                  "path_rate_hz:=0.0", "map_rate_hz:=0.0", "render_rate_hz:=0.0", "publish_tf:=false")
+    try:
+        got = []
+        t.client.create_subscription(MarkerArray, "/gs4_node/keyframe_graph", got.append, latched_qos())
+        t.feed(frames[:6])
+        kfs = t.node.pipe.keyframes
+        assert len(kfs) >= 3
+        assert H.spin_until(t.ex, lambda: got and "keyframes" in by_ns(got[-1])
+                            and len(centres(got[-1])) == len(kfs), 30), "no graph with every keyframe"
+        poses = [kf.pose.double().cpu().numpy() for kf in kfs]
+        np.testing.assert_allclose(centres(got[-1]), [T[:3, 3] for T in poses], atol=1e-5)
+        assert len(by_ns(got[-1])["edges/odom"].points) == 2 * (len(kfs) - 1)
+        assert "edges/loop" not in by_ns(got[-1])
+
+        be = t.node.pipe.backend
+        be.graph.add_edge(Edge(0, kfs[-1].id, np.eye(4), np.eye(6), "loop"))
+        C = se3.se3_exp(torch.tensor([0.05, 0.0, -0.03, 0.0, 0.02, 0.0], dtype=torch.float64)).numpy()
+        upd = {kf.id: T for kf, T in zip(kfs, poses)}
+        upd[1] = C @ poses[1]
+        be._results.put(GraphUpdate(upd, None, 0.0))
+        n = len(got)
+        t.feed(frames[6:7], stamp=10**9 + 6 * 100_000_000)   # after the first six frames
+        assert H.spin_until(t.ex, lambda: len(got) > n and "edges/loop" in by_ns(got[-1]), 30), "no loop shown"
+        m = by_ns(got[-1])
+        np.testing.assert_allclose([(p.x, p.y, p.z) for p in m["edges/loop"].points][0], poses[0][:3, 3], atol=1e-5)
+        np.testing.assert_allclose(centres(got[-1])[1], (C @ poses[1])[:3, 3], atol=2e-3)
+        np.testing.assert_allclose(centres(got[-1])[0], poses[0][:3, 3], atol=2e-3)
+    finally:
+        t.close()
+
+
 def test_keyframe_steps_wait_for_the_workers_slack():
     """With a newer frame waiting at every keyframe, the node defers the keyframe joint
     steps (map polishing) instead of delaying frames; once nothing waits, the worker's

@@ -44,6 +44,7 @@ from ..core.frame import FrameError, RGBDFrame
 from ..core.open_vocab import UnknownQuery
 from ..core.pipeline import SLAMPipeline
 from . import conversions as conv
+from .graph_markers import keyframe_graph_markers
 from .params import (NODE_PARAM_NAMES, PARAMS_BY_NAME, PIPELINE_PREFIX, check_node_params, coerce,
                      declare_all, expand_path, read_node_params, read_pipeline_config)
 from .qos import image_out_qos, input_qos, latched_qos, stream_qos
@@ -133,7 +134,8 @@ class GS4Node(Node):
         self._map_version = 0
         self._published_map_version = -1
         self._rendered = (None, -1)
-        self._next_path = self._next_map = self._next_render = 0.0
+        self._next_path = self._next_map = self._next_render = self._next_graph = 0.0
+        self._graph_published = None             # _graph_state() of the last ~/keyframe_graph
         self._path_dirty = False
         # Open-vocabulary query: the text stands until replaced (an empty one clears it) and
         # its outputs follow the map as it grows. Written by the callback, read by the worker.
@@ -164,6 +166,7 @@ class GS4Node(Node):
         self.pub_qrel = self.create_publisher(Image, "~/query/relevance", image_out_qos())
         self.pub_qmarkers = self.create_publisher(MarkerArray, "~/query/markers", latched_qos())
         self.pub_qposes = self.create_publisher(PoseArray, "~/query/poses", latched_qos())
+        self.pub_graph = self.create_publisher(MarkerArray, "~/keyframe_graph", latched_qos())
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", stream_qos())
         need_lookup = bool(self.p["base_frame"]) or self.p["tf_mode"] == "map_to_odom"
         self.tf = TfOutput(self, need_lookup)
@@ -607,6 +610,11 @@ class GS4Node(Node):
         if self._path_dirty and pr > 0 and now >= self._next_path:
             _timed(done, "path", self._publish_path)
             self._next_path = now + 1.0 / pr
+        graph = self._graph_state()
+        if graph is not None and graph != self._graph_published and (pr <= 0 or now >= self._next_graph):
+            _timed(done, "graph", self._publish_graph)
+            self._graph_published = graph
+            self._next_graph = now + (1.0 / pr if pr > 0 else 0.0)
         waiting = self._frame_waiting()
         mr = float(self.p["map_rate_hz"])
         if self._published_map_version != self._map_version and output_due(now, self._next_map, mr, waiting):
@@ -635,6 +643,21 @@ class GS4Node(Node):
             self.pub_path.publish(msg)
         self.outputs.submit("path", job)
         self._path_dirty = False
+
+    def _graph_state(self):
+        """What ~/keyframe_graph shows changes with (keyframes, edges, corrections, loops
+        rejected, joint steps that move poses); None when there is no graph to show."""
+        be = self.pipe.backend
+        if be is None or not self.p["publish_keyframe_graph"]:
+            return None
+        st = be.stats
+        return (st.keyframes, len(be.graph.edges), self.pipe.correction_count, st.loop_outliers,
+                st.joint_optimizations)
+
+    def _publish_graph(self):
+        poses, edges = self.pipe.backend.graph.snapshot()    # copies, under the graph's lock
+        header = self._cloud_header()
+        self.outputs.submit("graph", lambda: self.pub_graph.publish(keyframe_graph_markers(poses, edges, header)))
 
     def _cloud_header(self):
         from std_msgs.msg import Header
@@ -787,6 +810,7 @@ class GS4Node(Node):
         self._index = 0
         self._map_version += 1
         self._next_map = 0.0
+        self._graph_published = None              # the new graph (empty) clears RViz's
         self._odom_hist.clear()
 
     def _load_map(self):

@@ -72,6 +72,9 @@ NODE_PARAMS: List[Param] = [
     Param("render_rate_hz", 1.0, "Rate of ~/render/color, ~/render/depth, ~/render/semantic. 0 = off."),
     Param("render_semantics", True, "Also render and publish ~/render/semantic."),
     Param("publish_semantic_cloud", True, "Publish ~/semantic_cloud (coloured by class)."),
+    Param("publish_keyframe_graph", True, "Publish ~/keyframe_graph (visualization_msgs/MarkerArray, "
+          "latched) when the back-end is on: keyframes and the pose graph's edges by kind, at "
+          "path_rate_hz when it changed."),
     Param("cloud_min_opacity", 0.05, "Gaussians below this opacity are left out of the clouds."),
     Param("cloud_max_points", 0, "Subsample the clouds to at most this many points (0 = all)."),
     Param("diagnostics_rate_hz", 1.0, "Rate of /diagnostics.", read_only=True),
