@@ -176,3 +176,40 @@ def test_views_and_optionally_the_tracker_take_the_surface_blended_colour(frames
     ref_b = pipe.render_reference(T, K, w, h)
     torch.testing.assert_close(ref_b.points, ref.points)
     assert (ref_b.color - ref.color).abs().mean() > 1e-3
+
+
+def test_a_blocked_view_holds_the_pose_and_tracking_finds_the_map_again():
+    """Someone stands in front of the camera for 50 frames (a flat, grey surface 0.4 m
+    away: every frame lost). The constant-velocity model continues the last velocity for
+    `max_extrapolated_frames` of them, then holds the pose; when the view clears (the
+    camera having stayed put), tracking finds the map again. Continued without end, the
+    estimate ran 55 cm off at ~1.1 cm a frame and never came back (before the cap)."""
+    import dataclasses
+
+    seq = SyntheticSequence(seed=3, n_frames=20, width=160, height=120)
+    frames = [seq.frame(i) for i in range(len(seq))]
+    cfg = PipelineConfig()
+    cap = cfg.tracking.max_extrapolated_frames
+    pipe = SLAMPipeline(cfg, device="cpu")
+    for f in frames[:10]:
+        assert pipe.process(f).ok
+    last = frames[9]
+    blocked = []
+    for k in range(50):
+        b = dataclasses.replace(last, depth=np.full_like(last.depth, 0.4), rgb=np.full_like(last.rgb, 128),
+                                index=10 + k, timestamp=last.timestamp + 0.033 * (k + 1))
+        res = pipe.process(b)
+        assert not res.ok
+        blocked.append(res.pose[:3, 3].copy())
+    steps = np.linalg.norm(np.diff(np.array(blocked), axis=0), axis=1)
+    assert steps[:cap - 1].min() > 0.005                  # the velocity continued this long
+    assert steps[cap - 1:].max() < 1e-6                   # then the pose held
+    align = frames[0].gt_pose @ np.linalg.inv(pipe.trajectory[0][2])
+    errors = []
+    for j, f in enumerate(frames[10:14]):
+        res = pipe.process(dataclasses.replace(f, index=60 + j, timestamp=last.timestamp + 0.033 * (51 + j)))
+        assert res.ok, f"view cleared, frame {j}: still lost"
+        errors.append(np.linalg.norm((align @ res.pose)[:3, 3] - f.gt_pose[:3, 3]))
+    print(f"\nblocked 50 frames: the pose moved {100 * steps.sum():.2f} cm in all ({cap} extrapolated); "
+          f"view cleared: tracked again, {', '.join(f'{100 * e:.2f}' for e in errors)} cm from the truth")
+    assert max(errors) < 0.05

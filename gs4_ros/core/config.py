@@ -74,6 +74,12 @@ class TrackingConfig:
     min_inlier_fraction: float = 0.2        # health: below this tracking is "lost"
     bilateral_radius: int = 0               # edge-preserving pre-filter of observed depth (0 = off)
     motion_model: str = "constant_velocity"  # or "static"
+    # Lost frames (below min_inlier_fraction) keep the prediction. The constant-velocity
+    # model continues the last tracked velocity for at most this many of them in a row,
+    # then holds the pose: continued without end, two seconds of a blocked view (60 frames
+    # at 1 cm each) carried the estimate 66 cm away and the tracker never found the map
+    # again. After a loss the velocity restarts from two tracked frames.
+    max_extrapolated_frames: int = 5
     # Seed tracking with the relative motion of the frames' external odometry (wheels, VIO:
     # frame.meta["odom_camera_pose"], set by the node from its odom_prior topic) when this
     # frame and the previous one both carry it; the motion model otherwise.

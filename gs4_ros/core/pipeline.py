@@ -146,6 +146,8 @@ class SLAMPipeline:
         self._odom_pose: Optional[np.ndarray] = None   # newest frame's odom_camera_pose, validated
         self.frames_processed = 0
         self.frames_lost = 0
+        self._good_run = self._lost_run = 0     # frames tracked / lost in a row, ending now
+        self._velocity_trusted = False          # the last two frames tracked: the velocity is real
         self.last_result: Optional[FrameResult] = None
         self.close()
         self.fill_ahead = FillAhead()   # its counts, like the others here, start over
@@ -230,6 +232,10 @@ class SLAMPipeline:
             timings["track"] = 1000 * (time.perf_counter() - ts)
         if track is not None and not track.ok:
             self.frames_lost += 1
+            self._lost_run, self._good_run = self._lost_run + 1, 0
+        else:
+            self._lost_run, self._good_run = 0, self._good_run + 1
+            self._velocity_trusted = self._good_run >= 2
         # The pose and its distance to the last keyframe in one read-back.
         kf_dist = (se3.pose_distance(self.keyframes[-1].pose, pose) if track is not None
                    else (pose.new_zeros(()), pose.new_zeros(())))
@@ -343,7 +349,9 @@ class SLAMPipeline:
         last = self._poses[-1]
         if motion is not None:
             return se3.reorthonormalize(last @ torch.as_tensor(motion, dtype=last.dtype, device=last.device))
-        if self.cfg.tracking.motion_model == "constant_velocity" and len(self._poses) >= 2:
+        t = self.cfg.tracking
+        if (t.motion_model == "constant_velocity" and len(self._poses) >= 2 and self._velocity_trusted
+                and self._lost_run < t.max_extrapolated_frames):
             vel = se3.inv(self._poses[-2]) @ last
             # Re-project onto SE(3): composing float32 poses (inv = transpose) otherwise
             # amplifies any non-orthogonality geometrically from frame to frame.
