@@ -193,6 +193,13 @@ def test_optical_to_link_rotation():
     assert np.linalg.det(link_from_optical()[:3, :3]) == pytest.approx(1.0)
 
 
+# The back-end inline (deterministic), no joint steps, a keyframe at least every 2nd frame,
+# every output on every frame.
+SYNC_BACKEND = ("pipeline.device:=cpu", "pipeline.backend.enabled:=true", "pipeline.backend.synchronous:=true",
+                "pipeline.backend.joint_enabled:=false", "pipeline.mapping.keyframe_max_interval:=2",
+                "path_rate_hz:=0.0", "map_rate_hz:=0.0", "render_rate_hz:=0.0", "publish_tf:=false")
+
+
 def test_path_is_rewritten_when_the_back_end_corrects_past_poses():
     """A pose-graph correction of keyframe 1 moves the published path of every frame
     tracked after it (and no earlier one), as the pipeline's final trajectory does."""
@@ -204,10 +211,7 @@ def test_path_is_rewritten_when_the_back_end_corrects_past_poses():
     from gs4_ros.ros.player import FramePlayer, encode
 
     frames = H.synthetic_frames(8)
-    t = InProcess("pipeline.device:=cpu", "pipeline.backend.enabled:=true",
-                  "pipeline.backend.synchronous:=true", "pipeline.backend.joint_enabled:=false",
-                  "pipeline.mapping.keyframe_max_interval:=2", "map_alignment:=optical",
-                  "path_rate_hz:=0.0", "map_rate_hz:=0.0", "render_rate_hz:=0.0", "publish_tf:=false")
+    t = InProcess(*SYNC_BACKEND, "map_alignment:=optical")
     try:
         paths = []
         t.client.create_subscription(PathMsg, "/gs4_node/path", paths.append, 10)
@@ -267,10 +271,7 @@ def test_keyframe_graph_follows_the_back_end():
         return [(p.x, p.y, p.z) for p in by_ns(msg)["keyframes"].points]
 
     frames = H.synthetic_frames(8)
-    t = InProcess("pipeline.device:=cpu", "pipeline.backend.enabled:=true",
-                  "pipeline.backend.synchronous:=true", "pipeline.backend.joint_enabled:=false",
-                  "pipeline.backend.loop_closure:=false", "pipeline.mapping.keyframe_max_interval:=2",
-                  "path_rate_hz:=0.0", "map_rate_hz:=0.0", "render_rate_hz:=0.0", "publish_tf:=false")
+    t = InProcess(*SYNC_BACKEND, "pipeline.backend.loop_closure:=false")
     try:
         got = []
         t.client.create_subscription(MarkerArray, "/gs4_node/keyframe_graph", got.append, latched_qos())
