@@ -8,6 +8,7 @@ tracker and gtsam; only the odometry is synthetic (ground-truth steps with a con
 yaw bias), because the full tracker over a 20 s loop takes minutes on a 2-core CPU.
 """
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -772,3 +773,76 @@ def test_final_refinement_compacts_halfway(short_frames):
     assert out["compacted"] > 0 and len(pipe.map) == n0 - out["compacted"] - out["pruned"]
     assert pipe.backend_summary()["final_refine_compacted"] == out["compacted"]
     assert error() < before
+
+
+def test_relocalization_finds_a_mapped_view_and_nothing_elsewhere(loop_frames):
+    """A lost frame between two mapped keyframes comes back with a pose near its truth,
+    against any indexed keyframe (the last min_keyframe_gap too, which loop queries skip);
+    a frame of another room of the same type and a noise image come back with nothing,
+    also when every keyframe they share a descriptor with is verified."""
+    _, gt, _, est, be = run_keyframes(None, 0, 0.0, frames=loop_frames[:20])
+    assert be.stats.loop_closures == 0
+    seq = SyntheticSequence(seed=0, n_frames=600, width=W, height=H, loop=True)
+    other = SyntheticSequence(seed=9, n_frames=300, width=W, height=H, room_type=seq.scene.info["room_type"])
+    rng = np.random.default_rng(0)
+    lost = seq.frame(185)                                 # between keyframes 18 and 19 (frames 180, 190)
+    queries = {"mapped": lost, "other room": other.frame(150),
+               "noise": dataclasses.replace(lost, rgb=rng.integers(0, 256, lost.rgb.shape, dtype=np.uint8),
+                                            depth=rng.uniform(0.5, 4.0, lost.depth.shape).astype(np.float32))}
+    found = {}
+    for name, f in queries.items():
+        assert be.request_relocalization(1000, f.rgb, f.depth, f.intrinsics.K_numpy())
+        found[name] = be.poll_relocalization()
+    r = found["mapped"]
+    assert r is not None and r.frame_index == 1000
+    err = relative(lost.gt_pose, r.pose)
+    ang = np.degrees(np.arccos(np.clip((np.trace(err[:3, :3]) - 1) / 2, -1, 1)))
+    print(f"\nrelocalisation: frame 185 against keyframe {r.keyframe} (frame {10 * r.keyframe}), "
+          f"{100 * np.linalg.norm(err[:3, 3]):.2f} cm / {ang:.2f} deg from the truth; other room "
+          f"{found['other room']}, noise {found['noise']}; {be.stats.summary()['relocalization']['mean_ms']:.0f} ms a query")
+    assert np.linalg.norm(err[:3, 3]) < 0.02 and ang < 1.0
+    assert found["other room"] is None and found["noise"] is None
+    assert be.stats.reloc_requests == 3 and be.stats.reloc_successes == 1
+    be.cfg.min_appearance_matches = 1                     # candidates for anything: verification decides
+    be.cfg.max_candidates = 10
+    before = be.stats.reloc_candidates_verified
+    for name in ("other room", "noise"):
+        f = queries[name]
+        be.request_relocalization(1001, f.rgb, f.depth, f.intrinsics.K_numpy())
+        assert be.poll_relocalization() is None, name
+    tried = be.stats.reloc_candidates_verified - before
+    print(f"with every voted keyframe a candidate: {tried} verified, none accepted")
+    assert tried >= 5
+
+
+def test_one_relocalization_waits_at_a_time(short_frames):
+    """Threaded: a request made while one is pending is dropped, not queued."""
+    cfg = PipelineConfig()
+    be = Backend(cfg.backend, cfg.tracking)
+    f = short_frames[0]
+    K = f.intrinsics.K_numpy()
+    be.add_keyframe(0, 0, 0.0, f.gt_pose, f.rgb, f.depth, K, None)
+    be._reloc_pending.set()                               # as if a query were running
+    assert not be.request_relocalization(5, f.rgb, f.depth, K)
+    be._reloc_pending.clear()
+    assert be.request_relocalization(6, f.rgb, f.depth, K)
+    assert be.wait_idle(timeout=60)
+    assert be.stats.reloc_requests == 1 and be.stats.reloc_dropped == 1
+    assert not be._reloc_pending.is_set()
+    be.close()
+
+
+def test_relocalization_indexes_the_keyframes_itself_without_loop_closure(loop_frames):
+    """With loop_closure off no loop query extracts features; the first relocalisation
+    indexes the keyframes that hold images, once, and finds the mapped view."""
+    cfg = PipelineConfig()
+    cfg.backend.loop_closure = False
+    _, gt, _, _, be = run_keyframes(None, 0, 0.0, cfg=cfg, frames=loop_frames[:20])
+    assert not be._indexed and all(n.features is None for n in be.graph.nodes.values())
+    lost = SyntheticSequence(seed=0, n_frames=600, width=W, height=H, loop=True).frame(185)
+    for _ in range(2):
+        be.request_relocalization(1000, lost.rgb, lost.depth, lost.intrinsics.K_numpy())
+        r = be.poll_relocalization()
+        assert r is not None and np.linalg.norm(relative(lost.gt_pose, r.pose)[:3, 3]) < 0.02
+    assert be._indexed == set(range(20)) and len(be.detector._db_owner) == sum(
+        len(n.features.descriptors) for n in be.graph.nodes.values())

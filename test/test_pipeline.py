@@ -213,3 +213,43 @@ def test_a_blocked_view_holds_the_pose_and_tracking_finds_the_map_again():
     print(f"\nblocked 50 frames: the pose moved {100 * steps.sum():.2f} cm in all ({cap} extrapolated); "
           f"view cleared: tracked again, {', '.join(f'{100 * e:.2f}' for e in errors)} cm from the truth")
     assert max(errors) < 0.05
+
+
+def test_a_kidnapped_camera_is_relocalised_against_the_keyframes():
+    """The view is blocked (8 frames of a flat grey surface 0.4 m away) after 60 mapped
+    frames, and when it clears the camera is back where it was at frame 3, 63 cm away.
+    The held pose is too far for the tracker; with the back-end (synchronous here) the
+    lost frame is matched against the keyframes after `relocalize_after` lost frames and
+    tracking continues from there. With relocalize_after 0 it stays lost."""
+    import dataclasses
+
+    seq = SyntheticSequence(seed=3, n_frames=60, width=160, height=120)
+    frames = [seq.frame(i) for i in range(len(seq))]
+    last = frames[-1]
+    blocked = [dataclasses.replace(last, depth=np.full_like(last.depth, 0.4), rgb=np.full_like(last.rgb, 128),
+                                   index=60 + k, timestamp=last.timestamp + 0.033 * (k + 1)) for k in range(8)]
+    back = [dataclasses.replace(f, index=68 + j, timestamp=last.timestamp + 0.033 * (9 + j))
+            for j, f in enumerate(frames[3:8])]
+    assert np.linalg.norm(last.gt_pose[:3, 3] - frames[3].gt_pose[:3, 3]) > 0.3
+    runs = {}
+    for after in (3, 0):
+        cfg = PipelineConfig()
+        cfg.backend.enabled = cfg.backend.synchronous = True
+        cfg.backend.relocalize_after = after
+        pipe = SLAMPipeline(cfg, device="cpu")
+        for f in frames + blocked:
+            pipe.process(f)
+        align = frames[0].gt_pose @ np.linalg.inv(pipe.trajectory[0][2])
+        res = [pipe.process(f) for f in back]
+        errors = [np.linalg.norm((align @ r.pose)[:3, 3] - f.gt_pose[:3, 3]) for r, f in zip(res, frames[3:8])]
+        runs[after] = ([r.ok for r in res], errors, pipe.backend.stats)
+        pipe.close()
+    for after, (ok, errors, st) in runs.items():
+        print(f"\nrelocalize_after {after}: tracked {''.join('+' if o else '-' for o in ok)}, "
+              f"{', '.join(f'{100 * e:.1f}' for e in errors)} cm from the truth; "
+              f"{st.reloc_requests} queries, {st.reloc_successes} found", end="")
+    ok, errors, st = runs[3]
+    assert all(ok[1:]) and max(errors[1:]) < 0.05            # the first frame back is the query
+    assert st.reloc_applied == 1
+    ok, errors, st = runs[0]
+    assert not any(ok) and min(errors) > 0.3 and st.reloc_requests == 0

@@ -192,6 +192,14 @@ class BackendConfig:
     odom_prior_sigma: float = 0.1           # metres per keyframe step
     odom_prior_sigma_deg: float = 0.5       # degrees per keyframe step
     loop_closure: bool = True               # False: keyframe graph and joint optimisation only
+    # Relocalisation: after this many lost frames in a row the lost frame goes to the
+    # back-end thread, which matches its ORB features against every indexed keyframe
+    # (recent ones too), verifies the best like a loop and hands back a pose that seeds
+    # tracking of a later frame. Holding the pose (tracking.max_extrapolated_frames) only
+    # finds the map again if the camera comes back to where tracking was lost. Uses the
+    # loop-closure index; with loop_closure off the first request indexes the keyframes
+    # that still hold images. 0 = off.
+    relocalize_after: int = 3
     # Loop candidates
     orb_features: int = 500
     min_keyframe_gap: int = 15              # never test the last N keyframes (they are odometry)

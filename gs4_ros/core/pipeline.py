@@ -148,6 +148,8 @@ class SLAMPipeline:
         self.frames_lost = 0
         self._good_run = self._lost_run = 0     # frames tracked / lost in a row, ending now
         self._velocity_trusted = False          # the last two frames tracked: the velocity is real
+        self._lost_from = 0                     # index of the first frame of the current lost run
+        self._reloc_pose: Optional[torch.Tensor] = None   # the back-end's relocalisation, next prediction
         self.last_result: Optional[FrameResult] = None
         self.close()
         self.fill_ahead = FillAhead()   # its counts, like the others here, start over
@@ -216,6 +218,7 @@ class SLAMPipeline:
         self._frame_index = frame.index
         if self.backend is not None and self._poses:
             self._backend_boundary(timings)
+            self._take_relocalization()
 
         motion = self._motion_prior(frame)
         if allow_mapping and self._fill_ahead_on and self._keyframe_likely(frame.index):
@@ -232,6 +235,8 @@ class SLAMPipeline:
             timings["track"] = 1000 * (time.perf_counter() - ts)
         if track is not None and not track.ok:
             self.frames_lost += 1
+            if self._lost_run == 0:
+                self._lost_from = frame.index
             self._lost_run, self._good_run = self._lost_run + 1, 0
         else:
             self._lost_run, self._good_run = 0, self._good_run + 1
@@ -290,6 +295,10 @@ class SLAMPipeline:
                 self.backend.add_keyframe(kf.id, frame.index, frame.timestamp, pose_np, frame.rgb, frame.depth,
                                           frame.intrinsics.K_numpy(), None if track is None else track.information,
                                           odom_pose=self._odom_pose)   # this frame's, from _motion_prior
+            ra = self.cfg.backend.relocalize_after
+            if ra > 0 and self._lost_run >= ra:     # dropped while an earlier query is pending
+                self.backend.request_relocalization(frame.index, frame.rgb, frame.depth,
+                                                    frame.intrinsics.K_numpy())
             if self.cfg.backend.synchronous:
                 self._backend_boundary(timings)
             reason = self._tracking_trigger(track, frame.index)
@@ -346,6 +355,9 @@ class SLAMPipeline:
         return np.linalg.inv(prev) @ cur
 
     def _predict(self, motion: Optional[np.ndarray] = None) -> torch.Tensor:
+        if self._reloc_pose is not None:         # once: a lost frame's relocalisation
+            pred, self._reloc_pose = self._reloc_pose, None
+            return pred
         last = self._poses[-1]
         if motion is not None:
             return se3.reorthonormalize(last @ torch.as_tensor(motion, dtype=last.dtype, device=last.device))
@@ -442,6 +454,24 @@ class SLAMPipeline:
         if big:
             top = sorted(big, key=lambda k: -(big[k][0] + big[k][1]))[: b.joint_top_k]
             self._joint(top, "correction", timings)
+
+    def _take_relocalization(self):
+        """The back-end's newest relocalisation becomes the next frame's prediction while
+        tracking is still lost; one for a frame before this lost run, or arriving after
+        tracking came back, is stale and dropped. The velocity restarts after the jump."""
+        r = self.backend.poll_relocalization()
+        if r is None:
+            return
+        if self._lost_run == 0 or r.frame_index < self._lost_from:
+            log.debug("relocalisation of frame %d dropped: tracking is no longer lost there", r.frame_index)
+            return
+        last = self._poses[-1]
+        self._reloc_pose = se3.orthonormalize(torch.as_tensor(r.pose, dtype=torch.float64)).to(last)
+        self._velocity_trusted = False
+        self.backend.stats.reloc_applied += 1
+        shift = float(np.linalg.norm(r.pose[:3, 3] - self.trajectory[-1][2][:3, 3]))
+        log.info("relocalised: frame %d against keyframe %d, %.3f m from the held pose (%s)", r.frame_index,
+                 r.keyframe, shift, ", ".join(f"{k} {v:.3g}" for k, v in r.stats.items()))
 
     def _apply_graph_update(self):
         """Corrections C = T_new T_current^-1 per keyframe, applied to the keyframes, the

@@ -979,6 +979,7 @@ class GS4Node(Node):
             kv["loop_closures"] = be.stats.loop_closures
             kv["joint_optimizations"] = be.stats.joint_optimizations
             kv["joint_deferred"] = be.stats.joint_deferred
+            kv["relocalizations"] = be.stats.reloc_applied
         lat = np.asarray(st.latency_ms, dtype=np.float64)
         if lat.size:
             kv["pose_latency_ms_p50"] = f"{np.percentile(lat, 50):.1f}"

@@ -10,6 +10,7 @@ import importlib
 
 _NAMES = {
     "Backend": "backend", "BackendStats": "backend", "GraphUpdate": "backend",
+    "Relocalization": "backend",
     "JointOptimizer": "joint_optimizer", "JointResult": "joint_optimizer", "JointView": "joint_optimizer",
     "Edge": "keyframe_graph", "KeyframeGraph": "keyframe_graph", "KeyframeNode": "keyframe_graph",
 }

@@ -7,6 +7,10 @@ deterministic tests and replays), so tracking of the next frame never waits for 
 A result carries absolute optimised keyframe poses; the pipeline turns them into
 corrections against its *current* poses when it applies them, so a result that arrives
 late, or two that arrive together, never double-correct.
+
+Relocalisation (`request_relocalization`, `poll_relocalization`) runs on the same thread:
+a lost frame is matched against every indexed keyframe and verified like a loop; at most
+one request waits at a time, so a long loss never piles work up behind tracking.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Union
 
 import cv2
 import numpy as np
@@ -40,6 +44,18 @@ class GraphUpdate:
 
 
 @dataclass
+class Relocalization:
+    """A lost frame's pose found against a keyframe (camera-to-world, in the graph's frame
+    as it stood when the query ran)."""
+
+    frame_index: int
+    pose: np.ndarray
+    keyframe: int
+    stats: Dict[str, float]
+    ms: float
+
+
+@dataclass
 class BackendStats:
     keyframes: int = 0
     odom_prior_edges: int = 0               # external-odometry edges (backend.odom_prior_edges)
@@ -59,6 +75,12 @@ class BackendStats:
     refine_ms: List[float] = field(default_factory=list)   # per final map refinement
     refine_passes: int = 0
     refine_compacted: int = 0               # Gaussians map_compaction dropped
+    reloc_requests: int = 0                 # queued (not counting those dropped while one waited)
+    reloc_dropped: int = 0                  # requests made while one was still pending
+    reloc_candidates_verified: int = 0
+    reloc_successes: int = 0
+    reloc_applied: int = 0                  # taken by the pipeline as a prediction (still lost)
+    reloc_ms: List[float] = field(default_factory=list)    # per query, features to verdict
 
     def summary(self) -> Dict[str, object]:
         def stat(v):
@@ -75,7 +97,11 @@ class BackendStats:
                 "joint_optimizations": self.joint_optimizations, "joint_optimization": stat(self.joint_ms),
                 "joint_reasons": dict(self.joint_reasons), "joint_deferred": self.joint_deferred,
                 "final_refine": stat(self.refine_ms), "final_refine_passes": self.refine_passes,
-                "final_refine_compacted": self.refine_compacted}
+                "final_refine_compacted": self.refine_compacted,
+                "reloc_requests": self.reloc_requests, "reloc_dropped": self.reloc_dropped,
+                "reloc_candidates_verified": self.reloc_candidates_verified,
+                "reloc_successes": self.reloc_successes,
+                "reloc_applied": self.reloc_applied, "relocalization": stat(self.reloc_ms)}
 
 
 @dataclass
@@ -86,6 +112,19 @@ class _Job:
     K: np.ndarray
 
 
+@dataclass
+class _RelocJob:
+    node: KeyframeNode      # the query: stored-size images and intrinsics, like a keyframe
+    gray: np.ndarray        # full size, for the features
+    depth: np.ndarray
+    K: np.ndarray
+
+
+def _full_size_inputs(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray):
+    """What feature extraction reads: full-size gray, float32 depth, float64 K."""
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), np.asarray(depth, np.float32), np.asarray(K, np.float64)
+
+
 class Backend:
     def __init__(self, cfg: BackendConfig, tracking: TrackingConfig):
         self.cfg = cfg
@@ -93,8 +132,11 @@ class Backend:
         self.graph = KeyframeGraph(cfg.max_keyframe_images)
         self.detector = LoopDetector(cfg, tracking)
         self.stats = BackendStats()
-        self._jobs: "queue.Queue[Optional[_Job]]" = queue.Queue()
+        self._jobs: "queue.Queue[Optional[Union[_Job, _RelocJob]]]" = queue.Queue()
         self._results: "queue.Queue[GraphUpdate]" = queue.Queue()
+        self._reloc_results: "queue.Queue[Relocalization]" = queue.Queue()
+        self._reloc_pending = threading.Event()
+        self._indexed: set = set()      # keyframe ids in the detector's index (worker thread only)
         self._thread: Optional[threading.Thread] = None
         self._stop = threading.Event()
         self._last_id: Optional[int] = None
@@ -109,6 +151,19 @@ class Backend:
                                         + [np.radians(cfg.odom_prior_sigma_deg) ** -2] * 3)
 
     # -- tracking-thread side ------------------------------------------------------------
+    def _stored_view(self, rgb: np.ndarray, depth: np.ndarray, K: np.ndarray):
+        """(rgb, depth, K) at keyframe_image_width, the size keyframes are kept and
+        verified at (no copy kept of the caller's arrays)."""
+        h, w = depth.shape
+        sw = min(int(self.cfg.keyframe_image_width), w)
+        sh = int(round(h * sw / w))
+        s_rgb = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA) if sw != w else rgb.copy()
+        s_depth = cv2.resize(depth, (sw, sh), interpolation=cv2.INTER_NEAREST) if sw != w else depth.copy()
+        sx, sy = sw / w, sh / h
+        Ks = np.array([[K[0, 0] * sx, 0, (K[0, 2] + 0.5) * sx - 0.5],
+                       [0, K[1, 1] * sy, (K[1, 2] + 0.5) * sy - 0.5], [0, 0, 1.0]])
+        return s_rgb, s_depth.astype(np.float32), Ks
+
     def add_keyframe(self, kf_id: int, frame_index: int, timestamp: float, pose: np.ndarray,
                      rgb: np.ndarray, depth: np.ndarray, K: np.ndarray,
                      information: Optional[np.ndarray], odom_pose: Optional[np.ndarray] = None):
@@ -120,16 +175,9 @@ class Backend:
         edge between them ("odom_prior"). Only that motion is used, so the odometry's own
         frame and its drift before the previous keyframe do not matter."""
         c = self.cfg
-        h, w = depth.shape
-        sw = min(int(c.keyframe_image_width), w)
-        sh = int(round(h * sw / w))
-        s_rgb = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA) if sw != w else rgb.copy()
-        s_depth = cv2.resize(depth, (sw, sh), interpolation=cv2.INTER_NEAREST) if sw != w else depth.copy()
-        sx, sy = sw / w, sh / h
-        Ks = np.array([[K[0, 0] * sx, 0, (K[0, 2] + 0.5) * sx - 0.5],
-                       [0, K[1, 1] * sy, (K[1, 2] + 0.5) * sy - 0.5], [0, 0, 1.0]])
+        s_rgb, s_depth, Ks = self._stored_view(rgb, depth, K)
         pose = np.asarray(pose, dtype=np.float64)
-        node = KeyframeNode(kf_id, frame_index, timestamp, pose.copy(), s_rgb, s_depth.astype(np.float32), Ks,
+        node = KeyframeNode(kf_id, frame_index, timestamp, pose.copy(), s_rgb, s_depth, Ks,
                             odom_pose=None if odom_pose is None else np.array(odom_pose, dtype=np.float64))
         with self.graph.lock:
             prev = self.graph.nodes.get(self._last_id) if self._last_id is not None else None
@@ -145,9 +193,35 @@ class Backend:
         self.stats.keyframes += 1
         if not c.loop_closure:
             return
-        job = _Job(kf_id, cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), np.asarray(depth, np.float32), np.asarray(K, np.float64))
-        if c.synchronous:
-            self._process(job)
+        self._submit(_Job(kf_id, *_full_size_inputs(rgb, depth, K)))
+
+    def request_relocalization(self, frame_index: int, rgb: np.ndarray, depth: np.ndarray,
+                               K: np.ndarray) -> bool:
+        """Queue a relocalisation query for a lost frame (full-size uint8 rgb, float32
+        depth); its answer comes from poll_relocalization(). False (dropped) while an
+        earlier query is still pending: one at a time keeps the worker's queue short."""
+        if self._reloc_pending.is_set():
+            self.stats.reloc_dropped += 1
+            return False
+        self._reloc_pending.set()
+        self.stats.reloc_requests += 1
+        s_rgb, s_depth, Ks = self._stored_view(rgb, depth, K)
+        node = KeyframeNode(-1, frame_index, 0.0, np.eye(4), s_rgb, s_depth, Ks)
+        self._submit(_RelocJob(node, *_full_size_inputs(rgb, depth, K)))
+        return True
+
+    def poll_relocalization(self) -> Optional[Relocalization]:
+        """The newest relocalisation found since the last call, if any."""
+        last = None
+        while True:
+            try:
+                last = self._reloc_results.get_nowait()
+            except queue.Empty:
+                return last
+
+    def _submit(self, job):
+        if self.cfg.synchronous:
+            self._do(job)
         else:
             self._jobs.put(job)          # before _ensure_thread: an idle thread about to exit
             self._ensure_thread()        # re-checks the queue under the lock
@@ -200,6 +274,7 @@ class Backend:
                 self._jobs.task_done()
             except queue.Empty:
                 break
+        self._reloc_pending.clear()
 
     # -- worker side ---------------------------------------------------------------------
     def _optimize(self, poses, edges):
@@ -238,12 +313,71 @@ class Backend:
             try:
                 if job is None:
                     return
-                self._process(job)
+                self._do(job)
             except Exception as e:  # noqa: BLE001 - reported through poll(), never kills tracking
                 self._error = e
-                log.exception("back-end job for keyframe %s failed", getattr(job, "kf_id", "?"))
+                log.exception("back-end job for keyframe %s failed", getattr(job, "kf_id", "(relocalisation)"))
             finally:
                 self._jobs.task_done()
+
+    def _do(self, job):
+        if isinstance(job, _RelocJob):
+            try:
+                self._relocalize(job)
+            finally:
+                self._reloc_pending.clear()
+        else:
+            self._process(job)
+
+    def _index(self, kf_id: int, feats):
+        self.detector.add_to_index(kf_id, feats)
+        self._indexed.add(kf_id)
+
+    def _drop_gone(self, nodes: Dict[int, KeyframeNode]):
+        """Evicted keyframes (images and features dropped) leave the index."""
+        gone = [k for k, n in nodes.items() if k in self._indexed and n.features is None and n.rgb is None]
+        if gone:
+            self.detector.drop_from_index(gone)
+            self._indexed.difference_update(gone)
+
+    def _relocalize(self, job: _RelocJob):
+        """Rank every indexed keyframe by appearance votes, verify the best few with PnP
+        and dense alignment, and post the first accepted pose."""
+        c = self.cfg
+        t0 = time.perf_counter()
+        with self.graph.lock:
+            nodes = dict(self.graph.nodes)
+        if not c.loop_closure:
+            # No loop queries feed the index: features of the keyframes that still hold
+            # images, from those (stored-size) images, once each.
+            for k, n in nodes.items():
+                rgb, depth = n.rgb, n.depth       # local references: eviction may clear them
+                if k not in self._indexed and rgb is not None and depth is not None:
+                    feats = extract_features(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), depth, n.K, c.orb_features, n.K)
+                    n.features = feats
+                    self._index(k, feats)
+        self._drop_gone(nodes)
+        query = job.node
+        query.features = extract_features(job.gray, job.depth, job.K, c.orb_features, query.K)
+        found = None
+        for cand_id, _ in self.detector.relocalization_candidates(query.features, c.max_candidates):
+            cand = nodes.get(cand_id)
+            if cand is None:
+                continue
+            self.stats.reloc_candidates_verified += 1
+            v = self.detector.verify(cand, query)
+            if v.accepted:
+                found = (cand, v)
+                break
+            log.debug("relocalisation of frame %d against keyframe %d rejected: %s", query.frame_index,
+                      cand_id, v.reason)
+        ms = 1000 * (time.perf_counter() - t0)
+        self.stats.reloc_ms.append(ms)
+        if found is None:
+            return
+        cand, v = found
+        self.stats.reloc_successes += 1
+        self._reloc_results.put(Relocalization(query.frame_index, cand.pose @ v.T_ij, cand.id, v.stats, ms))
 
     def _process(self, job: _Job):
         c = self.cfg
@@ -266,10 +400,8 @@ class Backend:
             self.stats.loop_rejections[v.reason] = self.stats.loop_rejections.get(v.reason, 0) + 1
             log.debug("loop candidate %d -> %d rejected: %s (%s)", cand_id, node.id, v.reason,
                       ", ".join(f"{k} {x:.3g}" for k, x in v.stats.items()))
-        self.detector.add_to_index(node.id, feats)
-        gone = [k for k, n in nodes.items() if n.features is None and n.rgb is None]
-        if gone:
-            self.detector.drop_from_index(gone)
+        self._index(node.id, feats)
+        self._drop_gone(nodes)
         self.stats.loop_detect_ms.append(1000 * (time.perf_counter() - t0))
         if accepted is None:
             return

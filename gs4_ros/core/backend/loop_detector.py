@@ -4,7 +4,8 @@
    a query keyframe's descriptors vote for the keyframes holding their nearest
    neighbours (a close match only), plus keyframes whose current pose estimate is near
    the query's. The last `min_keyframe_gap` keyframes are never candidates: they are
-   linked by odometry already.
+   linked by odometry already. A relocalisation query (a lost frame) ranks every indexed
+   keyframe by votes alone.
 2. Verification, strongest first: ratio-test matches -> cv2.solvePnPRansac on the
    candidate's depth-lifted 3D points and the query's 2D keypoints (inlier count, inlier
    ratio, mean reprojection error) -> dense refinement keyframe-to-keyframe with the
@@ -108,9 +109,10 @@ class LoopDetector:
         keep = ~np.isin(self._db_owner, np.asarray(list(kf_ids), np.int64))
         self._db_desc, self._db_owner = self._db_desc[keep], self._db_owner[keep]
 
-    def appearance_votes(self, feats: KeyframeFeatures, max_id: int) -> Dict[int, int]:
-        """Votes per keyframe id < max_id from nearest-neighbour descriptor matches."""
-        sel = self._db_owner < max_id
+    def appearance_votes(self, feats: KeyframeFeatures, max_id: Optional[int] = None) -> Dict[int, int]:
+        """Votes per keyframe id < max_id (None: every indexed one) from nearest-neighbour
+        descriptor matches."""
+        sel = self._db_owner < max_id if max_id is not None else np.ones(len(self._db_owner), bool)
         if not sel.any() or len(feats.descriptors) == 0:
             return {}
         db, owner = self._db_desc[sel], self._db_owner[sel]
@@ -140,6 +142,15 @@ class LoopDetector:
                 scores[k] = scores.get(k, float(votes.get(k, 0))) + 0.5 * c.min_appearance_matches
         ranked = sorted(scores.items(), key=lambda kv: -kv[1])
         return ranked[: c.max_candidates]
+
+    def relocalization_candidates(self, feats: KeyframeFeatures, max_candidates: int) -> List[Tuple[int, int]]:
+        """[(keyframe id, votes)] best first, over every indexed keyframe: a lost frame's
+        pose says nothing, so no proximity bonus, and recent keyframes count too (tracking
+        is often lost right where it last mapped)."""
+        votes = self.appearance_votes(feats)
+        ranked = sorted(((k, v) for k, v in votes.items() if v >= self.cfg.min_appearance_matches),
+                        key=lambda kv: -kv[1])
+        return ranked[: max_candidates]
 
     # -- verification --------------------------------------------------------------------
     def verify(self, cand: KeyframeNode, query: KeyframeNode) -> Verification:
