@@ -120,6 +120,16 @@ class _RelocJob:
     K: np.ndarray
 
 
+def _newest(q: "queue.Queue"):
+    """Drain q; its last item, or None."""
+    last = None
+    while True:
+        try:
+            last = q.get_nowait()
+        except queue.Empty:
+            return last
+
+
 def _full_size_inputs(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray):
     """What feature extraction reads: full-size gray, float32 depth, float64 K."""
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), np.asarray(depth, np.float32), np.asarray(K, np.float64)
@@ -212,12 +222,7 @@ class Backend:
 
     def poll_relocalization(self) -> Optional[Relocalization]:
         """The newest relocalisation found since the last call, if any."""
-        last = None
-        while True:
-            try:
-                last = self._reloc_results.get_nowait()
-            except queue.Empty:
-                return last
+        return _newest(self._reloc_results)
 
     def _submit(self, job):
         if self.cfg.synchronous:
@@ -232,12 +237,7 @@ class Backend:
         if self._error is not None:
             err, self._error = self._error, None
             log.error("back-end thread failed: %s", err)
-        last = None
-        while True:
-            try:
-                last = self._results.get_nowait()
-            except queue.Empty:
-                return last
+        return _newest(self._results)
 
     def wait_idle(self, timeout: Optional[float] = None) -> bool:
         """Block until every queued keyframe is processed (end of a sequence)."""
