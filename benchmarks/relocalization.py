@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""A kidnapped camera with the back-end as deployed (threaded): how many frames after the
+view clears tracking is back, how far from the truth, and what a relocalisation query
+costs; relocalisation on against off (backend.relocalize_after 0) in the same run.
+
+Scenario (as test_pipeline's kidnapped test, which runs it synchronously): a synthetic
+room is mapped for --mapped frames, the view is blocked for --blocked frames (a flat grey
+surface 0.4 m away), then the camera is back where it was at frame --back-to and moves
+on from there for --after frames.
+
+    python benchmarks/relocalization.py [--device cuda] [--width 640 --height 480]
+
+Threaded, so the answer's frame depends on how long a frame takes against a query: a
+figure of the machine it runs on, not a pass/fail test.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gs4_ros.core.config import PipelineConfig  # noqa: E402
+from gs4_ros.core.pipeline import SLAMPipeline, resolve_device  # noqa: E402
+from gs4_ros.io.synthetic import SyntheticSequence  # noqa: E402
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--width", type=int, default=320)
+    ap.add_argument("--height", type=int, default=240)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--mapped", type=int, default=120)
+    ap.add_argument("--blocked", type=int, default=8)
+    ap.add_argument("--back-to", type=int, default=40)
+    ap.add_argument("--after", type=int, default=12)
+    args = ap.parse_args(argv)
+    device = resolve_device(args.device)
+    seq = SyntheticSequence(seed=args.seed, n_frames=args.mapped, width=args.width, height=args.height)
+    frames = [seq.frame(i) for i in range(len(seq))]
+    last = frames[-1]
+    blocked = [dataclasses.replace(last, depth=np.full_like(last.depth, 0.4), rgb=np.full_like(last.rgb, 128),
+                                   index=args.mapped + k, timestamp=last.timestamp + 0.033 * (k + 1))
+               for k in range(args.blocked)]
+    truth = frames[args.back_to:args.back_to + args.after]
+    back = [dataclasses.replace(f, index=args.mapped + args.blocked + j,
+                                timestamp=last.timestamp + 0.033 * (args.blocked + 1 + j)) for j, f in enumerate(truth)]
+    jump = np.linalg.norm(last.gt_pose[:3, 3] - truth[0].gt_pose[:3, 3])
+    R = last.gt_pose[:3, :3].T @ truth[0].gt_pose[:3, :3]
+    turn = np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1, 1)))
+    print(f"synthetic seed {args.seed}, {args.width}x{args.height}, device {device}: {args.mapped} frames mapped, "
+          f"{args.blocked} blocked, then back at frame {args.back_to} ({100 * jump:.0f} cm, {turn:.0f} deg away) for "
+          f"{len(back)} frames; "
+          "back-end threaded")
+    print("| relocalize_after | frames back until tracked | error once tracked, cm (median / max) | "
+          "same frames while mapping, cm (median) | queries (dropped) | found | query ms (max) | "
+          "frame ms (median, frames back) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for after in (3, 0):
+        cfg = PipelineConfig()
+        cfg.backend.enabled, cfg.backend.synchronous = True, False
+        cfg.backend.relocalize_after = after
+        pipe = SLAMPipeline(cfg, device=device)
+        try:
+            for f in frames + blocked:
+                pipe.process(f)
+            align = frames[0].gt_pose @ np.linalg.inv(pipe.trajectory[0][2])
+            res = [pipe.process(f) for f in back]
+            st = pipe.backend.stats
+            first = next((j for j, r in enumerate(res) if r.ok), None)
+            err = [100 * np.linalg.norm((align @ r.pose)[:3, 3] - f.gt_pose[:3, 3])
+                   for r, f in zip(res, truth)][first:] if first is not None else []
+            mapped = [100 * np.linalg.norm((align @ pipe.trajectory[f.index][2])[:3, 3] - f.gt_pose[:3, 3])
+                      for f in truth]
+            frame_ms = np.median([r.timings_ms.get("total", np.nan) for r in res])
+            print(f"| {after} | {first if first is not None else 'never'} "
+                  f"({''.join('+' if r.ok else '-' for r in res)}) | "
+                  + (f"{np.median(err):.2f} / {max(err):.2f}" if err else "-")
+                  + f" | {np.median(mapped):.2f} | {st.reloc_requests} ({st.reloc_dropped}) | {st.reloc_successes} | "
+                  + (f"{max(st.reloc_ms):.0f}" if st.reloc_ms else "-") + f" | {frame_ms:.0f} |", flush=True)
+        finally:
+            pipe.close()
+
+
+if __name__ == "__main__":
+    main()
