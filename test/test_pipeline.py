@@ -215,7 +215,7 @@ def test_a_blocked_view_holds_the_pose_and_tracking_finds_the_map_again():
     assert max(errors) < 0.05
 
 
-def test_a_kidnapped_camera_is_relocalised_against_the_keyframes():
+def test_a_kidnapped_camera_is_relocalised_against_the_keyframes(capsys):
     """The view is blocked (8 frames of a flat grey surface 0.4 m away) after 60 mapped
     frames, and when it clears the camera is back where it was at frame 3, 63 cm away.
     The held pose is too far for the tracker; with the back-end (synchronous here) the
@@ -242,14 +242,17 @@ def test_a_kidnapped_camera_is_relocalised_against_the_keyframes():
         align = frames[0].gt_pose @ np.linalg.inv(pipe.trajectory[0][2])
         res = [pipe.process(f) for f in back]
         errors = [np.linalg.norm((align @ r.pose)[:3, 3] - f.gt_pose[:3, 3]) for r, f in zip(res, frames[3:8])]
-        runs[after] = ([r.ok for r in res], errors, pipe.backend.stats)
+        runs[after] = ([r.ok for r in res], errors, pipe.backend.stats, pipe.backend_summary())
         pipe.close()
-    for after, (ok, errors, st) in runs.items():
+    for after, (ok, errors, st, _) in runs.items():
         print(f"\nrelocalize_after {after}: tracked {''.join('+' if o else '-' for o in ok)}, "
               f"{', '.join(f'{100 * e:.1f}' for e in errors)} cm from the truth; "
               f"{st.reloc_requests} queries, {st.reloc_successes} found", end="")
-    ok, errors, st = runs[3]
+    ok, errors, st, summary = runs[3]
     assert all(ok[1:]) and max(errors[1:]) < 0.05            # the first frame back is the query
     assert st.reloc_applied == 1
-    ok, errors, st = runs[0]
+    from gs4_ros.cli.run import _print_summary               # what `gs4 run` prints of it
+    _print_summary({"backend": summary}, {})
+    assert f"relocalisation    1 applied, 1 found in {st.reloc_requests} queries" in capsys.readouterr().out
+    ok, errors, st, _ = runs[0]
     assert not any(ok) and min(errors) > 0.3 and st.reloc_requests == 0

@@ -155,6 +155,11 @@ def _print_summary(m, paths):
               f"{lc['mean_ms']:.1f} ms mean")
         print(f"joint optimisation {jo['count']} runs, {jo['mean_ms']:.1f} ms mean, {jo['max_ms']:.1f} ms max "
               f"({', '.join(f'{k} {v}' for k, v in b['joint_reasons'].items()) or 'none'})")
+        if b.get("reloc_requests") or b.get("odom_prior_edges"):
+            rl = b.get("relocalization", {})
+            print(f"relocalisation    {b.get('reloc_applied', 0)} applied, {b.get('reloc_successes', 0)} found in "
+                  f"{b.get('reloc_requests', 0)} queries ({rl.get('max_ms', 0.0):.0f} ms max); "
+                  f"{b.get('odom_prior_edges', 0)} external-odometry edges")
         fr = b.get("final_refine", {})
         if fr.get("count"):
             print(f"map refinement    {b.get('final_refine_passes', 0)} passes over the keyframes, "
