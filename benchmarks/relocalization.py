@@ -16,17 +16,19 @@ figure of the machine it runs on, not a pass/fail test.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "test"))
 
 from gs4_ros.core.config import PipelineConfig  # noqa: E402
 from gs4_ros.core.pipeline import SLAMPipeline, resolve_device  # noqa: E402
 from gs4_ros.io.synthetic import SyntheticSequence  # noqa: E402
+from test_pipeline import blocked_then_back  # noqa: E402  (the kidnapped test's scenario)
 
 
 def main(argv=None):
@@ -44,12 +46,8 @@ def main(argv=None):
     seq = SyntheticSequence(seed=args.seed, n_frames=args.mapped, width=args.width, height=args.height)
     frames = [seq.frame(i) for i in range(len(seq))]
     last = frames[-1]
-    blocked = [dataclasses.replace(last, depth=np.full_like(last.depth, 0.4), rgb=np.full_like(last.rgb, 128),
-                                   index=args.mapped + k, timestamp=last.timestamp + 0.033 * (k + 1))
-               for k in range(args.blocked)]
     truth = frames[args.back_to:args.back_to + args.after]
-    back = [dataclasses.replace(f, index=args.mapped + args.blocked + j,
-                                timestamp=last.timestamp + 0.033 * (args.blocked + 1 + j)) for j, f in enumerate(truth)]
+    blocked, back = blocked_then_back(frames, args.blocked, truth)
     jump = np.linalg.norm(last.gt_pose[:3, 3] - truth[0].gt_pose[:3, 3])
     R = last.gt_pose[:3, :3].T @ truth[0].gt_pose[:3, :3]
     turn = np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1, 1)))

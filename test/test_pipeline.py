@@ -178,14 +178,28 @@ def test_views_and_optionally_the_tracker_take_the_surface_blended_colour(frames
     assert (ref_b.color - ref.color).abs().mean() > 1e-3
 
 
+def blocked_then_back(mapped, n_blocked: int, back):
+    """After the last of `mapped`: `n_blocked` frames of a flat grey surface 0.4 m in front
+    of the camera (someone standing in front of it: every one lost), then the frames
+    `back`, renumbered and restamped to follow (the view cleared). Shared with
+    benchmarks/relocalization.py, so the benchmark replays the test's scenario."""
+    import dataclasses
+
+    last = mapped[-1]
+    blocked = [dataclasses.replace(last, depth=np.full_like(last.depth, 0.4), rgb=np.full_like(last.rgb, 128),
+                                   index=last.index + 1 + k, timestamp=last.timestamp + 0.033 * (k + 1))
+               for k in range(n_blocked)]
+    cleared = [dataclasses.replace(f, index=last.index + 1 + n_blocked + j,
+                                   timestamp=last.timestamp + 0.033 * (n_blocked + 1 + j)) for j, f in enumerate(back)]
+    return blocked, cleared
+
+
 def test_a_blocked_view_holds_the_pose_and_tracking_finds_the_map_again():
     """Someone stands in front of the camera for 50 frames (a flat, grey surface 0.4 m
     away: every frame lost). The constant-velocity model continues the last velocity for
     `max_extrapolated_frames` of them, then holds the pose; when the view clears (the
     camera having stayed put), tracking finds the map again. Continued without end, the
     estimate ran 55 cm off at ~1.1 cm a frame and never came back (before the cap)."""
-    import dataclasses
-
     seq = SyntheticSequence(seed=3, n_frames=20, width=160, height=120)
     frames = [seq.frame(i) for i in range(len(seq))]
     cfg = PipelineConfig()
@@ -193,21 +207,19 @@ def test_a_blocked_view_holds_the_pose_and_tracking_finds_the_map_again():
     pipe = SLAMPipeline(cfg, device="cpu")
     for f in frames[:10]:
         assert pipe.process(f).ok
-    last = frames[9]
-    blocked = []
-    for k in range(50):
-        b = dataclasses.replace(last, depth=np.full_like(last.depth, 0.4), rgb=np.full_like(last.rgb, 128),
-                                index=10 + k, timestamp=last.timestamp + 0.033 * (k + 1))
+    blocked, cleared = blocked_then_back(frames[:10], 50, frames[10:14])
+    held = []
+    for b in blocked:
         res = pipe.process(b)
         assert not res.ok
-        blocked.append(res.pose[:3, 3].copy())
-    steps = np.linalg.norm(np.diff(np.array(blocked), axis=0), axis=1)
+        held.append(res.pose[:3, 3].copy())
+    steps = np.linalg.norm(np.diff(np.array(held), axis=0), axis=1)
     assert steps[:cap - 1].min() > 0.005                  # the velocity continued this long
     assert steps[cap - 1:].max() < 1e-6                   # then the pose held
     align = frames[0].gt_pose @ np.linalg.inv(pipe.trajectory[0][2])
     errors = []
-    for j, f in enumerate(frames[10:14]):
-        res = pipe.process(dataclasses.replace(f, index=60 + j, timestamp=last.timestamp + 0.033 * (51 + j)))
+    for j, (c, f) in enumerate(zip(cleared, frames[10:14])):
+        res = pipe.process(c)
         assert res.ok, f"view cleared, frame {j}: still lost"
         errors.append(np.linalg.norm((align @ res.pose)[:3, 3] - f.gt_pose[:3, 3]))
     print(f"\nblocked 50 frames: the pose moved {100 * steps.sum():.2f} cm in all ({cap} extrapolated); "
@@ -221,16 +233,10 @@ def test_a_kidnapped_camera_is_relocalised_against_the_keyframes(capsys):
     The held pose is too far for the tracker; with the back-end (synchronous here) the
     lost frame is matched against the keyframes after `relocalize_after` lost frames and
     tracking continues from there. With relocalize_after 0 it stays lost."""
-    import dataclasses
-
     seq = SyntheticSequence(seed=3, n_frames=60, width=160, height=120)
     frames = [seq.frame(i) for i in range(len(seq))]
-    last = frames[-1]
-    blocked = [dataclasses.replace(last, depth=np.full_like(last.depth, 0.4), rgb=np.full_like(last.rgb, 128),
-                                   index=60 + k, timestamp=last.timestamp + 0.033 * (k + 1)) for k in range(8)]
-    back = [dataclasses.replace(f, index=68 + j, timestamp=last.timestamp + 0.033 * (9 + j))
-            for j, f in enumerate(frames[3:8])]
-    assert np.linalg.norm(last.gt_pose[:3, 3] - frames[3].gt_pose[:3, 3]) > 0.3
+    blocked, back = blocked_then_back(frames, 8, frames[3:8])
+    assert np.linalg.norm(frames[-1].gt_pose[:3, 3] - frames[3].gt_pose[:3, 3]) > 0.3
     runs = {}
     for after in (3, 0):
         cfg = PipelineConfig()
