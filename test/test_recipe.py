@@ -1,6 +1,7 @@
 """`gs4 train recipe` (train/recipe): a chain of training chunks that continues across
 calls, on the CPU with a tiny recipe; the shipped recipe's stages parse as commands."""
 import json
+import shlex
 
 import pytest
 import torch
@@ -101,6 +102,11 @@ def test_recipe_runs_in_calls_and_chains_the_weights(tmp_path, capsys):
     assert [d["name"] for d in state["stages"]] == ["first", "second", "seg"]
     hist = json.loads((run / "second" / "n.json").read_text())
     assert len(hist["chunks"]) == 2
+    # Each chunk records the stage command that ran it (not the recipe call), so the card
+    # describes each chunk by its own options.
+    assert [c["command"] for c in hist["chunks"]] == ["gs4 " + shlex.join(d["argv"]) for d in state["stages"][:2]]
+    card = (run / "second" / "MODEL_CARD.md").read_text()
+    assert "`gs4 train fit --steps 1 --minutes 2 " in card and "gs4 train recipe" not in card
     predictor, refiner, _ = load_networks(run / "second" / "n.pt", "cpu")
     assert isinstance(predictor, torch.nn.Module) and isinstance(refiner, torch.nn.Module)
     model, _ = load_segmenter(run / "seg" / "s.pt")

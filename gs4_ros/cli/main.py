@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import shlex
 import sys
 
 # Subcommand modules; each exposes register(subparsers). Optional ones may be absent.
@@ -31,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    # The command as given, for training records: `gs4 train recipe` calls main() with each
+    # stage's argv, and a chunk's record must name that stage, not the recipe call.
+    args.command_line = "gs4 " + shlex.join(sys.argv[1:] if argv is None else list(argv))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -149,9 +149,10 @@ def register(sub):
     e.set_defaults(func=cmd_eval)
 
 
-def _command_line() -> str:
-    """The command as typed, for the weights' training record."""
-    return "gs4 " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+def _command_line(args) -> str:
+    """The command that ran, for the weights' training record (main() sets it; a caller
+    that built args itself gets the process's command line)."""
+    return getattr(args, "command_line", None) or "gs4 " + shlex.join(sys.argv[1:])
 
 
 def fit_options(args):
@@ -174,7 +175,7 @@ def fit_options(args):
                       distill_weight=args.distill_weight, fill_holes=args.fill_holes,
                       blend=args.blend, val_seeds=seed_list(args.val_seeds) if args.val_seeds else [],
                       val_every=args.val_every,
-                      command=_command_line())
+                      command=_command_line(args))
 
 
 def options_from_command(command: str) -> Optional[dict]:
@@ -217,7 +218,7 @@ def cmd_segmenter(args) -> int:
                             batch=args.batch, lr=args.lr, class_power=args.class_power, workers=args.workers,
                             val_seeds=seed_list(args.val_seeds) if args.val_seeds else [],
                             val_every=args.val_every, widths=[int(w) for w in args.widths.split(",")],
-                            decoder=args.decoder, seed=args.seed, command=_command_line())
+                            decoder=args.decoder, seed=args.seed, command=_command_line(args))
     meta = train_segmenter(opts)
     c = meta["chunks"][-1]
     val = f", validation token mIoU {max(m for _, m in c['validation']):.4f} (kept step {c['kept_step']})" \
@@ -252,7 +253,7 @@ def cmd_recipe(args) -> int:
 def cmd_ensemble(args) -> int:
     from ..train.ensemble import build_ensemble
 
-    summary = build_ensemble(args.weights, args.out, command=_command_line())
+    summary = build_ensemble(args.weights, args.out, command=_command_line(args))
     print(f"wrote {args.out}: {summary['ensemble']['heads']} semantic heads on one backbone")
     return 0
 
@@ -272,7 +273,7 @@ def cmd_eval(args) -> int:
     if args.card:
         from ..train.card import append_eval
 
-        append_eval(args.card, md, _command_line(),
+        append_eval(args.card, md, _command_line(args),
                     note="ho = held-out frames (tracked, never mapped); geometric mIoU uses the frames' label images, "
                          "the network rows use the semantic head. geometric+opt is a peer, not a step: the geometric "
                          "initialiser with the same joint step and pruning as the last network rows.")

@@ -14,8 +14,6 @@ import itertools
 import json
 import logging
 import math
-import shlex
-import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -735,6 +733,3 @@ def fit(opts: FitOptions) -> dict:
     log.info("wrote %s, %s and the model card (%.0f s)", out, out.with_suffix(".json"), elapsed)
     return summary
 
-
-def command_line() -> str:
-    return "gs4 train fit " + " ".join(shlex.quote(a) for a in sys.argv[3:]) if len(sys.argv) > 2 else ""
