@@ -229,13 +229,19 @@ def test_a_blocked_view_holds_the_pose_and_tracking_finds_the_map_again():
 
 def test_a_kidnapped_camera_is_relocalised_against_the_keyframes(capsys):
     """The view is blocked (8 frames of a flat grey surface 0.4 m away) after 60 mapped
-    frames, and when it clears the camera is back where it was at frame 3, 63 cm away.
-    The held pose is too far for the tracker; with the back-end (synchronous here) the
-    lost frame is matched against the keyframes after `relocalize_after` lost frames and
-    tracking continues from there. With relocalize_after 0 it stays lost."""
+    frames, and when it clears the camera is back where it was at frame 3, 63 cm away,
+    moving on ~5 cm a frame (every 5th frame) with a wheel odometry (the frames after the
+    blockage carry one). The held pose is too far for the tracker; with the back-end
+    (synchronous here) the lost frame is matched against the keyframes after
+    `relocalize_after` lost frames and tracking continues from there, the answer carried
+    to the next frame by the odometry. With relocalize_after 0 it stays lost."""
+    import dataclasses
+
     seq = SyntheticSequence(seed=3, n_frames=60, width=160, height=120)
     frames = [seq.frame(i) for i in range(len(seq))]
-    blocked, back = blocked_then_back(frames, 8, frames[3:8])
+    src = frames[3:28:5]
+    blocked, back = blocked_then_back(frames, 8, src)
+    back = [dataclasses.replace(b, meta={**b.meta, "odom_camera_pose": f.gt_pose}) for b, f in zip(back, src)]
     assert np.linalg.norm(frames[-1].gt_pose[:3, 3] - frames[3].gt_pose[:3, 3]) > 0.3
     runs = {}
     for after in (3, 0):
@@ -247,18 +253,24 @@ def test_a_kidnapped_camera_is_relocalised_against_the_keyframes(capsys):
             pipe.process(f)
         align = frames[0].gt_pose @ np.linalg.inv(pipe.trajectory[0][2])
         res = [pipe.process(f) for f in back]
-        errors = [np.linalg.norm((align @ r.pose)[:3, 3] - f.gt_pose[:3, 3]) for r, f in zip(res, frames[3:8])]
-        runs[after] = ([r.ok for r in res], errors, pipe.backend.stats, pipe.backend_summary())
+        errors = [np.linalg.norm((align @ r.pose)[:3, 3] - f.gt_pose[:3, 3]) for r, f in zip(res, src)]
+        runs[after] = ([r.ok for r in res], errors, pipe.backend.stats, pipe.backend_summary(), res)
         pipe.close()
-    for after, (ok, errors, st, _) in runs.items():
-        print(f"\nrelocalize_after {after}: tracked {''.join('+' if o else '-' for o in ok)}, "
-              f"{', '.join(f'{100 * e:.1f}' for e in errors)} cm from the truth; "
-              f"{st.reloc_requests} queries, {st.reloc_successes} found", end="")
-    ok, errors, st, summary = runs[3]
+    for after, (ok, errors, st, _, res) in runs.items():
+        moved = [r.health.get("step_m", 0.0) for r in res]
+        with capsys.disabled():                             # -s shows it; capsys takes the rest
+            print(f"\nrelocalize_after {after}: tracked {''.join('+' if o else '-' for o in ok)}, "
+                  f"{', '.join(f'{100 * e:.1f}' for e in errors)} cm from the truth; "
+                  f"{st.reloc_requests} queries, {st.reloc_successes} found; tracking moved "
+                  f"{', '.join(f'{100 * m:.1f}' for m in moved)} cm from the prediction", end="")
+    ok, errors, st, summary, res = runs[3]
     assert all(ok[1:]) and max(errors[1:]) < 0.05            # the first frame back is the query
+    # The answer is for the frame before; odometry carries it over the 4.7 cm between
+    # (without it, tracking had to move 4.2 cm from the answer).
+    assert res[1].health["step_m"] < 0.015
     assert st.reloc_applied == 1
     from gs4_ros.cli.run import _print_summary               # what `gs4 run` prints of it
     _print_summary({"backend": summary}, {})
     assert f"relocalisation    1 applied, 1 found in {st.reloc_requests} queries" in capsys.readouterr().out
-    ok, errors, st, _ = runs[0]
+    ok, errors, st, _, _ = runs[0]
     assert not any(ok) and min(errors) > 0.3 and st.reloc_requests == 0

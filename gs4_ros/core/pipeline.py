@@ -150,6 +150,8 @@ class SLAMPipeline:
         self._velocity_trusted = False          # the last two frames tracked: the velocity is real
         self._lost_from = 0                     # index of the first frame of the current lost run
         self._reloc_pose: Optional[torch.Tensor] = None   # the back-end's relocalisation, next prediction
+        self._reloc_odom: Dict[int, np.ndarray] = {}       # odometry of the frames sent to relocalise
+        self._reloc_pose_odom: Optional[np.ndarray] = None  # that of the frame _reloc_pose is for
         self.last_result: Optional[FrameResult] = None
         self.close()
         self.fill_ahead = FillAhead()   # its counts, like the others here, start over
@@ -237,6 +239,7 @@ class SLAMPipeline:
             self.frames_lost += 1
             if self._lost_run == 0:
                 self._lost_from = frame.index
+                self._reloc_odom.clear()
             self._lost_run, self._good_run = self._lost_run + 1, 0
         else:
             self._lost_run, self._good_run = 0, self._good_run + 1
@@ -297,8 +300,10 @@ class SLAMPipeline:
                                           odom_pose=self._odom_pose)   # this frame's, from _motion_prior
             ra = self.cfg.backend.relocalize_after
             if ra > 0 and self._lost_run >= ra:     # dropped while an earlier query is pending
-                self.backend.request_relocalization(frame.index, frame.rgb, frame.depth,
-                                                    frame.intrinsics.K_numpy())
+                sent = self.backend.request_relocalization(frame.index, frame.rgb, frame.depth,
+                                                           frame.intrinsics.K_numpy())
+                if sent and self._odom_pose is not None:
+                    self._reloc_odom[frame.index] = self._odom_pose
             if self.cfg.backend.synchronous:
                 self._backend_boundary(timings)
             reason = self._tracking_trigger(track, frame.index)
@@ -357,6 +362,12 @@ class SLAMPipeline:
     def _predict(self, motion: Optional[np.ndarray] = None) -> torch.Tensor:
         if self._reloc_pose is not None:         # once: a lost frame's relocalisation
             pred, self._reloc_pose = self._reloc_pose, None
+            then, self._reloc_pose_odom = self._reloc_pose_odom, None
+            if then is not None and self._odom_pose is not None and self.cfg.tracking.use_motion_prior:
+                # The answer is for an earlier frame (the query ran while frames went on):
+                # the odometry carries it over the motion since.
+                step = torch.as_tensor(np.linalg.inv(then) @ self._odom_pose, dtype=pred.dtype, device=pred.device)
+                pred = se3.reorthonormalize(pred @ step)
             return pred
         last = self._poses[-1]
         if motion is not None:
@@ -467,6 +478,7 @@ class SLAMPipeline:
             return
         last = self._poses[-1]
         self._reloc_pose = se3.orthonormalize(torch.as_tensor(r.pose, dtype=torch.float64)).to(last)
+        self._reloc_pose_odom = self._reloc_odom.get(r.frame_index)
         self._velocity_trusted = False
         self.backend.stats.reloc_applied += 1
         shift = float(np.linalg.norm(r.pose[:3, 3] - self.trajectory[-1][2][:3, 3]))
