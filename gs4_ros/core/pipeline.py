@@ -150,7 +150,7 @@ class SLAMPipeline:
         self._velocity_trusted = False          # the last two frames tracked: the velocity is real
         self._lost_from = 0                     # index of the first frame of the current lost run
         self._reloc_pose: Optional[torch.Tensor] = None   # the back-end's relocalisation, next prediction
-        self._reloc_odom: Dict[int, np.ndarray] = {}       # odometry of the frames sent to relocalise
+        self._reloc_query: Optional[tuple] = None          # (frame index, odometry) of the last query sent
         self._reloc_pose_odom: Optional[np.ndarray] = None  # that of the frame _reloc_pose is for
         self.last_result: Optional[FrameResult] = None
         self.close()
@@ -239,7 +239,6 @@ class SLAMPipeline:
             self.frames_lost += 1
             if self._lost_run == 0:
                 self._lost_from = frame.index
-                self._reloc_odom.clear()
             self._lost_run, self._good_run = self._lost_run + 1, 0
         else:
             self._lost_run, self._good_run = 0, self._good_run + 1
@@ -302,8 +301,8 @@ class SLAMPipeline:
             if ra > 0 and self._lost_run >= ra:     # dropped while an earlier query is pending
                 sent = self.backend.request_relocalization(frame.index, frame.rgb, frame.depth,
                                                            frame.intrinsics.K_numpy())
-                if sent and self._odom_pose is not None:
-                    self._reloc_odom[frame.index] = self._odom_pose
+                if sent:                            # one pending at a time: answers are for this one
+                    self._reloc_query = (frame.index, self._odom_pose)
             if self.cfg.backend.synchronous:
                 self._backend_boundary(timings)
             reason = self._tracking_trigger(track, frame.index)
@@ -478,7 +477,8 @@ class SLAMPipeline:
             return
         last = self._poses[-1]
         self._reloc_pose = se3.orthonormalize(torch.as_tensor(r.pose, dtype=torch.float64)).to(last)
-        self._reloc_pose_odom = self._reloc_odom.get(r.frame_index)
+        q = self._reloc_query
+        self._reloc_pose_odom = q[1] if q is not None and q[0] == r.frame_index else None
         self._velocity_trusted = False
         self.backend.stats.reloc_applied += 1
         shift = float(np.linalg.norm(r.pose[:3, 3] - self.trajectory[-1][2][:3, 3]))
