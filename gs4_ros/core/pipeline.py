@@ -150,7 +150,7 @@ class SLAMPipeline:
         self._velocity_trusted = False          # the last two frames tracked: the velocity is real
         self._lost_from = 0                     # index of the first frame of the current lost run
         self._reloc_pose: Optional[torch.Tensor] = None   # the back-end's relocalisation, next prediction
-        self._reloc_query: Optional[tuple] = None          # (frame index, odometry) of the last query sent
+        self._reloc_queries: Dict[int, Optional[np.ndarray]] = {}   # the last queries sent: frame -> odometry
         self._reloc_pose_odom: Optional[np.ndarray] = None  # that of the frame _reloc_pose is for
         self.last_result: Optional[FrameResult] = None
         self.close()
@@ -301,8 +301,10 @@ class SLAMPipeline:
             if ra > 0 and self._lost_run >= ra:     # dropped while an earlier query is pending
                 sent = self.backend.request_relocalization(frame.index, frame.rgb, frame.depth,
                                                            frame.intrinsics.K_numpy())
-                if sent:                            # one pending at a time: answers are for this one
-                    self._reloc_query = (frame.index, self._odom_pose)
+                if sent:        # one pending at a time, but its answer may be read after the next is sent
+                    self._reloc_queries[frame.index] = self._odom_pose
+                    for k in sorted(self._reloc_queries)[:-4]:
+                        del self._reloc_queries[k]
             if self.cfg.backend.synchronous:
                 self._backend_boundary(timings)
             reason = self._tracking_trigger(track, frame.index)
@@ -477,8 +479,7 @@ class SLAMPipeline:
             return
         last = self._poses[-1]
         self._reloc_pose = se3.orthonormalize(torch.as_tensor(r.pose, dtype=torch.float64)).to(last)
-        q = self._reloc_query
-        self._reloc_pose_odom = q[1] if q is not None and q[0] == r.frame_index else None
+        self._reloc_pose_odom = self._reloc_queries.get(r.frame_index)
         self._velocity_trusted = False
         self.backend.stats.reloc_applied += 1
         shift = float(np.linalg.norm(r.pose[:3, 3] - self.trajectory[-1][2][:3, 3]))
