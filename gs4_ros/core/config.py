@@ -195,7 +195,8 @@ class BackendConfig:
     # Relocalisation: after this many lost frames in a row the lost frame goes to the
     # back-end thread, which matches its ORB features against every indexed keyframe
     # (recent ones too), verifies the best like a loop and hands back a pose that seeds
-    # tracking of a later frame. Holding the pose (tracking.max_extrapolated_frames) only
+    # tracking of a later frame (moved by the external odometry between the two frames,
+    # when they carry one). Holding the pose (tracking.max_extrapolated_frames) only
     # finds the map again if the camera comes back to where tracking was lost. Uses the
     # loop-closure index; with loop_closure off the first request indexes the keyframes
     # that still hold images. 0 = off.
