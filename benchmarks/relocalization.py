@@ -59,7 +59,7 @@ def main(argv=None):
     turn = np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1, 1)))
     print(f"synthetic seed {args.seed}, {args.width}x{args.height}, device {device}: {args.mapped} frames mapped, "
           f"{args.blocked} blocked, then back at frame {args.back_to} ({100 * jump:.0f} cm, {turn:.0f} deg away) for "
-          f"{len(back)} frames (every {args.step} of the path); back-end threaded")
+          f"{len(back)} frames (path step {args.step}); back-end threaded")
     print("| relocalize_after | odometry | frames back until tracked | error once tracked, cm (median / max) | "
           "same frames while mapping, cm (median) | moved from the prediction, first tracked frame, cm | "
           "queries (dropped) | found | query ms (max) | frame ms (median, frames back) |")
