@@ -1,7 +1,8 @@
 # Evaluate the recipe's networks against the shipped ones on one GPU (after all its
 # stages; NETS names the networks file, by default the refiner stage's): map mIoU /
-# held-out PSNR on rooms 940-959 with config/map_quality.yaml (three variants side by side: shipped, recipe networks + shipped segmenter, recipe networks +
-# recipe segmenter), then the networks' cost per mapped frame (shipped and recipe, one after
+# held-out PSNR on rooms 940-959 with config/map_quality.yaml (three variants side by
+# side: shipped, recipe networks + shipped segmenter, recipe networks + recipe
+# segmenter), then the networks' cost per mapped frame (shipped and recipe, one after
 # the other, alone on the GPU). Carry: .devcarry/whl7 .devcarry/recipe (which must hold
 # the networks file AND segmenter/gs4_segmenter.pt: keep the earlier stage folders when
 # the segmenter stage comes back).
