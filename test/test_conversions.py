@@ -303,7 +303,7 @@ def test_keyframe_graph_markers_show_keyframes_and_edges_by_kind():
     from visualization_msgs.msg import Marker
 
     from gs4_ros.core.backend.keyframe_graph import Edge
-    from gs4_ros.ros.graph_markers import EDGE_STYLE, keyframe_graph_markers
+    from gs4_ros.ros.markers import EDGE_STYLE, keyframe_graph_markers
 
     poses = {}
     for k in range(4):

@@ -37,14 +37,14 @@ from rcl_interfaces.msg import SetParametersResult
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
-from visualization_msgs.msg import Marker, MarkerArray
+from visualization_msgs.msg import MarkerArray
 
 from ..core.config import PipelineConfig
 from ..core.frame import FrameError, RGBDFrame
 from ..core.open_vocab import UnknownQuery
 from ..core.pipeline import SLAMPipeline
 from . import conversions as conv
-from .graph_markers import keyframe_graph_markers
+from .markers import keyframe_graph_markers, query_object_markers
 from .params import (NODE_PARAM_NAMES, PARAMS_BY_NAME, PIPELINE_PREFIX, check_node_params, coerce,
                      declare_all, expand_path, read_node_params, read_pipeline_config)
 from .qos import image_out_qos, input_qos, latched_qos, stream_qos
@@ -782,7 +782,7 @@ class GS4Node(Node):
 
         def job():
             self.pub_qcloud.publish(conv.array_to_pointcloud2(arr, header))
-            self.pub_qmarkers.publish(_object_markers(objects, text, header))
+            self.pub_qmarkers.publish(query_object_markers(objects, text, header))
             poses = PoseArray(header=header)          # for programs: where to go, largest first
             for o in objects:
                 p = Pose()
@@ -1070,38 +1070,6 @@ class _RosLogBridge(logging.Handler):
 def _kind(msg: str) -> str:
     """A message without its numbers: one key for every occurrence of the same problem."""
     return re.sub(r"[0-9.]+", "#", msg)[:80]
-
-
-def _object_markers(objects, text: str, header) -> MarkerArray:
-    """A translucent box and a label per object of a query (after a DELETEALL, so boxes of
-    an earlier query or map state do not linger in RViz)."""
-    out = MarkerArray()
-    clear = Marker()
-    clear.header = header
-    clear.action = Marker.DELETEALL
-    out.markers.append(clear)
-    for k, o in enumerate(objects):
-        size = np.maximum(o.bbox_max - o.bbox_min, 0.02)
-        centre = (o.bbox_max + o.bbox_min) / 2
-        for kind in (Marker.CUBE, Marker.TEXT_VIEW_FACING):
-            m = Marker()
-            m.header = header
-            m.ns = "query_objects" if kind == Marker.CUBE else "query_labels"
-            m.id = k
-            m.type = kind
-            m.action = Marker.ADD
-            m.pose.orientation.w = 1.0
-            m.pose.position.x, m.pose.position.y = float(centre[0]), float(centre[1])
-            m.pose.position.z = float(centre[2] if kind == Marker.CUBE else o.bbox_max[2] + 0.1)
-            if kind == Marker.CUBE:
-                m.scale.x, m.scale.y, m.scale.z = (float(v) for v in size)
-                m.color.r, m.color.g, m.color.b, m.color.a = 1.0, 0.86, 0.0, 0.35
-            else:
-                m.scale.z = 0.12
-                m.text = f"{text} {k + 1} ({o.count})"
-                m.color.r = m.color.g = m.color.b = m.color.a = 1.0
-            out.markers.append(m)
-    return out
 
 
 def _timed(done: Dict[str, float], key: str, fn):
