@@ -149,9 +149,10 @@ class SLAMPipeline:
         self._good_run = self._lost_run = 0     # frames tracked / lost in a row, ending now
         self._velocity_trusted = False          # the last two frames tracked: the velocity is real
         self._lost_from = 0                     # index of the first frame of the current lost run
-        self._reloc_pose: Optional[torch.Tensor] = None   # the back-end's relocalisation, next prediction
+        # The back-end's relocalisation for the next prediction: (pose, the odometry of the
+        # frame it was found for, or None).
+        self._reloc: Optional[tuple] = None
         self._reloc_queries: Dict[int, Optional[np.ndarray]] = {}   # the last queries sent: frame -> odometry
-        self._reloc_pose_odom: Optional[np.ndarray] = None  # that of the frame _reloc_pose is for
         self.last_result: Optional[FrameResult] = None
         self.close()
         self.fill_ahead = FillAhead()   # its counts, like the others here, start over
@@ -361,9 +362,8 @@ class SLAMPipeline:
         return np.linalg.inv(prev) @ cur
 
     def _predict(self, motion: Optional[np.ndarray] = None) -> torch.Tensor:
-        if self._reloc_pose is not None:         # once: a lost frame's relocalisation
-            pred, self._reloc_pose = self._reloc_pose, None
-            then, self._reloc_pose_odom = self._reloc_pose_odom, None
+        if self._reloc is not None:              # once: a lost frame's relocalisation
+            (pred, then), self._reloc = self._reloc, None
             if then is not None and self._odom_pose is not None and self.cfg.tracking.use_motion_prior:
                 # The answer is for an earlier frame (the query ran while frames went on):
                 # the odometry carries it over the motion since.
@@ -478,8 +478,8 @@ class SLAMPipeline:
             log.debug("relocalisation of frame %d dropped: tracking is no longer lost there", r.frame_index)
             return
         last = self._poses[-1]
-        self._reloc_pose = se3.orthonormalize(torch.as_tensor(r.pose, dtype=torch.float64)).to(last)
-        self._reloc_pose_odom = self._reloc_queries.get(r.frame_index)
+        self._reloc = (se3.orthonormalize(torch.as_tensor(r.pose, dtype=torch.float64)).to(last),
+                       self._reloc_queries.get(r.frame_index))
         self._velocity_trusted = False
         self.backend.stats.reloc_applied += 1
         shift = float(np.linalg.norm(r.pose[:3, 3] - self.trajectory[-1][2][:3, 3]))
