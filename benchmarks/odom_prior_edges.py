@@ -16,18 +16,15 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "test"))
 
-from gs4_ros.core import se3  # noqa: E402
-from gs4_ros.core.backend.keyframe_graph import relative  # noqa: E402
 from gs4_ros.core.config import PipelineConfig  # noqa: E402
 from gs4_ros.io.synthetic import SyntheticSequence  # noqa: E402
-from test_backend import ate_cm, run_keyframes  # noqa: E402
+from test_backend import ate_cm, external_odometry, run_keyframes  # noqa: E402
 
 ODOMETRIES = {                       # (translation scale, rotation scale) of every step
     "exact": (1.0, 1.0),
@@ -35,19 +32,6 @@ ODOMETRIES = {                       # (translation scale, rotation scale) of ev
     "5% over-rotating (wheel slip)": (1.0, 1.05),
 }
 SIGMAS = ["off", (0.02, 1.0), (0.1, 0.1), (0.1, 0.5), (0.05, 0.2)]
-
-
-def odometry(gt, t_scale, r_scale):
-    """Camera poses of an odometry whose every step is the true one with its translation and
-    rotation angle scaled, started in a frame of its own."""
-    M = se3.se3_exp(torch.tensor([1.5, -0.4, 2.0, 0.3, -1.2, 0.5], dtype=torch.float64)).numpy()
-    out = [M @ gt[0]]
-    for a, b in zip(gt[:-1], gt[1:]):
-        xi = se3.se3_log(torch.as_tensor(relative(a, b))).numpy()
-        step = se3.se3_exp(torch.as_tensor(np.concatenate([xi[:3], r_scale * xi[3:]]))).numpy()
-        step[:3, 3] = t_scale * relative(a, b)[:3, 3]
-        out.append(out[-1] @ step)
-    return out
 
 
 def main(argv=None):
@@ -68,7 +52,7 @@ def main(argv=None):
     print("|---" * (3 + len(head)) + "|")
     for bias in args.bias_deg:
         for name, scales in ODOMETRIES.items():
-            odom = odometry(gt, *scales)
+            odom = external_odometry(gt, *scales)
             cells = []
             for s in SIGMAS:
                 cfg = PipelineConfig()

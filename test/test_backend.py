@@ -118,6 +118,21 @@ def scaled_step(Ta, Tb, scale):
     return step
 
 
+def external_odometry(gt, t_scale=1.0, r_scale=1.0):
+    """Camera poses of an external odometry, started in a frame of its own, whose every
+    step is the true one with its translation `t_scale` times and (r_scale != 1) its
+    rotation angle `r_scale` times too long. Shared with benchmarks/odom_prior_edges.py."""
+    M = se3.se3_exp(torch.tensor([1.5, -0.4, 2.0, 0.3, -1.2, 0.5], dtype=torch.float64)).numpy()
+    out = [M @ gt[0]]
+    for a, b in zip(gt[:-1], gt[1:]):
+        step = scaled_step(a, b, t_scale)
+        if r_scale != 1.0:
+            xi = se3.se3_log(torch.as_tensor(relative(a, b))).numpy()
+            step[:3, :3] = se3.se3_exp(torch.as_tensor(np.concatenate([xi[:3], r_scale * xi[3:]]))).numpy()[:3, :3]
+        out.append(out[-1] @ step)
+    return out
+
+
 def test_external_odometry_edges_lower_the_error_after_the_loop(loop_frames):
     """The tracker's odometry drifts in yaw (1 deg per keyframe); an external one (wheels
     with a gyro, say), in a frame of its own, is exact in rotation but each step is 2% too
@@ -127,10 +142,7 @@ def test_external_odometry_edges_lower_the_error_after_the_loop(loop_frames):
     1 deg) average the two, and a scale error is one a loop cannot take out: printed, not
     asserted (benchmarks/odom_prior_edges.py tabulates more)."""
     gt = [f.gt_pose for f in loop_frames]
-    M = se3.se3_exp(torch.tensor([1.5, -0.4, 2.0, 0.3, -1.2, 0.5], dtype=torch.float64)).numpy()
-    odom = [M @ gt[0]]
-    for k in range(1, len(gt)):
-        odom.append(odom[-1] @ scaled_step(gt[k - 1], gt[k], 1.02))
+    odom = external_odometry(gt, t_scale=1.02)
     runs = {}
     for name, opts in (("off", dict(odom_prior_edges=False)),
                        ("tracker-like sigmas", dict(odom_prior_sigma=0.02, odom_prior_sigma_deg=1.0)),
@@ -351,8 +363,6 @@ def test_pipeline_links_keyframes_by_their_frames_odometry(short_frames):
     valid one, with that odometry's relative motion. Three frames in a row carry a
     non-finite pose, so a keyframe inside the run (one at least every 3rd frame) has
     none: no edge to it or from it."""
-    import dataclasses
-
     M = se3.se3_exp(torch.tensor([0.5, 2.0, -1.0, 0.4, 0.1, -0.7], dtype=torch.float64)).numpy()
     bad = {5: np.full((4, 4), np.nan), 6: np.diag([1.0, 1.0, np.inf, 1.0]), 7: np.full((4, 4), np.nan)}
     frames = [dataclasses.replace(f, meta=dict(f.meta, odom_camera_pose=bad.get(f.index, M @ f.gt_pose)))
