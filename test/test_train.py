@@ -16,7 +16,7 @@ from gs4_ros.core.config import MappingConfig
 from gs4_ros.core.nets import GaussianPredictor, GaussianRefiner, load_networks
 from gs4_ros.core.render import make_rasterizer
 from gs4_ros.train.ablation import mean_rows, table
-from gs4_ros.train.data import Sampler, covisible_mask, synthetic_sequences
+from gs4_ros.train.data import RoomFeed, Sampler, covisible_mask, synthetic_sequences
 from gs4_ros.eval.image_metrics import ConfusionMatrix
 from gs4_ros.train.fit import (VAL_FRAMES, VAL_STEP, FitOptions, SemanticCache, augmented_frames, fit,
                                predictor_step, refiner_clip, semantic_batch)
@@ -82,6 +82,84 @@ def test_the_data_deadline_stops_the_worker_processes():
     while mp.active_children() and time.time() < end:
         time.sleep(0.1)
     assert not mp.active_children()
+
+
+def _no_workers_left(wait: float = 5.0) -> bool:
+    import multiprocessing as mp
+
+    end = time.time() + wait        # reaping a stopped worker takes a moment
+    while mp.active_children() and time.time() < end:
+        time.sleep(0.1)
+    return not mp.active_children()
+
+
+def test_streamed_rooms_join_the_sampler_while_it_draws_and_stop_at_the_deadline():
+    """--stream-data: training starts with the first rooms; later ones join the list the
+    Sampler draws from at top_up(), and the first top-up past the deadline stops the
+    workers with rooms still queued."""
+    seeds = list(range(1000, 1040))
+    feed = RoomFeed(seeds, 4, 5, 320, 240, torch.device("cpu"), workers=2, deadline=time.time() + 600,
+                    fill_holes=True, min_rooms=1, every=0.0)
+    try:
+        sampler = Sampler(feed.rooms, [], 0.0, 1)
+        start = len(feed.rooms)
+        assert 1 <= start < 40 and sampler.syn is feed.rooms
+        end = time.time() + 60
+        while len(feed.rooms) == start and time.time() < end:
+            new = feed.top_up()
+            assert all(q in feed.rooms for q in new)
+            time.sleep(0.05)
+        assert len(sampler.syn) > start                   # joined while "training"
+        names = [q.name for q in feed.rooms]
+        assert len(set(names)) == len(names) and all(int(n.split(":")[1]) in seeds for n in names)
+        feed.deadline = time.time()
+        feed.top_up()
+        assert not feed.open and feed.top_up() == [] and len(feed.rooms) < 40
+    finally:
+        feed.close()
+    assert _no_workers_left()
+
+
+def test_a_streamed_chunk_trains_and_records_every_room_it_saw(tmp_path):
+    out = tmp_path / "w" / "gs4_nets.pt"
+    with pytest.raises(ValueError, match="workers >= 2"):
+        fit(FitOptions(out=str(out), ckpt=str(tmp_path / "ck.pt"), stream_data=True, workers=1, **TINY))
+    s = fit(FitOptions(out=str(out), ckpt=str(tmp_path / "ck.pt"), stream_data=True, workers=2, data_minutes=0.2,
+                       steps=2, refine_steps=1, **dict(TINY, seeds=4)))
+    last = s["chunks"][-1]
+    assert last["predictor_steps"] == 2 and last["refiner_clips"] == 1 and math.isfinite(last["predictor_final"]["loss"])
+    assert 2 <= last["synthetic_sequences"] <= 4
+    assert len(s["training_sequences"]) == last["synthetic_sequences"]
+    assert all(1000 <= int(x.split(":")[1]) < 1004 for x in s["training_sequences"])
+    assert _no_workers_left()
+    # A semantic-only chunk caches the rooms that join while it runs too.
+    h = fit(FitOptions(out=str(tmp_path / "h.pt"), ckpt=str(tmp_path / "ckh.pt"), init_weights=str(out),
+                       semantic_only=True, sem_cache=True, sem_batch=2, strides=[8], stream_data=True, workers=2,
+                       minutes=0.3, data_minutes=0.3, **dict(TINY, seeds=12)))
+    last = h["chunks"][-1]
+    assert last["semantic_steps"] > 0 and last["sem_cache_frames"] == TINY["frames"] * last["synthetic_sequences"]
+    assert _no_workers_left()
+
+
+def test_semantic_cache_extended_room_by_room_equals_the_cache_of_all_rooms():
+    """A --stream-data semantic chunk adds rooms to its cache as they arrive: the grown
+    storage holds what one cache of all the rooms holds, frame for frame."""
+    seqs = synthetic_sequences([1003, 1004, 1005], 2, 2, 64, 48, torch.device("cpu"), targets=False)
+    torch.manual_seed(0)
+    pred, mcfg = GaussianPredictor(width=16).eval(), MappingConfig()
+    whole = SemanticCache(pred, seqs, mcfg, [8, 16])
+    grown = SemanticCache(pred, seqs[:1], mcfg, [8, 16])
+    grown.extend(seqs[1:2])
+    grown.extend([])
+    grown.extend(seqs[2:])
+    assert grown.n == whole.n == 6
+    for k, v in whole.data.items():
+        assert torch.allclose(grown.data[k][:grown.n].float(), v[:whole.n].float(), atol=1e-3), k
+    idx = torch.tensor([5, 0, 3])
+    with torch.no_grad():
+        a, b = whole.logits_and_targets(pred, idx, 8), grown.logits_and_targets(pred, idx, 8)
+    assert all(torch.allclose(x.float(), y.float(), atol=1e-3) for x, y in zip(a, b))
+    assert abs(whole.score(pred, 8) - grown.score(pred, 8)) < 1e-6
 
 
 def test_semantic_batch_mirrors_frames_with_their_labels():

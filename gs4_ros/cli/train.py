@@ -25,6 +25,8 @@ def register(sub):
     f.add_argument("--device", default=d.device)
     f.add_argument("--minutes", type=float, default=d.minutes, help="wall budget of this chunk, data included")
     f.add_argument("--data-minutes", type=float, default=d.data_minutes, help="budget for making synthetic data")
+    f.add_argument("--stream-data", action="store_true",
+                   help="start training once --workers rooms are made; the rest join until --data-minutes")
     f.add_argument("--steps", type=int, default=d.steps, help="predictor steps (0: fill the time budget)")
     f.add_argument("--refine-steps", type=int, default=d.refine_steps, help="refiner clips (0: fill the budget)")
     f.add_argument("--refine-fraction", type=float, default=d.refine_fraction)
@@ -160,8 +162,8 @@ def fit_options(args):
     from ..train.fit import FitOptions
 
     return FitOptions(out=args.out, ckpt=args.ckpt, resume=args.resume, init_weights=args.init_weights,
-                      device=args.device, minutes=args.minutes,
-                      data_minutes=args.data_minutes, steps=args.steps, refine_steps=args.refine_steps,
+                      device=args.device, minutes=args.minutes, data_minutes=args.data_minutes,
+                      stream_data=args.stream_data, steps=args.steps, refine_steps=args.refine_steps,
                       refine_fraction=args.refine_fraction, width=args.width, height=args.height, seeds=args.seeds,
                       frames=args.frames, step=args.step, batch=args.batch, lr=args.lr, real=args.real,
                       real_frames=args.real_frames, p_real=args.p_real,

@@ -190,6 +190,69 @@ class RoomStream:
         self.pending = {}
 
 
+class RoomFeed:
+    """A chunk's synthetic rooms, arriving while it trains (fit's --stream-data).
+
+    synthetic_sequences keeps the GPU idle for the whole data phase (a third of a recipe
+    stage); here training starts once `min_rooms` are made and the rest join `rooms` (the
+    list a Sampler draws from) at each top_up() until the deadline, when the workers stop.
+    Early steps draw from fewer rooms than later ones; the deadline, not the step count,
+    decides how many rooms a chunk sees, as with synthetic_sequences."""
+
+    def __init__(self, seeds: List[int], frames: int, step: int, width: int, height: int, device, workers: int,
+                 deadline: float, fill_holes: bool = False, targets: bool = True, min_rooms: int = 2,
+                 every: float = 1.0):
+        self.rooms: List[Sequence] = []
+        self.deadline, self.every = deadline, every
+        self._stream = RoomStream(seeds, frames, step, width, height, device, max(int(workers), 2), fill_holes,
+                                  targets)
+        self._last = 0.0
+        self.made_at_start, self._closed = 0, False
+        try:
+            while len(self.rooms) < min(min_rooms, len(seeds)) and self._stream.pending:
+                self.rooms.extend(sorted(self._stream.poll(None), key=_seed_of))
+        except BaseException:
+            self.close()
+            raise
+        if not self.rooms:
+            self.close()
+            raise RuntimeError(f"none of the {len(seeds)} synthetic rooms could be made (see the warnings)")
+        self.made_at_start = len(self.rooms)
+        log.info("synthetic training data: %d sequences to start with, more until the data deadline",
+                 len(self.rooms))
+
+    @property
+    def open(self) -> bool:
+        return bool(self._stream.pending)
+
+    def top_up(self) -> List[Sequence]:
+        """Rooms finished since the last look (one look every `every` seconds), already
+        added to `rooms`; the first call past the deadline takes the last ones and stops
+        the workers."""
+        if not self.open:
+            return []
+        now = time.time()
+        if now - self._last < self.every and now < self.deadline:
+            return []
+        self._last = now
+        new = sorted(self._stream.poll(0), key=_seed_of)
+        self.rooms.extend(new)
+        if now >= self.deadline:
+            self.close()
+        return new
+
+    def close(self):
+        if not self._closed and self.rooms:
+            log.info("synthetic training data: %d sequences x %d frames (%d joined while training)",
+                     len(self.rooms), len(self.rooms[0]), len(self.rooms) - self.made_at_start)
+        self._closed = True
+        self._stream.close()
+
+
+def _seed_of(q: Sequence) -> int:
+    return int(q.name.split(":")[1])
+
+
 def synthetic_sequences(seeds: List[int], frames: int, step: int, width: int, height: int, device,
                         deadline: Optional[float] = None, min_sequences: int = 2,
                         workers: int = 0, fill_holes: bool = False, targets: bool = True) -> List[Sequence]:
@@ -209,7 +272,7 @@ def synthetic_sequences(seeds: List[int], frames: int, step: int, width: int, he
                 out.extend(stream.poll(None if left is None or len(out) < min_sequences else left))
         finally:
             stream.close()
-        out.sort(key=lambda q: int(q.name.split(":")[1]))
+        out.sort(key=_seed_of)
     else:
         for seed in seeds:
             if deadline is not None and len(out) >= min_sequences and time.time() > deadline:

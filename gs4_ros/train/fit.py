@@ -31,7 +31,7 @@ from ..core.nets.mapper import commit, refine_set, select_rows, visible_rows
 from ..core.nets.predictor import SEMANTIC_PARTS
 from ..core.render import blend_surface_colour, make_rasterizer, render_views
 from ..eval.image_metrics import ConfusionMatrix
-from .data import Sampler, covisible_mask, real_sequence, synthetic_sequences
+from .data import RoomFeed, Sampler, covisible_mask, real_sequence, synthetic_sequences
 from .losses import LossWeights, render_losses, token_ce, total
 from .semantic_backbone import backbone_semantic_losses, frozen_teacher
 
@@ -50,6 +50,7 @@ class FitOptions:
     device: str = "auto"
     minutes: float = 5.0             # wall budget of this chunk (data + training)
     data_minutes: float = 1.0        # part of the budget for making synthetic data
+    stream_data: bool = False        # train while the rooms are made (RoomFeed; needs workers >= 2)
     steps: int = 0                   # predictor steps this chunk (0: until the time budget)
     refine_steps: int = 0            # refiner steps this chunk (0: until the time budget)
     refine_fraction: float = 0.25    # share of the training time for the refiner
@@ -204,19 +205,40 @@ class SemanticCache:
 
     def __init__(self, pred, seqs, mcfg, strides, rng=None, batch: int = 8):
         self.strides = sorted(set(int(s) for s in strides))
+        self.pred, self.mcfg, self.rng, self.batch = pred, mcfg, rng, batch
+        self.data: Dict[object, torch.Tensor] = {}
+        self.n = 0
+        self.extend(seqs)
+
+    @torch.no_grad()
+    def extend(self, seqs):
+        """Add the frames of more rooms (a --stream-data chunk's, as they arrive). Storage
+        grows by doubling so that a chunk adding rooms every second copies each frame a
+        few times, not once per addition."""
         frames = [(q, i) for q in seqs for i in range(len(q))]
         parts: Dict[object, list] = {}
-        for a in range(0, len(frames), batch):
-            group = frames[a:a + batch]
-            rgb, depth, labels, Ks = augmented_frames(rng, [q for q, _ in group], [i for _, i in group])
-            got = pred.semantic_inputs(rgb, depth, Ks, mcfg, labels, self.strides)
+        for a in range(0, len(frames), self.batch):
+            group = frames[a:a + self.batch]
+            rgb, depth, labels, Ks = augmented_frames(self.rng, [q for q, _ in group], [i for _, i in group])
+            got = self.pred.semantic_inputs(rgb, depth, Ks, self.mcfg, labels, self.strides)
             parts.setdefault("coarse", []).append(got["coarse"].half())
             for st in self.strides:
                 for k, v in got[st].items():
                     if v is not None:
                         parts.setdefault((st, k), []).append(v.half() if v.is_floating_point() else v)
-        self.data = {k: torch.cat(v) for k, v in parts.items()}
-        self.n = len(frames)
+        if not frames:
+            return
+        n_new = self.n + len(frames)
+        for k, v in parts.items():
+            v = torch.cat(v)
+            old = self.data.get(k)
+            if old is None or old.shape[0] < n_new:
+                grown = v.new_empty((max(n_new, 2 * (0 if old is None else old.shape[0])),) + v.shape[1:])
+                if old is not None:
+                    grown[:self.n] = old[:self.n]
+                self.data[k] = old = grown
+            old[self.n:n_new] = v
+        self.n = n_new
 
     def nbytes(self) -> int:
         return sum(v.numel() * v.element_size() for v in self.data.values())
@@ -362,7 +384,7 @@ def refiner_clip(pred, ref, rast, sampler, mcfg, length: int, weights: LossWeigh
 
 
 def _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t0: float, t_end: float,
-                    maybe_save, vseq: Optional[list] = None) -> dict:
+                    maybe_save, vseq: Optional[list] = None, feed: Optional[RoomFeed] = None) -> dict:
     """--semantic-only: train the semantic head alone (with --sem-backbone, the backbone
     too) until the step count or the deadline.
 
@@ -370,7 +392,8 @@ def _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t0: float, t_
     opts.val_every steps at the mapping stride, and the chunk ends with the best-scoring
     head it saw, the one it started from included: training loss on a few thousand cached
     frames keeps falling long after unseen rooms stop gaining. Returns the chunk record's
-    part: steps, frames in the SemanticCache (0 without one) and the validation scores."""
+    part: steps, frames in the SemanticCache (0 without one) and the validation scores.
+    Rooms a `feed` hands over while the stage runs join the sampler and the cache."""
     params = semantic_parameters(pred, backbone=opts.sem_backbone)
     teacher = frozen_teacher(pred) if opts.sem_backbone else None
     # The validation rooms' backbone outputs are kept once, unless the backbone trains.
@@ -404,6 +427,9 @@ def _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t0: float, t_
         now = time.time()
         if (opts.steps and n >= opts.steps) or (not opts.steps and now >= t_end):
             break
+        new = feed.top_up() if feed is not None else []
+        if new and cache is not None:
+            cache.extend(new)
         frac = n / opts.steps if opts.steps else (now - t0) / max(t_end - t0, 1e-6)
         for g in opt_s.param_groups:
             g["lr"] = _lr(opts.lr, frac, n)
@@ -513,6 +539,17 @@ def _finite(model) -> bool:
 
 
 def fit(opts: FitOptions) -> dict:
+    """One time-boxed training chunk; see FitOptions. The workers of a --stream-data
+    chunk are stopped however it ends."""
+    closers: list = []
+    try:
+        return _fit(opts, closers)
+    finally:
+        for close in closers:
+            close()
+
+
+def _fit(opts: FitOptions, closers: list) -> dict:
     t_start = time.time()
     dev = _device(opts.device)
     torch.manual_seed(opts.seed)
@@ -537,6 +574,8 @@ def fit(opts: FitOptions) -> dict:
                          "and runs the backbone on every step, so not --sem-cache")
     if opts.val_seeds and not opts.semantic_only:
         raise ValueError("--val-seeds picks the semantic head a semantic-only chunk keeps: it needs --semantic-only")
+    if opts.stream_data and opts.workers < 2:
+        raise ValueError("--stream-data trains while worker processes make the rooms: it needs --workers >= 2")
     if any(v >= TRAIN_SEED_BASE for v in opts.val_seeds):
         raise ValueError(f"--val-seeds must stay below {TRAIN_SEED_BASE}, where training rooms start")
     # A semantic branch is kept once a checkpoint has it, and added on --sem-context /
@@ -610,9 +649,18 @@ def fit(opts: FitOptions) -> dict:
     # (A chunk starts after the last seed any earlier chunk asked for, however many it made.)
     first_seed = state.get("next_seed", TRAIN_SEED_BASE + 100 * state["chunk"])
     state["next_seed"] = first_seed + opts.seeds
-    syn = synthetic_sequences(list(range(first_seed, first_seed + opts.seeds)), opts.frames, opts.step,
-                              opts.width, opts.height, dev, deadline=t_start + opts.data_minutes * 60,
-                              workers=opts.workers, fill_holes=opts.fill_holes, targets=not opts.semantic_only)
+    seeds = list(range(first_seed, first_seed + opts.seeds))
+    feed = None
+    if opts.stream_data:
+        feed = RoomFeed(seeds, opts.frames, opts.step, opts.width, opts.height, dev, opts.workers,
+                        deadline=t_start + opts.data_minutes * 60, fill_holes=opts.fill_holes,
+                        targets=not opts.semantic_only, min_rooms=opts.workers)
+        closers.append(feed.close)
+        syn = feed.rooms     # grows while the chunk trains
+    else:
+        syn = synthetic_sequences(seeds, opts.frames, opts.step, opts.width, opts.height, dev,
+                                  deadline=t_start + opts.data_minutes * 60, workers=opts.workers,
+                                  fill_holes=opts.fill_holes, targets=not opts.semantic_only)
     real = ([real_sequence(opts.real, opts.real_frames, opts.width, opts.height, dev, opts.fill_holes)]
             if opts.real else [])
     state["sequences"] = sorted(set(state["sequences"]) | {s.name for s in syn + real})
@@ -634,7 +682,7 @@ def fit(opts: FitOptions) -> dict:
     sem_out: dict = {}
     if opts.semantic_only:
         sem_out = _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t_train, t_start + budget,
-                                  maybe_save, vseq)
+                                  maybe_save, vseq, feed)
         sem_n = sem_out["steps"]
         t_pred_end = t_train    # no predictor or refiner stage in this chunk
     # -- predictor ------------------------------------------------------------------
@@ -643,6 +691,8 @@ def fit(opts: FitOptions) -> dict:
         now = time.time()
         if (opts.steps and n >= opts.steps) or (not opts.steps and now >= t_pred_end):
             break
+        if feed is not None:
+            feed.top_up()
         frac = n / opts.steps if opts.steps else (now - t_train) / max(t_pred_end - t_train, 1e-6)
         for g in opt_p.param_groups:
             g["lr"] = _lr(opts.lr, frac, state["pred_steps"])
@@ -682,6 +732,8 @@ def fit(opts: FitOptions) -> dict:
         now = time.time()
         if (opts.refine_steps and m >= opts.refine_steps) or (not opts.refine_steps and now >= t_end):
             break
+        if feed is not None:
+            feed.top_up()
         frac = m / opts.refine_steps if opts.refine_steps else (now - t_ref) / max(t_end - t_ref, 1e-6)
         length = stages[min(int(frac * len(stages)), len(stages) - 1)]
         for g in opt_r.param_groups:
@@ -702,6 +754,9 @@ def fit(opts: FitOptions) -> dict:
     ref_first = {k: float(np.mean(v[:max(1, min(20, len(v) // 5))])) for k, v in rhist.items() if k != "clip_length"}
     if not (_finite(pred) and _finite(ref)):
         raise RuntimeError("training diverged: non-finite weights; nothing written")
+    if feed is not None:
+        feed.close()
+    state["sequences"] = sorted(set(state["sequences"]) | {s.name for s in syn + real})   # streamed rooms too
     elapsed = time.time() - t_start
     state["seconds"] += elapsed
     device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
