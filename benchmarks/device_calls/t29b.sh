@@ -9,7 +9,7 @@ WHL=.devcarry/whl7 source benchmarks/device_calls/setup.sh > $OUT/setup.log 2>&1
 python3 benchmarks/pack_frames.py unpack .devcarry/7s250 /tmp/7s > /dev/null || exit 1
 wait; cat $OUT/setup.log; export PYTHONPATH=/tmp/site:$PWD TORCH_EXTENSIONS_DIR=/tmp/torch_ext PYTHONUNBUFFERED=1
 mkdir -p $OUT/w1s
-timeout ${LIMIT:-420} python3 -m gs4_ros.cli train fit --device cuda --minutes 6.2 --data-minutes 2.4 --stream-data \
+timeout ${LIMIT:-420} python3 -m gs4_ros.cli train fit --device cuda --minutes ${MIN:-6.2} --data-minutes 2.4 --stream-data \
   --workers 14 --seeds 600 --frames 16 --step 5 --batch 4 --sem-batch 8 --token-weight 1.0 --fill-holes \
   --real /tmp/7s --real-frames 0:250:2 --ckpt /tmp/w1s/ckpt.pt --out /tmp/w1s/gs4_nets.pt 2>&1 \
   | grep -v "gs4_ros.train.data: synthetic seed" | tee $OUT/w1s/log.txt | grep -v "step\|clip" | tail -8
