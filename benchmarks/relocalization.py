@@ -18,7 +18,6 @@ figure of the machine it runs on, not a pass/fail test.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -31,7 +30,7 @@ sys.path.insert(0, str(ROOT / "test"))
 from gs4_ros.core.config import PipelineConfig  # noqa: E402
 from gs4_ros.core.pipeline import SLAMPipeline, resolve_device  # noqa: E402
 from gs4_ros.io.synthetic import SyntheticSequence  # noqa: E402
-from test_pipeline import blocked_then_back  # noqa: E402  (the kidnapped test's scenario)
+from test_pipeline import blocked_then_back, with_odometry  # noqa: E402  (the kidnapped test's scenario)
 
 
 def main(argv=None):
@@ -64,7 +63,7 @@ def main(argv=None):
           "same frames while mapping, cm (median) | moved from the prediction, first tracked frame, cm | "
           "queries (dropped) | found | query ms (max) | frame ms (median, frames back) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    with_odom = [dataclasses.replace(b, meta={**b.meta, "odom_camera_pose": f.gt_pose}) for b, f in zip(back, truth)]
+    with_odom = with_odometry(back, truth)
     for after, odom in [(3, False)] + [(3, True)] * args.odom + [(0, False)]:
         cfg = PipelineConfig()
         cfg.backend.enabled, cfg.backend.synchronous = True, False

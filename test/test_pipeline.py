@@ -194,6 +194,14 @@ def blocked_then_back(mapped, n_blocked: int, back):
     return blocked, cleared
 
 
+def with_odometry(frames, sources):
+    """`frames` carrying the true poses of `sources` as their external odometry (a wheel
+    odometry without error). Shared with benchmarks/relocalization.py."""
+    import dataclasses
+
+    return [dataclasses.replace(f, meta={**f.meta, "odom_camera_pose": s.gt_pose}) for f, s in zip(frames, sources)]
+
+
 def test_a_blocked_view_holds_the_pose_and_tracking_finds_the_map_again():
     """Someone stands in front of the camera for 50 frames (a flat, grey surface 0.4 m
     away: every frame lost). The constant-velocity model continues the last velocity for
@@ -235,13 +243,11 @@ def test_a_kidnapped_camera_is_relocalised_against_the_keyframes(capsys):
     (synchronous here) the lost frame is matched against the keyframes after
     `relocalize_after` lost frames and tracking continues from there, the answer carried
     to the next frame by the odometry. With relocalize_after 0 it stays lost."""
-    import dataclasses
-
     seq = SyntheticSequence(seed=3, n_frames=60, width=160, height=120)
     frames = [seq.frame(i) for i in range(len(seq))]
     src = frames[3:28:5]
     blocked, back = blocked_then_back(frames, 8, src)
-    back = [dataclasses.replace(b, meta={**b.meta, "odom_camera_pose": f.gt_pose}) for b, f in zip(back, src)]
+    back = with_odometry(back, src)
     assert np.linalg.norm(frames[-1].gt_pose[:3, 3] - frames[3].gt_pose[:3, 3]) > 0.3
     runs = {}
     for after in (3, 0):
