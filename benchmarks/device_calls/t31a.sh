@@ -20,7 +20,7 @@ if [ ! -f /tmp/recipe.pid ]; then
   mkdir -p /tmp/src /tmp/recipe && cp -r gs4_ros /tmp/src/
   [ -d .devcarry/recipe ] && cp -r .devcarry/recipe/. /tmp/recipe/ && echo "continuing $(ls .devcarry/recipe | tr '\n' ' ')"
   PYTHONPATH=/tmp/site:/tmp/src setsid nohup python3 -m gs4_ros.cli train recipe --dir /tmp/recipe --device cuda \
-    --real /tmp/7s --budget-minutes ${BUDGET:-26} > /tmp/recipe.log 2>&1 < /dev/null &
+    --real /tmp/7s --budget-minutes ${BUDGET:-26} ${RECIPE:+--recipe $RECIPE} > /tmp/recipe.log 2>&1 < /dev/null &
   echo $! > /tmp/recipe.pid
   echo "started recipe pid $(cat /tmp/recipe.pid)"
 fi
