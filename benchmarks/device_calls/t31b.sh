@@ -1,0 +1,31 @@
+# Two semantic-head stages on the thirtieth session's recipe backbone (its blend stage,
+# carried as .devcarry/recipe/blend), then both files on the card's synthetic rows, to find
+# why the recipe's streamed head stage peaked at step 1600 (validation 0.491) and fell:
+#   A: the head stage as benchmarks/device_calls/recipe_head_nostream.yaml gives it (rooms
+#      made first, 7.5 / 3.5 minutes), run through the recipe so the run folder records it;
+#   B: the streamed head stage of recipe.yaml with a third of the learning rate (--lr 3e-4).
+# Run under bg.sh (JOB=benchmarks/device_calls/t31b.sh), two calls. Carry: .devcarry/whl7,
+# .devcarry/recipe (state with whole-1..blend + blend/), [.devcarry/gsplat_so].
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .devcarry/whl7/*.whl || exit 1
+export PYTHONPATH=/tmp/site TORCH_EXTENSIONS_DIR=/tmp/torch_ext PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+source benchmarks/device_calls/gsplat_prebuilt.sh
+mkdir -p /tmp/src /tmp/recipe && cp -r gs4_ros /tmp/src/ && cp -r .devcarry/recipe/. /tmp/recipe/
+# The head stages render nothing; gsplat compiles beside them (niced) for the evaluation.
+(cd /tmp && nice -n 10 python3 -c "from gsplat.cuda._backend import _C; print('gsplat ok')" > /tmp/gsplat.log 2>&1; cat /tmp/gsplat.log) &
+export PYTHONPATH=/tmp/site:/tmp/src
+python3 -m gs4_ros.cli train recipe --dir /tmp/recipe --device cuda --recipe benchmarks/device_calls/recipe_head_nostream.yaml \
+  --budget-minutes 8.5 || exit 1
+mkdir -p $OUT/A && cp /tmp/recipe/head/gs4_nets.pt /tmp/recipe/head/gs4_nets.json /tmp/recipe/recipe_state.json $OUT/A/
+python3 -m gs4_ros.cli train fit --init-weights /tmp/recipe/blend/gs4_nets.pt --device cuda --semantic-only --sem-context \
+  --sem-geometry --sem-attention --sem-cache --fill-holes --minutes 5.0 --data-minutes 2.5 --stream-data --workers 15 \
+  --seeds 6000 --frames 3 --step 15 --sem-batch 32 --val-seeds 960-975 --val-every 400 --lr 3e-4 \
+  --ckpt /tmp/B/ckpt.pt --out /tmp/B/gs4_nets.pt || exit 1
+mkdir -p $OUT/B && cp /tmp/B/gs4_nets.pt /tmp/B/gs4_nets.json $OUT/B/
+wait
+for v in A B; do
+  python3 -m gs4_ros.cli train eval --device cuda --seeds 900,901,902 --frames 40 --variants +pruning,+segmenter+head \
+    --weights $OUT/$v/gs4_nets.pt > $OUT/eval_$v.txt 2>&1 &
+done
+wait
+grep -h "mean" $OUT/eval_A.txt $OUT/eval_B.txt
