@@ -1,8 +1,9 @@
 # Two semantic-head stages on the thirtieth session's recipe backbone (its blend stage,
 # carried as .devcarry/recipe/blend), then both files on the card's synthetic rows, to find
 # why the recipe's streamed head stage peaked at step 1600 (validation 0.491) and fell:
-#   A: the head stage as benchmarks/device_calls/recipe_head_nostream.yaml gives it (rooms
-#      made first, 7.5 / 3.5 minutes), run through the recipe so the run folder records it;
+#   A: the recipe's head stage with its rooms made first, as the recipe's earlier form ran
+#      it (no --stream-data; --minutes 7.5, --data-minutes 3.5), run through the recipe (a
+#      copy of recipe.yaml changed in those three places) so the run folder records it;
 #   B: the streamed head stage of recipe.yaml with a third of the learning rate (--lr 3e-4).
 # Run under bg.sh (JOB=benchmarks/device_calls/t31b.sh), two calls. Carry: .devcarry/whl7,
 # .devcarry/recipe (state with whole-1..blend + blend/), [.devcarry/gsplat_so].
@@ -14,7 +15,15 @@ mkdir -p /tmp/src /tmp/recipe && cp -r gs4_ros /tmp/src/ && cp -r .devcarry/reci
 # The head stages render nothing; gsplat compiles beside them (niced) for the evaluation.
 (cd /tmp && nice -n 10 python3 -c "from gsplat.cuda._backend import _C; print('gsplat ok')" > /tmp/gsplat.log 2>&1; cat /tmp/gsplat.log) &
 export PYTHONPATH=/tmp/site:/tmp/src
-python3 -m gs4_ros.cli train recipe --dir /tmp/recipe --device cuda --recipe benchmarks/device_calls/recipe_head_nostream.yaml \
+python3 - <<'PY' || exit 1
+import yaml
+d = yaml.safe_load(open("gs4_ros/train/recipe.yaml"))
+a = next(s for s in d["stages"] if s["name"] == "head")["args"]
+a.remove("--stream-data")
+a[a.index("--minutes") + 1], a[a.index("--data-minutes") + 1] = "7.5", "3.5"
+yaml.safe_dump(d, open("/tmp/recipe_head_nostream.yaml", "w"), sort_keys=False)
+PY
+python3 -m gs4_ros.cli train recipe --dir /tmp/recipe --device cuda --recipe /tmp/recipe_head_nostream.yaml \
   --budget-minutes 8.5 || exit 1
 mkdir -p $OUT/A && cp /tmp/recipe/head/gs4_nets.pt /tmp/recipe/head/gs4_nets.json /tmp/recipe/recipe_state.json $OUT/A/
 python3 -m gs4_ros.cli train fit --init-weights /tmp/recipe/blend/gs4_nets.pt --device cuda --semantic-only --sem-context \
