@@ -132,12 +132,14 @@ def test_a_streamed_chunk_trains_and_records_every_room_it_saw(tmp_path):
     assert len(s["training_sequences"]) == last["synthetic_sequences"]
     assert all(1000 <= int(x.split(":")[1]) < 1004 for x in s["training_sequences"])
     assert _no_workers_left()
-    # A semantic-only chunk caches the rooms that join while it runs too.
+    # A semantic-only chunk caches the rooms that join while it runs too (each frame twice
+    # with --sem-cache-copies 2).
     h = fit(FitOptions(out=str(tmp_path / "h.pt"), ckpt=str(tmp_path / "ckh.pt"), init_weights=str(out),
-                       semantic_only=True, sem_cache=True, sem_batch=2, strides=[8], stream_data=True, workers=2,
-                       minutes=0.3, data_minutes=0.3, **dict(TINY, seeds=12)))
+                       semantic_only=True, sem_cache=True, sem_cache_copies=2, sem_batch=2, strides=[8],
+                       stream_data=True, workers=2, minutes=0.3, data_minutes=0.3, **dict(TINY, seeds=12)))
     last = h["chunks"][-1]
-    assert last["semantic_steps"] > 0 and last["sem_cache_frames"] == TINY["frames"] * last["synthetic_sequences"]
+    assert last["semantic_steps"] > 0
+    assert last["sem_cache_frames"] == 2 * TINY["frames"] * last["synthetic_sequences"]
     assert _no_workers_left()
 
 
@@ -209,6 +211,21 @@ def test_semantic_cache_gives_the_head_what_the_whole_model_gives_it():
             assert torch.allclose(logits, whole.sem_logits, atol=2e-2), float((logits - whole.sem_logits).abs().max())
     with pytest.raises(ValueError, match="semantic-only"):
         fit(FitOptions(sem_cache=True, **TINY))
+    with pytest.raises(ValueError, match="needs --sem-cache"):
+        fit(FitOptions(sem_cache_copies=2, **TINY))
+    # copies: every frame kept that many times in a row, each copy drawn on its own (the
+    # same rng stream as one copy each of the frames listed that many times).
+    two = SemanticCache(pred, seqs, mcfg, [8], rng=Sampler(seqs, [], 0.0, 1, seed=3).rng, batch=64, copies=2)
+    assert two.n == 12
+    rep = [f for f in frames for _ in range(2)]
+    rgb2, depth2, labels2, Ks2 = augmented_frames(Sampler(seqs, [], 0.0, 1, seed=3).rng, [q for q, _ in rep],
+                                                  [i for _, i in rep])
+    with torch.no_grad():
+        whole = pred(rgb2, depth2, Ks2, mcfg, labels=labels2, stride=8)
+        logits, lab, _ = two.logits_and_targets(pred, torch.arange(12), 8)
+    assert torch.equal(lab, whole.labels) and torch.allclose(logits, whole.sem_logits, atol=2e-2)
+    assert any(not torch.equal(rgb2[2 * j], rgb2[2 * j + 1]) for j in range(6))    # copies differ
+    assert SemanticCache(pred, seqs, mcfg, [8], copies=3).n == 6                     # validation: once each
     # Without an rng the frames are kept as they are, and score() is the token mIoU of the
     # whole model's argmax on them.
     plain = SemanticCache(pred, seqs, mcfg, [8])

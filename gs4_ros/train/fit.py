@@ -81,6 +81,7 @@ class FitOptions:
     sem_attention: bool = False      # give the predictor the semantic attention branch (kept once added)
     semantic_only: bool = False      # train only the semantic head (backbone and the rest frozen)
     sem_cache: bool = False          # semantic-only: run the frozen part once per frame (SemanticCache)
+    sem_cache_copies: int = 1        # sem-cache: each frame kept this many times, each augmented on its own
     sem_backbone: bool = False       # semantic-only: the backbone trains too, Gaussians held (semantic_backbone)
     distill_weight: float = 30.0     # sem-backbone: weight of holding the Gaussian and feature heads' outputs
     val_seeds: List[int] = field(default_factory=list)   # semantic-only: rooms (< TRAIN_SEED_BASE) that pick the head kept
@@ -200,12 +201,15 @@ class SemanticCache:
     on more rooms rather than on the same backbone pass again. The price is one
     augmentation per frame instead of a fresh one per use: a GPU chunk that ran 57 passes
     over its 7407 frames fitted them (loss 0.12) and lost 9 points of token mIoU on unseen
-    rooms, which is what validation rooms (`val_seeds`, `score`) are for. With rng None
-    the frames are kept as they are (validation)."""
+    rooms, which is what validation rooms (`val_seeds`, `score`) are for. `copies` keeps
+    each frame that many times, each mirrored and jittered on its own draw: more distinct
+    inputs for the same rooms at one more backbone pass (and about 1 MB) per copy. With rng
+    None the frames are kept once, as they are (validation)."""
 
-    def __init__(self, pred, seqs, mcfg, strides, rng=None, batch: int = 8):
+    def __init__(self, pred, seqs, mcfg, strides, rng=None, batch: int = 8, copies: int = 1):
         self.strides = sorted(set(int(s) for s in strides))
         self.pred, self.mcfg, self.rng, self.batch = pred, mcfg, rng, batch
+        self.copies = max(int(copies), 1) if rng is not None else 1
         self.data: Dict[object, torch.Tensor] = {}
         self.n = 0
         self.extend(seqs)
@@ -215,7 +219,7 @@ class SemanticCache:
         """Add the frames of more rooms (a --stream-data chunk's, as they arrive). Storage
         grows by doubling so that a chunk adding rooms every second copies each frame a
         few times, not once per addition."""
-        frames = [(q, i) for q in seqs for i in range(len(q))]
+        frames = [(q, i) for q in seqs for i in range(len(q)) for _ in range(self.copies)]
         parts: Dict[object, list] = {}
         for a in range(0, len(frames), self.batch):
             group = frames[a:a + self.batch]
@@ -405,7 +409,8 @@ def _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t0: float, t_
     cache = None
     if opts.sem_cache:
         t_c = time.time()
-        cache = SemanticCache(pred, sampler.syn, mcfg, opts.strides or [mcfg.stride], rng=sampler.rng)
+        cache = SemanticCache(pred, sampler.syn, mcfg, opts.strides or [mcfg.stride], rng=sampler.rng,
+                              copies=opts.sem_cache_copies)
         log.info("semantic cache: %d frames, %.2f GB, %.0f s", cache.n, cache.nbytes() / 1e9, time.time() - t_c)
     scores: List[Tuple[int, float]] = []
     best: dict = {"score": -1.0}     # the first step with the highest score, and its head
@@ -569,6 +574,10 @@ def _fit(opts: FitOptions, closers: list) -> dict:
         raise ValueError("--semantic-only trains the semantic head of resumed weights: pass --resume or --init-weights")
     if opts.sem_cache and not opts.semantic_only:
         raise ValueError("--sem-cache keeps the frozen backbone's outputs: it needs --semantic-only")
+    if opts.sem_cache_copies != 1 and not opts.sem_cache:
+        raise ValueError("--sem-cache-copies sets how often --sem-cache keeps each frame: it needs --sem-cache")
+    if opts.sem_cache_copies < 1:
+        raise ValueError(f"--sem-cache-copies must be >= 1, got {opts.sem_cache_copies}")
     if opts.sem_backbone and (not opts.semantic_only or opts.sem_cache):
         raise ValueError("--sem-backbone trains the backbone in a semantic-only chunk: it needs --semantic-only "
                          "and runs the backbone on every step, so not --sem-cache")
