@@ -9,7 +9,8 @@
 #      (--sem-cache-copies 4).
 # Run under bg.sh (JOB=benchmarks/device_calls/t31b.sh), three calls (about 23 minutes).
 # Carry: .devcarry/whl7, .devcarry/recipe (state with whole-1..blend + blend/),
-# [.devcarry/gsplat_so]. Back: A's weights, the records of all three, one evaluation file.
+# [.devcarry/gsplat_so]. Back: A's weights, the records of all three, one evaluation file
+# and (without a carried one) gsplat's compiled module.
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .devcarry/whl7/*.whl || exit 1
 export PYTHONPATH=/tmp/site TORCH_EXTENSIONS_DIR=/tmp/torch_ext PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
@@ -29,6 +30,8 @@ PY
 python3 -m gs4_ros.cli train recipe --dir /tmp/recipe --device cuda --recipe /tmp/recipe_head_nostream.yaml \
   --budget-minutes 8.5 || exit 1
 mkdir -p $OUT/A && cp /tmp/recipe/head/gs4_nets.pt /tmp/recipe/head/gs4_nets.json /tmp/recipe/recipe_state.json $OUT/A/
+wait    # the compile, for the evaluation; its module comes back once to be carried as .devcarry/gsplat_so
+[ -f .devcarry/gsplat_so/stamp.txt ] || gsplat_export_build $OUT/gsplat_so
 HEAD_ARGS="--init-weights /tmp/recipe/blend/gs4_nets.pt --device cuda --semantic-only --sem-context --sem-geometry
   --sem-attention --sem-cache --fill-holes --minutes 5.0 --data-minutes 2.5 --stream-data --workers 15 --seeds 6000
   --frames 3 --step 15 --sem-batch 32 --val-seeds 960-975 --val-every 400"
@@ -36,7 +39,6 @@ python3 -m gs4_ros.cli train fit $HEAD_ARGS --lr 3e-4 --ckpt /tmp/B/ckpt.pt --ou
 mkdir -p $OUT/B && cp /tmp/B/gs4_nets.json $OUT/B/
 python3 -m gs4_ros.cli train fit $HEAD_ARGS --sem-cache-copies 4 --ckpt /tmp/C/ckpt.pt --out /tmp/C/gs4_nets.pt || exit 1
 mkdir -p $OUT/C && cp /tmp/C/gs4_nets.json $OUT/C/
-wait
 for v in A B C; do
   w=/tmp/$v/gs4_nets.pt; [ $v = A ] && w=$OUT/A/gs4_nets.pt
   python3 -m gs4_ros.cli train eval --device cuda --seeds 900,901,902 --frames 40 --variants +pruning,+segmenter+head \
