@@ -1,5 +1,5 @@
-# Two semantic-head stages on the thirtieth session's recipe backbone (its blend stage,
-# carried as .devcarry/recipe/blend), then both files on the card's synthetic rows, to find
+# Three semantic-head stages on the thirtieth session's recipe backbone (its blend stage,
+# carried as .devcarry/recipe/blend), then the three files on the card's synthetic rows, to find
 # why the recipe's streamed head stage peaked at step 1600 (validation 0.491) and fell:
 #   A: the recipe's head stage with its rooms made first, as the recipe's earlier form ran
 #      it (no --stream-data; --minutes 7.5, --data-minutes 3.5), run through the recipe (a
