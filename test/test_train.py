@@ -213,6 +213,8 @@ def test_semantic_cache_gives_the_head_what_the_whole_model_gives_it():
         fit(FitOptions(sem_cache=True, **TINY))
     with pytest.raises(ValueError, match="needs --sem-cache"):
         fit(FitOptions(sem_cache_copies=2, **TINY))
+    with pytest.raises(ValueError, match=">= 1"):
+        fit(FitOptions(sem_cache_copies=0, **TINY))
     # copies: every frame kept that many times in a row, each copy drawn on its own (the
     # same rng stream as one copy each of the frames listed that many times).
     two = SemanticCache(pred, seqs, mcfg, [8], rng=Sampler(seqs, [], 0.0, 1, seed=3).rng, batch=64, copies=2)

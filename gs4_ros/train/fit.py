@@ -574,10 +574,10 @@ def _fit(opts: FitOptions, closers: list) -> dict:
         raise ValueError("--semantic-only trains the semantic head of resumed weights: pass --resume or --init-weights")
     if opts.sem_cache and not opts.semantic_only:
         raise ValueError("--sem-cache keeps the frozen backbone's outputs: it needs --semantic-only")
-    if opts.sem_cache_copies != 1 and not opts.sem_cache:
-        raise ValueError("--sem-cache-copies sets how often --sem-cache keeps each frame: it needs --sem-cache")
     if opts.sem_cache_copies < 1:
         raise ValueError(f"--sem-cache-copies must be >= 1, got {opts.sem_cache_copies}")
+    if opts.sem_cache_copies != 1 and not opts.sem_cache:
+        raise ValueError("--sem-cache-copies sets how often --sem-cache keeps each frame: it needs --sem-cache")
     if opts.sem_backbone and (not opts.semantic_only or opts.sem_cache):
         raise ValueError("--sem-backbone trains the backbone in a semantic-only chunk: it needs --semantic-only "
                          "and runs the backbone on every step, so not --sem-cache")
