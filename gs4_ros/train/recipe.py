@@ -3,7 +3,7 @@ order, with a state file in the run folder so a recipe longer than one GPU sessi
 one 10-minute device call) continues where the last call stopped.
 
 Stages hand over through weights files (`--init-weights` of the previous stage's
-output), not optimiser checkpoints: a weights file is 8-12 MB and travels between
+output), not optimiser checkpoints: a weights file is a few MB (3-12 here) and travels between
 machines, a checkpoint with its Adam moments is several times that.
 """
 from __future__ import annotations
