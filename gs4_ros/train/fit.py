@@ -220,6 +220,8 @@ class SemanticCache:
         grows by doubling so that a chunk adding rooms every second copies each frame a
         few times, not once per addition."""
         frames = [(q, i) for q in seqs for i in range(len(q)) for _ in range(self.copies)]
+        if not frames:
+            return
         parts: Dict[object, list] = {}
         for a in range(0, len(frames), self.batch):
             group = frames[a:a + self.batch]
@@ -230,8 +232,6 @@ class SemanticCache:
                 for k, v in got[st].items():
                     if v is not None:
                         parts.setdefault((st, k), []).append(v.half() if v.is_floating_point() else v)
-        if not frames:
-            return
         n_new = self.n + len(frames)
         for k, v in parts.items():
             v = torch.cat(v)
