@@ -9,13 +9,10 @@
 # fit in BUDGET minutes (default 26: all but the segmenter). Each finished stage's weights
 # and record are put under $OUT as the run goes, for bg.sh to return.
 # Carry: .devcarry/whl7 .devcarry/7s250 [.devcarry/gsplat_so] [.devcarry/recipe]
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .devcarry/whl7/*.whl || exit 1
-export PYTHONPATH=/tmp/site TORCH_EXTENSIONS_DIR=/tmp/torch_ext PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-source benchmarks/device_calls/gsplat_prebuilt.sh
-python3 benchmarks/pack_frames.py unpack .devcarry/7s250 /tmp/7s > /dev/null || exit 1
-t=$(date +%s); (cd /tmp && MAX_JOBS=16 python3 -c "from gsplat.cuda._backend import _C; print('gsplat ok')") 2>&1 | tail -2
+t=$(date +%s); export MAX_JOBS=16    # gsplat's compile, if it runs, at full CPU
+WHL=.devcarry/whl7 source benchmarks/device_calls/setup.sh
 echo "gsplat ready in $(( $(date +%s) - t )) s"
+python3 benchmarks/pack_frames.py unpack .devcarry/7s250 /tmp/7s > /dev/null || exit 1
 [ -f .devcarry/gsplat_so/stamp.txt ] || gsplat_export_build $OUT/gsplat_so
 mkdir -p /tmp/src /tmp/recipe && cp -r gs4_ros /tmp/src/
 [ -d .devcarry/recipe ] && cp -r .devcarry/recipe/. /tmp/recipe/ && echo "continuing $(ls .devcarry/recipe | tr '\n' ' ')"

@@ -11,10 +11,7 @@
 # Carry: .devcarry/whl7, .devcarry/recipe (state with whole-1..blend + blend/),
 # [.devcarry/gsplat_so]. Back: A's weights, the records of all three, one evaluation file
 # and (without a carried one) gsplat's compiled module.
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .devcarry/whl7/*.whl || exit 1
-export PYTHONPATH=/tmp/site TORCH_EXTENSIONS_DIR=/tmp/torch_ext PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-source benchmarks/device_calls/gsplat_prebuilt.sh
+WHL=.devcarry/whl7 GSPLAT_NOW=0 source benchmarks/device_calls/setup.sh
 mkdir -p /tmp/src /tmp/recipe && cp -r gs4_ros /tmp/src/ && cp -r .devcarry/recipe/. /tmp/recipe/
 # The head stages render nothing; gsplat compiles beside them (niced) for the evaluation.
 (cd /tmp && nice -n 10 python3 -c "from gsplat.cuda._backend import _C; print('gsplat ok')" > /tmp/gsplat.log 2>&1; cat /tmp/gsplat.log) &
