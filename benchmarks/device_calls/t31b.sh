@@ -8,6 +8,7 @@
 #   C: the streamed head stage of recipe.yaml with each cached frame kept 4 times
 #      (--sem-cache-copies 4).
 # Run under bg.sh (JOB=benchmarks/device_calls/t31b.sh), three calls (about 23 minutes).
+# VARIANTS="A C" runs a subset (default all three; each of B and C is about 5.5 minutes).
 # Carry: .devcarry/whl7, .devcarry/recipe (state with whole-1..blend + blend/),
 # [.devcarry/gsplat_so]. Back: A's weights, the records of all three, one evaluation file
 # and (without a carried one) gsplat's compiled module.
@@ -32,10 +33,15 @@ wait    # the compile, for the evaluation; its module comes back once to be carr
 HEAD_ARGS="--init-weights /tmp/recipe/blend/gs4_nets.pt --device cuda --semantic-only --sem-context --sem-geometry
   --sem-attention --sem-cache --fill-holes --minutes 5.0 --data-minutes 2.5 --stream-data --workers 15 --seeds 6000
   --frames 3 --step 15 --sem-batch 32 --val-seeds 960-975 --val-every 400"
-python3 -m gs4_ros.cli train fit $HEAD_ARGS --lr 3e-4 --ckpt /tmp/B/ckpt.pt --out /tmp/B/gs4_nets.pt || echo "variant B failed"
-mkdir -p $OUT/B && cp /tmp/B/gs4_nets.json $OUT/B/
-python3 -m gs4_ros.cli train fit $HEAD_ARGS --sem-cache-copies 4 --ckpt /tmp/C/ckpt.pt --out /tmp/C/gs4_nets.pt || echo "variant C failed"
-mkdir -p $OUT/C && cp /tmp/C/gs4_nets.json $OUT/C/
+want() { [[ " ${VARIANTS:-A B C} " == *" $1 "* ]]; }
+if want B; then
+  python3 -m gs4_ros.cli train fit $HEAD_ARGS --lr 3e-4 --ckpt /tmp/B/ckpt.pt --out /tmp/B/gs4_nets.pt || echo "variant B failed"
+  mkdir -p $OUT/B && cp /tmp/B/gs4_nets.json $OUT/B/
+fi
+if want C; then
+  python3 -m gs4_ros.cli train fit $HEAD_ARGS --sem-cache-copies 4 --ckpt /tmp/C/ckpt.pt --out /tmp/C/gs4_nets.pt || echo "variant C failed"
+  mkdir -p $OUT/C && cp /tmp/C/gs4_nets.json $OUT/C/
+fi
 for v in A B C; do
   w=/tmp/$v/gs4_nets.pt; [ $v = A ] && w=$OUT/A/gs4_nets.pt
   [ -f $w ] || continue
