@@ -11,13 +11,16 @@
 # VARIANTS="A C" runs a subset (default all three; each of B and C is about 5.5 minutes).
 # Carry: .devcarry/whl7, .devcarry/recipe (state with whole-1..blend + blend/),
 # [.devcarry/gsplat_so]. Back: A's weights, the records of all three, one evaluation file
-# and (without a carried one) gsplat's compiled module.
+# (the shipped weights first, as the peer) and (without a carried one) gsplat's compiled
+# module, which compiles beside the training stages.
 WHL=.devcarry/whl7 GSPLAT_NOW=0 source benchmarks/device_calls/setup.sh
 mkdir -p /tmp/src /tmp/recipe && cp -r gs4_ros /tmp/src/ && cp -r .devcarry/recipe/. /tmp/recipe/
 # The head stages render nothing; gsplat compiles beside them (niced) for the evaluation.
 (cd /tmp && nice -n 10 python3 -c "from gsplat.cuda._backend import _C; print('gsplat ok')" > /tmp/gsplat.log 2>&1; cat /tmp/gsplat.log) &
 export PYTHONPATH=/tmp/site:/tmp/src
-python3 - <<'PY' || exit 1
+want() { [[ " ${VARIANTS:-A B C} " == *" $1 "* ]]; }
+if want A; then
+  python3 - <<'PY' || exit 1
 import yaml
 d = yaml.safe_load(open("gs4_ros/train/recipe.yaml"))
 a = next(s for s in d["stages"] if s["name"] == "head")["args"]
@@ -25,15 +28,13 @@ a.remove("--stream-data")
 a[a.index("--minutes") + 1], a[a.index("--data-minutes") + 1] = "7.5", "3.5"
 yaml.safe_dump(d, open("/tmp/recipe_head_nostream.yaml", "w"), sort_keys=False)
 PY
-python3 -m gs4_ros.cli train recipe --dir /tmp/recipe --device cuda --recipe /tmp/recipe_head_nostream.yaml \
-  --budget-minutes 8.5 || echo "variant A failed"
-mkdir -p $OUT/A && cp /tmp/recipe/head/gs4_nets.pt /tmp/recipe/head/gs4_nets.json /tmp/recipe/recipe_state.json $OUT/A/
-wait    # the compile, for the evaluation; its module comes back once to be carried as .devcarry/gsplat_so
-[ -f .devcarry/gsplat_so/stamp.txt ] || gsplat_export_build $OUT/gsplat_so
+  python3 -m gs4_ros.cli train recipe --dir /tmp/recipe --device cuda --recipe /tmp/recipe_head_nostream.yaml \
+    --budget-minutes 8.5 || echo "variant A failed"
+  mkdir -p $OUT/A && cp /tmp/recipe/head/gs4_nets.pt /tmp/recipe/head/gs4_nets.json /tmp/recipe/recipe_state.json $OUT/A/
+fi
 HEAD_ARGS="--init-weights /tmp/recipe/blend/gs4_nets.pt --device cuda --semantic-only --sem-context --sem-geometry
   --sem-attention --sem-cache --fill-holes --minutes 5.0 --data-minutes 2.5 --stream-data --workers 15 --seeds 6000
   --frames 3 --step 15 --sem-batch 32 --val-seeds 960-975 --val-every 400"
-want() { [[ " ${VARIANTS:-A B C} " == *" $1 "* ]]; }
 if want B; then
   python3 -m gs4_ros.cli train fit $HEAD_ARGS --lr 3e-4 --ckpt /tmp/B/ckpt.pt --out /tmp/B/gs4_nets.pt || echo "variant B failed"
   mkdir -p $OUT/B && cp /tmp/B/gs4_nets.json $OUT/B/
@@ -42,12 +43,16 @@ if want C; then
   python3 -m gs4_ros.cli train fit $HEAD_ARGS --sem-cache-copies 4 --ckpt /tmp/C/ckpt.pt --out /tmp/C/gs4_nets.pt || echo "variant C failed"
   mkdir -p $OUT/C && cp /tmp/C/gs4_nets.json $OUT/C/
 fi
-for v in A B C; do
+wait    # the compile, for the evaluation; its module comes back once to be carried as .devcarry/gsplat_so
+[ -f .devcarry/gsplat_so/stamp.txt ] || gsplat_export_build $OUT/gsplat_so
+# S: the shipped weights, the peer on this same machine.
+for v in S A B C; do
   w=/tmp/$v/gs4_nets.pt; [ $v = A ] && w=$OUT/A/gs4_nets.pt
+  [ $v = S ] && w=gs4_ros/weights/gs4_nets.pt
   [ -f $w ] || continue
   python3 -m gs4_ros.cli train eval --device cuda --seeds 900,901,902 --frames 40 --variants +pruning,+segmenter+head \
     --weights $w > /tmp/eval_$v.txt 2>&1 &
 done
 wait
-for v in A B C; do echo "== $v"; grep -v "^INFO\|^measured" /tmp/eval_$v.txt; done > $OUT/eval.txt
+for v in S A B C; do [ -f /tmp/eval_$v.txt ] && { echo "== $v"; grep -v "^INFO\|^measured" /tmp/eval_$v.txt; }; done > $OUT/eval.txt
 cat $OUT/eval.txt
