@@ -45,10 +45,11 @@ def ate_cm(stamps, est, gt):
     return trajectory_errors(stamps, est, stamps, gt)["ate_rmse_cm"]
 
 
-def run_keyframes(seq, every, bias_deg, cfg=None, frames=None, odom=None):
+def run_keyframes(seq, every, bias_deg, cfg=None, frames=None, odom=None, odom_cov=None):
     """Feed every `every`-th frame to a synchronous Backend as keyframes whose odometry is
     the ground-truth step followed by a yaw bias, and (odom: one 4x4 or None per frame)
-    an external odometry pose; apply graph updates the way the pipeline does (poses and
+    an external odometry pose (odom_cov: its 6x6 covariances); apply graph updates the way
+    the pipeline does (poses and
     graph nodes). Returns (stamps, gt, drifted, corrected, backend)."""
     cfg = cfg or PipelineConfig()
     cfg.backend.synchronous = True
@@ -64,7 +65,8 @@ def run_keyframes(seq, every, bias_deg, cfg=None, frames=None, odom=None):
             step = relative(gt[k - 1], gt[k]) @ yaw(bias_deg)
             pose = est[-1] @ step
             drifted_pose = drifted[-1] @ step
-        be.add_keyframe(k, k, f.timestamp, pose, f.rgb, f.depth, K, None, odom_pose=None if odom is None else odom[k])
+        be.add_keyframe(k, k, f.timestamp, pose, f.rgb, f.depth, K, None, odom_pose=None if odom is None else odom[k],
+                        odom_covariance=None if odom_cov is None else odom_cov[k])
         est.append(pose)
         drifted.append(drifted_pose)
         upd = be.poll()
@@ -121,7 +123,7 @@ def scaled_step(Ta, Tb, scale):
 def external_odometry(gt, t_scale=1.0, r_scale=1.0):
     """Camera poses of an external odometry, started in a frame of its own, whose every
     step is the true one with its translation `t_scale` times and (r_scale != 1) its
-    rotation angle `r_scale` times too long. Shared with benchmarks/odom_prior_edges.py."""
+    rotation angle `r_scale` times too long (benchmarks/odom_prior_edges.py through slipping_odometry)."""
     M = se3.se3_exp(torch.tensor([1.5, -0.4, 2.0, 0.3, -1.2, 0.5], dtype=torch.float64)).numpy()
     out = [M @ gt[0]]
     for a, b in zip(gt[:-1], gt[1:]):
@@ -166,6 +168,84 @@ def test_external_odometry_edges_lower_the_error_after_the_loop(loop_frames):
     for e in prior:                            # the motion, whatever the odometry's frame
         assert np.allclose(e.T_ij, scaled_step(gt[e.i], gt[e.j], 1.02))
         np.testing.assert_allclose(np.diag(e.information), [100.0] * 3 + [np.radians(0.1) ** -2] * 3)
+
+
+def slipping_odometry(gt, slips, t_scale=1.02, r_scale=1.0, sigma=0.1, sigma_deg=0.1):
+    """external_odometry's poses (2% long by default) with the rotation of the steps into the keyframes
+    in `slips` ({k: degrees}) turned that much more about the camera's y axis, and the
+    covariances a dead-reckoning odometry that notices its slips would publish: each step
+    adds sigma^2 to every position and sigma_deg^2 to every rotation variance, a slipped
+    step its slip's square to the rotation's. Shared with benchmarks/odom_prior_edges.py."""
+    odom = external_odometry(gt, t_scale=t_scale, r_scale=r_scale)
+    out, covs, cov = [odom[0]], [np.zeros((6, 6))], np.zeros((6, 6))
+    for k in range(1, len(gt)):
+        step = relative(odom[k - 1], odom[k])
+        if k in slips:
+            step = step @ np.linalg.inv(yaw(slips[k]))   # yaw() turns about y, the camera's up
+        out.append(out[-1] @ step)
+        cov = cov + np.diag([sigma ** 2] * 3 + [np.radians(max(sigma_deg, abs(slips.get(k, 0.0)))) ** 2] * 3)
+        covs.append(cov.copy())
+    return out, covs
+
+
+def test_odometry_covariance_weighs_its_edges(loop_frames):
+    """An external odometry that slips by 6 degrees at three keyframes and says so in its
+    covariance: weighed by that covariance (backend.odom_prior_use_covariance) the slipped
+    steps count for little and the loop-closed trajectory is clearly better than with
+    the fixed sigmas, which trust every step alike. Off, the covariances change nothing."""
+    gt = [f.gt_pose for f in loop_frames]
+    odom, covs = slipping_odometry(gt, {12: 6.0, 30: -6.0, 45: 6.0})
+    runs = {}
+    for name, opts in (("sigmas", dict(odom_prior_sigma=0.1, odom_prior_sigma_deg=0.1)),
+                       ("covariance", dict(odom_prior_use_covariance=True))):
+        cfg = PipelineConfig()
+        for k, v in opts.items():
+            setattr(cfg.backend, k, v)
+        stamps, _, _, est, be = run_keyframes(None, 10, 1.0, cfg, frames=loop_frames, odom=odom, odom_cov=covs)
+        runs[name] = (ate_cm(stamps, est, gt), be)
+    print("\nsynthetic loop seed 0, 1 deg/keyframe yaw drift, external odometry slipping 6 deg three times: "
+          "ATE after loop closure " + ", ".join(f"{n} {a:.2f} cm ({b.stats.loop_closures} loops, "
+                                              f"{b.stats.odom_prior_covariance_edges} covariance edges)"
+                                              for n, (a, b) in runs.items()))
+    (fixed, be_f), (weighed, be_c) = runs["sigmas"], runs["covariance"]
+    assert be_f.stats.loop_closures >= 1 and be_c.stats.loop_closures >= 1
+    assert weighed < 0.5 * fixed
+    assert be_f.stats.odom_prior_covariance_edges == 0
+    assert be_c.stats.odom_prior_covariance_edges == len(gt) - 1
+    slipped = {e.j: e.information for e in be_c.graph.edges if e.kind == "odom_prior"}
+    assert np.linalg.eigvalsh(slipped[12][3:, 3:]).min() < 0.01 * np.linalg.eigvalsh(slipped[11][3:, 3:]).min()
+
+
+def test_odometry_step_information_from_two_covariances():
+    """The growth between the two covariances, moved into the later pose's frame; directions
+    that did not grow keep the fallback; a constant, zero or indefinite growth gives the
+    fallback whole."""
+    from gs4_ros.core.backend.keyframe_graph import odometry_step_information
+
+    fb = np.diag([100.0] * 3 + [np.radians(0.5) ** -2] * 3)
+    R = se3.se3_exp(torch.tensor([0.0, 0.0, 0.0, 0.3, -0.8, 0.2], dtype=torch.float64)).numpy()[:3, :3]
+    rng = np.random.default_rng(3)
+    A = rng.normal(size=(6, 6))
+    cov_i = A @ A.T
+    G = rng.normal(size=(6, 6)) * 0.01
+    grow = G @ G.T + 1e-4 * np.eye(6)
+    info, used = odometry_step_information(cov_i, cov_i + grow, R, fb)
+    B = np.kron(np.eye(2), R.T)
+    assert used
+    np.testing.assert_allclose(info, np.linalg.inv(B @ grow @ B.T), rtol=1e-8)
+    for cov_j in (cov_i, np.zeros((6, 6))):          # nothing grew (or a zeroed message)
+        info, used = odometry_step_information(cov_i, cov_j, R, fb)
+        assert not used and np.array_equal(info, fb)
+    # A planar odometry: x, y and yaw (about the odom z) grow, z / roll / pitch are fixed.
+    planar = np.diag([1e-4, 1e-4, 0.0, 0.0, 0.0, 4e-6])
+    info, used = odometry_step_information(np.diag([1.0, 1.0, 1e-3, 1e-3, 1e-3, 1.0]),
+                                           np.diag([1.0, 1.0, 1e-3, 1e-3, 1e-3, 1.0]) + planar, np.eye(3), fb)
+    assert used
+    np.testing.assert_allclose(np.diag(info), [1e4, 1e4, 100.0, fb[3, 3], fb[4, 4], 2.5e5])
+    bad = np.diag([1e-4] * 6)
+    bad[0, 1] = bad[1, 0] = 5e-4                     # a correlation beyond the variances
+    info, used = odometry_step_information(np.zeros((6, 6)), bad, R, fb)
+    assert not used and np.array_equal(info, fb)
 
 
 def test_external_odometry_edges_only_between_keyframes_that_both_have_it():
@@ -362,12 +442,17 @@ def test_pipeline_links_keyframes_by_their_frames_odometry(short_frames):
     becomes an odom_prior edge between consecutive keyframes whose frames both carry a
     valid one, with that odometry's relative motion. Three frames in a row carry a
     non-finite pose, so a keyframe inside the run (one at least every 3rd frame) has
-    none: no edge to it or from it."""
+    none: no edge to it or from it. Each frame's odom_camera_covariance (growing; one
+    not a covariance) weighs the edges with backend.odom_prior_use_covariance: every edge
+    but those that touch the broken one."""
     M = se3.se3_exp(torch.tensor([0.5, 2.0, -1.0, 0.4, 0.1, -0.7], dtype=torch.float64)).numpy()
     bad = {5: np.full((4, 4), np.nan), 6: np.diag([1.0, 1.0, np.inf, 1.0]), 7: np.full((4, 4), np.nan)}
-    frames = [dataclasses.replace(f, meta=dict(f.meta, odom_camera_pose=bad.get(f.index, M @ f.gt_pose)))
+    cov = {f.index: np.diag([1e-4 * f.index] * 3 + [1e-6 * f.index] * 3) for f in short_frames}
+    cov[0] = np.full((6, 6), np.nan)                  # frame 0 is always a keyframe
+    frames = [dataclasses.replace(f, meta=dict(f.meta, odom_camera_pose=bad.get(f.index, M @ f.gt_pose),
+                                               odom_camera_covariance=cov[f.index]))
               for f in short_frames]
-    pipe, _, _ = run_small(frames, joint_enabled=False)
+    pipe, _, _ = run_small(frames, joint_enabled=False, odom_prior_use_covariance=True)
     kf_frame = {kf.id: kf.frame_index for kf in pipe.keyframes}
     pairs = list(zip(pipe.keyframes[:-1], pipe.keyframes[1:]))
     want = [(a.id, b.id) for a, b in pairs if a.frame_index not in bad and b.frame_index not in bad]
@@ -377,7 +462,15 @@ def test_pipeline_links_keyframes_by_their_frames_odometry(short_frames):
     for e in prior:
         Ti, Tj = (M @ short_frames[kf_frame[k]].gt_pose for k in (e.i, e.j))
         assert np.allclose(e.T_ij, relative(Ti, Tj))
+        fi, fj = kf_frame[e.i], kf_frame[e.j]
+        if 0 in (fi, fj):
+            np.testing.assert_allclose(np.diag(e.information), np.diag(pipe.backend._odom_prior_info))
+        else:                                         # the growth between them, rotation-invariant here
+            np.testing.assert_allclose(np.diag(e.information), [1e4 / (fj - fi)] * 3 + [1e6 / (fj - fi)] * 3)
     assert pipe.backend_summary()["odom_prior_edges"] == len(want)
+    assert pipe.backend_summary()["odom_prior_covariance_edges"] == sum(0 not in (kf_frame[e.i], kf_frame[e.j])
+                                                                        for e in prior)
+    assert prior[0].i == pipe.keyframes[0].id and kf_frame[prior[0].i] == 0
 
 
 def test_pipeline_backend_off_matches_on_without_corrections(small_run):

@@ -89,6 +89,7 @@ def test_odometry_prior_is_buffered_and_matched_by_stamp():
             m.header.frame_id, m.child_frame_id = "odom", "base_link"
             m.pose.pose.position.x = float(k)
             m.pose.pose.orientation.w = 1.0
+            m.pose.covariance[0] = m.pose.covariance[35] = 0.01 * (k + 1)   # x and yaw variances grow
             pub.publish(m)
         assert H.spin_until(t.ex, lambda: len(t.node._odom_hist) == 3, 30)
         for bad in ("zero", "nan"):          # broken messages are skipped with a warning
@@ -105,6 +106,7 @@ def test_odometry_prior_is_buffered_and_matched_by_stamp():
         assert len(t.node._odom_hist) == 3
         o = t.node._nearest_odom(10 * 10**9 + 1 * 10**8 + 20_000_000)
         assert o["pose"][0, 3] == 1.0 and o["child_frame_id"] == "base_link" and o["frame_id"] == "odom"
+        np.testing.assert_allclose(o["covariance"], np.diag([0.02, 0, 0, 0, 0, 0.02]))   # row-major 6x6
         assert t.node._nearest_odom(11 * 10**9) is None            # older than odom_prior_max_age
     finally:
         t.close()
@@ -128,6 +130,19 @@ def test_odometry_prior_becomes_the_camera_pose_the_tracker_starts_from():
     p = np.array([0.3, -0.2, 1.5, 1.0])
     np.testing.assert_allclose(cam @ p, T_odom_child @ inv(T_oc) @ p)
     np.testing.assert_allclose(odom_camera_pose(T_odom_child), T_odom_child)
+    # Its covariance: a small error d (position, rotation about odom's axes) of the child's
+    # pose moves the camera by J d (the rotation's through the lever arm), so the covariance
+    # d d^T of that one error becomes (J d)(J d)^T.
+    from gs4_ros.ros.tf import odom_camera_covariance
+    d = 1e-6 * np.random.default_rng(1).normal(size=6)
+    Tp = T_odom_child.copy()
+    Tp[:3, 3] += d[:3]
+    Tp[:3, :3] = se3.se3_exp(torch.as_tensor(np.r_[0.0, 0.0, 0.0, d[3:]])).numpy()[:3, :3] @ T_odom_child[:3, :3]
+    dcam = np.r_[odom_camera_pose(Tp, T_oc)[:3, 3] - cam[:3, 3], d[3:]]
+    assert np.abs(dcam[:3] - d[:3]).max() > 1e-7                   # the lever arm matters here
+    np.testing.assert_allclose(odom_camera_covariance(np.outer(d, d), T_odom_child, T_oc), np.outer(dcam, dcam),
+                               rtol=1e-4, atol=1e-17)
+    np.testing.assert_allclose(odom_camera_covariance(np.outer(d, d), T_odom_child), np.outer(d, d))
 
     t = InProcess("subscribe_odom_prior:=true", "camera_frame:=cam_optical")
     try:
@@ -135,13 +150,20 @@ def test_odometry_prior_becomes_the_camera_pose_the_tracker_starts_from():
         color = conv.numpy_to_image(np.full((48, 64, 3), 128, np.uint8), "rgb8")
         depth = conv.numpy_to_image(np.full((48, 64), 1500, np.uint16), "16UC1")
         info = conv.intrinsics_to_camera_info(intr)
+        cov = np.diag([0.01, 0.02, 0.03, 1e-4, 2e-4, 3e-4])
         for child, expect in (("cam_optical", True), ("", True), ("base_link", t.node.tf.can_lookup)):
-            odo = {"stamp": 1.0, "pose": T_odom_child, "frame_id": "odom", "child_frame_id": child}
+            odo = {"stamp": 1.0, "pose": T_odom_child, "frame_id": "odom", "child_frame_id": child,
+                   "covariance": cov}
             f = t.node._decode(SyncedSet(color, depth, None, info, 10**9, 0.0, odo))
             assert f.meta["odom_prior"] is odo
             assert ("odom_camera_pose" in f.meta) == expect, child
+            assert ("odom_camera_covariance" in f.meta) == expect, child
             if expect:
                 np.testing.assert_allclose(f.meta["odom_camera_pose"], T_odom_child)
+                np.testing.assert_allclose(f.meta["odom_camera_covariance"], cov)
+        del odo["covariance"]                  # a dict without one (older callers): no covariance
+        f = t.node._decode(SyncedSet(color, depth, None, info, 10**9, 0.0, odo))
+        assert "odom_camera_covariance" not in f.meta
     finally:
         t.close()
 

@@ -310,6 +310,7 @@ def test_odometry_topic_gives_each_frame_its_camera_pose(tmp_path, frames):
     for a, b in zip(frames, back):
         np.testing.assert_allclose(b.meta["odom_camera_pose"], a.gt_pose, atol=1e-9)
         np.testing.assert_allclose(b.gt_pose, a.gt_pose, atol=1e-9)       # still the ground truth
+        np.testing.assert_array_equal(b.meta["odom_camera_covariance"], np.zeros((6, 6)))   # as written
     assert all("odom_camera_pose" not in f.meta for f in rosbag.read_frames(out))
     with pytest.raises(rosbag.BagError, match="no nav_msgs/Odometry"):
         next(rosbag.read_frames(out, odom_topic="/gt/pose"))
@@ -324,13 +325,21 @@ def test_odometry_topic_gives_each_frame_its_camera_pose(tmp_path, frames):
             frame_id = "camera_color_optical_frame"
 
     for f in back[:3]:
-        f.meta.pop("odom_camera_pose")
+        f.meta.pop("odom_camera_pose"), f.meta.pop("odom_camera_covariance")
         rosbag._attach_odometry(f, Color, None, odom, msgs.append)
         assert "odom_camera_pose" not in f.meta
     assert len(msgs) == 1 and "no /tf_static path" in msgs[0] and "base_link" in msgs[0]
     odom = dict(track, edges={("camera_color_optical_frame", "base_link"): np.eye(4)})
     rosbag._attach_odometry(back[0], Color, None, odom, msgs.append)
     assert "odom_camera_pose" in back[0].meta
+    assert "odom_camera_covariance" not in back[0].meta       # a track without covariances
+    # Between two odometry messages the covariance is interpolated like the position.
+    t0 = back[0].meta["stamp_ns"]
+    odom = {"stamps": np.array([t0 - 10**7, t0 + 3 * 10**7], np.int64), "poses": np.stack([np.eye(4)] * 2),
+            "covs": np.stack([np.diag([0.1] * 6), np.diag([0.5] * 6)]), "child": "",
+            "edges": {}}
+    rosbag._attach_odometry(back[0], Color, None, odom, msgs.append)
+    np.testing.assert_allclose(back[0].meta["odom_camera_covariance"], np.diag([0.2] * 6))
 
 
 def test_static_chain_walks_the_tree_both_ways():

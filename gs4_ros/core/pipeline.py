@@ -144,6 +144,7 @@ class SLAMPipeline:
         self.intrinsics: Optional[Intrinsics] = None
         self._K_cache: Optional[tuple] = None   # (intrinsics, K on the device)
         self._odom_pose: Optional[np.ndarray] = None   # newest frame's odom_camera_pose, validated
+        self._odom_cov: Optional[np.ndarray] = None    # and its odom_camera_covariance, if valid
         self.frames_processed = 0
         self.frames_lost = 0
         self._good_run = self._lost_run = 0     # frames tracked / lost in a row, ending now
@@ -297,7 +298,8 @@ class SLAMPipeline:
             if is_kf:
                 self.backend.add_keyframe(kf.id, frame.index, frame.timestamp, pose_np, frame.rgb, frame.depth,
                                           frame.intrinsics.K_numpy(), None if track is None else track.information,
-                                          odom_pose=self._odom_pose)   # this frame's, from _motion_prior
+                                          odom_pose=self._odom_pose,   # this frame's, from _motion_prior
+                                          odom_covariance=self._odom_cov)
             ra = self.cfg.backend.relocalize_after
             if ra > 0 and self._lost_run >= ra:     # dropped while an earlier query is pending
                 sent = self.backend.request_relocalization(frame.index, frame.rgb, frame.depth,
@@ -348,7 +350,7 @@ class SLAMPipeline:
     def _motion_prior(self, frame: RGBDFrame) -> Optional[np.ndarray]:
         """The camera's motion since the previous frame by the external odometry the two
         frames carry (meta "odom_camera_pose": camera-to-odom, 4x4), or None."""
-        prev, self._odom_pose = self._odom_pose, None
+        prev, self._odom_pose, self._odom_cov = self._odom_pose, None, None
         cur = frame.meta.get("odom_camera_pose")
         if cur is None:
             return None
@@ -357,6 +359,14 @@ class SLAMPipeline:
             log.warning("frame %d: odom_camera_pose is not a finite 4x4 matrix; ignored", frame.index)
             return None
         self._odom_pose = cur
+        cov = frame.meta.get("odom_camera_covariance")
+        if cov is not None:
+            cov = np.asarray(cov, dtype=np.float64)
+            if cov.shape == (6, 6) and np.isfinite(cov).all() and (np.diag(cov) >= 0).all():
+                self._odom_cov = cov
+            else:
+                log.warning("frame %d: odom_camera_covariance is not a finite 6x6 covariance; "
+                            "its edge keeps the configured sigmas", frame.index)
         if prev is None or not self.cfg.tracking.use_motion_prior:
             return None
         return np.linalg.inv(prev) @ cur

@@ -269,8 +269,10 @@ def detect_topics(reader, color_topic=None, depth_topic=None, info_topic=None,
     return BagTopics(color, depth, info or None, labels, gt or None)
 
 
-def _gt_track(reader, topic: str, msgtype: str) -> Tuple[np.ndarray, np.ndarray]:
-    stamps, poses = [], []
+def _gt_track(reader, topic: str, msgtype: str, covariances: Optional[list] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """(stamps, poses) sorted by stamp; an Odometry topic's pose covariances (6x6) are
+    appended to `covariances` in the same order when it is given."""
+    stamps, poses, covs = [], [], []
     conns = [c for c in reader.connections if c.topic == topic]
     for conn, t_ns, raw in reader.messages(connections=conns):
         m = reader.deserialize(raw, conn.msgtype)
@@ -278,7 +280,11 @@ def _gt_track(reader, topic: str, msgtype: str) -> Tuple[np.ndarray, np.ndarray]
         st = conv.stamp_to_ns(m.header.stamp) or t_ns
         stamps.append(st)
         poses.append(conv.pose_to_matrix(pose))
+        if covariances is not None and conn.msgtype == ODOM:
+            covs.append(np.asarray(m.pose.covariance, dtype=np.float64).reshape(6, 6))
     order = np.argsort(stamps, kind="stable")
+    if covariances is not None:
+        covariances.extend(covs[k] for k in order)
     return np.asarray(stamps, dtype=np.int64)[order], np.asarray(poses).reshape(-1, 4, 4)[order]
 
 
@@ -363,10 +369,11 @@ def read_frames(path, color_topic: Optional[str] = None, depth_topic: Optional[s
             oconn = [c for c in reader.connections if c.topic == odom_topic]
             if not oconn or oconn[0].msgtype != ODOM:
                 raise BagError(f"--odom-topic {odom_topic}: no nav_msgs/Odometry topic of that name in {p}")
-            o_stamps, o_poses = _gt_track(reader, odom_topic, ODOM)
+            o_covs: list = []
+            o_stamps, o_poses = _gt_track(reader, odom_topic, ODOM, o_covs)
             first = _peek(reader, oconn[:1]).get(odom_topic)
-            odom = {"stamps": o_stamps, "poses": o_poses, "child": first.child_frame_id.lstrip("/"),
-                    "edges": _static_transforms(reader)}
+            odom = {"stamps": o_stamps, "poses": o_poses, "covs": np.asarray(o_covs).reshape(-1, 6, 6),
+                    "child": first.child_frame_id.lstrip("/"), "edges": _static_transforms(reader)}
         inputs = [tp.color, tp.depth] + ([tp.labels] if tp.labels else [])
         want = set(inputs) | ({tp.info} if tp.info else set())
         conns = [c for c in reader.connections if c.topic in want]
@@ -433,8 +440,9 @@ def _make_frame(idx, ms, info_msg, scale, gt_stamps, gt_poses, width, height, lo
 
 def _attach_odometry(fr: RGBDFrame, color, info_msg, odom: dict, log) -> None:
     """meta odom_camera_pose of a bag frame: the odometry at its stamp moved into the
-    camera's optical frame (the colour image's / CameraInfo's frame_id)."""
-    from ..ros.tf import odom_camera_pose
+    camera's optical frame (the colour image's / CameraInfo's frame_id), and its pose
+    covariance (odom_camera_covariance, interpolated like the position) beside it."""
+    from ..ros.tf import odom_camera_covariance, odom_camera_pose
 
     if "T_opt_child" not in odom:    # resolved once, at the first frame (static transforms)
         cam = (color.header.frame_id or (info_msg.header.frame_id if info_msg is not None else "")).lstrip("/")
@@ -448,6 +456,11 @@ def _attach_odometry(fr: RGBDFrame, color, info_msg, odom: dict, log) -> None:
     T = interpolate_pose(odom["stamps"], odom["poses"], int(fr.meta["stamp_ns"]))
     if T is not None:
         fr.meta["odom_camera_pose"] = odom_camera_pose(T, odom["T_opt_child"])
+        t, st, covs = int(fr.meta["stamp_ns"]), odom["stamps"], odom.get("covs")
+        cov = None if covs is None else np.array([np.interp(t, st, c) for c in covs.reshape(len(st), 36).T])
+        if cov is not None and np.isfinite(cov).all():
+            cov = cov.reshape(6, 6)
+            fr.meta["odom_camera_covariance"] = odom_camera_covariance(cov, T, odom["T_opt_child"])
 
 
 def bag_info(path) -> Dict[str, object]:

@@ -49,7 +49,7 @@ from .params import (NODE_PARAM_NAMES, PARAMS_BY_NAME, PIPELINE_PREFIX, check_no
                      declare_all, expand_path, read_node_params, read_pipeline_config)
 from .qos import image_out_qos, input_qos, latched_qos, stream_qos
 from .sync import ApproxTimeSync, SyncMonitor
-from .tf import TfOutput, inv, link_from_optical, map_transform, odom_camera_pose
+from .tf import TfOutput, inv, link_from_optical, map_transform, odom_camera_covariance, odom_camera_pose
 from .worker import FrameWorker, OutputThread, name_os_thread, output_due
 
 DEFAULT_OPTICAL_FRAME = "camera_color_optical_frame"
@@ -360,7 +360,9 @@ class GS4Node(Node):
         if not np.isfinite(T).all():
             self._warn_every("odom_prior_bad", "odometry prior skipped: its position is not finite")
             return
-        self._odom_hist.append((conv.stamp_to_ns(msg.header.stamp), T, msg.header.frame_id, msg.child_frame_id))
+        cov = np.asarray(msg.pose.covariance, dtype=np.float64).reshape(6, 6)
+        self._odom_hist.append((conv.stamp_to_ns(msg.header.stamp), T, msg.header.frame_id, msg.child_frame_id,
+                                cov if np.isfinite(cov).all() else None))
 
     def _nearest_odom(self, stamp_ns: int) -> Optional[dict]:
         if not self._odom_hist:
@@ -369,7 +371,7 @@ class GS4Node(Node):
         if abs(best[0] - stamp_ns) > float(self.p["odom_prior_max_age"]) * 1e9:
             return None
         return {"stamp": best[0] * 1e-9, "pose": best[1], "frame_id": best[2],
-                "child_frame_id": best[3]}
+                "child_frame_id": best[3], "covariance": best[4]}
 
     def _on_synced(self, color: Image, depth: Image, labels: Optional[Image] = None):
         """Runs in the executor: bookkeeping and a single-slot hand-off, nothing else."""
@@ -421,6 +423,9 @@ class GS4Node(Node):
             T_opt_child = self._optical_from(child, "odometry prior")
             if T_opt_child is not None:   # the tracker's starting guess (use_motion_prior)
                 meta["odom_camera_pose"] = odom_camera_pose(s.odom_prior["pose"], T_opt_child)
+                cov = s.odom_prior.get("covariance")
+                if cov is not None:     # weighs its edge (backend.odom_prior_use_covariance)
+                    meta["odom_camera_covariance"] = odom_camera_covariance(cov, s.odom_prior["pose"], T_opt_child)
         frame = RGBDFrame(self._index, s.stamp_ns * 1e-9, rgb, depth, intr, labels=labels, meta=meta)
         w, h = int(self.p["process_width"]), int(self.p["process_height"])
         if w or h:

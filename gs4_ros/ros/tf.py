@@ -65,6 +65,19 @@ def odom_camera_pose(T_odom_child: np.ndarray, T_optical_child: Optional[np.ndar
     return T_odom_child if T_optical_child is None else T_odom_child @ inv(T_optical_child)
 
 
+def odom_camera_covariance(cov_child: np.ndarray, T_odom_child: np.ndarray,
+                           T_optical_child: Optional[np.ndarray] = None) -> np.ndarray:
+    """An odometry message's pose covariance (6x6: child position, rotation about the
+    odom axes) for the camera's pose instead: the same rotation, and the position takes
+    the rotation's uncertainty through the lever arm from child to camera (first order)."""
+    if T_optical_child is None:
+        return np.array(cov_child, dtype=np.float64)
+    a = T_odom_child[:3, :3] @ inv(T_optical_child)[:3, 3]     # child -> camera, odom axes
+    J = np.eye(6)
+    J[:3, 3:] = -np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
+    return J @ np.asarray(cov_child, dtype=np.float64) @ J.T
+
+
 class TfOutput:
     """Broadcasts transforms and looks them up, using whatever TF packages exist."""
 

@@ -25,7 +25,8 @@ import cv2
 import numpy as np
 
 from ..config import BackendConfig, TrackingConfig
-from .keyframe_graph import Edge, KeyframeGraph, KeyframeNode, normalize_information, relative
+from .keyframe_graph import (Edge, KeyframeGraph, KeyframeNode, normalize_information, odometry_step_information,
+                             relative)
 from .loop_detector import LoopDetector, extract_features
 from .pose_graph import GraphProcess, optimize
 
@@ -59,6 +60,7 @@ class Relocalization:
 class BackendStats:
     keyframes: int = 0
     odom_prior_edges: int = 0               # external-odometry edges (backend.odom_prior_edges)
+    odom_prior_covariance_edges: int = 0    # of them, weighed by the odometry's covariance
     loop_queries: int = 0
     loop_candidates_verified: int = 0
     loop_closures: int = 0                  # accepted and still in the graph
@@ -88,6 +90,7 @@ class BackendStats:
                     "median_ms": float(np.median(v)) if v else 0.0, "first_ms": float(v[0]) if v else 0.0,
                     "max_ms": float(np.max(v)) if v else 0.0, "total_ms": float(np.sum(v)) if v else 0.0}
         return {"keyframes": self.keyframes, "odom_prior_edges": self.odom_prior_edges,
+                "odom_prior_covariance_edges": self.odom_prior_covariance_edges,
                 "loop_queries": self.loop_queries,
                 "loop_candidates_verified": self.loop_candidates_verified,
                 "loop_closures": self.loop_closures, "loop_outliers": self.loop_outliers,
@@ -176,19 +179,24 @@ class Backend:
 
     def add_keyframe(self, kf_id: int, frame_index: int, timestamp: float, pose: np.ndarray,
                      rgb: np.ndarray, depth: np.ndarray, K: np.ndarray,
-                     information: Optional[np.ndarray], odom_pose: Optional[np.ndarray] = None):
+                     information: Optional[np.ndarray], odom_pose: Optional[np.ndarray] = None,
+                     odom_covariance: Optional[np.ndarray] = None):
         """Register a keyframe (full-size uint8 rgb and float32 depth, numpy) with the
         odometry edge from the previous keyframe; its loop query is queued.
 
         odom_pose (4x4 camera-to-odom of an external odometry at this keyframe, or None):
         when the previous keyframe has one too, their relative motion becomes a second
         edge between them ("odom_prior"). Only that motion is used, so the odometry's own
-        frame and its drift before the previous keyframe do not matter."""
+        frame and its drift before the previous keyframe do not matter. odom_covariance
+        (6x6 over the camera's position and rotation about the odom frame's axes, or None)
+        weighs that edge when backend.odom_prior_use_covariance is on."""
         c = self.cfg
         s_rgb, s_depth, Ks = self._stored_view(rgb, depth, K)
         pose = np.asarray(pose, dtype=np.float64)
         node = KeyframeNode(kf_id, frame_index, timestamp, pose.copy(), s_rgb, s_depth, Ks,
-                            odom_pose=None if odom_pose is None else np.array(odom_pose, dtype=np.float64))
+                            odom_pose=None if odom_pose is None else np.array(odom_pose, dtype=np.float64),
+                            odom_covariance=None if odom_covariance is None
+                            else np.array(odom_covariance, dtype=np.float64))
         with self.graph.lock:
             prev = self.graph.nodes.get(self._last_id) if self._last_id is not None else None
             self.graph.add_keyframe(node)
@@ -197,13 +205,25 @@ class Backend:
                                          normalize_information(information, c.odom_sigma), "odom"))
                 if c.odom_prior_edges and prev.odom_pose is not None and node.odom_pose is not None:
                     self.graph.add_edge(Edge(prev.id, kf_id, relative(prev.odom_pose, node.odom_pose),
-                                             self._odom_prior_info.copy(), "odom_prior"))
+                                             self._odom_prior_information(prev, node), "odom_prior"))
                     self.stats.odom_prior_edges += 1
         self._last_id = kf_id
         self.stats.keyframes += 1
         if not c.loop_closure:
             return
         self._submit(_Job(kf_id, *_full_size_inputs(rgb, depth, K)))
+
+    def _odom_prior_information(self, prev: KeyframeNode, node: KeyframeNode) -> np.ndarray:
+        """The odometry edge's information: the configured sigmas, or with
+        odom_prior_use_covariance the growth of the odometry's covariance between the two
+        keyframes, per direction where it grew (see odometry_step_information)."""
+        if not (self.cfg.odom_prior_use_covariance and prev.odom_covariance is not None
+                and node.odom_covariance is not None):
+            return self._odom_prior_info.copy()
+        info, used = odometry_step_information(prev.odom_covariance, node.odom_covariance,
+                                               node.odom_pose[:3, :3], self._odom_prior_info)
+        self.stats.odom_prior_covariance_edges += int(used)
+        return info
 
     def request_relocalization(self, frame_index: int, rgb: np.ndarray, depth: np.ndarray,
                                K: np.ndarray) -> bool:

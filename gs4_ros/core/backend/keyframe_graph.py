@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -27,6 +27,7 @@ class KeyframeNode:
     K: Optional[np.ndarray] = None         # 3x3 of the stored size
     features: Optional[object] = None      # loop_detector.KeyframeFeatures, filled lazily
     odom_pose: Optional[np.ndarray] = None  # 4x4 camera-to-odom of an external odometry, if any
+    odom_covariance: Optional[np.ndarray] = None  # its 6x6 (position, rotation; odom axes), if any
 
 
 @dataclass
@@ -65,6 +66,36 @@ def information_at_child(info_parent: np.ndarray, T_ij: np.ndarray) -> np.ndarra
     becomes Ad^T I Ad."""
     A = adjoint(T_ij)
     return A.T @ info_parent @ A
+
+
+def odometry_step_information(cov_i: np.ndarray, cov_j: np.ndarray, R_j: np.ndarray,
+                              fallback: np.ndarray) -> Tuple[np.ndarray, bool]:
+    """(information, used) of an odometry edge i -> j from the odometry's pose covariances
+    at i and j (6x6 over position and rotation about the odom frame's axes, as
+    nav_msgs/Odometry carries them) and its rotation at j.
+
+    A dead-reckoning odometry's covariance only grows, by what the step between i and j
+    added, so that growth is the step's covariance; it is moved into j's frame (the graph
+    perturbs edges on the right). Nothing in the message says how it was made, so
+    directions whose variance did not grow (a constant covariance, zeros, a 2D odometry's
+    fixed z / roll / pitch) take `fallback`'s (the configured sigmas), and a growth that
+    still is not positive definite (correlations larger than the variances) gives
+    `fallback` whole (used False). The first-order terms of the earlier error moved along
+    the step are left out: they are that error's, not the step's."""
+    D = 0.5 * ((cov_j - cov_i) + (cov_j - cov_i).T)
+    fb_var = 1.0 / np.diag(fallback)
+    grown = np.diag(D) > 1e-12
+    if not grown.any():
+        return fallback.copy(), False
+    D[~grown, :] = 0.0
+    D[:, ~grown] = 0.0
+    D[~grown, ~grown] = fb_var[~grown]
+    if np.linalg.eigvalsh(D).min() <= 1e-15:
+        return fallback.copy(), False
+    B = np.zeros((6, 6))
+    B[:3, :3] = B[3:, 3:] = np.asarray(R_j, dtype=np.float64).T
+    C = B @ D @ B.T
+    return np.linalg.inv(0.5 * (C + C.T)), True
 
 
 def normalize_information(info: Optional[np.ndarray], sigma: float, max_condition: float = 1e4) -> np.ndarray:
