@@ -18,7 +18,7 @@ from gs4_ros.core.render import make_rasterizer
 from gs4_ros.train.ablation import mean_rows, table
 from gs4_ros.train.data import RoomFeed, Sampler, covisible_mask, synthetic_sequences
 from gs4_ros.eval.image_metrics import ConfusionMatrix
-from gs4_ros.train.fit import (VAL_FRAMES, VAL_STEP, FitOptions, SemanticCache, augmented_frames, fit,
+from gs4_ros.train.fit import (VAL_FRAMES, VAL_STEP, CacheFeeder, FitOptions, SemanticCache, augmented_frames, fit,
                                predictor_step, refiner_clip, semantic_batch)
 from gs4_ros.train.losses import LossWeights, token_ce
 from gs4_ros.train.semantic_backbone import backbone_semantic_losses, frozen_teacher
@@ -133,14 +133,48 @@ def test_a_streamed_chunk_trains_and_records_every_room_it_saw(tmp_path):
     assert all(1000 <= int(x.split(":")[1]) < 1004 for x in s["training_sequences"])
     assert _no_workers_left()
     # A semantic-only chunk caches the rooms that join while it runs too (each frame twice
-    # with --sem-cache-copies 2).
+    # with --sem-cache-copies 2), within its share of the time; a room it had no time for
+    # is counted, not lost track of.
     h = fit(FitOptions(out=str(tmp_path / "h.pt"), ckpt=str(tmp_path / "ckh.pt"), init_weights=str(out),
                        semantic_only=True, sem_cache=True, sem_cache_copies=2, sem_batch=2, strides=[8],
                        stream_data=True, workers=2, minutes=0.3, data_minutes=0.3, **dict(TINY, seeds=12)))
     last = h["chunks"][-1]
     assert last["semantic_steps"] > 0
-    assert last["sem_cache_frames"] == 2 * TINY["frames"] * last["synthetic_sequences"]
+    assert last["sem_cache_frames"] + 2 * TINY["frames"] * last["sem_cache_rooms_left"] == \
+        2 * TINY["frames"] * last["synthetic_sequences"]
+    assert last["sem_cache_frames"] > 0
     assert _no_workers_left()
+    with pytest.raises(ValueError, match="sem-cache-share"):
+        fit(FitOptions(out=str(tmp_path / "h2.pt"), init_weights=str(out), semantic_only=True, sem_cache=True,
+                       sem_cache_share=0.0, **TINY))
+
+
+def test_cache_feeder_caches_streamed_rooms_within_its_share_of_the_time():
+    """One room at a time while caching has used at most `share` of the time since the
+    feeder started (a scripted clock stands in for time); share 1 takes every waiting room
+    at once."""
+    seqs = synthetic_sequences([1003, 1004, 1005, 1006], 2, 2, 64, 48, torch.device("cpu"), targets=False)
+    pred, mcfg = GaussianPredictor(width=16).eval(), MappingConfig()
+
+    def clock_of(times):
+        it = iter(times)
+        return lambda: next(it)
+
+    cache = SemanticCache(pred, seqs[:1], mcfg, [8])
+    # t0 = 0; feed at 0 (0 <= 0.5 x 0): one room, 0 -> 10 s; at 12 s 10 > 6: none; at 20 s
+    # 10 <= 10: the next, 20 -> 25 s; at 26 s 15 > 13: none.
+    f = CacheFeeder(cache, 0.5, clock_of([0, 0, 0, 10, 12, 20, 20, 25, 26]))
+    f.add(seqs[1:])
+    assert [f.feed() for _ in range(4)] == [1, 0, 1, 0]
+    assert cache.n == 3 * 2 and f.rooms == 2 and f.spent == 15 and f.backlog == seqs[3:]
+    whole = SemanticCache(pred, seqs[:3], mcfg, [8])
+    assert torch.allclose(cache.data[(8, "feats")][:cache.n].float(), whole.data[(8, "feats")][:whole.n].float(),
+                          atol=1e-3)
+    cache = SemanticCache(pred, seqs[:1], mcfg, [8])
+    f = CacheFeeder(cache, 1.0)
+    f.add(seqs[1:3])
+    f.add(seqs[3:])
+    assert f.feed() == 3 and f.feed() == 0 and cache.n == 4 * 2 and not f.backlog
 
 
 def test_semantic_cache_extended_room_by_room_equals_the_cache_of_all_rooms():

@@ -77,6 +77,9 @@ def register(sub):
     f.add_argument("--sem-cache-copies", type=int, default=d.sem_cache_copies,
                    help="with --sem-cache: keep each frame this many times, each mirrored and jittered on its own "
                         "draw (the head fits a cache of one copy within a few thousand steps)")
+    f.add_argument("--sem-cache-share", type=float, default=d.sem_cache_share,
+                   help="with --sem-cache and --stream-data: rooms that arrive join the cache one at a time "
+                        "while caching has taken at most this share of the stage (1: every room at once)")
     f.add_argument("--sem-backbone", action="store_true",
                    help="with --semantic-only: train the backbone on the token loss too, holding the Gaussian and "
                         "latent-feature heads' outputs to what they were at the chunk's start (no rendering)")
@@ -177,7 +180,7 @@ def fit_options(args):
                       new_refiner=args.new_refiner, sem_context=args.sem_context,
                       sem_geometry=args.sem_geometry, sem_attention=args.sem_attention,
                       semantic_only=args.semantic_only, sem_cache=args.sem_cache, sem_backbone=args.sem_backbone,
-                      sem_cache_copies=args.sem_cache_copies,
+                      sem_cache_copies=args.sem_cache_copies, sem_cache_share=args.sem_cache_share,
                       distill_weight=args.distill_weight, fill_holes=args.fill_holes,
                       blend=args.blend, val_seeds=seed_list(args.val_seeds) if args.val_seeds else [],
                       val_every=args.val_every,

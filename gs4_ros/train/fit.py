@@ -82,6 +82,7 @@ class FitOptions:
     semantic_only: bool = False      # train only the semantic head (backbone and the rest frozen)
     sem_cache: bool = False          # semantic-only: run the frozen part once per frame (SemanticCache)
     sem_cache_copies: int = 1        # sem-cache: each frame kept this many times, each augmented on its own
+    sem_cache_share: float = 0.5     # sem-cache with stream-data: at most this share of the stage caches new rooms
     sem_backbone: bool = False       # semantic-only: the backbone trains too, Gaussians held (semantic_backbone)
     distill_weight: float = 30.0     # sem-backbone: weight of holding the Gaussian and feature heads' outputs
     val_seeds: List[int] = field(default_factory=list)   # semantic-only: rooms (< TRAIN_SEED_BASE) that pick the head kept
@@ -269,6 +270,39 @@ class SemanticCache:
         return cm.miou()["miou"]
 
 
+class CacheFeeder:
+    """Streamed rooms into a SemanticCache one at a time, while caching has taken at most
+    `share` of the time since the feeder started.
+
+    A --stream-data semantic stage gets rooms faster than it can cache them once each frame
+    is kept several times: on an H200, 2051 rooms x 3 frames x 4 copies took the whole
+    5-minute stage, which made 3 head steps. Fed a room at a time under a time share, the
+    head keeps training on what is cached; rooms the share leaves over stay uncached (the
+    chunk record counts them). share >= 1 caches every room as soon as it arrives."""
+
+    def __init__(self, cache: SemanticCache, share: float, clock=time.monotonic):
+        self.cache, self.share, self.clock = cache, float(share), clock
+        self.backlog: list = []
+        self.spent = 0.0
+        self.rooms = 0
+        self.t0 = clock()
+
+    def add(self, rooms):
+        self.backlog.extend(rooms)
+
+    def feed(self) -> int:
+        """Cache what the share allows now (a room, or with share >= 1 all waiting); how many."""
+        if not self.backlog or (self.share < 1.0 and self.spent > self.share * (self.clock() - self.t0)):
+            return 0
+        take = self.backlog if self.share >= 1.0 else self.backlog[:1]
+        self.backlog = [] if self.share >= 1.0 else self.backlog[1:]
+        t = self.clock()
+        self.cache.extend(take)
+        self.spent += self.clock() - t
+        self.rooms += len(take)
+        return len(take)
+
+
 def backbone_semantic_step(pred, teacher, sampler, mcfg, opts) -> Dict[str, Optional[torch.Tensor]]:
     """semantic_step for --sem-backbone: the same drawn frames, through the backbone with
     gradients; the loss adds distill_weight x how far the Gaussian heads moved."""
@@ -412,6 +446,7 @@ def _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t0: float, t_
         cache = SemanticCache(pred, sampler.syn, mcfg, opts.strides or [mcfg.stride], rng=sampler.rng,
                               copies=opts.sem_cache_copies)
         log.info("semantic cache: %d frames, %.2f GB, %.0f s", cache.n, cache.nbytes() / 1e9, time.time() - t_c)
+    feeder = CacheFeeder(cache, opts.sem_cache_share) if cache is not None and feed is not None else None
     scores: List[Tuple[int, float]] = []
     best: dict = {"score": -1.0}     # the first step with the highest score, and its head
 
@@ -433,8 +468,9 @@ def _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t0: float, t_
         if (opts.steps and n >= opts.steps) or (not opts.steps and now >= t_end):
             break
         new = feed.top_up() if feed is not None else []
-        if new and cache is not None:
-            cache.extend(new)
+        if feeder is not None:
+            feeder.add(new)
+            feeder.feed()
         frac = n / opts.steps if opts.steps else (now - t0) / max(t_end - t0, 1e-6)
         for g in opt_s.param_groups:
             g["lr"] = _lr(opts.lr, frac, n)
@@ -467,6 +503,10 @@ def _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t0: float, t_
     for p in pred.parameters():
         p.requires_grad_(True)
     out = {"steps": n, "cache_frames": 0 if cache is None else cache.n}
+    if feeder is not None:
+        out["cache_rooms_left"] = len(feeder.backlog)
+        log.info("semantic cache: %d streamed rooms cached in %.0f s (share %.2f), %d left uncached",
+                 feeder.rooms, feeder.spent, feeder.share, len(feeder.backlog))
     if vseq is not None:
         if not scores or scores[-1][0] != n:
             validate(n)
@@ -576,6 +616,8 @@ def _fit(opts: FitOptions, closers: list) -> dict:
         raise ValueError("--sem-cache keeps the frozen backbone's outputs: it needs --semantic-only")
     if opts.sem_cache_copies < 1:
         raise ValueError(f"--sem-cache-copies must be >= 1, got {opts.sem_cache_copies}")
+    if not 0.0 < opts.sem_cache_share <= 1.0:
+        raise ValueError(f"--sem-cache-share must be in (0, 1], got {opts.sem_cache_share}")
     if opts.sem_cache_copies != 1 and not opts.sem_cache:
         raise ValueError("--sem-cache-copies sets how often --sem-cache keeps each frame: it needs --sem-cache")
     if opts.sem_backbone and (not opts.semantic_only or opts.sem_cache):
@@ -775,7 +817,9 @@ def _fit(opts: FitOptions, closers: list) -> dict:
              "predictor_first": pred_first, "predictor_final": pred_final,
              "refiner_first": ref_first, "refiner_final": ref_final,
              "synthetic_sequences": len(syn), "real_frames": int(sum(len(r) for r in real)),
-             "sem_cache_frames": sem_out.get("cache_frames", 0), "command": opts.command}
+             "sem_cache_frames": sem_out.get("cache_frames", 0),
+             **({"sem_cache_rooms_left": sem_out["cache_rooms_left"]} if "cache_rooms_left" in sem_out else {}),
+             "command": opts.command}
     if "validation" in sem_out:
         chunk["validation"] = sem_out["validation"]
     state["history"].append(chunk)
