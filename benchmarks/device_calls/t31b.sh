@@ -6,7 +6,9 @@
 #      copy of recipe.yaml changed in those three places) so the run folder records it;
 #   B: the streamed head stage of recipe.yaml with a third of the learning rate (--lr 3e-4);
 #   C: the streamed head stage of recipe.yaml with each cached frame kept 4 times
-#      (--sem-cache-copies 4).
+#      (--sem-cache-copies 4). Run once (VARIANTS=C, thirty-first session) before
+#      --sem-cache-share existed, it spent its whole 5 minutes caching (2 head steps); the
+#      default share now leaves half of the stage to the head.
 # Run under bg.sh (JOB=benchmarks/device_calls/t31b.sh), three calls (about 23 minutes).
 # VARIANTS="A C" runs a subset (default all three; each of B and C is about 5.5 minutes).
 # Carry: .devcarry/whl7, .devcarry/recipe (state with whole-1..blend + blend/),
