@@ -8,9 +8,12 @@
 #   C: the streamed head stage of recipe.yaml with each cached frame kept 4 times
 #      (--sem-cache-copies 4). Run once (VARIANTS=C, thirty-first session) before
 #      --sem-cache-share existed, it spent its whole 5 minutes caching (2 head steps); the
-#      default share now leaves half of the stage to the head.
+#      default share now leaves half of the stage to the head;
+#   D: the streamed head stage without the cache: every step runs the frozen backbone on
+#      freshly drawn, mirrored and jittered frames, as the shipped head's chunks 2-11 did
+#      (MODEL_CARD.md), so the head cannot fit a fixed set of cached frames.
 # Run under bg.sh (JOB=benchmarks/device_calls/t31b.sh), three calls (about 23 minutes).
-# VARIANTS="A C" runs a subset (default all three; each of B and C is about 5.5 minutes).
+# VARIANTS="C D" runs a subset (default A B C; each of B, C and D is about 5.5 minutes).
 # Carry: .devcarry/whl7, .devcarry/recipe (state with whole-1..blend + blend/),
 # [.devcarry/gsplat_so]. Back: A's weights, the records of all three, one evaluation file
 # (the shipped weights first, as the peer) and (without a carried one) gsplat's compiled
@@ -48,7 +51,11 @@ fi
 wait    # the compile, for the evaluation; its module comes back once to be carried as .devcarry/gsplat_so
 [ -f .devcarry/gsplat_so/stamp.txt ] || gsplat_export_build $OUT/gsplat_so
 # S: the shipped weights, the peer on this same machine.
-for v in S A B C; do
+if want D; then
+  python3 -m gs4_ros.cli train fit ${HEAD_ARGS/--sem-cache /} --ckpt /tmp/D/ckpt.pt --out /tmp/D/gs4_nets.pt || echo "variant D failed"
+  mkdir -p $OUT/D && cp /tmp/D/gs4_nets.json $OUT/D/
+fi
+for v in S A B C D; do
   w=/tmp/$v/gs4_nets.pt; [ $v = A ] && w=$OUT/A/gs4_nets.pt
   [ $v = S ] && w=gs4_ros/weights/gs4_nets.pt
   [ -f $w ] || continue
@@ -56,5 +63,5 @@ for v in S A B C; do
     --weights $w > /tmp/eval_$v.txt 2>&1 &
 done
 wait
-for v in S A B C; do [ -f /tmp/eval_$v.txt ] && { echo "== $v"; grep -v "^INFO\|^measured" /tmp/eval_$v.txt; }; done > $OUT/eval.txt
+for v in S A B C D; do [ -f /tmp/eval_$v.txt ] && { echo "== $v"; grep -v "^INFO\|^measured" /tmp/eval_$v.txt; }; done > $OUT/eval.txt
 cat $OUT/eval.txt
