@@ -174,8 +174,9 @@ def slipping_odometry(gt, slips, t_scale=1.02, r_scale=1.0, sigma=0.1, sigma_deg
     """external_odometry's poses (2% long by default) with the rotation of the steps into the keyframes
     in `slips` ({k: degrees}) turned that much more about the camera's y axis, and the
     covariances a dead-reckoning odometry that notices its slips would publish: each step
-    adds sigma^2 to every position and sigma_deg^2 to every rotation variance, a slipped
-    step its slip's square to the rotation's. Shared with benchmarks/odom_prior_edges.py."""
+    carries the covariance along (`carried`) and adds sigma^2 to every position and
+    sigma_deg^2 to every rotation variance, a slipped step its slip's square to the
+    rotation's. Shared with benchmarks/odom_prior_edges.py."""
     odom = external_odometry(gt, t_scale=t_scale, r_scale=r_scale)
     out, covs, cov = [odom[0]], [np.zeros((6, 6))], np.zeros((6, 6))
     for k in range(1, len(gt)):
@@ -183,7 +184,8 @@ def slipping_odometry(gt, slips, t_scale=1.02, r_scale=1.0, sigma=0.1, sigma_deg
         if k in slips:
             step = step @ np.linalg.inv(yaw(slips[k]))   # yaw() turns about y, the camera's up
         out.append(out[-1] @ step)
-        cov = cov + np.diag([sigma ** 2] * 3 + [np.radians(max(sigma_deg, abs(slips.get(k, 0.0)))) ** 2] * 3)
+        cov = carried(cov, out[-2], out[-1]) + np.diag([sigma ** 2] * 3
+                                                       + [np.radians(max(sigma_deg, abs(slips.get(k, 0.0)))) ** 2] * 3)
         covs.append(cov.copy())
     return out, covs
 
@@ -216,35 +218,86 @@ def test_odometry_covariance_weighs_its_edges(loop_frames):
     assert np.linalg.eigvalsh(slipped[12][3:, 3:]).min() < 0.01 * np.linalg.eigvalsh(slipped[11][3:, 3:]).min()
 
 
-def test_odometry_step_information_from_two_covariances():
-    """The growth between the two covariances, moved into the later pose's frame; directions
-    that did not grow keep the fallback; a constant, zero or indefinite growth gives the
-    fallback whole."""
+def carried(cov, Ti, Tj):
+    """J cov J^T: a pose covariance at i carried along the step to j (the heading error
+    swings the step by its lever arm), as a dead-reckoning odometry propagates it."""
+    d = Tj[:3, 3] - Ti[:3, 3]
+    J = np.eye(6)
+    J[:3, 3:] = -np.array([[0, -d[2], d[1]], [d[2], 0, -d[0]], [-d[1], d[0], 0]])
+    return J @ cov @ J.T
+
+
+def test_odometry_step_information_matches_a_simulated_dead_reckoning():
+    """A dead-reckoning odometry whose every step carries its own (anisotropic, correlated)
+    noise in the body frame, and whose published covariance grows as such a driver
+    propagates it: the information the edge gets is the inverse of the measured relative
+    motion's error covariance in the graph's convention (right perturbation, j's frame,
+    (rho, phi)), by Monte Carlo. Subtracting the earlier covariance as it is, instead of
+    carried along the step, would not be."""
+    from gs4_ros.core.backend.keyframe_graph import odometry_step_information
+
+    rng = np.random.default_rng(7)
+    exp = lambda xi: se3.se3_exp(torch.as_tensor(xi, dtype=torch.float64)).numpy()   # noqa: E731
+    log = lambda T: se3.se3_log(torch.as_tensor(T, dtype=torch.float64)).numpy()      # noqa: E731
+    so3 = lambda phi: se3.so3_exp(torch.as_tensor(phi, dtype=torch.float64)).numpy()  # noqa: E731
+    Ti_true = exp([0.4, -1.0, 2.0, 0.3, 1.1, -0.4])
+    step_true = exp([0.8, 0.1, -0.3, 0.05, 0.4, 0.1])
+    A = rng.normal(size=(6, 6)) * np.r_[[0.02] * 3, [0.01] * 3]
+    Q = A @ A.T + 1e-6 * np.eye(6)                  # the step's noise, (dp, dtheta) in the body
+    S = rng.normal(size=(6, 6)) * np.r_[[0.1] * 3, [0.05] * 3]
+    cov_i = S @ S.T                                 # the odometry's covariance at i (odom axes)
+    N = 20000                                       # all samples at once (batched se3)
+    e = rng.normal(size=(N, 6)) @ np.linalg.cholesky(cov_i).T     # the error at i (world axes)
+    n = rng.normal(size=(N, 6)) @ np.linalg.cholesky(Q).T         # the step's own error, body
+    Ti = np.repeat(Ti_true[None], N, 0)
+    Ti[:, :3, :3] = so3(e[:, 3:]) @ Ti_true[:3, :3]
+    Ti[:, :3, 3] += e[:, :3]
+    step = np.repeat(step_true[None], N, 0)
+    step[:, :3, :3] = step_true[:3, :3] @ so3(n[:, 3:])
+    step[:, :3, 3] += n[:, :3]
+    Tj = Ti @ step                                  # dead reckoning: j is i moved by the step
+    emp = np.cov(log(np.linalg.inv(step_true) @ np.linalg.inv(Ti) @ Tj).T)
+    Tj_true = Ti_true @ step_true
+    G = np.zeros((6, 6))                            # the step's noise in odom axes: its translation
+    G[:3, :3], G[3:, 3:] = Ti_true[:3, :3], Tj_true[:3, :3]   # is in i's frame, its rotation in j's
+    Q_world = G @ Q @ G.T
+    cov_j = carried(cov_i, Ti_true, Tj_true) + Q_world
+    fb = np.diag([100.0] * 3 + [np.radians(0.5) ** -2] * 3)
+    info, used = odometry_step_information(cov_i, cov_j, Ti_true, Tj_true, fb)
+    assert used
+    model = np.linalg.inv(info)
+    scale = np.sqrt(np.outer(np.diag(emp), np.diag(emp)))
+    naive = np.kron(np.eye(2), Tj_true[:3, :3].T) @ (cov_j - cov_i) @ np.kron(np.eye(2), Tj_true[:3, :3].T).T
+    print(f"\nedge covariance against 20000 simulated steps: largest difference {np.abs(model - emp).max() / scale.max():.3f}"
+          f" of the largest variance (the earlier covariance subtracted as it is: {np.abs(naive - emp).max() / scale.max():.2f})")
+    assert np.abs(model - emp).max() / scale.max() < 0.05
+    np.testing.assert_allclose(np.diag(model), np.diag(emp), rtol=0.05)
+    assert np.abs(naive - emp).max() / scale.max() > 0.5      # the lever arm matters here
+
+
+def test_odometry_step_information_fallbacks():
+    """Directions where nothing was added keep the fallback; a constant, zero or
+    indefinite remainder gives the fallback whole."""
     from gs4_ros.core.backend.keyframe_graph import odometry_step_information
 
     fb = np.diag([100.0] * 3 + [np.radians(0.5) ** -2] * 3)
-    R = se3.se3_exp(torch.tensor([0.0, 0.0, 0.0, 0.3, -0.8, 0.2], dtype=torch.float64)).numpy()[:3, :3]
+    T = se3.se3_exp(torch.tensor([0.5, 0.2, 1.0, 0.3, -0.8, 0.2], dtype=torch.float64)).numpy()
     rng = np.random.default_rng(3)
     A = rng.normal(size=(6, 6))
     cov_i = A @ A.T
-    G = rng.normal(size=(6, 6)) * 0.01
-    grow = G @ G.T + 1e-4 * np.eye(6)
-    info, used = odometry_step_information(cov_i, cov_i + grow, R, fb)
-    B = np.kron(np.eye(2), R.T)
-    assert used
-    np.testing.assert_allclose(info, np.linalg.inv(B @ grow @ B.T), rtol=1e-8)
-    for cov_j in (cov_i, np.zeros((6, 6))):          # nothing grew (or a zeroed message)
-        info, used = odometry_step_information(cov_i, cov_j, R, fb)
+    for cov_j in (cov_i, np.zeros((6, 6))):          # nothing added (or a zeroed message)
+        info, used = odometry_step_information(cov_i, cov_j, T, T, fb)
         assert not used and np.array_equal(info, fb)
-    # A planar odometry: x, y and yaw (about the odom z) grow, z / roll / pitch are fixed.
+    # A planar odometry standing still: x, y and yaw (about the odom z) grow, z / roll /
+    # pitch are fixed.
     planar = np.diag([1e-4, 1e-4, 0.0, 0.0, 0.0, 4e-6])
-    info, used = odometry_step_information(np.diag([1.0, 1.0, 1e-3, 1e-3, 1e-3, 1.0]),
-                                           np.diag([1.0, 1.0, 1e-3, 1e-3, 1e-3, 1.0]) + planar, np.eye(3), fb)
+    base = np.diag([1.0, 1.0, 1e-3, 1e-3, 1e-3, 1.0])
+    info, used = odometry_step_information(base, base + planar, np.eye(4), np.eye(4), fb)
     assert used
     np.testing.assert_allclose(np.diag(info), [1e4, 1e4, 100.0, fb[3, 3], fb[4, 4], 2.5e5])
     bad = np.diag([1e-4] * 6)
     bad[0, 1] = bad[1, 0] = 5e-4                     # a correlation beyond the variances
-    info, used = odometry_step_information(np.zeros((6, 6)), bad, R, fb)
+    info, used = odometry_step_information(np.zeros((6, 6)), bad, T, T, fb)
     assert not used and np.array_equal(info, fb)
 
 
@@ -456,6 +509,7 @@ def test_pipeline_links_keyframes_by_their_frames_odometry(short_frames):
     kf_frame = {kf.id: kf.frame_index for kf in pipe.keyframes}
     pairs = list(zip(pipe.keyframes[:-1], pipe.keyframes[1:]))
     want = [(a.id, b.id) for a, b in pairs if a.frame_index not in bad and b.frame_index not in bad]
+    from gs4_ros.core.backend.keyframe_graph import odometry_step_information
     prior = [e for e in pipe.backend.graph.edges if e.kind == "odom_prior"]
     assert [(e.i, e.j) for e in prior] == want and want
     assert any(kf.frame_index in bad for kf in pipe.keyframes[1:-1])
@@ -465,8 +519,10 @@ def test_pipeline_links_keyframes_by_their_frames_odometry(short_frames):
         fi, fj = kf_frame[e.i], kf_frame[e.j]
         if 0 in (fi, fj):
             np.testing.assert_allclose(np.diag(e.information), np.diag(pipe.backend._odom_prior_info))
-        else:                                         # the growth between them, rotation-invariant here
-            np.testing.assert_allclose(np.diag(e.information), [1e4 / (fj - fi)] * 3 + [1e6 / (fj - fi)] * 3)
+        else:                                         # the two frames' covariances and odometry poses
+            want_info, used = odometry_step_information(cov[fi], cov[fj], Ti, Tj, pipe.backend._odom_prior_info)
+            assert used
+            np.testing.assert_allclose(e.information, want_info)
     assert pipe.backend_summary()["odom_prior_edges"] == len(want)
     assert pipe.backend_summary()["odom_prior_covariance_edges"] == sum(0 not in (kf_frame[e.i], kf_frame[e.j])
                                                                         for e in prior)

@@ -192,10 +192,10 @@ class BackendConfig:
     odom_prior_sigma: float = 0.1           # metres per keyframe step
     odom_prior_sigma_deg: float = 0.5       # degrees per keyframe step
     # Take the edge's covariance from the odometry's own pose covariance instead (frame.meta
-    # "odom_camera_covariance", the node's from nav_msgs/Odometry pose.covariance): what it
-    # grew by between the two keyframes, as a dead-reckoning odometry's does. A direction
-    # where it did not grow (a constant or all-zero covariance, as many drivers publish)
-    # keeps the sigma above; a difference that is not positive then keeps them all.
+    # "odom_camera_covariance", the node's from nav_msgs/Odometry pose.covariance): what the
+    # step between the two keyframes added to it, as a dead-reckoning odometry's grows. A
+    # direction where nothing was added (a constant or all-zero covariance, as many drivers
+    # publish) keeps the sigma above; a remainder that is not positive keeps them all.
     odom_prior_use_covariance: bool = False
     loop_closure: bool = True               # False: keyframe graph and joint optimisation only
     # Relocalisation: after this many lost frames in a row the lost frame goes to the

@@ -215,13 +215,14 @@ class Backend:
 
     def _odom_prior_information(self, prev: KeyframeNode, node: KeyframeNode) -> np.ndarray:
         """The odometry edge's information: the configured sigmas, or with
-        odom_prior_use_covariance the growth of the odometry's covariance between the two
-        keyframes, per direction where it grew (see odometry_step_information)."""
+        odom_prior_use_covariance what the odometry's covariance gained over the step
+        between the two keyframes, per direction where it gained (see
+        odometry_step_information)."""
         if not (self.cfg.odom_prior_use_covariance and prev.odom_covariance is not None
                 and node.odom_covariance is not None):
             return self._odom_prior_info.copy()
-        info, used = odometry_step_information(prev.odom_covariance, node.odom_covariance,
-                                               node.odom_pose[:3, :3], self._odom_prior_info)
+        info, used = odometry_step_information(prev.odom_covariance, node.odom_covariance, prev.odom_pose,
+                                               node.odom_pose, self._odom_prior_info)
         self.stats.odom_prior_covariance_edges += int(used)
         return info
 

@@ -68,21 +68,25 @@ def information_at_child(info_parent: np.ndarray, T_ij: np.ndarray) -> np.ndarra
     return A.T @ info_parent @ A
 
 
-def odometry_step_information(cov_i: np.ndarray, cov_j: np.ndarray, R_j: np.ndarray,
+def odometry_step_information(cov_i: np.ndarray, cov_j: np.ndarray, T_i: np.ndarray, T_j: np.ndarray,
                               fallback: np.ndarray) -> Tuple[np.ndarray, bool]:
     """(information, used) of an odometry edge i -> j from the odometry's pose covariances
     at i and j (6x6 over position and rotation about the odom frame's axes, as
-    nav_msgs/Odometry carries them) and its rotation at j.
+    nav_msgs/Odometry carries them) and its poses there (4x4, odom frame).
 
-    A dead-reckoning odometry's covariance only grows, by what the step between i and j
-    added, so that growth is the step's covariance; it is moved into j's frame (the graph
-    perturbs edges on the right). Nothing in the message says how it was made, so
-    directions whose variance did not grow (a constant covariance, zeros, a 2D odometry's
-    fixed z / roll / pitch) take `fallback`'s (the configured sigmas), and a growth that
-    still is not positive definite (correlations larger than the variances) gives
-    `fallback` whole (used False). The first-order terms of the earlier error moved along
-    the step are left out: they are that error's, not the step's."""
-    D = 0.5 * ((cov_j - cov_i) + (cov_j - cov_i).T)
+    A dead-reckoning odometry's covariance at j is its covariance at i carried along the
+    step (a heading error at i swings the step, d = p_j - p_i, by its lever arm: J Σ_i J^T,
+    J = [[I, -[d]x], [0, I]]) plus what the step itself added; that remainder is the edge's
+    covariance, moved into j's frame (the graph perturbs edges on the right). Nothing in
+    the message says how it was made, so directions where nothing was added (a constant
+    covariance, zeros, a 2D odometry's fixed z / roll / pitch) take `fallback`'s (the
+    configured sigmas), and a remainder that still is not positive definite gives
+    `fallback` whole (used False)."""
+    d = np.asarray(T_j, dtype=np.float64)[:3, 3] - np.asarray(T_i, dtype=np.float64)[:3, 3]
+    J = np.eye(6)
+    J[:3, 3:] = -np.array([[0, -d[2], d[1]], [d[2], 0, -d[0]], [-d[1], d[0], 0]])
+    D = cov_j - J @ cov_i @ J.T
+    D = 0.5 * (D + D.T)
     fb_var = 1.0 / np.diag(fallback)
     grown = np.diag(D) > 1e-12
     if not grown.any():
@@ -93,7 +97,7 @@ def odometry_step_information(cov_i: np.ndarray, cov_j: np.ndarray, R_j: np.ndar
     if np.linalg.eigvalsh(D).min() <= 1e-15:
         return fallback.copy(), False
     B = np.zeros((6, 6))
-    B[:3, :3] = B[3:, 3:] = np.asarray(R_j, dtype=np.float64).T
+    B[:3, :3] = B[3:, 3:] = np.asarray(T_j, dtype=np.float64)[:3, :3].T
     C = B @ D @ B.T
     return np.linalg.inv(0.5 * (C + C.T)), True
 
