@@ -11,9 +11,12 @@
 #      default share now leaves half of the stage to the head;
 #   D: the streamed head stage without the cache: every step runs the frozen backbone on
 #      freshly drawn, mirrored and jittered frames, as the shipped head's chunks 2-11 did
-#      (MODEL_CARD.md), so the head cannot fit a fixed set of cached frames.
+#      (MODEL_CARD.md), so the head cannot fit a fixed set of cached frames;
+#   E: D with 8 frames of each room, every 10th of its path (--frames 8 --step 10), the
+#      shipped head's chunks 3-8: fewer rooms, more views of each (the shipped head saw
+#      about ten times the recipe head's 3705 frames).
 # Run under bg.sh (JOB=benchmarks/device_calls/t31b.sh), three calls (about 23 minutes).
-# VARIANTS="C D" runs a subset (default A B C; each of B, C and D is about 5.5 minutes).
+# VARIANTS="C D E" runs a subset (default A B C; each of B to E is about 5.5 minutes).
 # Carry: .devcarry/whl7, .devcarry/recipe (state with whole-1..blend + blend/),
 # [.devcarry/gsplat_so]. Back: A's weights, the records of all three, one evaluation file
 # (the shipped weights first, as the peer) and (without a carried one) gsplat's compiled
@@ -55,7 +58,13 @@ if want D; then
   python3 -m gs4_ros.cli train fit ${HEAD_ARGS/--sem-cache /} --ckpt /tmp/D/ckpt.pt --out /tmp/D/gs4_nets.pt || echo "variant D failed"
   mkdir -p $OUT/D && cp /tmp/D/gs4_nets.json $OUT/D/
 fi
-for v in S A B C D; do
+if want E; then
+  E_ARGS=${HEAD_ARGS/--sem-cache /}
+  E_ARGS=${E_ARGS/--frames 3 --step 15/--frames 8 --step 10}
+  python3 -m gs4_ros.cli train fit $E_ARGS --ckpt /tmp/E/ckpt.pt --out /tmp/E/gs4_nets.pt || echo "variant E failed"
+  mkdir -p $OUT/E && cp /tmp/E/gs4_nets.json $OUT/E/
+fi
+for v in S A B C D E; do
   w=/tmp/$v/gs4_nets.pt; [ $v = A ] && w=$OUT/A/gs4_nets.pt
   [ $v = S ] && w=gs4_ros/weights/gs4_nets.pt
   [ -f $w ] || continue
@@ -63,5 +72,5 @@ for v in S A B C D; do
     --weights $w > /tmp/eval_$v.txt 2>&1 &
 done
 wait
-for v in S A B C D; do [ -f /tmp/eval_$v.txt ] && { echo "== $v"; grep -v "^INFO\|^measured" /tmp/eval_$v.txt; }; done > $OUT/eval.txt
+for v in S A B C D E; do [ -f /tmp/eval_$v.txt ] && { echo "== $v"; grep -v "^INFO\|^measured" /tmp/eval_$v.txt; }; done > $OUT/eval.txt
 cat $OUT/eval.txt
