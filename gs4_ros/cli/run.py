@@ -159,7 +159,9 @@ def _print_summary(m, paths):
             rl = b.get("relocalization", {})
             print(f"relocalisation    {b.get('reloc_applied', 0)} applied, {b.get('reloc_successes', 0)} found in "
                   f"{b.get('reloc_requests', 0)} queries ({rl.get('max_ms', 0.0):.0f} ms max); "
-                  f"{b.get('odom_prior_edges', 0)} external-odometry edges")
+                  f"{b.get('odom_prior_edges', 0)} external-odometry edges"
+                  + (f" ({b['odom_prior_covariance_edges']} weighed by its covariance)"
+                     if b.get("odom_prior_covariance_edges") else ""))
         fr = b.get("final_refine", {})
         if fr.get("count"):
             print(f"map refinement    {b.get('final_refine_passes', 0)} passes over the keyframes, "
