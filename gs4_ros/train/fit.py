@@ -82,7 +82,7 @@ class FitOptions:
     semantic_only: bool = False      # train only the semantic head (backbone and the rest frozen)
     sem_cache: bool = False          # semantic-only: run the frozen part once per frame (SemanticCache)
     sem_cache_copies: int = 1        # sem-cache: each frame kept this many times, each augmented on its own
-    sem_cache_share: float = 0.5     # sem-cache with stream-data: at most this share of the stage caches new rooms
+    sem_cache_share: float = 0.5     # sem-cache + stream-data: share of the stage that may cache new rooms
     sem_backbone: bool = False       # semantic-only: the backbone trains too, Gaussians held (semantic_backbone)
     distill_weight: float = 30.0     # sem-backbone: weight of holding the Gaussian and feature heads' outputs
     val_seeds: List[int] = field(default_factory=list)   # semantic-only: rooms (< TRAIN_SEED_BASE) that pick the head kept
