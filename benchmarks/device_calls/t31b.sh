@@ -18,7 +18,7 @@
 # Run under bg.sh (JOB=benchmarks/device_calls/t31b.sh), three calls (about 23 minutes).
 # VARIANTS="C D E" runs a subset (default A B C; each of B to E is about 5.5 minutes).
 # Carry: .devcarry/whl7, .devcarry/recipe (state with whole-1..blend + blend/),
-# [.devcarry/gsplat_so]. Back: A's weights, the records of all three, one evaluation file
+# [.devcarry/gsplat_so]. Back: A's weights, each variant's record, one evaluation file
 # (the shipped weights first, as the peer) and (without a carried one) gsplat's compiled
 # module, which compiles beside the training stages.
 WHL=.devcarry/whl7 GSPLAT_NOW=0 source benchmarks/device_calls/setup.sh
@@ -51,9 +51,6 @@ if want C; then
   python3 -m gs4_ros.cli train fit $HEAD_ARGS --sem-cache-copies 4 --ckpt /tmp/C/ckpt.pt --out /tmp/C/gs4_nets.pt || echo "variant C failed"
   mkdir -p $OUT/C && cp /tmp/C/gs4_nets.json $OUT/C/
 fi
-wait    # the compile, for the evaluation; its module comes back once to be carried as .devcarry/gsplat_so
-[ -f .devcarry/gsplat_so/stamp.txt ] || gsplat_export_build $OUT/gsplat_so
-# S: the shipped weights, the peer on this same machine.
 if want D; then
   python3 -m gs4_ros.cli train fit ${HEAD_ARGS/--sem-cache /} --ckpt /tmp/D/ckpt.pt --out /tmp/D/gs4_nets.pt || echo "variant D failed"
   mkdir -p $OUT/D && cp /tmp/D/gs4_nets.json $OUT/D/
@@ -64,6 +61,9 @@ if want E; then
   python3 -m gs4_ros.cli train fit $E_ARGS --ckpt /tmp/E/ckpt.pt --out /tmp/E/gs4_nets.pt || echo "variant E failed"
   mkdir -p $OUT/E && cp /tmp/E/gs4_nets.json $OUT/E/
 fi
+wait    # the compile, for the evaluation; its module comes back once to be carried as .devcarry/gsplat_so
+[ -f .devcarry/gsplat_so/stamp.txt ] || gsplat_export_build $OUT/gsplat_so
+# S: the shipped weights, the peer on this same machine.
 for v in S A B C D E; do
   w=/tmp/$v/gs4_nets.pt; [ $v = A ] && w=$OUT/A/gs4_nets.pt
   [ $v = S ] && w=gs4_ros/weights/gs4_nets.pt
