@@ -294,8 +294,8 @@ class CacheFeeder:
         """Cache what the share allows now (a room, or with share >= 1 all waiting); how many."""
         if not self.backlog or (self.share < 1.0 and self.spent > self.share * (self.clock() - self.t0)):
             return 0
-        take = self.backlog if self.share >= 1.0 else self.backlog[:1]
-        self.backlog = [] if self.share >= 1.0 else self.backlog[1:]
+        take = self.backlog[:len(self.backlog) if self.share >= 1.0 else 1]
+        self.backlog = self.backlog[len(take):]
         t = self.clock()
         self.cache.extend(take)
         self.spent += self.clock() - t
