@@ -11,10 +11,8 @@ if [ ! -f /tmp/bg.pid ]; then
   echo $! > /tmp/bg.pid
   echo "started $JOB, pid $(cat /tmp/bg.pid)"
 fi
-pid=$(cat /tmp/bg.pid); t0=$(date +%s)
-while kill -0 $pid 2> /dev/null && [ $(( $(date +%s) - t0 )) -lt ${WAIT:-560} ]; do sleep 5; done
-kill -0 $pid 2> /dev/null && echo "$JOB still running after $(( $(date +%s) - t0 )) s" || echo "$JOB finished"
-grep -v "gs4_ros.train.data" /tmp/bg.log > $OUT/bg_log.txt; tail -40 $OUT/bg_log.txt
+source benchmarks/device_calls/wait_job.sh
+wait_job $(cat /tmp/bg.pid) $JOB /tmp/bg.log $OUT/bg_log.txt 40
 (cd /tmp/bg_out && find . -type f -printf '%T@ %P\n' | sort -rn | head -7 | cut -d' ' -f2) | while read f; do
   mkdir -p $OUT/$(dirname $f) && cp /tmp/bg_out/$f $OUT/$f
 done

@@ -18,10 +18,8 @@ if [ ! -f /tmp/recipe.pid ]; then
   echo $! > /tmp/recipe.pid
   echo "started recipe pid $(cat /tmp/recipe.pid)"
 fi
-pid=$(cat /tmp/recipe.pid); t0=$(date +%s)
-while kill -0 $pid 2> /dev/null && [ $(( $(date +%s) - t0 )) -lt ${WAIT:-560} ]; do sleep 5; done
-kill -0 $pid 2> /dev/null && echo "recipe still running after $(( $(date +%s) - t0 )) s" || echo "recipe finished"
-grep -v "gs4_ros.train.data" /tmp/recipe.log > $OUT/log.txt; tail -30 $OUT/log.txt
+source benchmarks/device_calls/wait_job.sh
+wait_job $(cat /tmp/recipe.pid) recipe /tmp/recipe.log $OUT/log.txt 30
 cp /tmp/recipe/recipe_state.json $OUT/ 2> /dev/null
 for d in /tmp/recipe/*/; do
   n=$(basename $d); [ -f $d/gs4_nets.pt ] || [ -f $d/gs4_segmenter.pt ] || continue
