@@ -220,7 +220,9 @@ def test_odometry_covariance_weighs_its_edges(loop_frames):
 
 def carried(cov, Ti, Tj):
     """J cov J^T: a pose covariance at i carried along the step to j (the heading error
-    swings the step by its lever arm), as a dead-reckoning odometry propagates it."""
+    swings the step by its lever arm), as a dead-reckoning odometry propagates it. Written
+    out here rather than taken from keyframe_graph.carry_covariance, which the code under
+    test subtracts with: the same function on both sides would hide its own error."""
     d = Tj[:3, 3] - Ti[:3, 3]
     J = np.eye(6)
     J[:3, 3:] = -np.array([[0, -d[2], d[1]], [d[2], 0, -d[0]], [-d[1], d[0], 0]])

@@ -18,6 +18,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..core.backend.keyframe_graph import carry_covariance
 from .conversions import fill_pose, ns_to_stamp, pose_to_matrix
 
 TF_MODES = ("map_to_camera", "map_to_odom")
@@ -72,10 +73,7 @@ def odom_camera_covariance(cov_child: np.ndarray, T_odom_child: np.ndarray,
     the rotation's uncertainty through the lever arm from child to camera (first order)."""
     if T_optical_child is None:
         return np.array(cov_child, dtype=np.float64)
-    a = T_odom_child[:3, :3] @ inv(T_optical_child)[:3, 3]     # child -> camera, odom axes
-    J = np.eye(6)
-    J[:3, 3:] = -np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
-    return J @ np.asarray(cov_child, dtype=np.float64) @ J.T
+    return carry_covariance(cov_child, T_odom_child[:3, :3] @ inv(T_optical_child)[:3, 3])   # child -> camera
 
 
 class TfOutput:

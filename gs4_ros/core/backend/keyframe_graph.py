@@ -49,10 +49,24 @@ def relative(Ti: np.ndarray, Tj: np.ndarray) -> np.ndarray:
     return inv @ Tj
 
 
+def skew(v) -> np.ndarray:
+    """[v]x, the 3x3 matrix of the cross product v x . (numpy; core.se3.skew is torch)."""
+    return np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]], dtype=np.float64)
+
+
+def carry_covariance(cov: np.ndarray, v) -> np.ndarray:
+    """A pose covariance (position, rotation about fixed axes, 6x6) moved to a point `v`
+    away that turns with the pose: a rotation error e moves it by e x v, so the covariance
+    becomes J cov J^T with J = [[I, -[v]x], [0, I]] (first order)."""
+    J = np.eye(6)
+    J[:3, 3:] = -skew(v)
+    return J @ np.asarray(cov, dtype=np.float64) @ J.T
+
+
 def adjoint(T: np.ndarray) -> np.ndarray:
     """6x6 adjoint of T for (rho, phi) twists: exp(Ad_T xi) T = T exp(xi)."""
     R, t = T[:3, :3], T[:3, 3]
-    tx = np.array([[0, -t[2], t[1]], [t[2], 0, -t[0]], [-t[1], t[0], 0]])
+    tx = skew(t)
     A = np.zeros((6, 6))
     A[:3, :3] = R
     A[:3, 3:] = tx @ R
@@ -83,9 +97,7 @@ def odometry_step_information(cov_i: np.ndarray, cov_j: np.ndarray, T_i: np.ndar
     configured sigmas), and a remainder that still is not positive definite gives
     `fallback` whole (used False)."""
     d = np.asarray(T_j, dtype=np.float64)[:3, 3] - np.asarray(T_i, dtype=np.float64)[:3, 3]
-    J = np.eye(6)
-    J[:3, 3:] = -np.array([[0, -d[2], d[1]], [d[2], 0, -d[0]], [-d[1], d[0], 0]])
-    D = cov_j - J @ cov_i @ J.T
+    D = cov_j - carry_covariance(cov_i, d)
     D = 0.5 * (D + D.T)
     fb_var = 1.0 / np.diag(fallback)
     grown = np.diag(D) > 1e-12
