@@ -14,9 +14,11 @@
 #      (MODEL_CARD.md), so the head cannot fit a fixed set of cached frames;
 #   E: D with 8 frames of each room, every 10th of its path (--frames 8 --step 10), the
 #      shipped head's chunks 3-8: fewer rooms, more views of each (the shipped head saw
-#      about ten times the recipe head's 3705 frames).
+#      about ten times the recipe head's 3705 frames);
+#   F: D with its rooms made for 4.5 of its 5 minutes (--data-minutes 4.5): new rooms reach
+#      the head nearly to the end (the 600-room CPU trial gained where 60 rooms lost).
 # Run under bg.sh (JOB=benchmarks/device_calls/t31b.sh), three calls (about 23 minutes).
-# VARIANTS="C D E" runs a subset (default A B C; each of B to E is about 5.5 minutes).
+# VARIANTS="C D F" runs a subset (default A B C; each of B to F is about 5.5 minutes).
 # Carry: .devcarry/whl7, .devcarry/recipe (state with whole-1..blend + blend/),
 # [.devcarry/gsplat_so]. Back: A's weights, each variant's record, one evaluation file
 # (the shipped weights first, as the peer) and (without a carried one) gsplat's compiled
@@ -61,10 +63,15 @@ if want E; then
   python3 -m gs4_ros.cli train fit $E_ARGS --ckpt /tmp/E/ckpt.pt --out /tmp/E/gs4_nets.pt || echo "variant E failed"
   mkdir -p $OUT/E && cp /tmp/E/gs4_nets.json $OUT/E/
 fi
+if want F; then
+  F_ARGS=${HEAD_ARGS/--sem-cache /}
+  python3 -m gs4_ros.cli train fit ${F_ARGS/--data-minutes 2.5/--data-minutes 4.5} --ckpt /tmp/F/ckpt.pt --out /tmp/F/gs4_nets.pt || echo "variant F failed"
+  mkdir -p $OUT/F && cp /tmp/F/gs4_nets.json $OUT/F/
+fi
 wait    # the compile, for the evaluation; its module comes back once to be carried as .devcarry/gsplat_so
 [ -f .devcarry/gsplat_so/stamp.txt ] || gsplat_export_build $OUT/gsplat_so
 # S: the shipped weights, the peer on this same machine.
-for v in S A B C D E; do
+for v in S A B C D E F; do
   w=/tmp/$v/gs4_nets.pt; [ $v = A ] && w=$OUT/A/gs4_nets.pt
   [ $v = S ] && w=gs4_ros/weights/gs4_nets.pt
   [ -f $w ] || continue
@@ -72,5 +79,5 @@ for v in S A B C D E; do
     --weights $w > /tmp/eval_$v.txt 2>&1 &
 done
 wait
-for v in S A B C D E; do [ -f /tmp/eval_$v.txt ] && { echo "== $v"; grep -v "^INFO\|^measured" /tmp/eval_$v.txt; }; done > $OUT/eval.txt
+for v in S A B C D E F; do [ -f /tmp/eval_$v.txt ] && { echo "== $v"; grep -v "^INFO\|^measured" /tmp/eval_$v.txt; }; done > $OUT/eval.txt
 cat $OUT/eval.txt
