@@ -16,9 +16,13 @@
 #      shipped head's chunks 3-8: fewer rooms, more views of each (the shipped head saw
 #      about ten times the recipe head's 3705 frames);
 #   F: D with its rooms made for 4.5 of its 5 minutes (--data-minutes 4.5): new rooms reach
-#      the head nearly to the end (the 600-room CPU trial gained where 60 rooms lost).
+#      the head nearly to the end (the 600-room CPU trial gained where 60 rooms lost);
+#   G: F given 12 minutes (rooms for 11; --seeds 6000 caps them near 45 GB of frames on the
+#      GPU): the shipped head trained about 45 GPU minutes over several chunks, the recipe's
+#      5, so whether a longer head stage closes the gap. Its validation every 400 steps also
+#      shows where a 5-minute stage would be.
 # Run under bg.sh (JOB=benchmarks/device_calls/t31b.sh), three calls (about 23 minutes).
-# VARIANTS="C D F" runs a subset (default A B C; each of B to F is about 5.5 minutes).
+# VARIANTS="C D F" runs a subset (default A B C; each of B to F is about 5.5 minutes, G 12.5).
 # Carry: .devcarry/whl7, .devcarry/recipe (state with whole-1..blend + blend/),
 # [.devcarry/gsplat_so]. Back: A's weights, each variant's record, one evaluation file
 # (the shipped weights first, as the peer) and (without a carried one) gsplat's compiled
@@ -68,10 +72,16 @@ if want F; then
   python3 -m gs4_ros.cli train fit ${F_ARGS/--data-minutes 2.5/--data-minutes 4.5} --ckpt /tmp/F/ckpt.pt --out /tmp/F/gs4_nets.pt || echo "variant F failed"
   mkdir -p $OUT/F && cp /tmp/F/gs4_nets.json $OUT/F/
 fi
+if want G; then
+  G_ARGS=${HEAD_ARGS/--sem-cache /}
+  G_ARGS=${G_ARGS/--minutes 5.0 --data-minutes 2.5/--minutes 12.0 --data-minutes 11.0}
+  python3 -m gs4_ros.cli train fit $G_ARGS --ckpt /tmp/G/ckpt.pt --out /tmp/G/gs4_nets.pt || echo "variant G failed"
+  mkdir -p $OUT/G && cp /tmp/G/gs4_nets.json $OUT/G/
+fi
 wait    # the compile, for the evaluation; its module comes back once to be carried as .devcarry/gsplat_so
 [ -f .devcarry/gsplat_so/stamp.txt ] || gsplat_export_build $OUT/gsplat_so
 # S: the shipped weights, the peer on this same machine.
-for v in S A B C D E F; do
+for v in S A B C D E F G; do
   w=/tmp/$v/gs4_nets.pt; [ $v = A ] && w=$OUT/A/gs4_nets.pt
   [ $v = S ] && w=gs4_ros/weights/gs4_nets.pt
   [ -f $w ] || continue
@@ -79,5 +89,5 @@ for v in S A B C D E F; do
     --weights $w > /tmp/eval_$v.txt 2>&1 &
 done
 wait
-for v in S A B C D E F; do [ -f /tmp/eval_$v.txt ] && { echo "== $v"; grep -v "^INFO\|^measured" /tmp/eval_$v.txt; }; done > $OUT/eval.txt
+for v in S A B C D E F G; do [ -f /tmp/eval_$v.txt ] && { echo "== $v"; grep -v "^INFO\|^measured" /tmp/eval_$v.txt; }; done > $OUT/eval.txt
 cat $OUT/eval.txt
