@@ -3,8 +3,8 @@ fixed batch, a two-step chunk writes finite weights that load back into the pipe
 its JSON and model card, --resume continues the counters, and the ablation command prints
 its table. No timing is asserted."""
 import json
+import logging
 import math
-
 import time
 
 import numpy as np
@@ -15,8 +15,9 @@ from gs4_ros.cli.main import build_parser, main
 from gs4_ros.core.config import MappingConfig
 from gs4_ros.core.nets import GaussianPredictor, GaussianRefiner, load_networks
 from gs4_ros.core.render import make_rasterizer
+from gs4_ros.train import data as train_data
 from gs4_ros.train.ablation import mean_rows, table
-from gs4_ros.train.data import RoomFeed, Sampler, covisible_mask, synthetic_sequences
+from gs4_ros.train.data import RoomFeed, Sampler, covisible_mask, device_memory, synthetic_sequences
 from gs4_ros.eval.image_metrics import ConfusionMatrix
 from gs4_ros.train.fit import (VAL_FRAMES, VAL_STEP, CacheFeeder, FitOptions, SemanticCache, augmented_frames, fit,
                                predictor_step, refiner_clip, semantic_batch)
@@ -117,6 +118,49 @@ def test_streamed_rooms_join_the_sampler_while_it_draws_and_stop_at_the_deadline
         assert not feed.open and feed.top_up() == [] and len(feed.rooms) < 40
     finally:
         feed.close()
+    assert _no_workers_left()
+
+
+def test_streamed_rooms_stop_when_the_device_runs_low_on_memory(caplog, tmp_path, monkeypatch):
+    """Rooms live on the training device: once its free memory falls under the floor
+    (10% of the total here) the feed stops as at its deadline, keeps the rooms it has and
+    says so; a device whose memory cannot be read never stops it. The device's memory is
+    scripted: filling a real GPU is not possible here."""
+    free = [50 << 30]
+    seeds = list(range(1000, 1030))
+    feed = RoomFeed(seeds, 2, 5, 160, 120, torch.device("cpu"), workers=2, deadline=time.time() + 600,
+                    min_rooms=1, every=0.0, memory=lambda: (free[0], 100 << 30))
+    try:
+        end = time.time() + 60
+        while len(feed.rooms) < 2 and time.time() < end:
+            feed.top_up()
+            time.sleep(0.05)
+        assert feed.open and not feed.stopped_for_memory and len(feed.rooms) >= 2
+        free[0] = 9 << 30                                  # under 10 GiB
+        with caplog.at_level(logging.WARNING, logger="gs4_ros.train.data"):
+            feed.top_up()
+        kept = len(feed.rooms)
+        assert feed.stopped_for_memory and not feed.open and kept < 30
+        assert "no more rooms this chunk" in caplog.text
+        time.sleep(0.5)
+        assert feed.top_up() == [] and len(feed.rooms) == kept
+    finally:
+        feed.close()
+    unread = RoomFeed(seeds[:3], 2, 5, 160, 120, torch.device("cpu"), workers=2, deadline=time.time() + 600,
+                      min_rooms=1, every=0.0, memory=lambda: None)
+    try:
+        unread.top_up()
+        assert unread.open and not unread.stopped_for_memory
+    finally:
+        unread.close()
+    mem = device_memory(torch.device("cpu"))
+    assert mem is None or 0 < mem[0] <= mem[1]
+    # In a chunk: the record says the rooms stopped for memory (a floor of the whole memory).
+    monkeypatch.setattr(train_data, "MEMORY_FLOOR", (1.0, 0))
+    s = fit(FitOptions(out=str(tmp_path / "m.pt"), ckpt=str(tmp_path / "m_ck.pt"), stream_data=True, workers=2,
+                       data_minutes=0.5, steps=2, refine_steps=1, **dict(TINY, seeds=8)))
+    last = s["chunks"][-1]
+    assert last["rooms_stopped_for_memory"] and last["predictor_steps"] == 2 and last["synthetic_sequences"] < 8
     assert _no_workers_left()
 
 

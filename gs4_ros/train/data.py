@@ -7,7 +7,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -190,6 +190,22 @@ class RoomStream:
         self.pending = {}
 
 
+def device_memory(device) -> Optional[Tuple[int, int]]:
+    """(free, total) bytes where the rooms are kept: the GPU's as its driver sees it, or the
+    host's available memory (Linux /proc/meminfo); None where neither can be read."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return tuple(int(v) for v in torch.cuda.mem_get_info(device))
+    try:
+        info = dict(line.split(":", 1) for line in open("/proc/meminfo"))
+        return int(info["MemAvailable"].split()[0]) * 1024, int(info["MemTotal"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+MEMORY_FLOOR = 0.1, 1 << 30   # free memory a streamed chunk keeps: this share of the total, at least 1 GiB
+
+
 class RoomFeed:
     """A chunk's synthetic rooms, arriving while it trains (fit's --stream-data).
 
@@ -197,13 +213,19 @@ class RoomFeed:
     stage); here training starts once `min_rooms` are made and the rest join `rooms` (the
     list a Sampler draws from) at each top_up() until the deadline, when the workers stop.
     Early steps draw from fewer rooms than later ones; the deadline, not the step count,
-    decides how many rooms a chunk sees, as with synthetic_sequences."""
+    decides how many rooms a chunk sees, as with synthetic_sequences.
+    The rooms live on the training device (2.5 MB a 640x480 frame without targets), so a
+    long data phase could fill a GPU in the middle of a chunk: once the device's free
+    memory falls under MEMORY_FLOOR the feed stops as at its deadline, with a warning.
+    `memory` (a () -> (free, total) bytes or None) is device_memory on `device` unless given."""
 
     def __init__(self, seeds: List[int], frames: int, step: int, width: int, height: int, device, workers: int,
                  deadline: float, fill_holes: bool = False, targets: bool = True, min_rooms: int = 2,
-                 every: float = 1.0):
+                 every: float = 1.0, memory: Optional[Callable[[], Optional[Tuple[int, int]]]] = None):
         self.rooms: List[Sequence] = []
         self.deadline, self.every = deadline, every
+        self._memory = memory or (lambda: device_memory(device))
+        self.stopped_for_memory = False
         self._stream = RoomStream(seeds, frames, step, width, height, device, max(int(workers), 2), fill_holes,
                                   targets)
         self._last = 0.0
@@ -239,7 +261,22 @@ class RoomFeed:
         self.rooms.extend(new)
         if now >= self.deadline:
             self.close()
+        elif self._memory_low():
+            self.stopped_for_memory = True
+            self.close()
         return new
+
+    def _memory_low(self) -> bool:
+        mem = self._memory()
+        if mem is None:
+            return False
+        free, total = mem
+        floor = max(MEMORY_FLOOR[0] * total, MEMORY_FLOOR[1])
+        if free >= floor:
+            return False
+        log.warning("synthetic training data: %.1f GB free on the training device, under the %.1f GB kept "
+                    "free; no more rooms this chunk (%d so far)", free / 1e9, floor / 1e9, len(self.rooms))
+        return True
 
     def close(self):
         if not self._closed and self.rooms:

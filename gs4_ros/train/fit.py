@@ -819,6 +819,7 @@ def _fit(opts: FitOptions, closers: list) -> dict:
              "synthetic_sequences": len(syn), "real_frames": int(sum(len(r) for r in real)),
              "sem_cache_frames": sem_out.get("cache_frames", 0),
              **({"sem_cache_rooms_left": sem_out["cache_rooms_left"]} if "cache_rooms_left" in sem_out else {}),
+             **({"rooms_stopped_for_memory": True} if feed is not None and feed.stopped_for_memory else {}),
              "command": opts.command}
     if "validation" in sem_out:
         chunk["validation"] = sem_out["validation"]
