@@ -155,8 +155,11 @@ def test_streamed_rooms_stop_when_the_device_runs_low_on_memory(caplog, tmp_path
         unread.close()
     mem = device_memory(torch.device("cpu"))
     assert mem is None or 0 < mem[0] <= mem[1]
-    # In a chunk: the record says the rooms stopped for memory (a floor of the whole memory).
+    # A floor of the whole memory: rooms made first stop at min_sequences, in one process or
+    # in workers, and a streamed chunk's record says its rooms stopped for memory.
     monkeypatch.setattr(train_data, "MEMORY_FLOOR", (1.0, 0))
+    made = [len(synthetic_sequences(seeds[:6], 1, 2, 64, 48, torch.device("cpu"), workers=w)) for w in (0, 2)]
+    assert made[0] == 2 and 2 <= made[1] < 6              # workers hand over what finished together
     s = fit(FitOptions(out=str(tmp_path / "m.pt"), ckpt=str(tmp_path / "m_ck.pt"), stream_data=True, workers=2,
                        data_minutes=0.5, steps=2, refine_steps=1, **dict(TINY, seeds=8)))
     last = s["chunks"][-1]

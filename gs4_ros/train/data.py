@@ -203,7 +203,20 @@ def device_memory(device) -> Optional[Tuple[int, int]]:
         return None
 
 
-MEMORY_FLOOR = 0.1, 1 << 30   # free memory a streamed chunk keeps: this share of the total, at least 1 GiB
+MEMORY_FLOOR = 0.1, 1 << 30   # free memory the rooms leave: this share of the total, at least 1 GiB
+
+
+def _memory_low(mem: Optional[Tuple[int, int]], made: int) -> bool:
+    """Whether (free, total) bytes of the device are under MEMORY_FLOOR (warned once here)."""
+    if mem is None:
+        return False
+    free, total = mem
+    floor = max(MEMORY_FLOOR[0] * total, MEMORY_FLOOR[1])
+    if free >= floor:
+        return False
+    log.warning("synthetic training data: %.1f GB free on the training device, under the %.1f GB kept "
+                "free; no more rooms this chunk (%d so far)", free / 1e9, floor / 1e9, made)
+    return True
 
 
 class RoomFeed:
@@ -261,22 +274,10 @@ class RoomFeed:
         self.rooms.extend(new)
         if now >= self.deadline:
             self.close()
-        elif self._memory_low():
+        elif _memory_low(self._memory(), len(self.rooms)):
             self.stopped_for_memory = True
             self.close()
         return new
-
-    def _memory_low(self) -> bool:
-        mem = self._memory()
-        if mem is None:
-            return False
-        free, total = mem
-        floor = max(MEMORY_FLOOR[0] * total, MEMORY_FLOOR[1])
-        if free >= floor:
-            return False
-        log.warning("synthetic training data: %.1f GB free on the training device, under the %.1f GB kept "
-                    "free; no more rooms this chunk (%d so far)", free / 1e9, floor / 1e9, len(self.rooms))
-        return True
 
     def close(self):
         if not self._closed and self.rooms:
@@ -297,7 +298,8 @@ def synthetic_sequences(seeds: List[int], frames: int, step: int, width: int, he
     (time.time()) passes once at least min_sequences are made. targets=False keeps no
     clean rendering targets (_synthetic). With workers > 1 the seeds are rendered by a
     RoomStream of that many processes (the GPU stays free for the kernel compile that
-    overlaps the data phase)."""
+    overlaps the data phase). As in RoomFeed, once min_sequences are made, the device's free
+    memory falling under MEMORY_FLOOR ends the data phase early."""
     out = []
     if workers > 1 and len(seeds) > 1:
         stream = RoomStream(seeds, frames, step, width, height, device, workers, fill_holes, targets)
@@ -306,6 +308,8 @@ def synthetic_sequences(seeds: List[int], frames: int, step: int, width: int, he
                 left = None if deadline is None else deadline - time.time()
                 if left is not None and left <= 0 and len(out) >= min_sequences:
                     break
+                if len(out) >= min_sequences and _memory_low(device_memory(device), len(out)):
+                    break
                 out.extend(stream.poll(None if left is None or len(out) < min_sequences else left))
         finally:
             stream.close()
@@ -313,6 +317,8 @@ def synthetic_sequences(seeds: List[int], frames: int, step: int, width: int, he
     else:
         for seed in seeds:
             if deadline is not None and len(out) >= min_sequences and time.time() > deadline:
+                break
+            if len(out) >= min_sequences and _memory_low(device_memory(device), len(out)):
                 break
             try:
                 d = _seed_tensors(seed, frames, step, width, height, device, fill_holes)
