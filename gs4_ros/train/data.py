@@ -207,7 +207,7 @@ MEMORY_FLOOR = 0.1, 1 << 30   # free memory the rooms leave: this share of the t
 
 
 def _memory_low(mem: Optional[Tuple[int, int]], made: int) -> bool:
-    """Whether (free, total) bytes of the device are under MEMORY_FLOOR (warned once here)."""
+    """Whether (free, total) bytes of the device are under MEMORY_FLOOR, with a warning when they are."""
     if mem is None:
         return False
     free, total = mem
