@@ -49,39 +49,24 @@ fi
 HEAD_ARGS="--init-weights /tmp/recipe/blend/gs4_nets.pt --device cuda --semantic-only --sem-context --sem-geometry
   --sem-attention --sem-cache --fill-holes --minutes 5.0 --data-minutes 2.5 --stream-data --workers 15 --seeds 6000
   --frames 3 --step 15 --sem-batch 32 --val-seeds 960-975 --val-every 400"
-if want B; then
-  python3 -m gs4_ros.cli train fit $HEAD_ARGS --lr 3e-4 --ckpt /tmp/B/ckpt.pt --out /tmp/B/gs4_nets.pt || echo "variant B failed"
-  mkdir -p $OUT/B && cp /tmp/B/gs4_nets.json $OUT/B/
-fi
-if want C; then
-  python3 -m gs4_ros.cli train fit $HEAD_ARGS --sem-cache-copies 4 --ckpt /tmp/C/ckpt.pt --out /tmp/C/gs4_nets.pt || echo "variant C failed"
-  mkdir -p $OUT/C && cp /tmp/C/gs4_nets.json $OUT/C/
-fi
-if want D; then
-  python3 -m gs4_ros.cli train fit ${HEAD_ARGS/--sem-cache /} --ckpt /tmp/D/ckpt.pt --out /tmp/D/gs4_nets.pt || echo "variant D failed"
-  mkdir -p $OUT/D && cp /tmp/D/gs4_nets.json $OUT/D/
-fi
-if want E; then
-  E_ARGS=${HEAD_ARGS/--sem-cache /}
-  E_ARGS=${E_ARGS/--frames 3 --step 15/--frames 8 --step 10}
-  python3 -m gs4_ros.cli train fit $E_ARGS --ckpt /tmp/E/ckpt.pt --out /tmp/E/gs4_nets.pt || echo "variant E failed"
-  mkdir -p $OUT/E && cp /tmp/E/gs4_nets.json $OUT/E/
-fi
-if want F; then
-  F_ARGS=${HEAD_ARGS/--sem-cache /}
-  python3 -m gs4_ros.cli train fit ${F_ARGS/--data-minutes 2.5/--data-minutes 4.5} --ckpt /tmp/F/ckpt.pt --out /tmp/F/gs4_nets.pt || echo "variant F failed"
-  mkdir -p $OUT/F && cp /tmp/F/gs4_nets.json $OUT/F/
-fi
-if want G; then
-  G_ARGS=${HEAD_ARGS/--sem-cache /}
-  G_ARGS=${G_ARGS/--minutes 5.0 --data-minutes 2.5/--minutes 12.0 --data-minutes 11.0}
-  python3 -m gs4_ros.cli train fit $G_ARGS --ckpt /tmp/G/ckpt.pt --out /tmp/G/gs4_nets.pt || echo "variant G failed"
-  mkdir -p $OUT/G && cp /tmp/G/gs4_nets.json $OUT/G/
-fi
+# One head stage: `variant V ARGS...` trains it into /tmp/V and keeps its record in $OUT/V.
+variant() {
+  local v=$1; shift
+  python3 -m gs4_ros.cli train fit "$@" --ckpt /tmp/$v/ckpt.pt --out /tmp/$v/gs4_nets.pt || echo "variant $v failed"
+  mkdir -p $OUT/$v && cp /tmp/$v/gs4_nets.json $OUT/$v/
+}
+UNCACHED=${HEAD_ARGS/--sem-cache /}
+want B && variant B $HEAD_ARGS --lr 3e-4
+want C && variant C $HEAD_ARGS --sem-cache-copies 4
+want D && variant D $UNCACHED
+want E && variant E ${UNCACHED/--frames 3 --step 15/--frames 8 --step 10}
+want F && variant F ${UNCACHED/--data-minutes 2.5/--data-minutes 4.5}
+want G && variant G ${UNCACHED/--minutes 5.0 --data-minutes 2.5/--minutes 12.0 --data-minutes 11.0}
 wait    # the compile, for the evaluation; its module comes back once to be carried as .devcarry/gsplat_so
 [ -f .devcarry/gsplat_so/stamp.txt ] || gsplat_export_build $OUT/gsplat_so
 # S: the shipped weights, the peer on this same machine.
-for v in S A B C D E F G; do
+ALL="S A B C D E F G"
+for v in $ALL; do
   w=/tmp/$v/gs4_nets.pt; [ $v = A ] && w=$OUT/A/gs4_nets.pt
   [ $v = S ] && w=gs4_ros/weights/gs4_nets.pt
   [ -f $w ] || continue
@@ -89,5 +74,5 @@ for v in S A B C D E F G; do
     --weights $w > /tmp/eval_$v.txt 2>&1 &
 done
 wait
-for v in S A B C D E F G; do [ -f /tmp/eval_$v.txt ] && { echo "== $v"; grep -v "^INFO\|^measured" /tmp/eval_$v.txt; }; done > $OUT/eval.txt
+for v in $ALL; do [ -f /tmp/eval_$v.txt ] && { echo "== $v"; grep -v "^INFO\|^measured" /tmp/eval_$v.txt; }; done > $OUT/eval.txt
 cat $OUT/eval.txt
