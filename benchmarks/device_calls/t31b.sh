@@ -24,7 +24,7 @@
 # Run under bg.sh (JOB=benchmarks/device_calls/t31b.sh), three calls (about 23 minutes).
 # VARIANTS="C D F" runs a subset (default A B C; each of B to F is about 5.5 minutes, G 12.5).
 # Carry: .devcarry/whl7, .devcarry/recipe (state with whole-1..blend + blend/),
-# [.devcarry/gsplat_so]. Back: A's weights, each variant's record, one evaluation file
+# [.devcarry/gsplat_so]. Back: each variant's weights and record, one evaluation file
 # (the shipped weights first, as the peer) and (without a carried one) gsplat's compiled
 # module, which compiles beside the training stages.
 WHL=.devcarry/whl7 GSPLAT_NOW=0 source benchmarks/device_calls/setup.sh
@@ -53,7 +53,7 @@ HEAD_ARGS="--init-weights /tmp/recipe/blend/gs4_nets.pt --device cuda --semantic
 variant() {
   local v=$1; shift
   python3 -m gs4_ros.cli train fit "$@" --ckpt /tmp/$v/ckpt.pt --out /tmp/$v/gs4_nets.pt || echo "variant $v failed"
-  mkdir -p $OUT/$v && cp /tmp/$v/gs4_nets.json $OUT/$v/
+  mkdir -p $OUT/$v && cp /tmp/$v/gs4_nets.json /tmp/$v/gs4_nets.pt $OUT/$v/
 }
 UNCACHED=${HEAD_ARGS/--sem-cache /}
 want B && variant B $HEAD_ARGS --lr 3e-4
@@ -73,6 +73,14 @@ for v in $ALL; do
   python3 -m gs4_ros.cli train eval --device cuda --seeds 900,901,902 --frames 40 --variants +pruning,+segmenter+head \
     --weights $w > /tmp/eval_$v.txt 2>&1 &
 done
+# The heads alone (token mIoU, as the CPU trials were scored), beside the evaluation:
+# held-out 900-919, then 72 more unseen rooms.
+W=gs4_ros/weights/gs4_nets.pt; for v in $ALL; do [ $v != S ] && [ -f $OUT/$v/gs4_nets.pt ] && W="$W $OUT/$v/gs4_nets.pt"; done
+for s in 900-919 968-999,920-959; do
+  python3 benchmarks/semantic_tokens.py --device cuda --fill-holes --frames 4 --step 10 --seeds $s --weights $W \
+    > /tmp/tokens_$s.txt 2>&1 &
+done
 wait
 for v in $ALL; do [ -f /tmp/eval_$v.txt ] && { echo "== $v"; grep -v "^INFO\|^measured" /tmp/eval_$v.txt; }; done > $OUT/eval.txt
-cat $OUT/eval.txt
+cat /tmp/tokens_*.txt > $OUT/tokens.txt
+cat $OUT/eval.txt $OUT/tokens.txt
