@@ -69,15 +69,20 @@ def decoder_name() -> str:
     return "cv_bridge" if USE_CV_BRIDGE and _cv_bridge() is not None else "builtin"
 
 
+def _encoding(msg, kind: str, supported, units: str = "") -> str:
+    """The message's encoding, or a ConversionError naming what this kind of image takes."""
+    enc = str(msg.encoding)
+    if enc not in supported:
+        raise ConversionError(f"unsupported {kind} encoding '{enc}' (supported: {', '.join(supported)}{units})")
+    return enc
+
+
 def image_to_numpy(msg) -> np.ndarray:
     """Decode an Image into HxW or HxWxC (native dtype), dropping row padding.
 
     Always returns an array that owns its memory, so the message can be released.
     """
-    enc = str(msg.encoding)
-    if enc not in ENCODINGS:
-        raise ConversionError(f"unsupported image encoding '{enc}' (supported: "
-                              f"{', '.join(sorted(ENCODINGS))})")
+    enc = _encoding(msg, "image", sorted(ENCODINGS))
     dtype, ch = ENCODINGS[enc]
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
     if USE_CV_BRIDGE and _cv_bridge() is not None and type(msg).__module__.startswith("sensor_msgs"):
@@ -104,10 +109,7 @@ def image_to_numpy(msg) -> np.ndarray:
 
 def color_to_rgb(msg) -> np.ndarray:
     """Any supported colour encoding -> HxWx3 uint8 RGB."""
-    enc = str(msg.encoding)
-    if enc not in COLOR_ENCODINGS:
-        raise ConversionError(f"unsupported colour encoding '{enc}' (supported: "
-                              f"{', '.join(COLOR_ENCODINGS)})")
+    enc = _encoding(msg, "colour", COLOR_ENCODINGS)
     a = image_to_numpy(msg)
     if a.dtype == np.uint16:
         a = (a >> 8).astype(np.uint8)
@@ -129,10 +131,7 @@ def depth_to_metres(msg, depth_scale: float = 0.0) -> np.ndarray:
     `depth_scale` counts per metre when > 0 (5000 for TUM-style PNGs). Float encodings are
     metres; a depth_scale > 0 rescales them too (for float images stored in other units).
     """
-    enc = str(msg.encoding)
-    if enc not in DEPTH_ENCODINGS:
-        raise ConversionError(f"unsupported depth encoding '{enc}' (supported: "
-                              f"{', '.join(DEPTH_ENCODINGS)}; 16UC1/mono16 in mm, 32FC1 in m)")
+    _encoding(msg, "depth", DEPTH_ENCODINGS, "; 16UC1/mono16 in mm, 32FC1 in m")
     a = image_to_numpy(msg)
     if a.dtype.kind in "iu":
         scale = depth_scale if depth_scale > 0 else MM_PER_M
@@ -151,10 +150,7 @@ def depth_to_metres(msg, depth_scale: float = 0.0) -> np.ndarray:
 
 def labels_to_numpy(msg) -> np.ndarray:
     """Label image (class ids) -> HxW uint8; ids above 254 become 255 (unknown)."""
-    enc = str(msg.encoding)
-    if enc not in LABEL_ENCODINGS:
-        raise ConversionError(f"unsupported label encoding '{enc}' (supported: "
-                              f"{', '.join(LABEL_ENCODINGS)})")
+    _encoding(msg, "label", LABEL_ENCODINGS)
     a = image_to_numpy(msg)
     if a.dtype != np.uint8:
         a = np.where(a > 254, 255, a).astype(np.uint8)
