@@ -19,8 +19,8 @@ from gs4_ros.train import data as train_data
 from gs4_ros.train.ablation import mean_rows, table
 from gs4_ros.train.data import RoomFeed, Sampler, covisible_mask, device_memory, synthetic_sequences
 from gs4_ros.eval.image_metrics import ConfusionMatrix
-from gs4_ros.train.fit import (VAL_FRAMES, VAL_STEP, CacheFeeder, FitOptions, SemanticCache, augmented_frames, fit,
-                               predictor_step, refiner_clip, semantic_batch)
+from gs4_ros.train.fit import (VAL_FRAMES, VAL_STEP, CacheFeeder, FitOptions, HeadAverage, SemanticCache,
+                               augmented_frames, fit, predictor_step, refiner_clip, semantic_batch)
 from gs4_ros.train.losses import LossWeights, token_ce
 from gs4_ros.train.semantic_backbone import backbone_semantic_losses, frozen_teacher
 
@@ -349,6 +349,63 @@ def test_validation_rooms_pick_the_head_a_semantic_chunk_keeps(tmp_path):
     assert v2["scores"][0][1] == pytest.approx(best, abs=1e-4)
     card = (tmp_path / "MODEL_CARD.md").read_text()
     assert "Validation, chunk 1: token mIoU on rooms 960-961 (8 frames" in card and "Validation, chunk 2:" in card
+
+def test_head_average_follows_the_weights_with_its_decay_and_swaps_in_only_for_a_block():
+    p = torch.nn.Parameter(torch.zeros(3))
+    avg = HeadAverage([p], decay=0.5)
+    expect = torch.zeros(3)
+    for n, v in enumerate([4.0, 8.0, 2.0, 6.0], start=1):
+        with torch.no_grad():
+            p.fill_(v)
+        avg.update()
+        d = min(0.5, (1 + n) / (10 + n))          # ramps up from 0.18 to the decay
+        expect = d * expect + (1 - d) * v
+    assert avg.updates == 4 and torch.allclose(avg.avg[0], expect)
+    with avg.swapped():
+        assert torch.allclose(p.detach(), expect)
+    assert torch.all(p.detach() == 6.0)              # the trained weights are back after the block
+    with pytest.raises(RuntimeError, match="inside"):
+        with avg.swapped():
+            raise RuntimeError("inside")
+    assert torch.all(p.detach() == 6.0)              # ... also when the block raises
+    avg.copy_to_params()
+    assert torch.allclose(p.detach(), expect)
+
+
+def test_a_semantic_chunk_with_sem_ema_scores_and_keeps_the_averaged_head(tmp_path):
+    """--sem-ema: validation scores the average of the head's weights and the chunk keeps
+    the best average; without validation rooms it ends with the last average. Each chunk
+    records its decay and how many steps were averaged."""
+    opts = dict(TINY, width=128, height=96)
+    fit(FitOptions(out=str(tmp_path / "a.pt"), ckpt=str(tmp_path / "ck.pt"), steps=1, refine_steps=1, **opts))
+    for bad, msg in ((dict(semantic_only=True, sem_ema=1.0), "decay"), (dict(sem_ema=0.9), "semantic-only")):
+        with pytest.raises(ValueError, match=msg):
+            fit(FitOptions(out=str(tmp_path / "x.pt"), init_weights=str(tmp_path / "a.pt"), **dict(opts, **bad)))
+    sem = dict(init_weights=str(tmp_path / "a.pt"), semantic_only=True, sem_cache=True, sem_batch=4, strides=[8],
+               steps=12, lr=0.05, **opts)
+    c = fit(FitOptions(out=str(tmp_path / "b.pt"), ckpt=str(tmp_path / "b.ck"), sem_ema=0.8, val_seeds=[960, 961],
+                       val_every=3, **sem))["chunks"][-1]
+    assert c["head_average"] == {"decay": 0.8, "updates": 12}
+    v = c["validation"]
+    assert len({m for _, m in v["scores"]}) > 1            # the average moves with training
+    p = fit(FitOptions(out=str(tmp_path / "p.pt"), ckpt=str(tmp_path / "pv.ck"), val_seeds=[960, 961], val_every=3,
+                       **sem))["chunks"][-1]
+    assert "head_average" not in p and p["validation"]["scores"][0] == v["scores"][0]
+    assert p["validation"]["scores"][1:] != v["scores"][1:]   # the same steps, scored as an average
+    best = max(m for _, m in v["scores"])
+    pb, _, _ = load_networks(tmp_path / "b.pt")
+    vseq = synthetic_sequences([960, 961], VAL_FRAMES, VAL_STEP, opts["width"], opts["height"], torch.device("cpu"),
+                               targets=False)
+    mcfg = MappingConfig()
+    assert SemanticCache(pb, vseq, mcfg, [mcfg.stride]).score(pb, mcfg.stride) == pytest.approx(best, abs=1e-4)
+    # Without validation: the average after the last step, not the last step's weights.
+    fit(FitOptions(out=str(tmp_path / "plain.pt"), ckpt=str(tmp_path / "p.ck"), **sem))
+    fit(FitOptions(out=str(tmp_path / "ema.pt"), ckpt=str(tmp_path / "e.ck"), sem_ema=0.8, **sem))
+    plain, ema = (load_networks(tmp_path / f)[0].state_dict() for f in ("plain.pt", "ema.pt"))
+    head = [k for k in plain if k.split(".")[0] in ("sem_head", "sem_members")]
+    assert head and all(torch.equal(plain[k], ema[k]) for k in plain if k.split(".")[0] == "backbone")
+    assert any(not torch.allclose(plain[k], ema[k]) for k in head)
+
 
 def test_sem_backbone_trains_the_backbone_and_holds_the_gaussian_heads_outputs(tmp_path):
     """--sem-backbone: the backbone learns from the token loss while the frozen Gaussian and
