@@ -21,7 +21,7 @@ from gs4_ros.train.data import RoomFeed, Sampler, covisible_mask, device_memory,
 from gs4_ros.eval.image_metrics import ConfusionMatrix
 from gs4_ros.train.fit import (VAL_FRAMES, VAL_STEP, CacheFeeder, FitOptions, HeadAverage, SemanticCache,
                                augmented_frames, fit, predictor_step, refiner_clip, semantic_batch)
-from gs4_ros.train.losses import LossWeights, token_ce
+from gs4_ros.train.losses import LossWeights, token_ce, token_kl
 from gs4_ros.train.semantic_backbone import backbone_semantic_losses, frozen_teacher
 
 TINY = dict(device="cpu", width=64, height=48, seeds=2, frames=3, step=3, batch=1, clip_lengths=[2])
@@ -405,6 +405,55 @@ def test_a_semantic_chunk_with_sem_ema_scores_and_keeps_the_averaged_head(tmp_pa
     head = [k for k in plain if k.split(".")[0] in ("sem_head", "sem_members")]
     assert head and all(torch.equal(plain[k], ema[k]) for k in plain if k.split(".")[0] == "backbone")
     assert any(not torch.allclose(plain[k], ema[k]) for k in head)
+
+
+def test_token_kl_is_zero_for_the_teachers_own_distribution_and_skips_invalid_tokens():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 4)
+    valid = torch.tensor([[True, True, False, True, True], [False, True, True, True, False]])
+    assert token_kl(logits, logits.log_softmax(-1), valid).abs() < 1e-6
+    other = torch.randn(2, 5, 4).log_softmax(-1)
+    kl = token_kl(logits, other, valid)
+    assert kl > 0
+    garbage = other.clone()
+    garbage[~valid] = torch.log_softmax(torch.tensor([9.0, -9.0, -9.0, -9.0]), -1)   # invalid tokens do not count
+    assert token_kl(logits, garbage, valid) == pytest.approx(float(kl), abs=1e-6)
+    assert token_kl(logits, other, torch.zeros(2, 5, dtype=torch.bool)) is None
+
+
+def test_a_semantic_chunk_with_a_teacher_learns_its_token_probabilities(tmp_path):
+    """--sem-teacher: the head also learns a segmenter's token probabilities on the same
+    frames (cached or drawn each step); the chunk records the KL, which falls with the
+    teacher's weight and stays higher without it. A teacher of other classes or a chunk
+    that trains more than the head is refused."""
+    from gs4_ros.core.config import SCANNET20_CLASSES
+    from gs4_ros.core.nets.segmenter import KeyframeSegmenter, save_segmenter
+    opts = dict(TINY, width=128, height=96)
+    fit(FitOptions(out=str(tmp_path / "a.pt"), ckpt=str(tmp_path / "ck.pt"), steps=1, refine_steps=1, **opts))
+    torch.manual_seed(3)    # a random segmenter: a teacher far from the labels, so following it shows
+    seg = KeyframeSegmenter(len(SCANNET20_CLASSES), widths=(8, 16, 16, 24, 32), decoder=16).eval()
+    save_segmenter(tmp_path / "t.pt", seg, SCANNET20_CLASSES)
+    save_segmenter(tmp_path / "few.pt", KeyframeSegmenter(3, widths=(8, 16, 16, 24, 32), decoder=16),
+                   ["wall", "floor", "chair"])
+    sem = dict(init_weights=str(tmp_path / "a.pt"), semantic_only=True, sem_batch=4, strides=[8], steps=15,
+               lr=0.05, **opts)
+    for bad, msg in ((dict(sem_teacher=str(tmp_path / "few.pt")), "classes"),
+                     (dict(sem_teacher=str(tmp_path / "none.pt")), "no segmenter"),
+                     (dict(sem_teacher=str(tmp_path / "t.pt"), semantic_only=False), "semantic-only")):
+        with pytest.raises(ValueError, match=msg):
+            fit(FitOptions(out=str(tmp_path / "x.pt"), ckpt=str(tmp_path / "x.ck"), **dict(sem, **bad)))
+
+    def kl_of(name, **kw):
+        c = fit(FitOptions(out=str(tmp_path / f"{name}.pt"), ckpt=str(tmp_path / f"{name}.ck"),
+                           sem_teacher=str(tmp_path / "t.pt"), **dict(sem, **kw)))["chunks"][-1]
+        return c["predictor_first"]["teacher_kl"], c["predictor_final"]["teacher_kl"]
+
+    first, last = kl_of("cached", sem_cache=True, sem_teacher_weight=20.0)
+    assert last < 0.7 * first
+    first0, last0 = kl_of("ignored", sem_cache=True, sem_teacher_weight=0.0)   # recorded, not learnt
+    assert last0 > 2 * last
+    first_u, last_u = kl_of("drawn", sem_teacher_weight=20.0)                  # without the cache
+    assert last_u < 0.7 * first_u
 
 
 def test_sem_backbone_trains_the_backbone_and_holds_the_gaussian_heads_outputs(tmp_path):

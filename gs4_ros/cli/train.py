@@ -88,6 +88,11 @@ def register(sub):
     f.add_argument("--sem-ema", type=float, default=d.sem_ema, metavar="DECAY",
                    help="with --semantic-only: score and keep an exponential moving average of the head's weights "
                         "with this decay per step (0.99 for a few hundred steps, 0.999 for thousands; 0: off)")
+    f.add_argument("--sem-teacher", default=d.sem_teacher, metavar="SEGMENTER",
+                   help="with --semantic-only: a keyframe segmenter file (gs4 train segmenter) whose token "
+                        "probabilities the head also learns on the same frames (KL beside the cross-entropy)")
+    f.add_argument("--sem-teacher-weight", type=float, default=d.sem_teacher_weight,
+                   help="with --sem-teacher: weight of its KL term")
     f.add_argument("--val-seeds", default="", metavar="SEEDS",
                    help="with --semantic-only: synthetic rooms below 1000 (e.g. 960-975; keep them apart from "
                         "the rooms you evaluate on) scored every --val-every steps; the chunk keeps the best head")
@@ -184,7 +189,8 @@ def fit_options(args):
                       sem_geometry=args.sem_geometry, sem_attention=args.sem_attention,
                       semantic_only=args.semantic_only, sem_cache=args.sem_cache, sem_backbone=args.sem_backbone,
                       sem_cache_copies=args.sem_cache_copies, sem_cache_share=args.sem_cache_share,
-                      distill_weight=args.distill_weight, sem_ema=args.sem_ema, fill_holes=args.fill_holes,
+                      distill_weight=args.distill_weight, sem_ema=args.sem_ema, sem_teacher=args.sem_teacher,
+                      sem_teacher_weight=args.sem_teacher_weight, fill_holes=args.fill_holes,
                       blend=args.blend, val_seeds=seed_list(args.val_seeds) if args.val_seeds else [],
                       val_every=args.val_every,
                       command=_command_line(args))

@@ -34,7 +34,7 @@ from ..core.nets.predictor import SEMANTIC_PARTS
 from ..core.render import blend_surface_colour, make_rasterizer, render_views
 from ..eval.image_metrics import ConfusionMatrix
 from .data import RoomFeed, Sampler, covisible_mask, real_sequence, synthetic_sequences
-from .losses import LossWeights, render_losses, token_ce, total
+from .losses import LossWeights, render_losses, token_ce, token_kl, total
 from .semantic_backbone import backbone_semantic_losses, frozen_teacher
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,8 @@ class FitOptions:
     sem_backbone: bool = False       # semantic-only: the backbone trains too, Gaussians held (semantic_backbone)
     distill_weight: float = 30.0     # sem-backbone: weight of holding the Gaussian and feature heads' outputs
     sem_ema: float = 0.0             # semantic-only: decay of an average of the head's weights, scored and kept (0: off)
+    sem_teacher: str = ""            # semantic-only: a keyframe segmenter file whose token probabilities the head also learns
+    sem_teacher_weight: float = 1.0  # sem-teacher: weight of KL(teacher || head) beside the token cross-entropy
     val_seeds: List[int] = field(default_factory=list)   # semantic-only: rooms (< TRAIN_SEED_BASE) that pick the head kept
     val_every: int = 250             # semantic steps between two validation scores
     fill_holes: bool = False         # network input depth with holes filled as mapping fills them
@@ -185,13 +187,39 @@ def semantic_parameters(pred, backbone: bool = False) -> List[torch.nn.Parameter
     return [p for m in heads if m is not None for p in m.parameters()]
 
 
-def semantic_step(pred, sampler, mcfg, opts) -> Optional[torch.Tensor]:
+def semantic_step(pred, sampler, mcfg, opts, teacher=None) -> Dict[str, Optional[torch.Tensor]]:
     """Token cross-entropy of sem_batch mirrored, jittered labelled frames; only the
     semantic head's weights require gradients in this stage, so the backbone runs without
-    keeping activations and the Gaussians the model predicts stay exactly as they were."""
+    keeping activations and the Gaussians the model predicts stay exactly as they were.
+    With a `teacher` (segmenter) the loss adds its KL on the same frames (_with_teacher)."""
     stride = _draw_stride(sampler, opts, mcfg)
-    return _token_ce(semantic_batch(pred, sampler, mcfg, max(opts.sem_batch, 1), stride), pred.num_classes,
-                     opts.class_power)
+    rgb, depth, labels, Ks = drawn_frames(sampler, max(opts.sem_batch, 1))
+    tok = pred(rgb, depth, Ks, mcfg, labels=labels, stride=stride)
+    ce = token_ce(tok.sem_logits, tok.labels, tok.valid, pred.num_classes, opts.class_power)
+    t_lp = None if teacher is None else _token_rows(teacher.token_log_probs(rgb, depth, Ks, stride))
+    return _with_teacher(ce, tok.sem_logits, t_lp, tok.valid, opts)
+
+
+def _token_rows(x: torch.Tensor) -> torch.Tensor:
+    """[B, K, h, w] -> [B, h*w, K], the order of the head's token logits."""
+    return x.flatten(2).transpose(1, 2)
+
+
+def _with_teacher(ce, logits, teacher_lp, valid, opts) -> Dict[str, Optional[torch.Tensor]]:
+    """The step's loss parts: the token cross-entropy, plus with a teacher's token
+    log-probabilities sem_teacher_weight x KL(teacher || head) over the valid tokens.
+
+    Why a teacher: the labels give each token its block's majority class only; the
+    segmenter, a wider network trained for this alone, gives a distribution per token
+    that also says which classes a token resembles, which trains a small head in fewer
+    steps than the hard labels (knowledge distillation)."""
+    parts = {"token_ce": ce, "loss": ce}
+    if teacher_lp is not None and ce is not None:
+        kl = token_kl(logits, teacher_lp, valid)
+        if kl is not None:
+            parts["teacher_kl"] = kl
+            parts["loss"] = ce + opts.sem_teacher_weight * kl
+    return parts
 
 
 class SemanticCache:
@@ -210,9 +238,10 @@ class SemanticCache:
     inputs for the same rooms at one more backbone pass (and about 1 MB) per copy. With rng
     None the frames are kept once, as they are (validation)."""
 
-    def __init__(self, pred, seqs, mcfg, strides, rng=None, batch: int = 8, copies: int = 1):
+    def __init__(self, pred, seqs, mcfg, strides, rng=None, batch: int = 8, copies: int = 1, teacher=None):
         self.strides = sorted(set(int(s) for s in strides))
         self.pred, self.mcfg, self.rng, self.batch = pred, mcfg, rng, batch
+        self.teacher = teacher       # a segmenter whose token log-probabilities are kept beside (--sem-teacher)
         self.copies = max(int(copies), 1) if rng is not None else 1
         self.data: Dict[object, torch.Tensor] = {}
         self.n = 0
@@ -236,6 +265,9 @@ class SemanticCache:
                 for k, v in got[st].items():
                     if v is not None:
                         parts.setdefault((st, k), []).append(v.half() if v.is_floating_point() else v)
+                if self.teacher is not None:
+                    parts.setdefault((st, "teacher"), []).append(
+                        _token_rows(self.teacher.token_log_probs(rgb, depth, Ks, st)).half())
         n_new = self.n + len(frames)
         for k, v in parts.items():
             v = torch.cat(v)
@@ -317,12 +349,15 @@ def backbone_semantic_step(pred, teacher, sampler, mcfg, opts) -> Dict[str, Opti
     return parts
 
 
-def cached_semantic_step(pred, cache: SemanticCache, sampler, mcfg, opts) -> Optional[torch.Tensor]:
+def cached_semantic_step(pred, cache: SemanticCache, sampler, mcfg, opts) -> Dict[str, Optional[torch.Tensor]]:
     """semantic_step on sem_batch frames drawn from the cache."""
     stride = _draw_stride(sampler, opts, mcfg)
     idx = torch.as_tensor(sampler.rng.integers(cache.n, size=max(opts.sem_batch, 1)),
                           device=cache.data["coarse"].device)
-    return token_ce(*cache.logits_and_targets(pred, idx, stride), pred.num_classes, opts.class_power)
+    logits, labels, valid = cache.logits_and_targets(pred, idx, stride)
+    t_lp = cache.data.get((stride, "teacher"))
+    return _with_teacher(token_ce(logits, labels, valid, pred.num_classes, opts.class_power), logits,
+                         None if t_lp is None else t_lp[idx], valid, opts)
 
 
 def _render(rast, params, poses, K, W: int, H: int, blend: bool, semantics: bool = False):
@@ -439,6 +474,7 @@ def _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t0: float, t_
     Rooms a `feed` hands over while the stage runs join the sampler and the cache."""
     params = semantic_parameters(pred, backbone=opts.sem_backbone)
     teacher = frozen_teacher(pred) if opts.sem_backbone else None
+    seg_teacher = load_teacher(opts.sem_teacher, pred, next(pred.parameters()).device) if opts.sem_teacher else None
     # The validation rooms' backbone outputs are kept once, unless the backbone trains.
     val = None if vseq is None or opts.sem_backbone else SemanticCache(pred, vseq, mcfg, [mcfg.stride])
     keep = {id(p) for p in params}
@@ -449,7 +485,7 @@ def _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t0: float, t_
     if opts.sem_cache:
         t_c = time.time()
         cache = SemanticCache(pred, sampler.syn, mcfg, opts.strides or [mcfg.stride], rng=sampler.rng,
-                              copies=opts.sem_cache_copies)
+                              copies=opts.sem_cache_copies, teacher=seg_teacher)
         log.info("semantic cache: %d frames, %.2f GB, %.0f s", cache.n, cache.nbytes() / 1e9, time.time() - t_c)
     feeder = CacheFeeder(cache, opts.sem_cache_share) if cache is not None and feed is not None else None
     scores: List[Tuple[int, float]] = []
@@ -484,9 +520,8 @@ def _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t0: float, t_
         if teacher is not None:
             parts = backbone_semantic_step(pred, teacher, sampler, mcfg, opts)
         else:
-            ce = (semantic_step(pred, sampler, mcfg, opts) if cache is None
-                  else cached_semantic_step(pred, cache, sampler, mcfg, opts))
-            parts = {"token_ce": ce, "loss": ce}
+            parts = (semantic_step(pred, sampler, mcfg, opts, seg_teacher) if cache is None
+                     else cached_semantic_step(pred, cache, sampler, mcfg, opts))
         n += 1
         loss = parts.get("loss")
         if loss is None or not torch.isfinite(loss):
@@ -500,13 +535,14 @@ def _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t0: float, t_
                 avg.update()
         state["sem_steps"] = state.get("sem_steps", 0) + 1
         hist.setdefault("token_ce_aug", []).append(float(parts["token_ce"].detach()))
-        if "distill" in parts:
-            hist.setdefault("distill", []).append(float(parts["distill"].detach()))
+        for k in ("distill", "teacher_kl"):
+            if k in parts:
+                hist.setdefault(k, []).append(float(parts[k].detach()))
         hist.setdefault("loss", []).append(float(loss.detach()))
         maybe_save()
         if n % 100 == 0 or n == 1:
             log.info("semantic step %d: %s", state["sem_steps"],
-                     " ".join(f"{k} {np.mean(hist[k][-100:]):.4f}" for k in ("token_ce_aug", "distill") if k in hist))
+                     " ".join(f"{k} {np.mean(hist[k][-100:]):.4f}" for k in ("token_ce_aug", "distill", "teacher_kl") if k in hist))
         if vseq is not None and n % max(opts.val_every, 1) == 0:
             validate(n)
     for p in pred.parameters():
@@ -531,6 +567,18 @@ def _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t0: float, t_
     if avg is not None:
         out["head_average"] = {"decay": opts.sem_ema, "updates": avg.updates}
     return out
+
+
+def load_teacher(path: str, pred, device):
+    """The keyframe segmenter of --sem-teacher, frozen on the training device; its classes
+    must be the head's (training's ScanNet-20 list), in the same order."""
+    from ..core.nets.segmenter import load_segmenter
+    seg, info = load_segmenter(path, device)
+    if list(info["class_names"]) != list(SCANNET20_CLASSES[:pred.num_classes]) or seg.num_classes != pred.num_classes:
+        raise ValueError(f"--sem-teacher {path} has classes {info['class_names']}, the head {list(SCANNET20_CLASSES)}")
+    for p in seg.parameters():
+        p.requires_grad_(False)
+    return seg
 
 
 class HeadAverage:
@@ -677,6 +725,10 @@ def _fit(opts: FitOptions, closers: list) -> dict:
         raise ValueError(f"--sem-ema is a decay in [0, 1), got {opts.sem_ema}")
     if opts.sem_ema and not opts.semantic_only:
         raise ValueError("--sem-ema averages the semantic head of a --semantic-only chunk: it needs --semantic-only")
+    if opts.sem_teacher and (not opts.semantic_only or opts.sem_backbone):
+        raise ValueError("--sem-teacher trains the semantic head of a --semantic-only chunk (not with --sem-backbone)")
+    if opts.sem_teacher and not Path(opts.sem_teacher).is_file():
+        raise ValueError(f"--sem-teacher: no segmenter file at {opts.sem_teacher}")
     if opts.sem_cache_copies != 1 and not opts.sem_cache:
         raise ValueError("--sem-cache-copies sets how often --sem-cache keeps each frame: it needs --sem-cache")
     if opts.sem_backbone and (not opts.semantic_only or opts.sem_cache):

@@ -65,6 +65,17 @@ def total(parts: Dict[str, torch.Tensor], w: LossWeights) -> torch.Tensor:
     return sum(keys[k] * v for k, v in parts.items() if k in keys)
 
 
+def token_kl(logits: torch.Tensor, teacher_log_probs: torch.Tensor, valid: torch.Tensor) -> Optional[torch.Tensor]:
+    """KL(teacher || head) per valid token, averaged: [B, T, K] logits of the head against
+    [B, T, K] log-probabilities of a teacher (the keyframe segmenter) on the same frames."""
+    ok = valid.reshape(-1)
+    if not ok.any():
+        return None
+    t = teacher_log_probs.reshape(-1, teacher_log_probs.shape[-1])[ok].float()
+    s = logits.reshape(-1, logits.shape[-1])[ok].log_softmax(-1)
+    return (t.exp() * (t - s)).sum(-1).mean()
+
+
 def token_ce(logits: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor,
              num_classes: int, power: float = 0.5) -> Optional[torch.Tensor]:
     """Cross-entropy of [B, T, K] token logits against the blocks' majority labels

@@ -125,19 +125,26 @@ class KeyframeSegmenter(nn.Module):
         return self(segmenter_inputs(rgb, depth, K))
 
     @torch.no_grad()
+    def token_log_probs(self, rgb: torch.Tensor, depth: torch.Tensor, K: torch.Tensor, stride: int) -> torch.Tensor:
+        """[B,K,H/s,W/s] class log-probabilities of each stride-s token, its probabilities
+        the mean of its stride-4 cells' (K [B,3,3])."""
+        if stride % OUT_STRIDE:
+            raise ValueError(f"the segmenter serves token strides that are multiples of {OUT_STRIDE}, got {stride}")
+        H, W = depth.shape[-2:]
+        prob = self.cell_logits(rgb, depth, K).float().softmax(1)
+        f = stride // OUT_STRIDE
+        hb, wb = H // stride, W // stride
+        return F.avg_pool2d(prob[..., : hb * f, : wb * f], f).clamp(min=1e-8).log()
+
+    @torch.no_grad()
     def semantic_log_probs(self, rgb: torch.Tensor, depth: torch.Tensor, K: torch.Tensor, cfg: MappingConfig,
                            stride: int = 8) -> dict:
         """As GaussianPredictor.semantic_log_probs: {"log_probs": [B,K,H/s,W/s], "valid",
         "depth": [B,T]}, a token's probabilities the mean of its stride-4 cells'; validity
         and depth are the v0 blocks' (what fusion gates on)."""
-        if stride % OUT_STRIDE:
-            raise ValueError(f"the segmenter serves token strides that are multiples of {OUT_STRIDE}, got {stride}")
         B, H, W = depth.shape
         Ks = K[None].expand(B, 3, 3) if K.dim() == 2 else K
-        prob = self.cell_logits(rgb, depth, Ks).float().softmax(1)
-        f = stride // OUT_STRIDE
-        hb, wb = H // stride, W // stride
-        lp = F.avg_pool2d(prob[..., : hb * f, : wb * f], f).clamp(min=1e-8).log()
+        lp = self.token_log_probs(rgb, depth, Ks, stride)
         blocks = [block_gaussians(depth[b], rgb[b], Ks[b], cfg, None, stride=stride) for b in range(B)]
         return {"log_probs": lp, "valid": torch.stack([p.valid for p in blocks]),
                 "depth": torch.stack([p.depth for p in blocks])}
