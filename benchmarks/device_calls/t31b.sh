@@ -21,8 +21,15 @@
 #      GPU): the shipped head trained about 45 GPU minutes over several chunks, the recipe's
 #      5, so whether a longer head stage closes the gap. Its validation every 400 steps also
 #      shows where a 5-minute stage would be.
+#   H: the recipe's cached streamed head stage with the shipped keyframe segmenter as a
+#      teacher (--sem-teacher: KL to its token probabilities beside the labels; the
+#      segmenter runs once per cached frame). In the recipe the segmenter stage would run
+#      before the head; the shipped segmenter is its command's output (thirty-third session:
+#      on 60 cached CPU rooms the teacher kept validation 3 points above the labels alone);
+#   J: the recipe's cached streamed head stage scoring and keeping an average of the head's
+#      weights (--sem-ema 0.999): the thirtieth session's stage peaked at step 1600 of 11527.
 # Run under bg.sh (JOB=benchmarks/device_calls/t31b.sh), three calls (about 23 minutes).
-# VARIANTS="C D F" runs a subset (default A B C; each of B to F is about 5.5 minutes, G 12.5).
+# VARIANTS="C D F" runs a subset (default A B C; each of B to F, H and J is about 5.5 minutes, G 12.5).
 # Carry: .devcarry/whl7, .devcarry/recipe (state with whole-1..blend + blend/),
 # [.devcarry/gsplat_so]. Back: each variant's weights and record, one evaluation file
 # (the shipped weights first, as the peer) and (without a carried one) gsplat's compiled
@@ -62,11 +69,13 @@ want D && variant D $UNCACHED
 want E && variant E ${UNCACHED/--frames 3 --step 15/--frames 8 --step 10}
 want F && variant F ${UNCACHED/--data-minutes 2.5/--data-minutes 4.5}
 G_MIN=${G_MIN:-12}   # a shorter G where less device time is left (rooms made for all but its last minute)
+want H && variant H $HEAD_ARGS --sem-teacher gs4_ros/weights/gs4_segmenter.pt
+want J && variant J $HEAD_ARGS --sem-ema 0.999
 want G && variant G ${UNCACHED/--minutes 5.0 --data-minutes 2.5/--minutes $G_MIN --data-minutes $((G_MIN - 1))}
 wait    # the compile, for the evaluation; its module comes back once to be carried as .devcarry/gsplat_so
 [ -f .devcarry/gsplat_so/stamp.txt ] || gsplat_export_build $OUT/gsplat_so
 # S: the shipped weights, the peer on this same machine.
-ALL="S A B C D E F G"
+ALL="S A B C D E F G H J"
 for v in $ALL; do
   w=/tmp/$v/gs4_nets.pt; [ $v = A ] && w=$OUT/A/gs4_nets.pt
   [ $v = S ] && w=gs4_ros/weights/gs4_nets.pt
