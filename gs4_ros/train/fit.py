@@ -11,7 +11,6 @@ fraction of a rendering step) and leaves every predicted Gaussian as it was.
 from __future__ import annotations
 
 import contextlib
-
 import itertools
 import json
 import logging
@@ -87,8 +86,8 @@ class FitOptions:
     sem_cache_share: float = 0.5     # sem-cache + stream-data: share of the stage that may cache new rooms
     sem_backbone: bool = False       # semantic-only: the backbone trains too, Gaussians held (semantic_backbone)
     distill_weight: float = 30.0     # sem-backbone: weight of holding the Gaussian and feature heads' outputs
-    sem_ema: float = 0.0             # semantic-only: decay of an average of the head's weights, scored and kept (0: off)
-    sem_teacher: str = ""            # semantic-only: a keyframe segmenter file whose token probabilities the head also learns
+    sem_ema: float = 0.0             # semantic-only: decay of the head's weight average scored and kept (0: off)
+    sem_teacher: str = ""            # semantic-only: a segmenter file whose token probabilities the head also learns
     sem_teacher_weight: float = 1.0  # sem-teacher: weight of KL(teacher || head) beside the token cross-entropy
     val_seeds: List[int] = field(default_factory=list)   # semantic-only: rooms (< TRAIN_SEED_BASE) that pick the head kept
     val_every: int = 250             # semantic steps between two validation scores
@@ -542,7 +541,8 @@ def _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t0: float, t_
         maybe_save()
         if n % 100 == 0 or n == 1:
             log.info("semantic step %d: %s", state["sem_steps"],
-                     " ".join(f"{k} {np.mean(hist[k][-100:]):.4f}" for k in ("token_ce_aug", "distill", "teacher_kl") if k in hist))
+                     " ".join(f"{k} {np.mean(hist[k][-100:]):.4f}" for k in ("token_ce_aug", "distill", "teacher_kl")
+                              if k in hist))
         if vseq is not None and n % max(opts.val_every, 1) == 0:
             validate(n)
     for p in pred.parameters():
@@ -586,7 +586,9 @@ class HeadAverage:
 
     Why: the head is kept by its score on a few validation rooms, and single-batch weights
     swing from one score to the next (0.37 to 0.48 token mIoU a hundred CPU steps apart);
-    an average of the recent weights is a steadier, usually better head to score and keep.
+    an average of the recent weights is a steadier head to score and keep once the head
+    stops gaining (while it still gains, the average lags: a CPU trial scored a point
+    lower, docs/results.md).
     The decay ramps up from 0 ((1 + n) / (10 + n), capped at `decay`) so the first steps
     do not drag the start along. Not kept in the checkpoint: a resumed chunk starts its
     average from the weights it resumes."""
