@@ -17,15 +17,15 @@
 #      about ten times the recipe head's 3705 frames);
 #   F: D with its rooms made for 4.5 of its 5 minutes (--data-minutes 4.5): new rooms reach
 #      the head nearly to the end (the 600-room CPU trial gained where 60 rooms lost);
-#   G: F given 12 minutes (G_MIN=12 by default; rooms for 11; --seeds 6000 caps them near 45 GB of frames on the
-#      GPU): the shipped head trained about 45 GPU minutes over several chunks, the recipe's
+#   G: F given 12 minutes (G_MIN, 12 by default; rooms for 11; --seeds 6000 caps them near
+#      45 GB of frames on the GPU): the shipped head trained about 45 GPU minutes over several chunks, the recipe's
 #      5, so whether a longer head stage closes the gap. Its validation every 400 steps also
 #      shows where a 5-minute stage would be.
 #   H: the recipe's cached streamed head stage with the shipped keyframe segmenter as a
 #      teacher (--sem-teacher: KL to its token probabilities beside the labels; the
 #      segmenter runs once per cached frame). In the recipe the segmenter stage would run
 #      before the head; the shipped segmenter is its command's output (thirty-third session:
-#      on 60 cached CPU rooms the teacher kept validation 3 points above the labels alone);
+#      on 60 cached CPU rooms the teacher kept validation 2-3 points above the labels alone);
 #   J: the recipe's cached streamed head stage scoring and keeping an average of the head's
 #      weights (--sem-ema 0.999): the thirtieth session's stage peaked at step 1600 of 11527.
 # Run under bg.sh (JOB=benchmarks/device_calls/t31b.sh), three calls (about 23 minutes).
