@@ -301,24 +301,23 @@ def synthetic_sequences(seeds: List[int], frames: int, step: int, width: int, he
     overlaps the data phase). As in RoomFeed, once min_sequences are made, the device's free
     memory falling under MEMORY_FLOOR ends the data phase early."""
     out = []
+
+    def done() -> bool:   # the minimum made, and the deadline passed or the device's memory low
+        return len(out) >= min_sequences and ((deadline is not None and time.time() >= deadline)
+                                              or _memory_low(device_memory(device), len(out)))
+
     if workers > 1 and len(seeds) > 1:
         stream = RoomStream(seeds, frames, step, width, height, device, workers, fill_holes, targets)
         try:
-            while stream.pending:
+            while stream.pending and not done():
                 left = None if deadline is None else deadline - time.time()
-                if left is not None and left <= 0 and len(out) >= min_sequences:
-                    break
-                if len(out) >= min_sequences and _memory_low(device_memory(device), len(out)):
-                    break
                 out.extend(stream.poll(None if left is None or len(out) < min_sequences else left))
         finally:
             stream.close()
         out.sort(key=_seed_of)
     else:
         for seed in seeds:
-            if deadline is not None and len(out) >= min_sequences and time.time() > deadline:
-                break
-            if len(out) >= min_sequences and _memory_low(device_memory(device), len(out)):
+            if done():
                 break
             try:
                 d = _seed_tensors(seed, frames, step, width, height, device, fill_holes)
