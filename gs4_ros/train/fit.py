@@ -194,7 +194,7 @@ def semantic_step(pred, sampler, mcfg, opts, teacher=None) -> Dict[str, Optional
     stride = _draw_stride(sampler, opts, mcfg)
     rgb, depth, labels, Ks = drawn_frames(sampler, max(opts.sem_batch, 1))
     tok = pred(rgb, depth, Ks, mcfg, labels=labels, stride=stride)
-    ce = token_ce(tok.sem_logits, tok.labels, tok.valid, pred.num_classes, opts.class_power)
+    ce = _token_ce(tok, pred.num_classes, opts.class_power)
     t_lp = None if teacher is None else _token_rows(teacher.token_log_probs(rgb, depth, Ks, stride))
     return _with_teacher(ce, tok.sem_logits, t_lp, tok.valid, opts)
 
@@ -459,7 +459,8 @@ def refiner_clip(pred, ref, rast, sampler, mcfg, length: int, weights: LossWeigh
 
 
 def _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t0: float, t_end: float,
-                    maybe_save, vseq: Optional[list] = None, feed: Optional[RoomFeed] = None) -> dict:
+                    maybe_save, vseq: Optional[list] = None, feed: Optional[RoomFeed] = None,
+                    seg_teacher=None) -> dict:
     """--semantic-only: train the semantic head alone (with --sem-backbone, the backbone
     too) until the step count or the deadline.
 
@@ -470,10 +471,10 @@ def _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t0: float, t_
     scored and kept is an exponential average of the trained weights (HeadAverage), which
     steps through less of the noise of single batches. Returns the chunk record's
     part: steps, frames in the SemanticCache (0 without one) and the validation scores.
-    Rooms a `feed` hands over while the stage runs join the sampler and the cache."""
+    Rooms a `feed` hands over while the stage runs join the sampler and the cache;
+    `seg_teacher` is --sem-teacher's segmenter (load_teacher)."""
     params = semantic_parameters(pred, backbone=opts.sem_backbone)
     teacher = frozen_teacher(pred) if opts.sem_backbone else None
-    seg_teacher = load_teacher(opts.sem_teacher, pred, next(pred.parameters()).device) if opts.sem_teacher else None
     # The validation rooms' backbone outputs are kept once, unless the backbone trains.
     val = None if vseq is None or opts.sem_backbone else SemanticCache(pred, vseq, mcfg, [mcfg.stride])
     keep = {id(p) for p in params}
@@ -571,11 +572,15 @@ def _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t0: float, t_
 
 def load_teacher(path: str, pred, device):
     """The keyframe segmenter of --sem-teacher, frozen on the training device; its classes
-    must be the head's (training's ScanNet-20 list), in the same order."""
+    must be the head's (training's ScanNet-20 list), in the same order. Loaded before the
+    data phase, so a wrong file fails at once rather than after minutes of rooms."""
     from ..core.nets.segmenter import load_segmenter
+    if not Path(path).is_file():
+        raise ValueError(f"--sem-teacher: no segmenter file at {path}")
     seg, info = load_segmenter(path, device)
-    if list(info["class_names"]) != list(SCANNET20_CLASSES[:pred.num_classes]) or seg.num_classes != pred.num_classes:
-        raise ValueError(f"--sem-teacher {path} has classes {info['class_names']}, the head {list(SCANNET20_CLASSES)}")
+    want = list(SCANNET20_CLASSES[:pred.num_classes])
+    if list(info["class_names"]) != want or seg.num_classes != pred.num_classes:
+        raise ValueError(f"--sem-teacher {path} has classes {info['class_names']}, the head {want}")
     for p in seg.parameters():
         p.requires_grad_(False)
     return seg
@@ -729,8 +734,6 @@ def _fit(opts: FitOptions, closers: list) -> dict:
         raise ValueError("--sem-ema averages the semantic head of a --semantic-only chunk: it needs --semantic-only")
     if opts.sem_teacher and (not opts.semantic_only or opts.sem_backbone):
         raise ValueError("--sem-teacher trains the semantic head of a --semantic-only chunk (not with --sem-backbone)")
-    if opts.sem_teacher and not Path(opts.sem_teacher).is_file():
-        raise ValueError(f"--sem-teacher: no segmenter file at {opts.sem_teacher}")
     if opts.sem_cache_copies != 1 and not opts.sem_cache:
         raise ValueError("--sem-cache-copies sets how often --sem-cache keeps each frame: it needs --sem-cache")
     if opts.sem_backbone and (not opts.semantic_only or opts.sem_cache):
@@ -809,6 +812,7 @@ def _fit(opts: FitOptions, closers: list) -> dict:
 
     budget = opts.minutes * 60
     warm = None if opts.semantic_only else warm_up(rast, dev)   # that stage renders nothing
+    seg_teacher = load_teacher(opts.sem_teacher, pred, dev) if opts.sem_teacher else None
     # Data: fresh seeds per chunk, never below TRAIN_SEED_BASE (evaluation seeds are).
     # (A chunk starts after the last seed any earlier chunk asked for, however many it made.)
     first_seed = state.get("next_seed", TRAIN_SEED_BASE + 100 * state["chunk"])
@@ -846,7 +850,7 @@ def _fit(opts: FitOptions, closers: list) -> dict:
     sem_out: dict = {}
     if opts.semantic_only:
         sem_out = _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t_train, t_start + budget,
-                                  maybe_save, vseq, feed)
+                                  maybe_save, vseq, feed, seg_teacher)
         sem_n = sem_out["steps"]
         t_pred_end = t_train    # no predictor or refiner stage in this chunk
     # -- predictor ------------------------------------------------------------------
