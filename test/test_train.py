@@ -407,6 +407,36 @@ def test_a_semantic_chunk_with_sem_ema_scores_and_keeps_the_averaged_head(tmp_pa
     assert any(not torch.allclose(plain[k], ema[k]) for k in head)
 
 
+def test_sem_dropout_drops_the_heads_inputs_while_it_trains_and_never_when_it_scores(tmp_path):
+    """--sem-dropout: training steps see the head's inputs thinned (a fresh draw each step,
+    cached frames too), while validation and inference read them whole, so a chunk's first
+    validation score is the same with or without it and its training loss is not."""
+    torch.manual_seed(0)
+    pred = GaussianPredictor(20, 8, 16, sem_context=True)
+    feats, coarse = torch.randn(2, 16, 6, 8), torch.randn(2, 16, 2, 2)
+    pred.eval()
+    plain = pred.semantic_logits(feats, coarse, stride=8)
+    pred.sem_dropout = 0.5
+    assert torch.equal(pred.semantic_logits(feats, coarse, stride=8), plain)     # not when scoring
+    pred.train()
+    a, b = pred.semantic_logits(feats, coarse, stride=8), pred.semantic_logits(feats, coarse, stride=8)
+    assert not torch.allclose(a, plain) and not torch.allclose(a, b)             # a new draw per call
+    assert "sem_dropout" not in pred.arch()
+
+    opts = dict(TINY, width=128, height=96)
+    fit(FitOptions(out=str(tmp_path / "a.pt"), ckpt=str(tmp_path / "ck.pt"), steps=1, refine_steps=1, **opts))
+    for bad, msg in ((dict(semantic_only=True, sem_dropout=1.0), "probability"), (dict(sem_dropout=0.3), "semantic-only")):
+        with pytest.raises(ValueError, match=msg):
+            fit(FitOptions(out=str(tmp_path / "x.pt"), init_weights=str(tmp_path / "a.pt"), **dict(opts, **bad)))
+    sem = dict(init_weights=str(tmp_path / "a.pt"), semantic_only=True, sem_cache=True, sem_batch=4, strides=[8],
+               steps=6, lr=0.05, val_seeds=[960], val_every=3, **opts)
+    c0, c9 = (fit(FitOptions(out=str(tmp_path / f"{n}.pt"), ckpt=str(tmp_path / f"{n}.ck"), sem_dropout=p,
+                             **sem))["chunks"][-1] for n, p in (("d0", 0.0), ("d9", 0.9)))
+    assert c0["validation"]["scores"][0] == c9["validation"]["scores"][0]
+    assert c9["predictor_first"]["token_ce_aug"] != pytest.approx(c0["predictor_first"]["token_ce_aug"], rel=1e-3)
+    assert json.loads((tmp_path / "d9.json").read_text())["options"]["sem_dropout"] == 0.9
+
+
 def test_token_kl_is_zero_for_the_teachers_own_distribution_and_skips_invalid_tokens():
     torch.manual_seed(0)
     logits = torch.randn(2, 5, 4)

@@ -89,6 +89,7 @@ class FitOptions:
     sem_ema: float = 0.0             # semantic-only: decay of the head's weight average scored and kept (0: off)
     sem_teacher: str = ""            # semantic-only: a segmenter file whose token probabilities the head also learns
     sem_teacher_weight: float = 1.0  # sem-teacher: weight of KL(teacher || head) beside the token cross-entropy
+    sem_dropout: float = 0.0         # semantic-only: dropout on the features the head reads, while it trains
     val_seeds: List[int] = field(default_factory=list)   # semantic-only: rooms (< TRAIN_SEED_BASE) that pick the head kept
     val_every: int = 250             # semantic steps between two validation scores
     fill_holes: bool = False         # network input depth with holes filled as mapping fills them
@@ -481,6 +482,7 @@ def _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t0: float, t_
     for p in pred.parameters():
         p.requires_grad_(id(p) in keep)
     pred.train()
+    pred.sem_dropout = opts.sem_dropout   # the cache stores backbone outputs, so dropout stays fresh per step
     cache = None
     if opts.sem_cache:
         t_c = time.time()
@@ -548,6 +550,7 @@ def _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t0: float, t_
             validate(n)
     for p in pred.parameters():
         p.requires_grad_(True)
+    pred.sem_dropout = 0.0
     out = {"steps": n, "cache_frames": 0 if cache is None else cache.n}
     if feeder is not None:
         out["cache_rooms_left"] = len(feeder.backlog)
@@ -732,6 +735,10 @@ def _fit(opts: FitOptions, closers: list) -> dict:
         raise ValueError(f"--sem-ema is a decay in [0, 1), got {opts.sem_ema}")
     if opts.sem_ema and not opts.semantic_only:
         raise ValueError("--sem-ema averages the semantic head of a --semantic-only chunk: it needs --semantic-only")
+    if not 0.0 <= opts.sem_dropout < 1.0:
+        raise ValueError(f"--sem-dropout is a probability in [0, 1), got {opts.sem_dropout}")
+    if opts.sem_dropout and not opts.semantic_only:
+        raise ValueError("--sem-dropout regularises the semantic head of a --semantic-only chunk: it needs --semantic-only")
     if opts.sem_teacher and (not opts.semantic_only or opts.sem_backbone):
         raise ValueError("--sem-teacher trains the semantic head of a --semantic-only chunk (not with --sem-backbone)")
     if opts.sem_cache_copies != 1 and not opts.sem_cache:

@@ -261,6 +261,9 @@ class GaussianPredictor(nn.Module):
                                                          sem_attention) for _ in range(int(sem_members)))
                             if sem_members else None)
         self.opacity_bias = float(math.log(init_opacity / (1 - init_opacity)))
+        # Dropout on what the semantic head reads, in training only (fit's --sem-dropout);
+        # not part of the architecture, so weight files do not keep it.
+        self.sem_dropout = 0.0
 
     def arch(self) -> dict:
         return {"num_classes": self.num_classes, "feature_dim": self.feature_dim, "width": self.width,
@@ -274,6 +277,9 @@ class GaussianPredictor(nn.Module):
         """[B, C, h, w] token features at `stride` (+ the stride-32 level, +
         SemanticGeometry.inputs when that branch exists) -> [B, K, h, w] class logits
         (with sem_members: the heads' mean log-probabilities)."""
+        if self.training and self.sem_dropout > 0:
+            feats = F.dropout(feats, self.sem_dropout)
+            coarse = F.dropout(coarse, self.sem_dropout)
         sem = _head_logits(self, feats, coarse, geo, stride)
         if self.sem_members is None:
             return sem
