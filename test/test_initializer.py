@@ -75,3 +75,36 @@ def test_block_frame_does_not_depend_on_the_eigensolver(monkeypatch):
     defined = ext[:, 0] > 1.2 * ext[:, 1]
     assert defined.sum() > 20
     assert (ref.rotmats[v][defined][:, :, 0] * alt.rotmats[v][defined][:, :, 0]).sum(-1).min() > 0.99
+
+
+def test_a_batch_of_frames_gives_each_frame_its_own_blocks():
+    """block_gaussians of a batch (one pass on a GPU, frame by frame on the CPU) equals the
+    frames' own calls, each with its own intrinsics and labels, to the bit."""
+    from gs4_ros.core.initializer import blocks_in_one_pass
+
+    g = torch.Generator().manual_seed(2)
+    depth = torch.stack([oblique_plane(t)[0] for t in (10.0, 35.0, 50.0)])
+    depth = depth * (1 + 0.01 * torch.randn(depth.shape, generator=g))
+    depth[1, :40, :60] = 0.0                                          # a hole
+    depth[1, 40:, :][(torch.arange(H - 40) % 8 > 1)] = 0.0           # blocks of two rows: thin, size clamped by fx
+    rgb = torch.rand(3, H, W, 3, generator=g)
+    labels = torch.randint(0, 20, (3, H, W), generator=g)
+    Ks = K.repeat(3, 1, 1)
+    Ks[1, 0, 0], Ks[2, 0, 2] = 320.0, 150.0
+    cfg = MappingConfig()
+    for s in (8, 16):
+        for lab in (labels, None):
+            batch = block_gaussians(depth, rgb, Ks, cfg, lab, stride=s)
+            one = blocks_in_one_pass(depth, rgb, Ks, cfg, lab, stride=s)
+            assert batch.means.shape == (3, (H // s) * (W // s), 3)
+            for b in range(3):
+                own = block_gaussians(depth[b], rgb[b], Ks[b], cfg, None if lab is None else lab[b], stride=s)
+                for f in ("means", "rotmats", "scales", "colors", "labels", "depth", "valid"):
+                    want = getattr(own, f)
+                    for got in (getattr(batch.frame(b), f), getattr(one.frame(b), f)):
+                        assert (want is None and got is None) or torch.equal(want, got), (s, b, f)
+            assert not torch.equal(batch.means[0], batch.means[1])   # the frames' own depth and K
+            wb = W // s
+            for b, r, c in ((0, 2, 5), (2, 7, 1), (1, H // s - 1, 3)):   # block (r, c): its pixels' median depth
+                px = depth[b, r * s:(r + 1) * s, c * s:(c + 1) * s]
+                assert batch.depth[b, r * wb + c] == px[px > cfg.min_depth].median()

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from . import se3
 from .config import MappingConfig
-from .geometry import backproject, depth_noise_sigma, sym3_eigh
+from .geometry import depth_noise_sigma, pixel_grid, sym3_eigh
 
 
 @dataclass
@@ -33,24 +33,56 @@ class BlockGaussians:
     valid: torch.Tensor        # [B] bool
     grid_shape: tuple          # (hb, wb)
 
+    def frame(self, b: int) -> "BlockGaussians":
+        """Frame b of a batch's blocks (block_gaussians of [F, H, W] depth): each field [F, T, ...] -> [T, ...]."""
+        return BlockGaussians(self.means[b], self.rotmats[b], self.scales[b], self.colors[b],
+                              None if self.labels is None else self.labels[b], self.depth[b], self.valid[b],
+                              self.grid_shape)
+
 
 def _blocks(x: torch.Tensor, s: int) -> torch.Tensor:
-    """[H, W, C] -> [hb*wb, s*s, C] (crops the ragged border)."""
-    H, W, C = x.shape
+    """[F, H, W, C] -> [F*hb*wb, s*s, C], frame by frame (crops the ragged border)."""
+    F_, H, W, C = x.shape
     hb, wb = H // s, W // s
-    x = x[: hb * s, : wb * s].reshape(hb, s, wb, s, C).permute(0, 2, 1, 3, 4)
-    return x.reshape(hb * wb, s * s, C)
+    x = x[:, : hb * s, : wb * s].reshape(F_, hb, s, wb, s, C).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(F_ * hb * wb, s * s, C)
 
 
 def block_gaussians(depth: torch.Tensor, rgb: torch.Tensor, K: torch.Tensor, cfg: MappingConfig,
                     labels: Optional[torch.Tensor] = None, stride: Optional[int] = None) -> BlockGaussians:
+    """One frame's blocks (depth [H, W], rgb [H, W, 3], K [3, 3]: fields [T, ...]) or a
+    batch's (depth [F, H, W], rgb [F, H, W, 3], K [F, 3, 3]: fields [F, T, ...]).
+
+    Why a batch in one call: every step is per block, so on a GPU F frames go through the
+    same few dozen tensor operations as one (blocks_in_one_pass). Called once per frame, a
+    training step of 32 frames issued about 5000 small operations for the priors alone,
+    which on a GPU cost more than the backbone. On the CPU the frames go one at a time:
+    there a frame's blocks (4800 x 64 pixels at 640x480) stay in the cache, and 16 frames
+    took 0.31 s that way against 0.67 s in one pass (2 cores). A frame's blocks come out
+    the same either way."""
+    if depth.dim() == 2:
+        return blocks_in_one_pass(depth[None], rgb[None], K[None], cfg, None if labels is None else labels[None],
+                                  stride).frame(0)
+    if depth.is_cuda:
+        return blocks_in_one_pass(depth, rgb, K, cfg, labels, stride)
+    each = [blocks_in_one_pass(depth[b:b + 1], rgb[b:b + 1], K[b:b + 1], cfg,
+                               None if labels is None else labels[b:b + 1], stride) for b in range(depth.shape[0])]
+    fields = zip(*((e.means, e.rotmats, e.scales, e.colors, e.labels, e.depth, e.valid) for e in each))
+    return BlockGaussians(*(None if f[0] is None else torch.cat(f) for f in fields), each[0].grid_shape)
+
+
+def blocks_in_one_pass(depth: torch.Tensor, rgb: torch.Tensor, K: torch.Tensor, cfg: MappingConfig,
+                       labels: Optional[torch.Tensor] = None, stride: Optional[int] = None) -> BlockGaussians:
+    """block_gaussians of F frames ([F, H, W] depth, [F, 3, 3] K) as one set of F * T blocks."""
     s = stride or cfg.stride
-    H, W = depth.shape
+    F_, H, W = depth.shape
     hb, wb = H // s, W // s
     dv = (depth > cfg.min_depth) & (depth < cfg.map_max_depth)
     d = torch.where(dv, depth, torch.zeros_like(depth))
-    pts = backproject(d, K)
-    P = _blocks(pts, s)                                  # [B, s2, 3]
+    u, v = pixel_grid(H, W, depth.device, depth.dtype)
+    fx, fy, cx, cy = (K[:, i, j, None, None] for i, j in ((0, 0), (1, 1), (0, 2), (1, 2)))
+    pts = torch.stack([(u - cx) / fx * d, (v - cy) / fy * d, d], dim=-1)    # backproject, per frame's K
+    P = _blocks(pts, s)                                  # [B, s2, 3], B = F * hb * wb blocks
     Dd = P[..., 2]
     V = _blocks(dv[..., None].float(), s)[..., 0] > 0    # [B, s2]
     # Median of valid depths per block (invalid pushed to +inf, then pick the middle valid).
@@ -92,7 +124,7 @@ def block_gaussians(depth: torch.Tensor, rgb: torch.Tensor, K: torch.Tensor, cfg
     t1 = torch.where((key < 0)[:, None], -t1, t1)
     t2 = torch.cross(normal, t1, dim=-1)
     R = torch.stack([t1, t2, normal], -1)
-    foot = s * med / K[0, 0]                             # block side length in metres
+    foot = s * med / K[:, 0, None, 0].expand(F_, hb * wb).reshape(-1)   # block side length in metres
     lam = evals.clamp(min=0)
     # A fully covered planar block has sqrt(12 * lambda) equal to its side length.
     ext = torch.sqrt(12.0 * lam[:, 1:])                  # [B, 2]: (minor, major)
@@ -107,7 +139,10 @@ def block_gaussians(depth: torch.Tensor, rgb: torch.Tensor, K: torch.Tensor, cfg
         Lb = torch.where(inl, Lb, torch.full_like(Lb, 255))
         lab = torch.mode(Lb, dim=-1).values
     valid = ni >= max(3, (s * s) // 4)
-    return BlockGaussians(mean, R, scales, colors, lab, med, valid, (hb, wb))
+
+    def per_frame(x):
+        return None if x is None else x.reshape((F_, hb * wb) + x.shape[1:])
+    return BlockGaussians(*(per_frame(x) for x in (mean, R, scales, colors, lab, med, valid)), (hb, wb))
 
 
 def to_world(bg: BlockGaussians, pose_c2w: torch.Tensor, select: torch.Tensor):

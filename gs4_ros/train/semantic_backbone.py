@@ -50,5 +50,5 @@ def backbone_semantic_losses(pred, teacher: nn.Module, rgb, depth, labels, Ks, m
     v = valid.reshape(B, 1, hb, wb).to(out.dtype)
     distill = ((out - target).square() * v).sum() / (v.sum() * out.shape[1]).clamp(min=1.0)
     sem = pred.semantic_logits(feats, levels[32], geo, s).flatten(2).transpose(1, 2)
-    lab = torch.stack([p.labels for p in priors])
+    lab = priors.labels
     return {"token_ce": token_ce(sem, lab, valid, pred.num_classes, class_power), "distill": distill}

@@ -289,13 +289,9 @@ class GaussianPredictor(nn.Module):
     def _priors(self, rgb, depth, Ks, cfg: MappingConfig, labels, s: int):
         """The v0 block Gaussians at stride s (no gradient) with their stacked centres,
         rotations and validity, and the geometry branch's inputs when it exists."""
-        B = depth.shape[0]
         with torch.no_grad():
-            priors = [block_gaussians(depth[b], rgb[b], Ks[b], cfg, None if labels is None else labels[b], stride=s)
-                      for b in range(B)]
-        pm = torch.stack([p.means for p in priors])                    # [B, T, 3]
-        rot = torch.stack([p.rotmats for p in priors])                 # [B, T, 3, 3]
-        valid = torch.stack([p.valid for p in priors])
+            priors = block_gaussians(depth, rgb, Ks, cfg, labels, stride=s)   # the whole batch: fields [B, T, ...]
+        pm, rot, valid = priors.means, priors.rotmats, priors.valid
         geo = (SemanticGeometry.inputs(rot[..., 2], pm[..., 2], valid, (depth.shape[1] // s, depth.shape[2] // s))
                if self.sem_geometry is not None else None)
         return priors, pm, rot, valid, geo
@@ -315,8 +311,7 @@ class GaussianPredictor(nn.Module):
         for s in strides:
             priors, _, _, valid, geo = self._priors(rgb, depth, Ks, cfg, labels, s)
             out[s] = {"feats": levels[s][:, :, :H // s, :W // s], "geo": geo, "valid": valid,
-                      "depth": torch.stack([p.depth for p in priors]),
-                      "labels": None if labels is None else torch.stack([p.labels for p in priors])}
+                      "depth": priors.depth, "labels": priors.labels}
         return out
 
     @torch.no_grad()
@@ -363,14 +358,13 @@ class GaussianPredictor(nn.Module):
         ray = torch.where(facing[..., None], ray, pm / z[..., None])
         means = ray * (t * torch.exp(MAX_LOG_DEPTH * torch.tanh(g[..., 2])))[..., None]
         means = torch.where((pm[..., 2:] > 0), means, pm)
-        colors = torch.stack([p.colors for p in priors]) + g[..., 3:6]
-        prior_ls = torch.log(torch.stack([p.scales for p in priors]).clamp(min=1e-6, max=1.0))
+        colors = priors.colors + g[..., 3:6]
+        prior_ls = torch.log(priors.scales.clamp(min=1e-6, max=1.0))
         log_scales = scale_residual(prior_ls, g[..., 6:9])
         q_prior = se3.rotmat_to_quat(rot.reshape(-1, 3, 3)).reshape(B, -1, 4)
         dq = rotation_residual(g[..., 9:13])
         quats = se3.quat_multiply(q_prior.reshape(-1, 4), dq.reshape(-1, 4)).reshape(B, -1, 4)
         opacity_logits = g[..., 13] + self.opacity_bias
-        lab = None if labels is None else torch.stack([p.labels for p in priors])
+        lab = priors.labels
         return TokenGaussians(means, log_scales, quats, opacity_logits, colors, f, sem,
-                              valid, torch.stack([p.depth for p in priors]),
-                              lab, priors, (hb, wb))
+                              valid, priors.depth, lab, [priors.frame(b) for b in range(B)], (hb, wb))

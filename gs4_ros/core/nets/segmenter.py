@@ -145,9 +145,8 @@ class KeyframeSegmenter(nn.Module):
         B, H, W = depth.shape
         Ks = K[None].expand(B, 3, 3) if K.dim() == 2 else K
         lp = self.token_log_probs(rgb, depth, Ks, stride)
-        blocks = [block_gaussians(depth[b], rgb[b], Ks[b], cfg, None, stride=stride) for b in range(B)]
-        return {"log_probs": lp, "valid": torch.stack([p.valid for p in blocks]),
-                "depth": torch.stack([p.depth for p in blocks])}
+        blocks = block_gaussians(depth, rgb, Ks, cfg, None, stride=stride)
+        return {"log_probs": lp, "valid": blocks.valid, "depth": blocks.depth}
 
 
 def save_segmenter(path, model: KeyframeSegmenter, class_names: List[str], meta: Optional[dict] = None):
