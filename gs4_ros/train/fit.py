@@ -194,10 +194,14 @@ def semantic_step(pred, sampler, mcfg, opts, teacher=None) -> Dict[str, Optional
     With a `teacher` (segmenter) the loss adds its KL on the same frames (_with_teacher)."""
     stride = _draw_stride(sampler, opts, mcfg)
     rgb, depth, labels, Ks = drawn_frames(sampler, max(opts.sem_batch, 1))
-    tok = pred(rgb, depth, Ks, mcfg, labels=labels, stride=stride)
-    ce = _token_ce(tok, pred.num_classes, opts.class_power)
+    # What the head reads, without the Gaussian heads and the Gaussians the whole model
+    # would also build (nothing here trains them): the logits are the whole model's.
+    got = pred.semantic_inputs(rgb, depth, Ks, mcfg, labels, [stride])
+    t = got[stride]
+    logits = _token_rows(pred.semantic_logits(t["feats"], got["coarse"], t["geo"], stride))
+    ce = token_ce(logits, t["labels"], t["valid"], pred.num_classes, opts.class_power)
     t_lp = None if teacher is None else _token_rows(teacher.token_log_probs(rgb, depth, Ks, stride))
-    return _with_teacher(ce, tok.sem_logits, t_lp, tok.valid, opts)
+    return _with_teacher(ce, logits, t_lp, t["valid"], opts)
 
 
 def _token_rows(x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,97 @@
+"""Cost of one uncached semantic-head training step (gs4 train fit --semantic-only without
+--sem-cache: drawn, mirrored and jittered frames through the frozen backbone and the
+head, backward, optimiser step) and of its geometric prior, the v0 blocks of every frame.
+
+    python benchmarks/head_step_speed.py [--device cuda] [--batch 32] [--weights PATH]
+
+Why: on an H100 the uncached head stage made 3.6 steps a second at 32 frames
+(thirty-fourth session, t31b variant G), where the cached one made about 77; the prior
+was built frame by frame, a few hundred small operations each. The table puts the prior
+of the whole batch in one pass (block_gaussians on a GPU) beside the same frames one at a
+time (the peer: how it ran before, and how it runs on a CPU), and the whole step.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from gs4_ros.core.config import SCANNET20_CLASSES, MappingConfig  # noqa: E402
+from gs4_ros.core.initializer import BlockGaussians, blocks_in_one_pass  # noqa: E402
+from gs4_ros.core.nets import DEFAULT_WEIGHTS, GaussianPredictor, load_networks  # noqa: E402
+from gs4_ros.train.data import Sampler, synthetic_sequences  # noqa: E402
+from gs4_ros.train.fit import FitOptions, drawn_frames, semantic_parameters, semantic_step  # noqa: E402
+from bench_common import timed_ms  # noqa: E402  (this script's folder)
+
+
+def frame_by_frame(depth, rgb, Ks, cfg, labels) -> BlockGaussians:
+    """The peer: each frame's blocks on their own, stacked."""
+    each = [blocks_in_one_pass(depth[b:b + 1], rgb[b:b + 1], Ks[b:b + 1], cfg, labels[b:b + 1])
+            for b in range(depth.shape[0])]
+    return BlockGaussians(*(torch.cat(f) for f in zip(*((e.means, e.rotmats, e.scales, e.colors, e.labels,
+                                                          e.depth, e.valid) for e in each))), each[0].grid_shape)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
+    ap.add_argument("--batch", type=int, default=32, help="frames a step (the recipe's --sem-batch)")
+    ap.add_argument("--rooms", type=int, default=4, help="synthetic rooms (seeds 2000...) the frames come from")
+    ap.add_argument("--reps", type=int, default=0, help="timed repetitions (default 20 on CUDA, 3 on CPU)")
+    a = ap.parse_args(argv)
+    dev = torch.device(a.device)
+    reps = a.reps or (20 if dev.type == "cuda" else 3)
+    if os.path.isfile(a.weights):
+        pred, _, _ = load_networks(a.weights, dev)
+        src = a.weights
+    else:
+        pred, src = GaussianPredictor(len(SCANNET20_CLASSES)).to(dev), "untrained (no weights file)"
+    cfg = MappingConfig()
+    seqs = synthetic_sequences(list(range(2000, 2000 + a.rooms)), 3, 15, 640, 480, dev, targets=False)
+    sampler = Sampler(seqs, [], 0.0, 1, seed=0)
+    rgb, depth, labels, Ks = drawn_frames(sampler, a.batch)
+    opts = FitOptions(semantic_only=True, sem_batch=a.batch, strides=[cfg.stride])
+    params = semantic_parameters(pred)
+    keep = {id(p) for p in params}
+    for p in pred.parameters():
+        p.requires_grad_(id(p) in keep)
+    pred.train()
+    opt = torch.optim.AdamW(params, lr=1e-6)
+
+    def step():
+        loss = semantic_step(pred, sampler, cfg, opts)["loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    rows = {
+        "prior, one pass (block_gaussians on a GPU)": lambda: blocks_in_one_pass(depth, rgb, Ks, cfg, labels),
+        "prior, frame by frame (the peer)": lambda: frame_by_frame(depth, rgb, Ks, cfg, labels),
+        "whole step (draw, forward, backward, AdamW)": step,
+    }
+    with torch.no_grad():
+        a1, b1 = rows["prior, one pass (block_gaussians on a GPU)"](), rows["prior, frame by frame (the peer)"]()
+    same = all(torch.equal(x, y) for x, y in zip((a1.means, a1.depth, a1.valid), (b1.means, b1.depth, b1.valid)))
+    for fn in rows.values():    # warm-up (kernels, allocator)
+        fn()
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+    print(f"head_step_speed: {a.batch} frames 640x480, stride {cfg.stride}, on {name}; weights: {src}")
+    print(f"  the two priors agree to the bit: {same}")
+    print("| part | median ms | p90 ms | steps or calls / s |")
+    print("|---|---|---|---|")
+    for k, fn in rows.items():
+        with torch.no_grad() if k.startswith("prior") else torch.enable_grad():
+            t = timed_ms(fn, dev, reps)
+        med = float(np.median(t))
+        print(f"| {k} | {med:.1f} | {float(np.percentile(t, 90)):.1f} | {1000 / med:.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
