@@ -5,10 +5,11 @@ head, backward, optimiser step) and of its geometric prior, the v0 blocks of eve
     python benchmarks/head_step_speed.py [--device cuda] [--batch 32] [--weights PATH]
 
 Why: on an H100 the uncached head stage made 3.6 steps a second at 32 frames
-(thirty-fourth session, t31b variant G), where the cached one made about 77; the prior
-was built frame by frame, a few hundred small operations each. The table puts the prior
-of the whole batch in one pass (block_gaussians on a GPU) beside the same frames one at a
-time (the peer: how it ran before, and how it runs on a CPU), and the whole step.
+(thirty-fourth session, t31b variant G), where the cached one made about 40 (11527 in
+its 5 minutes, caching included); the prior was built frame by frame, a few hundred small
+operations each. The table puts the prior of the whole batch in one pass (block_gaussians
+on a GPU) beside the same frames one at a time (the peer: how it ran before, and how it
+runs on a CPU), and the whole step.
 """
 from __future__ import annotations
 
