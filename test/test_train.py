@@ -372,15 +372,23 @@ def test_head_average_follows_the_weights_with_its_decay_and_swaps_in_only_for_a
     assert torch.allclose(p.detach(), expect)
 
 
+def _head_chunk_start(tmp_path, refused) -> dict:
+    """The options of a small semantic chunk, after writing the one-step weights it starts
+    from (tmp_path/a.pt) and checking that each (options, message) of `refused` is refused."""
+    opts = dict(TINY, width=128, height=96)
+    fit(FitOptions(out=str(tmp_path / "a.pt"), ckpt=str(tmp_path / "ck.pt"), steps=1, refine_steps=1, **opts))
+    for bad, msg in refused:
+        with pytest.raises(ValueError, match=msg):
+            fit(FitOptions(out=str(tmp_path / "x.pt"), init_weights=str(tmp_path / "a.pt"), **dict(opts, **bad)))
+    return opts
+
+
 def test_a_semantic_chunk_with_sem_ema_scores_and_keeps_the_averaged_head(tmp_path):
     """--sem-ema: validation scores the average of the head's weights and the chunk keeps
     the best average; without validation rooms it ends with the last average. Each chunk
     records its decay and how many steps were averaged."""
-    opts = dict(TINY, width=128, height=96)
-    fit(FitOptions(out=str(tmp_path / "a.pt"), ckpt=str(tmp_path / "ck.pt"), steps=1, refine_steps=1, **opts))
-    for bad, msg in ((dict(semantic_only=True, sem_ema=1.0), "decay"), (dict(sem_ema=0.9), "semantic-only")):
-        with pytest.raises(ValueError, match=msg):
-            fit(FitOptions(out=str(tmp_path / "x.pt"), init_weights=str(tmp_path / "a.pt"), **dict(opts, **bad)))
+    opts = _head_chunk_start(tmp_path, ((dict(semantic_only=True, sem_ema=1.0), "decay"),
+                                        (dict(sem_ema=0.9), "semantic-only")))
     sem = dict(init_weights=str(tmp_path / "a.pt"), semantic_only=True, sem_cache=True, sem_batch=4, strides=[8],
                steps=12, lr=0.05, **opts)
     c = fit(FitOptions(out=str(tmp_path / "b.pt"), ckpt=str(tmp_path / "b.ck"), sem_ema=0.8, val_seeds=[960, 961],
@@ -423,11 +431,8 @@ def test_sem_dropout_drops_the_heads_inputs_while_it_trains_and_never_when_it_sc
     assert not torch.allclose(a, plain) and not torch.allclose(a, b)             # a new draw per call
     assert "sem_dropout" not in pred.arch()
 
-    opts = dict(TINY, width=128, height=96)
-    fit(FitOptions(out=str(tmp_path / "a.pt"), ckpt=str(tmp_path / "ck.pt"), steps=1, refine_steps=1, **opts))
-    for bad, msg in ((dict(semantic_only=True, sem_dropout=1.0), "probability"), (dict(sem_dropout=0.3), "semantic-only")):
-        with pytest.raises(ValueError, match=msg):
-            fit(FitOptions(out=str(tmp_path / "x.pt"), init_weights=str(tmp_path / "a.pt"), **dict(opts, **bad)))
+    opts = _head_chunk_start(tmp_path, ((dict(semantic_only=True, sem_dropout=1.0), "probability"),
+                                        (dict(sem_dropout=0.3), "semantic-only")))
     sem = dict(init_weights=str(tmp_path / "a.pt"), semantic_only=True, sem_cache=True, sem_batch=4, strides=[8],
                steps=6, lr=0.05, val_seeds=[960], val_every=3, **opts)
     c0, c9 = (fit(FitOptions(out=str(tmp_path / f"{n}.pt"), ckpt=str(tmp_path / f"{n}.ck"), sem_dropout=p,
@@ -574,8 +579,8 @@ def test_blend_option_trains_the_colour_of_the_blended_view():
     plain = predictor_step(pred, rast, Sampler(seqs, [], 0.0, 1, seed=5), mcfg, FitOptions(batch=1), w)
     opts = FitOptions(batch=1, blend=True)
     blended = predictor_step(pred, rast, Sampler(seqs, [], 0.0, 1, seed=5), mcfg, opts, w)
-    assert float(blended["depth_l1"]) == pytest.approx(float(plain["depth_l1"]))
-    assert abs(float(blended["color_mse"]) - float(plain["color_mse"])) > 1e-6
+    assert float(blended["depth_l1"].detach()) == pytest.approx(float(plain["depth_l1"].detach()))
+    assert abs(float(blended["color_mse"].detach()) - float(plain["color_mse"].detach())) > 1e-6
     blended["color_mse"].backward()
     g = pred.gauss_head[-1].weight.grad
     assert g is not None and torch.isfinite(g).all() and g.abs().sum() > 0

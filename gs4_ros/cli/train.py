@@ -193,7 +193,8 @@ def fit_options(args):
                       semantic_only=args.semantic_only, sem_cache=args.sem_cache, sem_backbone=args.sem_backbone,
                       sem_cache_copies=args.sem_cache_copies, sem_cache_share=args.sem_cache_share,
                       distill_weight=args.distill_weight, sem_ema=args.sem_ema, sem_teacher=args.sem_teacher,
-                      sem_teacher_weight=args.sem_teacher_weight, sem_dropout=args.sem_dropout, fill_holes=args.fill_holes,
+                      sem_teacher_weight=args.sem_teacher_weight, sem_dropout=args.sem_dropout,
+                      fill_holes=args.fill_holes,
                       blend=args.blend, val_seeds=seed_list(args.val_seeds) if args.val_seeds else [],
                       val_every=args.val_every,
                       command=_command_line(args))

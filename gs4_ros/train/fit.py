@@ -742,7 +742,8 @@ def _fit(opts: FitOptions, closers: list) -> dict:
     if not 0.0 <= opts.sem_dropout < 1.0:
         raise ValueError(f"--sem-dropout is a probability in [0, 1), got {opts.sem_dropout}")
     if opts.sem_dropout and not opts.semantic_only:
-        raise ValueError("--sem-dropout regularises the semantic head of a --semantic-only chunk: it needs --semantic-only")
+        raise ValueError("--sem-dropout regularises the semantic head of a --semantic-only chunk: "
+                         "it needs --semantic-only")
     if opts.sem_teacher and (not opts.semantic_only or opts.sem_backbone):
         raise ValueError("--sem-teacher trains the semantic head of a --semantic-only chunk (not with --sem-backbone)")
     if opts.sem_cache_copies != 1 and not opts.sem_cache:
