@@ -11,7 +11,8 @@
 WHL=.devcarry/whl7 source benchmarks/device_calls/setup.sh
 export PYTHONPATH=/tmp/site:$PWD
 timeout 300 python3 -m pytest -q -p no:cacheprovider -rs test/test_cuda_graph.py test/test_nets.py \
-  test/test_segmenter.py test/test_semantic_tta.py test/test_map_compaction.py test/test_open_vocab.py 2>&1 \
+  test/test_segmenter.py test/test_semantic_tta.py test/test_map_compaction.py test/test_open_vocab.py \
+  test/test_backend.py::test_graphed_joint_loss_gradients_match_eager_on_cuda 2>&1 \
   | tail -15 > $OUT/pytest.txt
 cat $OUT/pytest.txt
 timeout 240 python3 benchmarks/head_step_speed.py --device cuda --batch 32 2>&1 | grep -v "^INFO" > $OUT/head_step.txt
