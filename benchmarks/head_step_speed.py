@@ -9,7 +9,10 @@ Why: on an H100 the uncached head stage made 3.6 steps a second at 32 frames
 its 5 minutes, caching included); the prior was built frame by frame, a few hundred small
 operations each. The table puts the prior of the whole batch in one pass (block_gaussians
 on a GPU) beside the same frames one at a time (the peer: how it ran before, and how it
-runs on a CPU), and the whole step.
+runs on a CPU), and the whole step beside the step as it ran before (the whole model's
+forward, its prior frame by frame). The last column counts the top-level tensor
+operations of one call: on a GPU each is a kernel launch or more, which is what a step of
+many small operations waits on.
 """
 from __future__ import annotations
 
@@ -17,22 +20,27 @@ import argparse
 import os
 import sys
 
+from unittest import mock
+
 import numpy as np
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from gs4_ros.core.config import SCANNET20_CLASSES, MappingConfig  # noqa: E402
 from gs4_ros.core.initializer import BlockGaussians, blocks_in_one_pass  # noqa: E402
 from gs4_ros.core.nets import DEFAULT_WEIGHTS, GaussianPredictor, load_networks  # noqa: E402
+from gs4_ros.core.nets import predictor  # noqa: E402  (its block_gaussians, swapped for the peer)
 from gs4_ros.train.data import Sampler, synthetic_sequences  # noqa: E402
 from gs4_ros.train.fit import FitOptions, drawn_frames, semantic_parameters, semantic_step  # noqa: E402
+from gs4_ros.train.losses import token_ce  # noqa: E402
 from bench_common import timed_ms  # noqa: E402  (this script's folder)
 
 
-def frame_by_frame(depth, rgb, Ks, cfg, labels) -> BlockGaussians:
-    """The peer: each frame's blocks on their own, stacked."""
-    each = [blocks_in_one_pass(depth[b:b + 1], rgb[b:b + 1], Ks[b:b + 1], cfg, labels[b:b + 1])
+def frame_by_frame(depth, rgb, Ks, cfg, labels, stride=None) -> BlockGaussians:
+    """The peer: each frame's blocks on their own, stacked (block_gaussians' arguments)."""
+    each = [blocks_in_one_pass(depth[b:b + 1], rgb[b:b + 1], Ks[b:b + 1], cfg, labels[b:b + 1], stride)
             for b in range(depth.shape[0])]
     return BlockGaussians(*(torch.cat(f) for f in zip(*((e.means, e.rotmats, e.scales, e.colors, e.labels,
                                                           e.depth, e.valid) for e in each))), each[0].grid_shape)
@@ -71,10 +79,22 @@ def main(argv=None):
         loss.backward()
         opt.step()
 
+    def step_before():
+        """The step as it ran before the thirty-fourth session: the whole model's forward
+        (Gaussian heads and Gaussians too) with its prior built frame by frame."""
+        r, d, lab, k = drawn_frames(sampler, a.batch)
+        with mock.patch.object(predictor, "block_gaussians", frame_by_frame):
+            tok = pred(r, d, k, cfg, labels=lab, stride=cfg.stride)
+        loss = token_ce(tok.sem_logits, tok.labels, tok.valid, pred.num_classes, opts.class_power)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
     rows = {
         "prior, one pass (block_gaussians on a GPU)": lambda: blocks_in_one_pass(depth, rgb, Ks, cfg, labels),
         "prior, frame by frame (the peer)": lambda: frame_by_frame(depth, rgb, Ks, cfg, labels),
-        "whole step (draw, forward, backward, AdamW)": step,
+        "whole step (draw, head inputs, backward, AdamW)": step,
+        "whole step as before (whole model, prior frame by frame)": step_before,
     }
     with torch.no_grad():
         a1, b1 = rows["prior, one pass (block_gaussians on a GPU)"](), rows["prior, frame by frame (the peer)"]()
@@ -84,13 +104,16 @@ def main(argv=None):
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     print(f"head_step_speed: {a.batch} frames 640x480, stride {cfg.stride}, on {name}; weights: {src}")
     print(f"  the two priors agree to the bit: {same}")
-    print("| part | median ms | p90 ms | steps or calls / s |")
-    print("|---|---|---|---|")
+    print("| part | median ms | p90 ms | steps or calls / s | tensor ops a call |")
+    print("|---|---|---|---|---|")
     for k, fn in rows.items():
         with torch.no_grad() if k.startswith("prior") else torch.enable_grad():
             t = timed_ms(fn, dev, reps)
+            with profile(activities=[ProfilerActivity.CPU]) as prof:   # each op is a kernel launch or more on a GPU
+                fn()
+        ops = sum(1 for e in prof.events() if e.name.startswith("aten::") and e.cpu_parent is None)
         med = float(np.median(t))
-        print(f"| {k} | {med:.1f} | {float(np.percentile(t, 90)):.1f} | {1000 / med:.1f} |")
+        print(f"| {k} | {med:.1f} | {float(np.percentile(t, 90)):.1f} | {1000 / med:.1f} | {ops} |")
     return 0
 
 
