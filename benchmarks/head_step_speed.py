@@ -29,21 +29,13 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from gs4_ros.core.config import SCANNET20_CLASSES, MappingConfig  # noqa: E402
-from gs4_ros.core.initializer import BlockGaussians, blocks_in_one_pass  # noqa: E402
+from gs4_ros.core.initializer import blocks_frame_by_frame, blocks_in_one_pass  # noqa: E402
 from gs4_ros.core.nets import DEFAULT_WEIGHTS, GaussianPredictor, load_networks  # noqa: E402
 from gs4_ros.core.nets import predictor  # noqa: E402  (its block_gaussians, swapped for the peer)
 from gs4_ros.train.data import Sampler, synthetic_sequences  # noqa: E402
 from gs4_ros.train.fit import FitOptions, drawn_frames, semantic_parameters, semantic_step  # noqa: E402
 from gs4_ros.train.losses import token_ce  # noqa: E402
 from bench_common import timed_ms  # noqa: E402  (this script's folder)
-
-
-def frame_by_frame(depth, rgb, Ks, cfg, labels, stride=None) -> BlockGaussians:
-    """The peer: each frame's blocks on their own, stacked (block_gaussians' arguments)."""
-    each = [blocks_in_one_pass(depth[b:b + 1], rgb[b:b + 1], Ks[b:b + 1], cfg, labels[b:b + 1], stride)
-            for b in range(depth.shape[0])]
-    return BlockGaussians(*(torch.cat(f) for f in zip(*((e.means, e.rotmats, e.scales, e.colors, e.labels,
-                                                          e.depth, e.valid) for e in each))), each[0].grid_shape)
 
 
 def main(argv=None):
@@ -83,7 +75,7 @@ def main(argv=None):
         """The step as it ran before the thirty-fourth session: the whole model's forward
         (Gaussian heads and Gaussians too) with its prior built frame by frame."""
         r, d, lab, k = drawn_frames(sampler, a.batch)
-        with mock.patch.object(predictor, "block_gaussians", frame_by_frame):
+        with mock.patch.object(predictor, "block_gaussians", blocks_frame_by_frame):
             tok = pred(r, d, k, cfg, labels=lab, stride=cfg.stride)
         loss = token_ce(tok.sem_logits, tok.labels, tok.valid, pred.num_classes, opts.class_power)
         opt.zero_grad(set_to_none=True)
@@ -92,7 +84,7 @@ def main(argv=None):
 
     rows = {
         "prior, one pass (block_gaussians on a GPU)": lambda: blocks_in_one_pass(depth, rgb, Ks, cfg, labels),
-        "prior, frame by frame (the peer)": lambda: frame_by_frame(depth, rgb, Ks, cfg, labels),
+        "prior, frame by frame (the peer)": lambda: blocks_frame_by_frame(depth, rgb, Ks, cfg, labels),
         "whole step (draw, head inputs, backward, AdamW)": step,
         "whole step as before (whole model, prior frame by frame)": step_before,
     }

@@ -59,7 +59,7 @@ def test_predictor_shapes_and_ranges(seq, stride):
     assert (tok.log_scales >= LOG_SCALE_MIN - 1e-6).all() and (tok.log_scales <= LOG_SCALE_MAX + 1e-6).all()
     assert torch.isfinite(tok.means[0][v]).all()
     # Bounded centre residuals: at most half a block in the image and 10% in depth.
-    prior = tok.priors[0]
+    prior = tok.priors.frame(0)
     z0, z1 = prior.means[v][:, 2], tok.means[0][v][:, 2]
     # On the block's plane (a half-block slide), then at most 0.3% along the ray.
     n = prior.rotmats[v][..., 2]

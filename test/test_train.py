@@ -463,8 +463,7 @@ def test_a_semantic_chunk_with_a_teacher_learns_its_token_probabilities(tmp_path
     that trains more than the head is refused."""
     from gs4_ros.core.config import SCANNET20_CLASSES
     from gs4_ros.core.nets.segmenter import KeyframeSegmenter, save_segmenter
-    opts = dict(TINY, width=128, height=96)
-    fit(FitOptions(out=str(tmp_path / "a.pt"), ckpt=str(tmp_path / "ck.pt"), steps=1, refine_steps=1, **opts))
+    opts = _head_chunk_start(tmp_path, ())    # (its refusals need the segmenter files below)
     torch.manual_seed(3)    # a random segmenter: a teacher far from the labels, so following it shows
     seg = KeyframeSegmenter(len(SCANNET20_CLASSES), widths=(8, 16, 16, 24, 32), decoder=16).eval()
     save_segmenter(tmp_path / "t.pt", seg, SCANNET20_CLASSES)

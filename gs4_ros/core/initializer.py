@@ -65,6 +65,12 @@ def block_gaussians(depth: torch.Tensor, rgb: torch.Tensor, K: torch.Tensor, cfg
                                   stride).frame(0)
     if depth.is_cuda:
         return blocks_in_one_pass(depth, rgb, K, cfg, labels, stride)
+    return blocks_frame_by_frame(depth, rgb, K, cfg, labels, stride)
+
+
+def blocks_frame_by_frame(depth: torch.Tensor, rgb: torch.Tensor, K: torch.Tensor, cfg: MappingConfig,
+                          labels: Optional[torch.Tensor] = None, stride: Optional[int] = None) -> BlockGaussians:
+    """block_gaussians of F frames, one blocks_in_one_pass per frame, fields stacked."""
     each = [blocks_in_one_pass(depth[b:b + 1], rgb[b:b + 1], K[b:b + 1], cfg,
                                None if labels is None else labels[b:b + 1], stride) for b in range(depth.shape[0])]
     fields = zip(*((e.means, e.rotmats, e.scales, e.colors, e.labels, e.depth, e.valid) for e in each))

@@ -293,7 +293,7 @@ class SemanticCache:
         geo = d.get((stride, "geo"))
         sem = pred.semantic_logits(d[(stride, "feats")][idx].float(), d["coarse"][idx].float(),
                                    None if geo is None else geo[idx].float(), stride)
-        return sem.flatten(2).transpose(1, 2), d[(stride, "labels")][idx], d[(stride, "valid")][idx]
+        return _token_rows(sem), d[(stride, "labels")][idx], d[(stride, "valid")][idx]
 
     @torch.no_grad()
     def score(self, pred, stride: int, batch: int = 16) -> float:

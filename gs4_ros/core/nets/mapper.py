@@ -228,7 +228,7 @@ class NetworkMapper:
         self._sync(dev)
         t1 = time.perf_counter()
         self.timings_ms = {"predict": 1000 * (t1 - t0)}
-        conf = block_confidence(tok.priors[0], K, m.stride, intr.width, intr.height)
+        conf = block_confidence(tok.priors.frame(0), K, m.stride, intr.width, intr.height)
         select = blocks_to_insert(rasterizer, gmap, pose, K, intr.width, intr.height, m.stride, tok.depth[0],
                                   tok.valid[0], m.silhouette_threshold, m.front_margin, covis_render, inferred_blocks)
         if use_frame_labels:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -75,7 +75,7 @@ class TokenGaussians:
     valid: torch.Tensor           # [B, T] bool: the block has enough depth
     depth: torch.Tensor           # [B, T] the block's median observed depth
     labels: Optional[torch.Tensor]  # [B, T] long token labels from a label image (255 unknown)
-    priors: List[BlockGaussians]
+    priors: BlockGaussians        # the v0 blocks the tokens refine, fields [B, T, ...] (.frame(b): image b's)
     grid_shape: tuple
 
     def world(self, b: int, pose_c2w: torch.Tensor, select: Optional[torch.Tensor] = None):
@@ -367,4 +367,4 @@ class GaussianPredictor(nn.Module):
         opacity_logits = g[..., 13] + self.opacity_bias
         lab = priors.labels
         return TokenGaussians(means, log_scales, quats, opacity_logits, colors, f, sem,
-                              valid, priors.depth, lab, [priors.frame(b) for b in range(B)], (hb, wb))
+                              valid, priors.depth, lab, priors, (hb, wb))
