@@ -117,7 +117,7 @@ def blocks_in_one_pass(depth: torch.Tensor, rgb: torch.Tensor, K: torch.Tensor, 
     if cov.is_cuda and torch.cuda.is_current_stream_capturing():
         evals, evecs = sym3_eigh(cov)
     else:
-        evals, evecs = torch.linalg.eigh(cov)
+        evals, evecs = eigh_in_chunks(cov)
     normal = evecs[..., 0]
     # Normal faces the camera.
     flip = (normal * mean).sum(-1) > 0
@@ -149,6 +149,21 @@ def blocks_in_one_pass(depth: torch.Tensor, rgb: torch.Tensor, K: torch.Tensor, 
     def per_frame(x):
         return None if x is None else x.reshape((F_, hb * wb) + x.shape[1:])
     return BlockGaussians(*(per_frame(x) for x in (mean, R, scales, colors, lab, med, valid)), (hb, wb))
+
+
+# cuSOLVER's batched 3x3 solver fails with an internal error on large batches: a 32-frame
+# training batch (153,600 blocks at stride 8, 640x480) did on an H100 (CUDA 13, torch 2.11),
+# while one frame's 4800 always ran. Its matrices are solved independently, so chunks give
+# the same result as one call.
+EIGH_CHUNK = 8192
+
+
+def eigh_in_chunks(cov: torch.Tensor, chunk: int = EIGH_CHUNK):
+    """torch.linalg.eigh of [B, 3, 3], at most `chunk` matrices per call on a GPU."""
+    if not cov.is_cuda or cov.shape[0] <= chunk:
+        return torch.linalg.eigh(cov)
+    parts = [torch.linalg.eigh(c) for c in cov.split(chunk)]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
 def to_world(bg: BlockGaussians, pose_c2w: torch.Tensor, select: torch.Tensor):
