@@ -12,7 +12,10 @@ on a GPU) beside the same frames one at a time (the peer: how it ran before, and
 runs on a CPU), and the whole step beside the step as it ran before (the whole model's
 forward, its prior frame by frame). The last column counts the top-level tensor
 operations of one call: on a GPU each is a kernel launch or more, which is what a step of
-many small operations waits on.
+many small operations waits on. The rows after those split the step (thirty-fifth
+session: 53 ms on an H100): drawing the frames, the frozen backbone's pass (and the same
+pass under bf16 autocast, on a GPU: a candidate for the stage, not yet used), and the
+head's forward and backward on those inputs.
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ from gs4_ros.core.config import SCANNET20_CLASSES, MappingConfig  # noqa: E402
 from gs4_ros.core.initializer import blocks_frame_by_frame, blocks_in_one_pass  # noqa: E402
 from gs4_ros.core.nets import DEFAULT_WEIGHTS, GaussianPredictor, load_networks  # noqa: E402
 from gs4_ros.core.nets import predictor  # noqa: E402  (its block_gaussians, swapped for the peer)
+from gs4_ros.core.nets.backbone import encode_rgbd  # noqa: E402
 from gs4_ros.train.data import Sampler, synthetic_sequences  # noqa: E402
 from gs4_ros.train.fit import FitOptions, drawn_frames, semantic_parameters, semantic_step  # noqa: E402
 from gs4_ros.train.losses import token_ce  # noqa: E402
@@ -82,12 +86,32 @@ def main(argv=None):
         loss.backward()
         opt.step()
 
+    got = pred.semantic_inputs(rgb, depth, Ks, cfg, labels, [cfg.stride])
+
+    def head_only():
+        t = got[cfg.stride]
+        logits = pred.semantic_logits(t["feats"], got["coarse"], t["geo"], cfg.stride).flatten(2).transpose(1, 2)
+        loss = token_ce(logits, t["labels"], t["valid"], pred.num_classes, opts.class_power)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def backbone_bf16():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            pred.backbone(encode_rgbd(rgb, depth))
+
     rows = {
         "prior, one pass (block_gaussians on a GPU)": lambda: blocks_in_one_pass(depth, rgb, Ks, cfg, labels),
         "prior, frame by frame (the peer)": lambda: blocks_frame_by_frame(depth, rgb, Ks, cfg, labels),
         "whole step (draw, head inputs, backward, AdamW)": step,
         "whole step as before (whole model, prior frame by frame)": step_before,
+        "  draw the frames (mirrored, jittered)": lambda: drawn_frames(sampler, a.batch),
+        "  frozen backbone pass": lambda: pred.backbone(encode_rgbd(rgb, depth)),
+        "  head forward, backward, AdamW (inputs kept)": head_only,
     }
+    if dev.type == "cuda":
+        rows["  frozen backbone pass, bf16 autocast"] = backbone_bf16
+    no_grad = ("prior", "  draw", "  frozen")
     with torch.no_grad():
         a1, b1 = rows["prior, one pass (block_gaussians on a GPU)"](), rows["prior, frame by frame (the peer)"]()
     same = all(torch.equal(x, y) for x, y in zip((a1.means, a1.depth, a1.valid), (b1.means, b1.depth, b1.valid)))
@@ -99,7 +123,7 @@ def main(argv=None):
     print("| part | median ms | p90 ms | steps or calls / s | tensor ops a call |")
     print("|---|---|---|---|---|")
     for k, fn in rows.items():
-        with torch.no_grad() if k.startswith("prior") else torch.enable_grad():
+        with torch.no_grad() if k.startswith(no_grad) else torch.enable_grad():
             t = timed_ms(fn, dev, reps)
             with profile(activities=[ProfilerActivity.CPU]) as prof:   # each op is a kernel launch or more on a GPU
                 fn()

@@ -4,8 +4,14 @@
 # fifth session's head stage G (t34a.sh: the same command on the same backbone, so the
 # two heads say how far one run of the stage reproduces another): map mIoU on the card's
 # rooms 900-902 and token mIoU on 92 unseen rooms.
+# First, head_step_speed.py's split of the uncached step (53 ms on an H100: how much is
+# the frozen backbone, how much the head; on a 2-core CPU the head's forward and backward
+# were 3x the backbone's pass).
 # Run under bg.sh (JOB=benchmarks/device_calls/t35a.sh), two calls (about 16 minutes).
 # Carry: .devcarry/whl7 .devcarry/7s250 .devcarry/gsplat_so .devcarry/recipe .devcarry/t35/G
+WHL=.devcarry/whl7 GSPLAT_NOW=0 source benchmarks/device_calls/setup.sh
+timeout 240 python3 benchmarks/head_step_speed.py --device cuda --batch 32 2>&1 | grep "^|\|^head\|agree" > $OUT/head_step.txt
+cat $OUT/head_step.txt
 BUDGET=12 bash benchmarks/device_calls/t31a.sh
 export PYTHONPATH=/tmp/site:/tmp/src
 R=/tmp/recipe/refiner/gs4_nets.pt
