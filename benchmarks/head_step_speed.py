@@ -15,7 +15,8 @@ operations of one call: on a GPU each is a kernel launch or more, which is what 
 many small operations waits on. The rows after those split the step (thirty-fifth
 session: 53 ms on an H100): drawing the frames, the frozen backbone's pass (and the same
 pass under bf16 autocast, on a GPU: a candidate for the stage, not yet used), and the
-head's forward and backward on those inputs.
+head's forward and backward on those inputs. Pass the weights whose head the stage trains
+(--weights): the shipped file holds three heads (an ensemble), the recipe's stage one.
 """
 from __future__ import annotations
 

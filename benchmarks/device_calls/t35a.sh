@@ -4,13 +4,14 @@
 # fifth session's head stage G (t34a.sh: the same command on the same backbone, so the
 # two heads say how far one run of the stage reproduces another): map mIoU on the card's
 # rooms 900-902 and token mIoU on 92 unseen rooms.
-# First, head_step_speed.py's split of the uncached step (53 ms on an H100: how much is
-# the frozen backbone, how much the head; on a 2-core CPU the head's forward and backward
-# were 3x the backbone's pass).
+# First, head_step_speed.py's split of the uncached step as the recipe's stage runs it (G's
+# weights: one head; the shipped file's three heads cost three times the head's share):
+# how much of it is the frozen backbone, how much the head (2-core CPU, 4 frames: 153 and
+# 189 ms of a 469 ms step).
 # Run under bg.sh (JOB=benchmarks/device_calls/t35a.sh), two calls (about 16 minutes).
 # Carry: .devcarry/whl7 .devcarry/7s250 .devcarry/gsplat_so .devcarry/recipe .devcarry/t35/G
 WHL=.devcarry/whl7 GSPLAT_NOW=0 source benchmarks/device_calls/setup.sh
-timeout 240 python3 benchmarks/head_step_speed.py --device cuda --batch 32 2>&1 | grep "^|\|^head\|agree" > $OUT/head_step.txt
+timeout 240 python3 benchmarks/head_step_speed.py --device cuda --batch 32 --weights .devcarry/t35/G/gs4_nets.pt 2>&1 | grep "^|\|^head\|agree" > $OUT/head_step.txt
 cat $OUT/head_step.txt
 BUDGET=12 bash benchmarks/device_calls/t31a.sh
 export PYTHONPATH=/tmp/site:/tmp/src
