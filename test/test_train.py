@@ -886,3 +886,22 @@ def test_an_ensemble_averages_heads_of_one_backbone_and_keeps_its_gaussians(tmp_
     assert pf.arch()["sem_members"] == 1 and s["ensemble"]["members"][1]["file"] == c
     assert not torch.equal(pf.sem_members[0].sem_head[0].weight, pe.sem_members[0].sem_head[0].weight)
     assert "mean log-probability of 2 heads" in (tmp_path / "f" / "MODEL_CARD.md").read_text()
+
+
+def test_sem_fresh_trains_a_new_head_on_the_files_backbone(tmp_path):
+    """--sem-fresh keeps the file's backbone and Gaussians and drops its semantic head (its
+    branches and extra members too): the new head is the stage's own, not the file's."""
+    fit(FitOptions(out=str(tmp_path / "a.pt"), ckpt=str(tmp_path / "ck.pt"), steps=1, refine_steps=1, **TINY))
+    fit(FitOptions(out=str(tmp_path / "b.pt"), ckpt=str(tmp_path / "ck.pt"), resume=True, semantic_only=True,
+                   sem_context=True, steps=2, sem_batch=2, strides=[8], **TINY))
+    pb, _, _ = load_networks(tmp_path / "b.pt")
+    fit(FitOptions(out=str(tmp_path / "c.pt"), ckpt=str(tmp_path / "ck2.pt"), init_weights=str(tmp_path / "b.pt"),
+                   semantic_only=True, sem_fresh=True, sem_geometry=True, steps=1, sem_batch=2, strides=[8], **TINY))
+    pc, _, _ = load_networks(tmp_path / "c.pt")
+    assert pc.sem_context is None and pc.sem_geometry is not None      # only the branches this stage names
+    assert all(torch.equal(u, v) for u, v in zip(pb.backbone.state_dict().values(), pc.backbone.state_dict().values()))
+    # A new head, not the file's moved by one step (an AdamW step moves a weight by about lr = 1e-3).
+    assert (pc.sem_head[0].weight - pb.sem_head[0].weight).abs().max() > 0.02
+    with pytest.raises(ValueError, match="--sem-fresh"):
+        fit(FitOptions(out=str(tmp_path / "d.pt"), ckpt=str(tmp_path / "ck3.pt"), init_weights=str(tmp_path / "b.pt"),
+                       sem_fresh=True, steps=1, **TINY))

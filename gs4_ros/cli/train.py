@@ -96,6 +96,9 @@ def register(sub):
     f.add_argument("--sem-dropout", type=float, default=d.sem_dropout, metavar="P",
                    help="with --semantic-only: drop this share of the features the head reads at each training "
                         "step (cached or not); validation and the written head use them all")
+    f.add_argument("--sem-fresh", action="store_true",
+                   help="with --semantic-only and --init-weights: drop the file's semantic head and train a new one "
+                        "(with the branches this command names) on its frozen backbone, to compare backbones")
     f.add_argument("--val-seeds", default="", metavar="SEEDS",
                    help="with --semantic-only: synthetic rooms below 1000 (e.g. 960-975; keep them apart from "
                         "the rooms you evaluate on) scored every --val-every steps; the chunk keeps the best head")
@@ -193,7 +196,7 @@ def fit_options(args):
                       semantic_only=args.semantic_only, sem_cache=args.sem_cache, sem_backbone=args.sem_backbone,
                       sem_cache_copies=args.sem_cache_copies, sem_cache_share=args.sem_cache_share,
                       distill_weight=args.distill_weight, sem_ema=args.sem_ema, sem_teacher=args.sem_teacher,
-                      sem_teacher_weight=args.sem_teacher_weight, sem_dropout=args.sem_dropout,
+                      sem_teacher_weight=args.sem_teacher_weight, sem_dropout=args.sem_dropout, sem_fresh=args.sem_fresh,
                       fill_holes=args.fill_holes,
                       blend=args.blend, val_seeds=seed_list(args.val_seeds) if args.val_seeds else [],
                       val_every=args.val_every,

@@ -90,6 +90,7 @@ class FitOptions:
     sem_teacher: str = ""            # semantic-only: a segmenter file whose token probabilities the head also learns
     sem_teacher_weight: float = 1.0  # sem-teacher: weight of KL(teacher || head) beside the token cross-entropy
     sem_dropout: float = 0.0         # semantic-only: dropout on the features the head reads, while it trains
+    sem_fresh: bool = False          # semantic-only + init-weights: the semantic head starts from scratch
     val_seeds: List[int] = field(default_factory=list)   # semantic-only: rooms (< TRAIN_SEED_BASE) that pick the head kept
     val_every: int = 250             # semantic steps between two validation scores
     fill_holes: bool = False         # network input depth with holes filled as mapping fills them
@@ -751,6 +752,17 @@ def _fit(opts: FitOptions, closers: list) -> dict:
     if opts.sem_backbone and (not opts.semantic_only or opts.sem_cache):
         raise ValueError("--sem-backbone trains the backbone in a semantic-only chunk: it needs --semantic-only "
                          "and runs the backbone on every step, so not --sem-cache")
+    if opts.sem_fresh and not (opts.semantic_only and opts.init_weights and not opts.resume):
+        raise ValueError("--sem-fresh trains a new semantic head on a weights file's backbone: it needs "
+                         "--semantic-only and --init-weights (not --resume)")
+    if opts.sem_fresh:
+        # Why: the same head stage on two backbones (the recipe's, the shipped one) says
+        # whether the head stage or the backbone holds the recipe back; each file's own
+        # head, trained over different chunks, would blur that.
+        blob["predictor"] = {k: v for k, v in blob["predictor"].items()
+                             if k.split(".")[0] not in SEMANTIC_PARTS + ("sem_members",)}
+        log.info("--sem-fresh: the semantic head and its branches start from scratch on %s's backbone",
+                 opts.init_weights)
     if opts.val_seeds and not opts.semantic_only:
         raise ValueError("--val-seeds picks the semantic head a semantic-only chunk keeps: it needs --semantic-only")
     if opts.stream_data and opts.workers < 2:
@@ -773,7 +785,11 @@ def _fit(opts: FitOptions, closers: list) -> dict:
                               weight_decay=1e-4)
     state = {"chunk": 0, "pred_steps": 0, "ref_clips": 0, "history": [], "seconds": 0.0, "sequences": []}
     if blob is not None:
-        pred.load_state_dict(blob["predictor"], strict=not adds_branch)
+        got = pred.load_state_dict(blob["predictor"], strict=not (adds_branch or opts.sem_fresh))
+        # Loading leniently (a branch added, a fresh head) may leave out only semantic parts.
+        stray = [k for k in got.missing_keys if k.split(".")[0] not in SEMANTIC_PARTS]
+        if stray:
+            raise ValueError(f"{opts.init_weights or ck}: the predictor lacks {stray[:4]}")
         sd = blob["opt_predictor"]   # None when started from a weights file
         if sd is not None:
             if adds_branch:
