@@ -3,13 +3,14 @@
 # and the recipe's blend stage's (.devcarry/recipe/blend, thirtieth session), MIN minutes
 # each (default 5, rooms for MIN-1), then both beside the shipped file and the thirty-fifth
 # session's G (the recipe's stage on the blend backbone, starting from the blend stage's
-# head) by token mIoU on 92 unseen rooms. Same head stage, same time: if the shipped
+# head) and G5 (the same for 5 minutes: the peer of the blend row, whose head is new) by
+# token mIoU on 92 unseen rooms. Same head stage, same time: if the shipped
 # backbone's new head comes near the shipped heads (0.516 / 0.584) the recipe's gap is its
 # backbone (the rendering stages); if it stays near the blend backbone's, the gap is the
 # head stage (the shipped heads trained about 45 GPU minutes over several chunks and are
 # three, averaged).
 # Run under bg.sh (JOB=benchmarks/device_calls/t35b.sh), two calls (about 13 minutes).
-# Carry: .devcarry/whl7 .devcarry/recipe .devcarry/t35/G
+# Carry: .devcarry/whl7 .devcarry/recipe .devcarry/t35/G .devcarry/t35/G5
 WHL=.devcarry/whl7 GSPLAT_NOW=0 source benchmarks/device_calls/setup.sh
 M=${MIN:-5}
 ARGS=$(python3 - <<'PY'
@@ -31,7 +32,7 @@ for v in shipped:gs4_ros/weights/gs4_nets.pt blend:.devcarry/recipe/blend/gs4_ne
 done
 for s in 900-919 968-999,920-959; do
   python3 benchmarks/semantic_tokens.py --device cuda --fill-holes --frames 4 --step 10 --seeds $s \
-    --weights gs4_ros/weights/gs4_nets.pt .devcarry/t35/G/gs4_nets.pt /tmp/shipped/gs4_nets.pt /tmp/blend/gs4_nets.pt \
+    --weights gs4_ros/weights/gs4_nets.pt .devcarry/t35/G/gs4_nets.pt .devcarry/t35/G5/gs4_nets.pt /tmp/shipped/gs4_nets.pt /tmp/blend/gs4_nets.pt \
     > /tmp/tokens_$s.txt 2>&1 &
 done
 wait
