@@ -53,9 +53,9 @@ def test_shipped_recipe_stages_are_valid_commands():
     # All the chunks of the chain fit in under an hour of one GPU (what issue 3 asks).
     assert sum(st.minutes() for st in stages) < 55
     # Each stage fits a 10-minute device call with its margin (the segmenter's 8.9 minutes
-    # ran as a 555 s call); the
-    # network stages train while their rooms are made and, with the margins, fit one
-    # session's 30 minutes of device time (gsplat compiles beside the first stage).
+    # ran as a 555 s call); the network stages train while their rooms are made and, with
+    # the margins, fit one session's 30 minutes of device time (gsplat compiles beside the
+    # first stage).
     assert all(st.minutes() + MARGIN_MIN <= 9.5 for st in stages)
     nets = [st for st in stages if st.args[0] == "fit"]
     assert all("--stream-data" in st.args for st in nets)

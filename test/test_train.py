@@ -889,8 +889,8 @@ def test_an_ensemble_averages_heads_of_one_backbone_and_keeps_its_gaussians(tmp_
 
 
 def test_sem_fresh_trains_a_new_head_on_the_files_backbone(tmp_path):
-    """--sem-fresh keeps the file's backbone and Gaussians and drops its semantic head (its
-    branches and extra members too): the new head is the stage's own, not the file's."""
+    """--sem-fresh keeps the file's backbone and drops its semantic head (its branches and
+    an ensemble's other heads too): the new head is the stage's own, not the file's."""
     fit(FitOptions(out=str(tmp_path / "a.pt"), ckpt=str(tmp_path / "ck.pt"), steps=1, refine_steps=1, **TINY))
     fit(FitOptions(out=str(tmp_path / "b.pt"), ckpt=str(tmp_path / "ck.pt"), resume=True, semantic_only=True,
                    sem_context=True, steps=2, sem_batch=2, strides=[8], **TINY))
@@ -905,3 +905,14 @@ def test_sem_fresh_trains_a_new_head_on_the_files_backbone(tmp_path):
     with pytest.raises(ValueError, match="--sem-fresh"):
         fit(FitOptions(out=str(tmp_path / "d.pt"), ckpt=str(tmp_path / "ck3.pt"), init_weights=str(tmp_path / "b.pt"),
                        sem_fresh=True, steps=1, **TINY))
+    # From an ensemble (two heads): one new head, and the card no longer tells of the ensemble.
+    fit(FitOptions(out=str(tmp_path / "b2.pt"), ckpt=str(tmp_path / "ck.pt"), resume=True, semantic_only=True,
+                   steps=1, sem_batch=2, strides=[8], **TINY))
+    ens = tmp_path / "e" / "w.pt"
+    assert main(["train", "ensemble", str(tmp_path / "b.pt"), str(tmp_path / "b2.pt"), "--out", str(ens)]) == 0
+    assert load_networks(ens)[0].arch()["sem_members"] == 1
+    s = fit(FitOptions(out=str(tmp_path / "f" / "w.pt"), ckpt=str(tmp_path / "ck4.pt"), init_weights=str(ens),
+                       semantic_only=True, sem_fresh=True, steps=1, sem_batch=2, strides=[8], **TINY))
+    pf, _, _ = load_networks(tmp_path / "f" / "w.pt")
+    assert pf.sem_members is None and pf.sem_geometry is None and "ensemble" not in s
+    assert "heads on one backbone" not in (tmp_path / "f" / "MODEL_CARD.md").read_text()

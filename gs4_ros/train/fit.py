@@ -761,6 +761,7 @@ def _fit(opts: FitOptions, closers: list) -> dict:
         # head, trained over different chunks, would blur that.
         blob["predictor"] = {k: v for k, v in blob["predictor"].items()
                              if k.split(".")[0] not in SEMANTIC_PARTS + ("sem_members",)}
+        blob["state"].pop("ensemble", None)    # the card no longer names heads the file had
         log.info("--sem-fresh: the semantic head and its branches start from scratch on %s's backbone",
                  opts.init_weights)
     if opts.val_seeds and not opts.semantic_only:
