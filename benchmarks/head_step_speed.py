@@ -38,7 +38,8 @@ from gs4_ros.core.nets import DEFAULT_WEIGHTS, GaussianPredictor, load_networks 
 from gs4_ros.core.nets import predictor  # noqa: E402  (its block_gaussians, swapped for the peer)
 from gs4_ros.core.nets.backbone import encode_rgbd  # noqa: E402
 from gs4_ros.train.data import Sampler, synthetic_sequences  # noqa: E402
-from gs4_ros.train.fit import FitOptions, drawn_frames, semantic_parameters, semantic_step  # noqa: E402
+from gs4_ros.train.fit import (FitOptions, _token_rows, drawn_frames, semantic_parameters,  # noqa: E402
+                              semantic_step)
 from gs4_ros.train.losses import token_ce  # noqa: E402
 from bench_common import timed_ms  # noqa: E402  (this script's folder)
 
@@ -91,7 +92,7 @@ def main(argv=None):
 
     def head_only():
         t = got[cfg.stride]
-        logits = pred.semantic_logits(t["feats"], got["coarse"], t["geo"], cfg.stride).flatten(2).transpose(1, 2)
+        logits = _token_rows(pred.semantic_logits(t["feats"], got["coarse"], t["geo"], cfg.stride))
         loss = token_ce(logits, t["labels"], t["valid"], pred.num_classes, opts.class_power)
         opt.zero_grad(set_to_none=True)
         loss.backward()

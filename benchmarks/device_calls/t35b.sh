@@ -13,16 +13,18 @@
 # Carry: .devcarry/whl7 .devcarry/recipe .devcarry/t35/G .devcarry/t35/G5
 WHL=.devcarry/whl7 GSPLAT_NOW=0 source benchmarks/device_calls/setup.sh
 M=${MIN:-5}
-ARGS=$(python3 - <<'PY'
-import yaml
-a = next(s for s in yaml.safe_load(open("gs4_ros/train/recipe.yaml"))["stages"] if s["name"] == "head")["args"]
-i = a.index("--init-weights"); del a[i:i + 2]
-for k in ("--ckpt", "--out"):
+# The recipe's head stage as `gs4 train recipe` fills it in, without its files, M minutes.
+ARGS=$(M=$M python3 - <<'PY'
+import os
+from gs4_ros.train.recipe import load_recipe, stage_argv
+a = stage_argv(next(s for s in load_recipe() if s.name == "head"), "/tmp", "cuda", "")[1:]
+for k in ("--init-weights", "--ckpt", "--out"):
     i = a.index(k); del a[i:i + 2]
-print(" ".join(x.replace("{device}", "cuda") for x in a))
+m = float(os.environ["M"])
+a[a.index("--minutes") + 1], a[a.index("--data-minutes") + 1] = f"{m:g}", f"{m - 1:g}"
+print(" ".join(a))
 PY
 )
-ARGS=${ARGS/--minutes 8.0 --data-minutes 7.0/--minutes $M --data-minutes $((M - 1))}
 echo "head stage: gs4 train $ARGS --sem-fresh"
 for v in shipped:gs4_ros/weights/gs4_nets.pt blend:.devcarry/recipe/blend/gs4_nets.pt; do
   n=${v%%:*}; w=${v#*:}
