@@ -53,13 +53,13 @@ def test_shipped_recipe_stages_are_valid_commands():
     # All the chunks of the chain fit in under an hour of one GPU (what issue 3 asks).
     assert sum(st.minutes() for st in stages) < 55
     # Each stage fits a 10-minute device call with its margin (the segmenter's 8.9 minutes
-    # ran as a 555 s call); the network stages train while their rooms are made and, with
-    # the margins, fit one session's 30 minutes of device time (gsplat compiles beside the
-    # first stage).
+    # ran as a 555 s call); the network stages train while their rooms are made, and the
+    # whole chain with its margins takes at most two sessions' device time (2 x 30
+    # minutes, less each session's machine start and evaluation): the run folder carries it.
     assert all(st.minutes() + MARGIN_MIN <= 9.5 for st in stages)
     nets = [st for st in stages if st.args[0] == "fit"]
     assert all("--stream-data" in st.args for st in nets)
-    assert sum(st.minutes() + MARGIN_MIN for st in nets) <= 28
+    assert sum(st.minutes() + MARGIN_MIN for st in stages) <= 45
 
 
 def test_stage_arguments_fill_placeholders_and_scale_time():
@@ -125,10 +125,14 @@ def test_recipe_runs_in_calls_and_chains_the_weights(tmp_path, capsys):
     _tiny_recipe(recipe, first_steps=2)
     with pytest.raises(ValueError, match="stage first ran as"):
         run_recipe(run, load_recipe(recipe), "cpu", runner=runner)
-    # --list shows the stages as done.
+    # --list shows the stages as done, and who ran a stage put into the folder by hand
+    # (a device script that ran the stage's arguments itself records "ran_by").
+    state["stages"][2]["ran_by"] = "a device script"
+    (run / STATE).write_text(json.dumps(state))
     assert main(["train", "recipe", "--dir", str(run), "--recipe", str(recipe), "--list"]) == 0
     listing = capsys.readouterr().out
     assert listing.count("done in") == 2 and listing.startswith("first        ran otherwise")
+    assert listing.count("ran by") == 1 and "ran by a device script: gs4 train segmenter" in listing
 
 
 def test_a_failing_stage_stops_the_recipe(tmp_path):

@@ -267,6 +267,8 @@ def cmd_recipe(args) -> int:
             mark = (f"~{st.minutes():g} min" if d is None else f"done in {d['seconds']:.0f} s"
                     if d["recipe_args"] == st.args else "ran otherwise")
             print(f"{st.name:12s} {mark:18s} gs4 {shlex.join(stage_argv(st, Path(args.dir), args.device, args.real))}")
+            if d is not None and d.get("ran_by"):   # a stage run by a script with the recipe's arguments, put in the folder
+                print(f"{'':12s} ran by {d['ran_by']}: gs4 {shlex.join(d['argv'])}")
         return 0
     state = run_recipe(args.dir, stages, args.device, args.real, args.budget_minutes, args.time_scale)
     ran = ", ".join(f"{d['name']} {d['seconds']:.0f} s" for d in state["stages"])
