@@ -1,0 +1,29 @@
+# The recipe's networks as one file, then a fresh run of its chain begun. In order:
+#  1. the refiner stage, the one stage .devcarry/recipe36 still lacks (that folder: the
+#     thirtieth session's whole-1 .. blend, the thirty-sixth session's blend-2 and head from
+#     t36a.sh, the segmenter stage's output = the shipped segmenter, each named in its
+#     recipe_state.json), through t31a.sh; then its file beside the shipped one: the card's
+#     rows (gs4 train eval, rooms 900-902, by the head and after the segmenter's pass) and
+#     token mIoU on 92 unseen rooms;
+#  2. a fresh run folder from whole-1 on, BUDGET2 minutes (default 17: whole-1, whole-2 and
+#     blend), its files under $OUT/fresh to be carried into the next session (FROM=).
+# Run under bg.sh (JOB=benchmarks/device_calls/t37a.sh), three calls (about 25 minutes).
+# Carry: .devcarry/whl7 .devcarry/7s250 .devcarry/gsplat_so .devcarry/recipe36
+FROM=.devcarry/recipe36 DIR=/tmp/recipe36 BUDGET=3 bash benchmarks/device_calls/t31a.sh
+export PYTHONPATH=/tmp/site:$PWD
+R=/tmp/recipe36/refiner/gs4_nets.pt
+if [ -f $R ]; then
+  python3 -m gs4_ros.cli train eval --device cuda --seeds 900,901,902 --frames 40 --variants +pruning,+segmenter+head \
+    --weights $R 2>&1 | grep -v "^INFO\|^measured" > $OUT/eval_recipe.txt &
+  for s in 900-919 968-999,920-959; do
+    python3 benchmarks/semantic_tokens.py --device cuda --fill-holes --frames 4 --step 10 --seeds $s \
+      --weights gs4_ros/weights/gs4_nets.pt $R > /tmp/tokens_$s.txt 2>&1 &
+  done
+  wait
+  grep -hv "^INFO" /tmp/tokens_*.txt > $OUT/tokens_recipe.txt
+  cat $OUT/eval_recipe.txt $OUT/tokens_recipe.txt
+else
+  echo "no refiner stage output"
+fi
+mkdir -p $OUT/fresh
+OUT=$OUT/fresh FROM=/nonexistent DIR=/tmp/fresh BUDGET=${BUDGET2:-17} bash benchmarks/device_calls/t31a.sh
