@@ -205,6 +205,16 @@ def semantic_step(pred, sampler, mcfg, opts, teacher=None) -> Dict[str, Optional
     return _with_teacher(ce, logits, t_lp, t["valid"], opts)
 
 
+def _drop_semantic_head(blob: dict):
+    """--sem-fresh: forget a loaded file's semantic head, its branches and ensemble heads.
+    Why: the same head stage on two backbones (the recipe's, the shipped one) says whether
+    the head stage or the backbone holds the recipe back; each file's own head, trained
+    over different chunks, would blur that."""
+    blob["predictor"] = {k: v for k, v in blob["predictor"].items()
+                         if k.split(".")[0] not in SEMANTIC_PARTS + ("sem_members",)}
+    blob["state"].pop("ensemble", None)    # the card no longer names heads the file had
+
+
 def _token_rows(x: torch.Tensor) -> torch.Tensor:
     """[B, K, h, w] -> [B, h*w, K], the order of the head's token logits."""
     return x.flatten(2).transpose(1, 2)
@@ -755,21 +765,16 @@ def _fit(opts: FitOptions, closers: list) -> dict:
     if opts.sem_fresh and not (opts.semantic_only and opts.init_weights and not opts.resume):
         raise ValueError("--sem-fresh trains a new semantic head on a weights file's backbone: it needs "
                          "--semantic-only and --init-weights (not --resume)")
-    if opts.sem_fresh:
-        # Why: the same head stage on two backbones (the recipe's, the shipped one) says
-        # whether the head stage or the backbone holds the recipe back; each file's own
-        # head, trained over different chunks, would blur that.
-        blob["predictor"] = {k: v for k, v in blob["predictor"].items()
-                             if k.split(".")[0] not in SEMANTIC_PARTS + ("sem_members",)}
-        blob["state"].pop("ensemble", None)    # the card no longer names heads the file had
-        log.info("--sem-fresh: the semantic head and its branches start from scratch on %s's backbone",
-                 opts.init_weights)
     if opts.val_seeds and not opts.semantic_only:
         raise ValueError("--val-seeds picks the semantic head a semantic-only chunk keeps: it needs --semantic-only")
     if opts.stream_data and opts.workers < 2:
         raise ValueError("--stream-data trains while worker processes make the rooms: it needs --workers >= 2")
     if any(v >= TRAIN_SEED_BASE for v in opts.val_seeds):
         raise ValueError(f"--val-seeds must stay below {TRAIN_SEED_BASE}, where training rooms start")
+    if opts.sem_fresh:
+        _drop_semantic_head(blob)
+        log.info("--sem-fresh: the semantic head and its branches start from scratch on %s's backbone",
+                 opts.init_weights)
     # A semantic branch is kept once a checkpoint has it, and added on --sem-context /
     # --sem-geometry / --sem-attention.
     def had(branch: str) -> bool:
