@@ -32,14 +32,13 @@ import re
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gs4_ros.core.config import load_config  # noqa: E402
 from gs4_ros.core.pipeline import SLAMPipeline, resolve_device  # noqa: E402
-from gs4_ros.eval.image_metrics import ConfusionMatrix  # noqa: E402
+from gs4_ros.eval.image_metrics import pooled_miou  # noqa: E402
 from gs4_ros.eval.runner import evaluate, run_frames  # noqa: E402
 from gs4_ros.io.datasets import open_dataset  # noqa: E402
 from bench_common import add_sequence_args  # noqa: E402  (this script's folder)
@@ -70,23 +69,9 @@ def _backend_note(m):
     return note
 
 
-def _pooled_miou(rows):
-    """miou() of the confusion counts summed over the sequences (each class's IoU over all
-    its pixels, as ScanNet's benchmark scores), beside the mean of per-sequence mIoUs,
-    where a class that fills a few hundred pixels of one room weighs as much as its walls."""
-    counts = [m["confusion_counts"] for m in rows if m.get("confusion_counts")]
-    if not counts:
-        return None
-    cm = ConfusionMatrix(len(counts[0]["missed"]))
-    for c in counts:
-        cm.m += np.asarray(c["matrix"], dtype=np.int64)
-        cm.missed += np.asarray(c["missed"], dtype=np.int64)
-    return cm.miou()
-
-
 def _pooled_line(rows):
     """Each class's pooled IoU, lowest first."""
-    s = _pooled_miou(rows)
+    s = pooled_miou(rows)
     if not s:
         return ""
     names = next(m["confusion_counts"]["classes"] for m in rows if m.get("confusion_counts"))
@@ -147,7 +132,7 @@ def main():
                 vals = [float(m[k]) * (100 if k == "miou" else 1) for m in mine
                         if m.get(k) is not None and float(m[k]) == float(m[k])]
                 cells.append(format(sum(vals) / len(vals), f) if vals else format("-", f">{f.split('.')[0]}s"))
-            pooled = _pooled_miou(mine)
+            pooled = pooled_miou(mine)
             cells.append(format(100 * pooled["miou"], "10.1f") if pooled else format("-", ">10s"))
             print(f"{name:16s} " + " ".join(cells))
         for name, _ in variants:

@@ -4,7 +4,7 @@ was taken for."""
 import numpy as np
 import pytest
 
-from gs4_ros.eval.image_metrics import ConfusionMatrix
+from gs4_ros.eval.image_metrics import ConfusionMatrix, pooled_miou
 
 
 def test_miou_over_present_classes_with_missed_and_ignored_pixels():
@@ -30,3 +30,22 @@ def test_confusions_say_what_a_class_was_taken_for():
     assert c[0] == [(2, pytest.approx(0.6)), (0, pytest.approx(0.3))]
     assert c[1] == [(1, pytest.approx(1.0))]
     assert 2 not in c
+
+
+def test_pooled_miou_weighs_each_class_by_its_pixels_over_all_rooms():
+    """Room A: 100 wall pixels right, a 4-pixel chair all wrong; room B: 100 wall, 100
+    chair, all right. The mean of the rooms' mIoUs counts A's chair as half of A (0.5,
+    1.0: 0.75); pooled, the chair has 100 of 104 pixels right."""
+    rows = []
+    for gt, pred in ((np.array([0] * 100 + [1] * 4), np.array([0] * 104)),
+                     (np.array([0] * 100 + [1] * 100), np.array([0] * 100 + [1] * 100))):
+        cm = ConfusionMatrix(3)
+        cm.add(pred, gt)
+        rows.append({"miou": cm.miou()["miou"],
+                     "confusion_counts": {"classes": ["wall", "chair", "door"], "matrix": cm.m.tolist(),
+                                          "missed": cm.missed.tolist()}})
+    assert np.mean([r["miou"] for r in rows]) == pytest.approx((0.5 * (100 / 104 + 0) + 1.0) / 2)
+    pooled = pooled_miou(rows + [{"miou": 0.0}])            # a row without counts is left out
+    assert pooled["per_class_iou"] == pytest.approx({0: 200 / 204, 1: 100 / 104})
+    assert pooled["miou"] == pytest.approx((200 / 204 + 100 / 104) / 2)
+    assert pooled_miou([{"miou": 0.3}]) is None

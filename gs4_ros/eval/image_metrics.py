@@ -72,6 +72,21 @@ class ConfusionMatrix:
                 "pixel_accuracy": float(tp.sum() / max(self.m.sum() + self.missed.sum(), 1))}
 
 
+def pooled_miou(rows) -> Optional[Dict[str, object]]:
+    """miou() of the confusion counts (runner's "confusion_counts") summed over several
+    sequences' metrics: each class's IoU over all its pixels, as ScanNet's benchmark
+    scores, where a mean of per-sequence mIoUs lets a class that fills a few hundred
+    pixels of one room weigh as much as its walls. None when no row has counts."""
+    counts = [m["confusion_counts"] for m in rows if m.get("confusion_counts")]
+    if not counts:
+        return None
+    cm = ConfusionMatrix(len(counts[0]["missed"]))
+    for c in counts:
+        cm.m += np.asarray(c["matrix"], dtype=np.int64)
+        cm.missed += np.asarray(c["missed"], dtype=np.int64)
+    return cm.miou()
+
+
 def edge_alignment(rgb: np.ndarray, depth: np.ndarray, jump: float = 0.05) -> float:
     """Mean colour-gradient magnitude on depth discontinuities (> jump metres between
     neighbours, dilated by one pixel) over its mean on all pixels with depth.

@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Compare weights files (or settings) on the same rooms from `gs4 train eval --json`
+files, on the rooms all of them hold: per variant, the mean of per-room map mIoU, the pooled mIoU (each class over all
+its pixels), pixel accuracy, held-out PSNR and Gaussians, then each file against the
+first room by room (mean difference, its standard error, rooms better / worse).
+
+Why: the card's three rooms hold 4-9 classes each, so one room's mIoU moves by tens of
+points with one misread class (room 902 between heads: 40 to 62%); twenty rooms and the
+pooled figure say more, and the paired differences say whether a gap is larger than the
+rooms' spread.
+
+    gs4 train eval --device cpu --seeds 900-919 --frames 40 --variants +pruning --weights A --json a.json
+    python benchmarks/eval_compare.py shipped=a.json recipe=b.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gs4_ros.eval.image_metrics import pooled_miou  # noqa: E402
+
+
+def load(spec: str):
+    name, _, path = spec.partition("=")
+    if not path:
+        raise SystemExit(f"expected NAME=FILE.json, got {spec!r}")
+    rows = [r for r in json.loads(Path(path).read_text()) if not str(r.get("source", "")).endswith(" seeds)")]
+    return name, rows
+
+
+def by_room(rows, variant):
+    return {r["source"]: r for r in rows if r.get("variant") == variant}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("files", nargs="+", help="NAME=FILE.json (gs4 train eval --json), the first is the reference")
+    args = ap.parse_args(argv)
+    files = [load(s) for s in args.files]
+    variants = list(dict.fromkeys(r["variant"] for _, rows in files for r in rows))
+    print("| variant | file | rooms | mIoU % (mean of rooms) | mIoU % (pooled) | pixel acc % | ho PSNR dB | #G "
+          "| vs first: mIoU points (± s.e.), better / worse | vs first: ho PSNR dB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for v in variants:
+        # Only the rooms every file has, so each row is over the same rooms.
+        rooms = [by_room(rows, v) for _, rows in files]
+        common = set.intersection(*(set(r) for r in rooms))
+        ref = rooms[0]
+        for i, (name, _) in enumerate(files):
+            mine = {k: r for k, r in rooms[i].items() if k in common}
+            if not mine:
+                continue
+            ms = list(mine.values())
+            pooled = pooled_miou(ms)
+            miou = [r["miou"] for r in ms if "miou" in r]
+            pm, pa = ("-", "-") if pooled is None else (f"{100 * pooled['miou']:.1f}",
+                                                         f"{100 * pooled['pixel_accuracy']:.1f}")
+            line = (f"| {v} | {name} | {len(ms)} | {100 * np.mean(miou):.1f} | {pm} | {pa} | "
+                    f"{np.nanmean([r['heldout_psnr'] for r in ms]):.2f} | {np.mean([r['num_gaussians'] for r in ms]):.0f} |")
+            both = sorted(set(ref) & set(mine))
+            if i > 0 and both:
+                d = np.array([100 * (mine[k]["miou"] - ref[k]["miou"]) for k in both])
+                dp = np.array([mine[k]["heldout_psnr"] - ref[k]["heldout_psnr"] for k in both])
+                se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+                line += (f" {d.mean():+.1f} (± {se:.1f}) over {len(both)}, {int((d > 0.05).sum())} / "
+                         f"{int((d < -0.05).sum())} | {dp.mean():+.2f} |")
+            else:
+                line += " - | - |"
+            print(line)
+    for v in variants:
+        common = set.intersection(*(set(by_room(rows, v)) for _, rows in files))
+        for name, rows in files:
+            pooled = pooled_miou([r for k, r in by_room(rows, v).items() if k in common])
+            if pooled is None:
+                continue
+            names = next(r["confusion_counts"]["classes"] for r in rows if r.get("confusion_counts"))
+            worst = sorted(pooled["per_class_iou"].items(), key=lambda kv: kv[1])[:6]
+            print(f"{v}, {name}: lowest pooled IoU % " + ", ".join(f"{names[k]} {100 * x:.0f}" for k, x in worst))
+
+
+if __name__ == "__main__":
+    main()
