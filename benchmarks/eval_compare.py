@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
-"""Compare weights files (or settings) on the same rooms from `gs4 train eval --json`
-files, on the rooms all of them hold: per variant, the mean of per-room map mIoU, the pooled mIoU (each class over all
-its pixels), pixel accuracy, held-out PSNR and Gaussians, then each file against the
-first room by room (mean difference, its standard error, rooms better / worse).
+"""Compare weights files (or settings) from `gs4 train eval --json` files on the rooms all
+of them hold: per variant, the mean of per-room map mIoU, the pooled mIoU (each class
+over all its pixels), pixel accuracy, held-out PSNR and Gaussians, then each file against
+the first room by room (mean difference, its standard error, rooms better / worse).
 
-Why: the card's three rooms hold 4-9 classes each, so one room's mIoU moves by tens of
+Why: the card's three rooms hold 4-8 classes each, so one room's mIoU moves by tens of
 points with one misread class (room 902 between heads: 40 to 62%); twenty rooms and the
 pooled figure say more, and the paired differences say whether a gap is larger than the
-rooms' spread.
+rooms' spread. Rows without labels (7-Scenes) count for PSNR only.
 
     gs4 train eval --device cpu --seeds 900-919 --frames 40 --variants +pruning --weights A --json a.json
     python benchmarks/eval_compare.py shipped=a.json recipe=b.json
@@ -59,17 +59,19 @@ def main(argv=None):
             ms = list(mine.values())
             pooled = pooled_miou(ms)
             miou = [r["miou"] for r in ms if "miou" in r]
+            mm = f"{100 * np.mean(miou):.1f}" if miou else "-"
             pm, pa = ("-", "-") if pooled is None else (f"{100 * pooled['miou']:.1f}",
                                                          f"{100 * pooled['pixel_accuracy']:.1f}")
-            line = (f"| {v} | {name} | {len(ms)} | {100 * np.mean(miou):.1f} | {pm} | {pa} | "
+            line = (f"| {v} | {name} | {len(ms)} | {mm} | {pm} | {pa} | "
                     f"{np.nanmean([r['heldout_psnr'] for r in ms]):.2f} | {np.mean([r['num_gaussians'] for r in ms]):.0f} |")
             both = sorted(set(ref) & set(mine))
             if i > 0 and both:
-                d = np.array([100 * (mine[k]["miou"] - ref[k]["miou"]) for k in both])
+                d = np.array([100 * (mine[k]["miou"] - ref[k]["miou"]) for k in both
+                              if "miou" in mine[k] and "miou" in ref[k]])
                 dp = np.array([mine[k]["heldout_psnr"] - ref[k]["heldout_psnr"] for k in both])
                 se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
-                line += (f" {d.mean():+.1f} (± {se:.1f}) over {len(both)}, {int((d > 0.05).sum())} / "
-                         f"{int((d < -0.05).sum())} | {dp.mean():+.2f} |")
+                line += (f" {d.mean():+.1f} (± {se:.1f}) over {len(d)}, {int((d > 0.05).sum())} / "
+                         f"{int((d < -0.05).sum())} |" if len(d) else " - |") + f" {dp.mean():+.2f} |"
             else:
                 line += " - | - |"
             print(line)
