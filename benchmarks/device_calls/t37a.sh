@@ -3,8 +3,9 @@
 #     thirtieth session's whole-1 .. blend, the thirty-sixth session's blend-2 and head from
 #     t36a.sh, the segmenter stage's output = the shipped segmenter, each named in its
 #     recipe_state.json), through t31a.sh; then its file beside the shipped one: the card's
-#     rows (gs4 train eval, rooms 900-902, by the head and after the segmenter's pass) and
-#     token mIoU on 92 unseen rooms;
+#     rows (gs4 train eval, rooms 900-902, by the head and after the segmenter's pass),
+#     the map by the head over rooms 900-919 (eval_compare.py) and token mIoU on 92 unseen
+#     rooms;
 #  2. a fresh run folder from whole-1 on, BUDGET2 minutes (default 17: whole-1, whole-2 and
 #     blend), its files under $OUT/fresh to be carried into the next session (FROM=).
 # Run under bg.sh (JOB=benchmarks/device_calls/t37a.sh), three calls (about 25 minutes).
@@ -14,14 +15,20 @@ export PYTHONPATH=/tmp/site:$PWD
 R=/tmp/recipe36/refiner/gs4_nets.pt
 if [ -f $R ]; then
   python3 -m gs4_ros.cli train eval --device cuda --seeds 900,901,902 --frames 40 --variants +pruning,+segmenter+head \
-    --weights $R 2>&1 | grep -v "^INFO\|^measured" > $OUT/eval_recipe.txt &
+    --weights $R 2>&1 | grep -v "^INFO\|^measured" > /tmp/eval_card.txt &
+  for v in shipped:gs4_ros/weights/gs4_nets.pt recipe:$R; do   # 20 rooms, for benchmarks/eval_compare.py
+    python3 -m gs4_ros.cli train eval --device cuda --seeds 900-919 --frames 40 --variants +pruning \
+      --weights ${v#*:} --json /tmp/ev20_${v%%:*}.json > /dev/null 2>&1 &
+  done
   for s in 900-919 968-999,920-959; do
     python3 benchmarks/semantic_tokens.py --device cuda --fill-holes --frames 4 --step 10 --seeds $s \
       --weights gs4_ros/weights/gs4_nets.pt $R > /tmp/tokens_$s.txt 2>&1 &
   done
   wait
-  grep -hv "^INFO" /tmp/tokens_*.txt > $OUT/tokens_recipe.txt
-  cat $OUT/eval_recipe.txt $OUT/tokens_recipe.txt
+  python3 benchmarks/eval_compare.py shipped=/tmp/ev20_shipped.json recipe=/tmp/ev20_recipe.json > /tmp/compare.txt
+  # The newest files are what bg.sh returns (7): the recipe's file and the figures.
+  mkdir -p $OUT/recipe && cp $R ${R%.pt}.json $OUT/recipe/ && cp /tmp/ev20_*.json $OUT/
+  { cat /tmp/eval_card.txt; grep -hv "^INFO" /tmp/tokens_*.txt; cat /tmp/compare.txt; } | tee $OUT/figures.txt
 else
   echo "no refiner stage output"
 fi
