@@ -11,6 +11,7 @@ rooms' spread. Rows without labels (7-Scenes) count for PSNR only.
 
     gs4 train eval --device cpu --seeds 900-919 --frames 40 --variants +pruning --weights A --json a.json
     python benchmarks/eval_compare.py shipped=a.json recipe=b.json
+    python benchmarks/eval_compare.py shipped=a1.json,a2.json recipe=b1.json,b2.json   # two room sets
 """
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ def load(spec: str):
     name, _, path = spec.partition("=")
     if not path:
         raise SystemExit(f"expected NAME=FILE.json, got {spec!r}")
-    rows = [r for r in json.loads(Path(path).read_text()) if not str(r.get("source", "")).endswith(" seeds)")]
+    rows = [r for f in path.split(",") for r in json.loads(Path(f).read_text())
+            if not str(r.get("source", "")).endswith(" seeds)")]       # not the mean rows
     return name, rows
 
 
@@ -40,7 +42,8 @@ def by_room(rows, variant):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("files", nargs="+", help="NAME=FILE.json (gs4 train eval --json), the first is the reference")
+    ap.add_argument("files", nargs="+", help="NAME=FILE.json[,FILE.json...] (gs4 train eval --json; several runs' rooms "
+                    "together), the first is the reference")
     args = ap.parse_args(argv)
     files = [load(s) for s in args.files]
     variants = list(dict.fromkeys(r["variant"] for _, rows in files for r in rows))
