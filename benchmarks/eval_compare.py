@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gs4_ros.eval.image_metrics import pooled_miou  # noqa: E402
+from gs4_ros.eval.image_metrics import classes_lowest_first, pooled_miou  # noqa: E402
 
 
 def load(spec: str):
@@ -50,6 +50,7 @@ def main(argv=None):
     print("| variant | file | rooms | mIoU % (mean of rooms) | mIoU % (pooled) | pixel acc % | ho PSNR dB | #G "
           "| vs first: mIoU points (± s.e.), better / worse | vs first: ho PSNR dB |")
     print("|---|---|---|---|---|---|---|---|---|---|")
+    lowest = []     # each file's weakest pooled classes, printed under the table
     for v in variants:
         # Only the rooms every file has, so each row is over the same rooms.
         rooms = [by_room(rows, v) for _, rows in files]
@@ -67,7 +68,10 @@ def main(argv=None):
                                                          f"{100 * pooled['pixel_accuracy']:.1f}")
             line = (f"| {v} | {name} | {len(ms)} | {mm} | {pm} | {pa} | "
                     f"{np.nanmean([r['heldout_psnr'] for r in ms]):.2f} | {np.mean([r['num_gaussians'] for r in ms]):.0f} |")
-            both = sorted(set(ref) & set(mine))
+            if pooled is not None:
+                worst = classes_lowest_first(pooled)[:6]
+                lowest.append(f"{v}, {name}: lowest pooled IoU % " + ", ".join(f"{n} {100 * x:.0f}" for n, x in worst))
+            both = sorted(mine)      # the common rooms, which the reference holds too
             if i > 0 and both:
                 d = np.array([100 * (mine[k]["miou"] - ref[k]["miou"]) for k in both
                               if "miou" in mine[k] and "miou" in ref[k]])
@@ -78,15 +82,8 @@ def main(argv=None):
             else:
                 line += " - | - |"
             print(line)
-    for v in variants:
-        common = set.intersection(*(set(by_room(rows, v)) for _, rows in files))
-        for name, rows in files:
-            pooled = pooled_miou([r for k, r in by_room(rows, v).items() if k in common])
-            if pooled is None:
-                continue
-            names = next(r["confusion_counts"]["classes"] for r in rows if r.get("confusion_counts"))
-            worst = sorted(pooled["per_class_iou"].items(), key=lambda kv: kv[1])[:6]
-            print(f"{v}, {name}: lowest pooled IoU % " + ", ".join(f"{names[k]} {100 * x:.0f}" for k, x in worst))
+    if lowest:
+        print("\n".join(lowest))
 
 
 if __name__ == "__main__":

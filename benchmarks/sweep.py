@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gs4_ros.core.config import load_config  # noqa: E402
 from gs4_ros.core.pipeline import SLAMPipeline, resolve_device  # noqa: E402
-from gs4_ros.eval.image_metrics import pooled_miou  # noqa: E402
+from gs4_ros.eval.image_metrics import classes_lowest_first, pooled_miou  # noqa: E402
 from gs4_ros.eval.runner import evaluate, run_frames  # noqa: E402
 from gs4_ros.io.datasets import open_dataset  # noqa: E402
 from bench_common import add_sequence_args  # noqa: E402  (this script's folder)
@@ -72,11 +72,7 @@ def _backend_note(m):
 def _pooled_line(rows):
     """Each class's pooled IoU, lowest first."""
     s = pooled_miou(rows)
-    if not s:
-        return ""
-    names = next(m["confusion_counts"]["classes"] for m in rows if m.get("confusion_counts"))
-    per = sorted(s["per_class_iou"].items(), key=lambda kv: kv[1])
-    return "  pooled IoU %: " + ", ".join(f"{names[k]} {100 * v:.0f}" for k, v in per)
+    return "  pooled IoU %: " + ", ".join(f"{n} {100 * v:.0f}" for n, v in classes_lowest_first(s)) if s else ""
 
 
 def main():

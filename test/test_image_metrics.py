@@ -4,7 +4,7 @@ was taken for."""
 import numpy as np
 import pytest
 
-from gs4_ros.eval.image_metrics import ConfusionMatrix, pooled_miou
+from gs4_ros.eval.image_metrics import ConfusionMatrix, classes_lowest_first, pooled_miou
 
 
 def test_miou_over_present_classes_with_missed_and_ignored_pixels():
@@ -48,4 +48,5 @@ def test_pooled_miou_weighs_each_class_by_its_pixels_over_all_rooms():
     pooled = pooled_miou(rows + [{"miou": 0.0}])            # a row without counts is left out
     assert pooled["per_class_iou"] == pytest.approx({0: 200 / 204, 1: 100 / 104})
     assert pooled["miou"] == pytest.approx((200 / 204 + 100 / 104) / 2)
+    assert [n for n, _ in classes_lowest_first(pooled)] == ["chair", "wall"]
     assert pooled_miou([{"miou": 0.3}]) is None

@@ -76,7 +76,8 @@ def pooled_miou(rows) -> Optional[Dict[str, object]]:
     """miou() of the confusion counts (runner's "confusion_counts") summed over several
     sequences' metrics: each class's IoU over all its pixels, as ScanNet's benchmark
     scores, where a mean of per-sequence mIoUs lets a class that fills a few hundred
-    pixels of one room weigh as much as its walls. None when no row has counts."""
+    pixels of one room weigh as much as its walls; with the class names. None when no row
+    has counts."""
     counts = [m["confusion_counts"] for m in rows if m.get("confusion_counts")]
     if not counts:
         return None
@@ -84,7 +85,13 @@ def pooled_miou(rows) -> Optional[Dict[str, object]]:
     for c in counts:
         cm.m += np.asarray(c["matrix"], dtype=np.int64)
         cm.missed += np.asarray(c["missed"], dtype=np.int64)
-    return cm.miou()
+    return {**cm.miou(), "class_names": list(counts[0]["classes"])}
+
+
+def classes_lowest_first(pooled: Dict[str, object]) -> List[Tuple[str, float]]:
+    """A pooled_miou result's per-class IoUs by name, lowest first: what it loses on."""
+    names = pooled["class_names"]
+    return [(names[k], v) for k, v in sorted(pooled["per_class_iou"].items(), key=lambda kv: kv[1])]
 
 
 def edge_alignment(rgb: np.ndarray, depth: np.ndarray, jump: float = 0.05) -> float:
