@@ -442,6 +442,29 @@ def test_sem_dropout_drops_the_heads_inputs_while_it_trains_and_never_when_it_sc
     assert json.loads((tmp_path / "d9.json").read_text())["options"]["sem_dropout"] == 0.9
 
 
+def test_a_semantic_stage_that_raises_leaves_the_network_trainable_and_without_dropout(monkeypatch):
+    """The head stage freezes all but the head and turns its input dropout on; a step that
+    raises (out of memory, say) must not leave the network that way for the caller."""
+    import gs4_ros.train.fit as fit_mod
+
+    torch.manual_seed(0)
+    pred = GaussianPredictor(20, 8, 16, sem_context=True)
+    seen = []
+
+    def failing_step(p, *a, **k):
+        seen.append((p.sem_dropout, sum(q.requires_grad for q in p.parameters())))
+        raise RuntimeError("out of memory")
+    monkeypatch.setattr(fit_mod, "semantic_step", failing_step)
+    opts = FitOptions(semantic_only=True, sem_dropout=0.3, steps=3)
+    opt_s = torch.optim.AdamW(fit_mod.semantic_parameters(pred), lr=1e-3)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        fit_mod._semantic_stage(pred, opt_s, None, MappingConfig(), opts, {}, {}, time.time(), time.time() + 60,
+                                lambda: None)
+    n_all = sum(1 for _ in pred.parameters())
+    assert seen and seen[0][0] == 0.3 and 0 < seen[0][1] < n_all       # the stage had set both
+    assert pred.sem_dropout == 0.0 and all(q.requires_grad for q in pred.parameters())
+
+
 def test_token_kl_is_zero_for_the_teachers_own_distribution_and_skips_invalid_tokens():
     torch.manual_seed(0)
     logits = torch.randn(2, 5, 4)

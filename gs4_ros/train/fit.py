@@ -496,76 +496,78 @@ def _semantic_stage(pred, opt_s, sampler, mcfg, opts, state, hist, t0: float, t_
     keep = {id(p) for p in params}
     for p in pred.parameters():
         p.requires_grad_(id(p) in keep)
-    pred.train()
-    pred.sem_dropout = opts.sem_dropout   # the cache stores backbone outputs, so dropout stays fresh per step
-    cache = None
-    if opts.sem_cache:
-        t_c = time.time()
-        cache = SemanticCache(pred, sampler.syn, mcfg, opts.strides or [mcfg.stride], rng=sampler.rng,
-                              copies=opts.sem_cache_copies, teacher=seg_teacher)
-        log.info("semantic cache: %d frames, %.2f GB, %.0f s", cache.n, cache.nbytes() / 1e9, time.time() - t_c)
-    feeder = CacheFeeder(cache, opts.sem_cache_share) if cache is not None and feed is not None else None
-    scores: List[Tuple[int, float]] = []
-    best: dict = {"score": -1.0}     # the first step with the highest score, and its head
-    avg = HeadAverage(params, opts.sem_ema) if opts.sem_ema > 0 else None
-
-    def validate(step: int):
-        pred.eval()
-        with avg.swapped() if avg is not None else contextlib.nullcontext():
-            scorer = val if val is not None else SemanticCache(pred, vseq, mcfg, [mcfg.stride])
-            m = scorer.score(pred, mcfg.stride)
-            if m > best["score"]:
-                best.update(score=m, step=step, params=[p.detach().clone() for p in params])
+    try:
         pred.train()
-        scores.append((step, m))
-        log.info("validation after %d steps of this chunk: token mIoU %.4f", step, m)
+        pred.sem_dropout = opts.sem_dropout   # the cache stores backbone outputs, so dropout stays fresh per step
+        cache = None
+        if opts.sem_cache:
+            t_c = time.time()
+            cache = SemanticCache(pred, sampler.syn, mcfg, opts.strides or [mcfg.stride], rng=sampler.rng,
+                                  copies=opts.sem_cache_copies, teacher=seg_teacher)
+            log.info("semantic cache: %d frames, %.2f GB, %.0f s", cache.n, cache.nbytes() / 1e9, time.time() - t_c)
+        feeder = CacheFeeder(cache, opts.sem_cache_share) if cache is not None and feed is not None else None
+        scores: List[Tuple[int, float]] = []
+        best: dict = {"score": -1.0}     # the first step with the highest score, and its head
+        avg = HeadAverage(params, opts.sem_ema) if opts.sem_ema > 0 else None
 
-    if vseq is not None:
-        validate(0)
-    n = 0
-    while True:
-        now = time.time()
-        if (opts.steps and n >= opts.steps) or (not opts.steps and now >= t_end):
-            break
-        new = feed.top_up() if feed is not None else []
-        if feeder is not None:
-            feeder.add(new)
-            feeder.feed()
-        frac = n / opts.steps if opts.steps else (now - t0) / max(t_end - t0, 1e-6)
-        for g in opt_s.param_groups:
-            g["lr"] = _lr(opts.lr, frac, n)
-        if teacher is not None:
-            parts = backbone_semantic_step(pred, teacher, sampler, mcfg, opts)
-        else:
-            parts = (semantic_step(pred, sampler, mcfg, opts, seg_teacher) if cache is None
-                     else cached_semantic_step(pred, cache, sampler, mcfg, opts))
-        n += 1
-        loss = parts.get("loss")
-        if loss is None or not torch.isfinite(loss):
-            state["skipped"] = state.get("skipped", 0) + 1
-            continue
-        opt_s.zero_grad(set_to_none=True)
-        loss.backward()
-        if torch.isfinite(torch.nn.utils.clip_grad_norm_(params, 1.0)):
-            opt_s.step()
-            if avg is not None:
-                avg.update()
-        state["sem_steps"] = state.get("sem_steps", 0) + 1
-        hist.setdefault("token_ce_aug", []).append(float(parts["token_ce"].detach()))
-        for k in ("distill", "teacher_kl"):
-            if k in parts:
-                hist.setdefault(k, []).append(float(parts[k].detach()))
-        hist.setdefault("loss", []).append(float(loss.detach()))
-        maybe_save()
-        if n % 100 == 0 or n == 1:
-            log.info("semantic step %d: %s", state["sem_steps"],
-                     " ".join(f"{k} {np.mean(hist[k][-100:]):.4f}" for k in ("token_ce_aug", "distill", "teacher_kl")
-                              if k in hist))
-        if vseq is not None and n % max(opts.val_every, 1) == 0:
-            validate(n)
-    for p in pred.parameters():
-        p.requires_grad_(True)
-    pred.sem_dropout = 0.0
+        def validate(step: int):
+            pred.eval()
+            with avg.swapped() if avg is not None else contextlib.nullcontext():
+                scorer = val if val is not None else SemanticCache(pred, vseq, mcfg, [mcfg.stride])
+                m = scorer.score(pred, mcfg.stride)
+                if m > best["score"]:
+                    best.update(score=m, step=step, params=[p.detach().clone() for p in params])
+            pred.train()
+            scores.append((step, m))
+            log.info("validation after %d steps of this chunk: token mIoU %.4f", step, m)
+
+        if vseq is not None:
+            validate(0)
+        n = 0
+        while True:
+            now = time.time()
+            if (opts.steps and n >= opts.steps) or (not opts.steps and now >= t_end):
+                break
+            new = feed.top_up() if feed is not None else []
+            if feeder is not None:
+                feeder.add(new)
+                feeder.feed()
+            frac = n / opts.steps if opts.steps else (now - t0) / max(t_end - t0, 1e-6)
+            for g in opt_s.param_groups:
+                g["lr"] = _lr(opts.lr, frac, n)
+            if teacher is not None:
+                parts = backbone_semantic_step(pred, teacher, sampler, mcfg, opts)
+            else:
+                parts = (semantic_step(pred, sampler, mcfg, opts, seg_teacher) if cache is None
+                         else cached_semantic_step(pred, cache, sampler, mcfg, opts))
+            n += 1
+            loss = parts.get("loss")
+            if loss is None or not torch.isfinite(loss):
+                state["skipped"] = state.get("skipped", 0) + 1
+                continue
+            opt_s.zero_grad(set_to_none=True)
+            loss.backward()
+            if torch.isfinite(torch.nn.utils.clip_grad_norm_(params, 1.0)):
+                opt_s.step()
+                if avg is not None:
+                    avg.update()
+            state["sem_steps"] = state.get("sem_steps", 0) + 1
+            hist.setdefault("token_ce_aug", []).append(float(parts["token_ce"].detach()))
+            for k in ("distill", "teacher_kl"):
+                if k in parts:
+                    hist.setdefault(k, []).append(float(parts[k].detach()))
+            hist.setdefault("loss", []).append(float(loss.detach()))
+            maybe_save()
+            if n % 100 == 0 or n == 1:
+                log.info("semantic step %d: %s", state["sem_steps"],
+                         " ".join(f"{k} {np.mean(hist[k][-100:]):.4f}" for k in ("token_ce_aug", "distill", "teacher_kl")
+                                  if k in hist))
+            if vseq is not None and n % max(opts.val_every, 1) == 0:
+                validate(n)
+    finally:   # a stage that raises leaves the network as a later chunk or caller expects it
+        for p in pred.parameters():
+            p.requires_grad_(True)
+        pred.sem_dropout = 0.0
     out = {"steps": n, "cache_frames": 0 if cache is None else cache.n}
     if feeder is not None:
         out["cache_rooms_left"] = len(feeder.backlog)
