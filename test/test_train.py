@@ -156,14 +156,21 @@ def test_streamed_rooms_stop_when_the_device_runs_low_on_memory(caplog, tmp_path
     mem = device_memory(torch.device("cpu"))
     assert mem is None or 0 < mem[0] <= mem[1]
     # A floor of the whole memory: rooms made first stop at min_sequences, in one process or
-    # in workers, and a streamed chunk's record says its rooms stopped for memory.
+    # in workers, and a chunk's record, streamed or not, says its rooms stopped for memory.
     monkeypatch.setattr(train_data, "MEMORY_FLOOR", (1.0, 0))
     made = [len(synthetic_sequences(seeds[:6], 1, 2, 64, 48, torch.device("cpu"), workers=w)) for w in (0, 2)]
     assert made[0] == 2 and 2 <= made[1] < 6              # workers hand over what finished together
     s = fit(FitOptions(out=str(tmp_path / "m.pt"), ckpt=str(tmp_path / "m_ck.pt"), stream_data=True, workers=2,
-                       data_minutes=0.5, steps=2, refine_steps=1, **dict(TINY, seeds=8)))
+                       data_minutes=3, steps=2, refine_steps=1, **dict(TINY, seeds=8)))   # memory stops it first
     last = s["chunks"][-1]
     assert last["rooms_stopped_for_memory"] and last["predictor_steps"] == 2 and last["synthetic_sequences"] < 8
+    made_first = fit(FitOptions(out=str(tmp_path / "f.pt"), ckpt=str(tmp_path / "f_ck.pt"), steps=1, refine_steps=1,
+                                data_minutes=3, **dict(TINY, seeds=4)))["chunks"][-1]
+    assert made_first["rooms_stopped_for_memory"] and made_first["synthetic_sequences"] == 2
+    monkeypatch.setattr(train_data, "MEMORY_FLOOR", (0.0, 0))
+    plenty = fit(FitOptions(out=str(tmp_path / "g.pt"), ckpt=str(tmp_path / "g_ck.pt"), steps=1, refine_steps=1,
+                            data_minutes=3, **dict(TINY, seeds=3)))["chunks"][-1]
+    assert "rooms_stopped_for_memory" not in plenty and plenty["synthetic_sequences"] == 3
     assert _no_workers_left()
 
 

@@ -293,18 +293,27 @@ def _seed_of(q: Sequence) -> int:
 
 def synthetic_sequences(seeds: List[int], frames: int, step: int, width: int, height: int, device,
                         deadline: Optional[float] = None, min_sequences: int = 2,
-                        workers: int = 0, fill_holes: bool = False, targets: bool = True) -> List[Sequence]:
+                        workers: int = 0, fill_holes: bool = False, targets: bool = True,
+                        report: Optional[dict] = None) -> List[Sequence]:
     """Every `step`-th frame of a frames*step long path per seed, until the deadline
     (time.time()) passes once at least min_sequences are made. targets=False keeps no
     clean rendering targets (_synthetic). With workers > 1 the seeds are rendered by a
     RoomStream of that many processes (the GPU stays free for the kernel compile that
     overlaps the data phase). As in RoomFeed, once min_sequences are made, the device's free
-    memory falling under MEMORY_FLOOR ends the data phase early."""
+    memory falling under MEMORY_FLOOR ends the data phase early; `report` (a dict) then gets
+    stopped_for_memory=True, for the chunk's record."""
     out = []
 
     def done() -> bool:   # the minimum made, and the deadline passed or the device's memory low
-        return len(out) >= min_sequences and ((deadline is not None and time.time() >= deadline)
-                                              or _memory_low(device_memory(device), len(out)))
+        if len(out) < min_sequences:
+            return False
+        if deadline is not None and time.time() >= deadline:
+            return True
+        if _memory_low(device_memory(device), len(out)):
+            if report is not None:
+                report["stopped_for_memory"] = True
+            return True
+        return False
 
     if workers > 1 and len(seeds) > 1:
         stream = RoomStream(seeds, frames, step, width, height, device, workers, fill_holes, targets)

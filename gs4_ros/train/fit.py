@@ -854,7 +854,7 @@ def _fit(opts: FitOptions, closers: list) -> dict:
     first_seed = state.get("next_seed", TRAIN_SEED_BASE + 100 * state["chunk"])
     state["next_seed"] = first_seed + opts.seeds
     seeds = list(range(first_seed, first_seed + opts.seeds))
-    feed = None
+    feed, made = None, {}
     if opts.stream_data:
         feed = RoomFeed(seeds, opts.frames, opts.step, opts.width, opts.height, dev, opts.workers,
                         deadline=t_start + opts.data_minutes * 60, fill_holes=opts.fill_holes,
@@ -864,7 +864,7 @@ def _fit(opts: FitOptions, closers: list) -> dict:
     else:
         syn = synthetic_sequences(seeds, opts.frames, opts.step, opts.width, opts.height, dev,
                                   deadline=t_start + opts.data_minutes * 60, workers=opts.workers,
-                                  fill_holes=opts.fill_holes, targets=not opts.semantic_only)
+                                  fill_holes=opts.fill_holes, targets=not opts.semantic_only, report=made)
     real = ([real_sequence(opts.real, opts.real_frames, opts.width, opts.height, dev, opts.fill_holes)]
             if opts.real else [])
     state["sequences"] = sorted(set(state["sequences"]) | {s.name for s in syn + real})
@@ -972,7 +972,8 @@ def _fit(opts: FitOptions, closers: list) -> dict:
              "synthetic_sequences": len(syn), "real_frames": int(sum(len(r) for r in real)),
              "sem_cache_frames": sem_out.get("cache_frames", 0),
              **({"sem_cache_rooms_left": sem_out["cache_rooms_left"]} if "cache_rooms_left" in sem_out else {}),
-             **({"rooms_stopped_for_memory": True} if feed is not None and feed.stopped_for_memory else {}),
+             **({"rooms_stopped_for_memory": True}
+                if (feed.stopped_for_memory if feed is not None else made.get("stopped_for_memory")) else {}),
              "command": opts.command}
     for key in ("validation", "head_average"):
         if key in sem_out:
