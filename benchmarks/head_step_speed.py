@@ -16,7 +16,8 @@ many small operations waits on. The rows after those split the step (thirty-fift
 session: 53 ms on an H100): drawing the frames, the frozen backbone's pass (and the same
 pass under bf16 autocast, on a GPU: a candidate for the stage, not yet used), and the
 head's forward and backward on those inputs. Pass the weights whose head the stage trains
-(--weights): the shipped file holds three heads (an ensemble), the recipe's stage one.
+(--weights): the shipped file holds one, as the recipe's stage trains (the file before it
+three, an ensemble, which a step trains together).
 """
 from __future__ import annotations
 
