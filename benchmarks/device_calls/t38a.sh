@@ -1,0 +1,39 @@
+# The fresh run of the recipe finished and set beside the shipped networks (the check that
+# the training command reproduces them). The thirty-seventh session ran whole-1, whole-2
+# and blend from nothing (t37a.sh); here, in order:
+#  1. blend-2, head and refiner on that run folder through t31a.sh (BUDGET minutes,
+#     default 17: the three stages with their margins take 16);
+#  2. the fresh file beside the shipped one in the same call: the map by the head over
+#     rooms 900-939 and after the default end-of-run pass over 900-919 (gs4 train eval,
+#     then benchmarks/eval_compare.py), token mIoU on 92 unseen rooms.
+# The segmenter stage is left: its command ran three times before (the shipped segmenter
+# is the third run). Run under bg.sh (JOB=benchmarks/device_calls/t38a.sh), three calls
+# (about 26 minutes).
+# Carry: .devcarry/whl7 .devcarry/7s250 .devcarry/gsplat_so .devcarry/fresh38 (the
+# thirty-seventh session's run folder: its state and the blend stage's files)
+FROM=.devcarry/fresh38 DIR=/tmp/fresh BUDGET=${BUDGET:-17} bash benchmarks/device_calls/t31a.sh
+export PYTHONPATH=/tmp/site:$PWD
+R=/tmp/fresh/refiner/gs4_nets.pt
+[ -f $R ] || { echo "no refiner stage output"; exit 1; }
+mkdir -p /tmp/ev
+for v in shipped:gs4_ros/weights/gs4_nets.pt fresh:$R; do
+  for s in 900-919 920-939; do
+    python3 -m gs4_ros.cli train eval --device cuda --seeds $s --frames 40 --variants +pruning \
+      --weights ${v#*:} --json /tmp/ev/${v%%:*}_$s.json > /dev/null 2>&1 &
+  done
+  python3 -m gs4_ros.cli train eval --device cuda --seeds 900-919 --frames 40 --variants +segmenter+head \
+    --weights ${v#*:} --json /tmp/ev/${v%%:*}_seg.json > /dev/null 2>&1 &
+done
+for s in 900-919 968-999,920-959; do
+  python3 benchmarks/semantic_tokens.py --device cuda --fill-holes --frames 4 --step 10 --seeds $s \
+    --weights gs4_ros/weights/gs4_nets.pt $R > /tmp/tokens_$s.txt 2>&1 &
+done
+wait
+E=/tmp/ev
+{ grep -hv "^INFO" /tmp/tokens_*.txt
+  python3 benchmarks/eval_compare.py shipped=$E/shipped_900-919.json,$E/shipped_920-939.json \
+    fresh=$E/fresh_900-919.json,$E/fresh_920-939.json
+  python3 benchmarks/eval_compare.py shipped=$E/shipped_seg.json fresh=$E/fresh_seg.json; } > /tmp/figures.txt 2>&1
+# bg.sh returns the newest 7 files: the evaluations as one archive, the fresh file, the figures.
+tar czf $OUT/ev.tgz -C /tmp ev && mkdir -p $OUT/fresh_final && cp $R ${R%.pt}.json $OUT/fresh_final/
+cp /tmp/figures.txt $OUT/ && cat $OUT/figures.txt
