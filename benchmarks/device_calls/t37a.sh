@@ -17,14 +17,11 @@ R=/tmp/recipe36/refiner/gs4_nets.pt
 if [ -f $R ]; then
   python3 -m gs4_ros.cli train eval --device cuda --seeds 900,901,902 --frames 40 --variants +pruning,+segmenter+head \
     --weights $R 2>&1 | grep -v "^INFO\|^measured" > /tmp/eval_card.txt &
+  source benchmarks/device_calls/compare.sh
   for v in shipped:gs4_ros/weights/gs4_nets.pt recipe:$R; do   # 20 rooms, for benchmarks/eval_compare.py
-    python3 -m gs4_ros.cli train eval --device cuda --seeds 900-919 --frames 40 --variants +pruning \
-      --weights ${v#*:} --json /tmp/ev20_${v%%:*}.json > /dev/null 2>&1 &
+    eval_bg ${v#*:} 900-919 +pruning /tmp/ev20_${v%%:*}.json
   done
-  for s in 900-919 968-999,920-959; do
-    python3 benchmarks/semantic_tokens.py --device cuda --fill-holes --frames 4 --step 10 --seeds $s \
-      --weights gs4_ros/weights/gs4_nets.pt $R > /tmp/tokens_$s.txt 2>&1 &
-  done
+  tokens_bg gs4_ros/weights/gs4_nets.pt $R
   wait
   python3 benchmarks/eval_compare.py shipped=/tmp/ev20_shipped.json recipe=/tmp/ev20_recipe.json > /tmp/compare.txt
   # The newest files are what bg.sh returns (7): the recipe's file and the figures.

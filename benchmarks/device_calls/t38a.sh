@@ -16,18 +16,13 @@ export PYTHONPATH=/tmp/site:$PWD
 R=/tmp/fresh/refiner/gs4_nets.pt
 [ -f $R ] || { echo "no refiner stage output"; exit 1; }
 mkdir -p /tmp/ev
+source benchmarks/device_calls/compare.sh
 for v in shipped:gs4_ros/weights/gs4_nets.pt fresh:$R; do
-  for s in 900-919 920-939; do
-    python3 -m gs4_ros.cli train eval --device cuda --seeds $s --frames 40 --variants +pruning \
-      --weights ${v#*:} --json /tmp/ev/${v%%:*}_$s.json > /dev/null 2>&1 &
-  done
-  python3 -m gs4_ros.cli train eval --device cuda --seeds 900-919 --frames 40 --variants +segmenter+head \
-    --weights ${v#*:} --json /tmp/ev/${v%%:*}_seg.json > /dev/null 2>&1 &
+  eval_bg ${v#*:} 900-919 +pruning /tmp/ev/${v%%:*}_900-919.json
+  eval_bg ${v#*:} 920-939 +pruning /tmp/ev/${v%%:*}_920-939.json
+  eval_bg ${v#*:} 900-919 +segmenter+head /tmp/ev/${v%%:*}_seg.json
 done
-for s in 900-919 968-999,920-959; do
-  python3 benchmarks/semantic_tokens.py --device cuda --fill-holes --frames 4 --step 10 --seeds $s \
-    --weights gs4_ros/weights/gs4_nets.pt $R > /tmp/tokens_$s.txt 2>&1 &
-done
+tokens_bg gs4_ros/weights/gs4_nets.pt $R
 wait
 E=/tmp/ev
 { grep -hv "^INFO" /tmp/tokens_*.txt
