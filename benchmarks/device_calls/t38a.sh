@@ -15,16 +15,16 @@ FROM=.devcarry/fresh38 DIR=/tmp/fresh BUDGET=${BUDGET:-17} bash benchmarks/devic
 export PYTHONPATH=/tmp/site:$PWD
 R=/tmp/fresh/refiner/gs4_nets.pt
 [ -f $R ] || { echo "no refiner stage output"; exit 1; }
-mkdir -p /tmp/ev
+E=/tmp/ev   # the evaluations' JSON files
+mkdir -p $E
 source benchmarks/device_calls/compare.sh
 for v in shipped:gs4_ros/weights/gs4_nets.pt fresh:$R; do
-  eval_bg ${v#*:} 900-919 +pruning /tmp/ev/${v%%:*}_900-919.json
-  eval_bg ${v#*:} 920-939 +pruning /tmp/ev/${v%%:*}_920-939.json
-  eval_bg ${v#*:} 900-919 +segmenter+head /tmp/ev/${v%%:*}_seg.json
+  eval_bg ${v#*:} 900-919 +pruning $E/${v%%:*}_900-919.json
+  eval_bg ${v#*:} 920-939 +pruning $E/${v%%:*}_920-939.json
+  eval_bg ${v#*:} 900-919 +segmenter+head $E/${v%%:*}_seg.json
 done
 tokens_bg gs4_ros/weights/gs4_nets.pt $R
 wait
-E=/tmp/ev
 { grep -hv "^INFO" /tmp/tokens_*.txt
   python3 benchmarks/eval_compare.py shipped=$E/shipped_900-919.json,$E/shipped_920-939.json \
     fresh=$E/fresh_900-919.json,$E/fresh_920-939.json
