@@ -3,7 +3,8 @@
 # file had not been timed). The thirty-seventh session's fresh run (whole-1 .. blend, its
 # run folder kept only under the ignored .devcarry/) did not outlive that session's
 # checkout, so this run starts over; its run folder comes back under $OUT/<stage> as each
-# stage ends and is committed (benchmarks/fresh_run/) for the next session to continue.
+# stage ends and is committed (benchmarks/device_calls/fresh39/: the state and the newest stage's files)
+# for the next session to continue (t39a.sh).
 #  1. benchmarks/nets_speed.py on the shipped file, the GPU to itself;
 #  2. whole-1, whole-2 and blend through t31a.sh (BUDGET minutes, default 17: those three
 #     stages with their margins take 16.3; t31a starts none that would end past it). A
