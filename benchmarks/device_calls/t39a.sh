@@ -1,0 +1,32 @@
+# The fresh run of the recipe finished and set beside the shipped networks (the check that
+# the training command reproduces them). t38a.sh ran whole-1, whole-2 and blend from
+# nothing in the thirty-eighth session; its run folder (state + the blend stage's files) is
+# committed as benchmarks/device_calls/fresh39/ because ignored folders do not outlive a
+# session's checkout. Here, in order:
+#  1. blend-2, head and refiner on that folder through t31a.sh (BUDGET minutes, default 17:
+#     the three stages with their margins take 16); each stage's files come back under
+#     $OUT/<stage> as it ends, the refiner's first of all to be copied out;
+#  2. if the device time lasts, the fresh file beside the shipped one on the same GPU: the
+#     map by the head and after the default end-of-run pass over rooms 900-919 (gs4 train
+#     eval, then benchmarks/eval_compare.py), token mIoU on 92 unseen rooms. Otherwise
+#     the same `gs4 train eval` runs on the CPU here (the shipped file's CPU JSONs of the
+#     thirty-eighth session are in docs/results.md's command, to be made again beside it).
+# Run under bg.sh (JOB=benchmarks/device_calls/t39a.sh), two or three calls.
+# Carry: .devcarry/whl7 .devcarry/7s250 [.devcarry/gsplat_so]
+FROM=benchmarks/device_calls/fresh39 DIR=/tmp/fresh BUDGET=${BUDGET:-17} bash benchmarks/device_calls/t31a.sh
+export PYTHONPATH=/tmp/site:$PWD
+R=/tmp/fresh/refiner/gs4_nets.pt
+[ -f $R ] || { echo "no refiner stage output"; exit 1; }
+E=/tmp/ev   # the evaluations' JSON files
+mkdir -p $E
+source benchmarks/device_calls/compare.sh
+for v in shipped:gs4_ros/weights/gs4_nets.pt fresh:$R; do
+  eval_bg ${v#*:} 900-919 +pruning $E/${v%%:*}_900-919.json
+  eval_bg ${v#*:} 900-919 +segmenter+head $E/${v%%:*}_seg.json
+done
+tokens_bg gs4_ros/weights/gs4_nets.pt $R
+wait
+{ grep -hv "^INFO" /tmp/tokens_*.txt
+  python3 benchmarks/eval_compare.py shipped=$E/shipped_900-919.json fresh=$E/fresh_900-919.json
+  python3 benchmarks/eval_compare.py shipped=$E/shipped_seg.json fresh=$E/fresh_seg.json; } > /tmp/figures.txt 2>&1
+tar czf $OUT/ev.tgz -C /tmp ev && cp /tmp/figures.txt $OUT/ && cat $OUT/figures.txt
