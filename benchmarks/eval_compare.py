@@ -12,10 +12,12 @@ rooms' spread. Rows without labels (7-Scenes) count for PSNR only.
     gs4 train eval --device cpu --seeds 900-919 --frames 40 --variants +pruning --weights A --json a.json
     python benchmarks/eval_compare.py shipped=a.json recipe=b.json
     python benchmarks/eval_compare.py shipped=a1.json,a2.json recipe=b1.json,b2.json   # two room sets
+    python benchmarks/eval_compare.py shipped=a.json.gz recipe=b.json    # a gzipped record
 """
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import sys
 from pathlib import Path
@@ -27,11 +29,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gs4_ros.eval.image_metrics import classes_lowest_first, pooled_miou  # noqa: E402
 
 
+def _read(path: str) -> str:
+    """A gzipped file (.gz) too: a record kept in the repository is a tenth of the size."""
+    return gzip.open(path, "rt").read() if path.endswith(".gz") else Path(path).read_text()
+
+
 def load(spec: str):
     name, _, path = spec.partition("=")
     if not path:
         raise SystemExit(f"expected NAME=FILE.json, got {spec!r}")
-    rows = [r for f in path.split(",") for r in json.loads(Path(f).read_text())
+    rows = [r for f in path.split(",") for r in json.loads(_read(f))
             if not str(r.get("source", "")).endswith(" seeds)")]       # not the mean rows
     return name, rows
 

@@ -9,8 +9,10 @@
 #  2. if the device time lasts, the fresh file beside the shipped one on the same GPU: the
 #     map by the head and after the default end-of-run pass over rooms 900-919 (gs4 train
 #     eval, then benchmarks/eval_compare.py), token mIoU on 92 unseen rooms. Otherwise
-#     the same `gs4 train eval` runs on the CPU here (the shipped file's CPU JSONs of the
-#     thirty-eighth session are in docs/results.md's command, to be made again beside it).
+#     the fresh file is scored on the CPU (`gs4 train eval --device cpu --seeds 900-919
+#     --frames 40 --variants +pruning,+segmenter+head --weights FRESH --json F`, about 25
+#     minutes on 2 cores) beside the shipped file's JSON of the same command,
+#     fresh39/shipped_cpu_900-919.json.gz (thirty-eighth session; eval_compare.py reads it gzipped).
 # Run under bg.sh (JOB=benchmarks/device_calls/t39a.sh), two or three calls.
 # Carry: .devcarry/whl7 .devcarry/7s250 [.devcarry/gsplat_so]
 FROM=benchmarks/device_calls/fresh39 DIR=/tmp/fresh BUDGET=${BUDGET:-17} bash benchmarks/device_calls/t31a.sh

@@ -1,0 +1,47 @@
+"""benchmarks/eval_compare.py: the paired room-by-room comparison the networks' records are
+read with, from plain and gzipped `gs4 train eval --json` files."""
+import gzip
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "eval_compare.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("eval_compare", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _rows(mious, psnr):
+    rows = [{"source": f"synthetic:{900 + i}", "variant": "+pruning", "miou": m, "heldout_psnr": psnr,
+             "num_gaussians": 5000} for i, m in enumerate(mious)]
+    return rows + [{"source": "synthetic:mean(3 seeds)", "variant": "+pruning", "miou": 0.0,
+                    "heldout_psnr": 0.0, "num_gaussians": 0}]      # the mean row, which is skipped
+
+
+def test_gzipped_record_compares_room_by_room(tmp_path, capsys):
+    ref = tmp_path / "shipped.json.gz"
+    with gzip.open(ref, "wt") as f:
+        json.dump(_rows([0.60, 0.70, 0.80], 26.0), f)
+    new = tmp_path / "fresh.json"
+    # Room 902 is missing from the new file: the rows are over the two rooms both hold.
+    new.write_text(json.dumps(_rows([0.65, 0.60], 26.5)))
+    _module().main([f"shipped={ref}", f"fresh={new}"])
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| +pruning")]
+    assert len(lines) == 2
+    shipped, fresh = (ln.split("|") for ln in lines)
+    assert shipped[3].strip() == "2" and shipped[4].strip() == "65.0"
+    assert fresh[4].strip() == "62.5"
+    # +5 and -10 points: mean -2.5, one room better, one worse; PSNR +0.5 dB.
+    assert fresh[9].strip().startswith("-2.5 (± 7.5) over 2, 1 / 1")
+    assert fresh[10].strip() == "+0.50"
+
+
+def test_a_spec_without_a_name_is_refused(tmp_path):
+    with pytest.raises(SystemExit):
+        _module().load(str(tmp_path / "a.json"))
