@@ -141,3 +141,28 @@ def test_a_failing_stage_stops_the_recipe(tmp_path):
         run_recipe(tmp_path / "run", load_recipe(recipe), "cpu", runner=lambda argv: 1)
     state = json.loads((tmp_path / "run" / STATE).read_text())
     assert state["stages"] == [] and state["failed"] == "first"
+
+
+def _committed_run_folders():
+    from pathlib import Path
+    return sorted(p.parent for p in (Path(__file__).resolve().parents[1] / "benchmarks" / "device_calls")
+                  .glob("*/" + STATE))
+
+
+@pytest.mark.parametrize("folder", _committed_run_folders(), ids=lambda p: p.name)
+def test_committed_run_folder_continues_under_the_shipped_recipe(folder, tmp_path):
+    """A run folder kept in the tree for the next session (benchmarks/device_calls/fresh39)
+    is only useful while recipe.yaml still gives its done stages the arguments they ran
+    with, and while its newest stage's weights load: an edit to either stage would make
+    `gs4 train recipe` refuse the folder on the GPU machine, after the machine started."""
+    import shutil
+
+    run = tmp_path / folder.name
+    shutil.copytree(folder, run)
+    ran = []
+    state = run_recipe(run, load_recipe(), device="cpu", budget_minutes=0.01, runner=lambda argv: ran.append(argv) or 0)
+    assert ran == []                      # nothing started: the next stage needs more than the budget
+    done = [d["name"] for d in state["stages"]]
+    names = [s.name for s in load_recipe()]
+    assert done == names[:len(done)] and state["next"] == names[len(done)]
+    load_networks(run / done[-1] / "gs4_nets.pt", device="cpu")
