@@ -31,7 +31,10 @@ from gs4_ros.eval.image_metrics import classes_lowest_first, pooled_miou  # noqa
 
 def _read(path: str) -> str:
     """A gzipped file (.gz) too: a record kept in the repository is a tenth of the size."""
-    return gzip.open(path, "rt").read() if path.endswith(".gz") else Path(path).read_text()
+    if not path.endswith(".gz"):
+        return Path(path).read_text()
+    with gzip.open(path, "rt") as f:
+        return f.read()
 
 
 def load(spec: str):

@@ -2,6 +2,8 @@
 calls, on the CPU with a tiny recipe; the shipped recipe's stages parse as commands."""
 import json
 import shlex
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -144,7 +146,6 @@ def test_a_failing_stage_stops_the_recipe(tmp_path):
 
 
 def _committed_run_folders():
-    from pathlib import Path
     return sorted(p.parent for p in (Path(__file__).resolve().parents[1] / "benchmarks" / "device_calls")
                   .glob("*/" + STATE))
 
@@ -155,14 +156,13 @@ def test_committed_run_folder_continues_under_the_shipped_recipe(folder, tmp_pat
     is only useful while recipe.yaml still gives its done stages the arguments they ran
     with, and while its newest stage's weights load: an edit to either stage would make
     `gs4 train recipe` refuse the folder on the GPU machine, after the machine started."""
-    import shutil
-
     run = tmp_path / folder.name
     shutil.copytree(folder, run)
     ran = []
-    state = run_recipe(run, load_recipe(), device="cpu", budget_minutes=0.01, runner=lambda argv: ran.append(argv) or 0)
+    stages = load_recipe()
+    state = run_recipe(run, stages, device="cpu", budget_minutes=0.01, runner=lambda argv: ran.append(argv) or 0)
     assert ran == []                      # nothing started: the next stage needs more than the budget
     done = [d["name"] for d in state["stages"]]
-    names = [s.name for s in load_recipe()]
+    names = [s.name for s in stages]
     assert done == names[:len(done)] and state["next"] == names[len(done)]
     load_networks(run / done[-1] / "gs4_nets.pt", device="cpu")
