@@ -14,6 +14,11 @@
 #     minutes on 2 cores) beside the shipped file's JSON of the same command,
 #     fresh39/shipped_cpu_900-919.json.gz (thirty-eighth session; eval_compare.py reads it gzipped).
 # Run under bg.sh (JOB=benchmarks/device_calls/t39a.sh), two or three calls.
+# As run (thirty-ninth session, one H100, three bg.sh calls): the three stages as planned
+# (blend-2 451 s, head 300 s, refiner 120 s); the token figures came back, but of the
+# four evaluations only the shipped file's by the head wrote its JSON; the other three
+# were run again in one direct call on the warm machine (312 s) and all wrote theirs.
+# eval_failures (compare.sh, added after) now prints why an evaluation left no JSON.
 # Carry: .devcarry/whl7 .devcarry/7s250 [.devcarry/gsplat_so]
 FROM=benchmarks/device_calls/fresh39 DIR=/tmp/fresh BUDGET=${BUDGET:-17} bash benchmarks/device_calls/t31a.sh
 export PYTHONPATH=/tmp/site:$PWD
@@ -29,6 +34,7 @@ done
 tokens_bg gs4_ros/weights/gs4_nets.pt $R
 wait
 { grep -hv "^INFO" /tmp/tokens_*.txt
+  eval_failures $E
   python3 benchmarks/eval_compare.py shipped=$E/shipped_900-919.json fresh=$E/fresh_900-919.json
   python3 benchmarks/eval_compare.py shipped=$E/shipped_seg.json fresh=$E/fresh_seg.json; } > /tmp/figures.txt 2>&1
 tar czf $OUT/ev.tgz -C /tmp ev && cp /tmp/figures.txt $OUT/ && cat $OUT/figures.txt
