@@ -7,7 +7,11 @@
 # recipe), installs, compiles gsplat and unpacks; PART=b, called within the 30 s idle
 # window, carries frames 250-499 (.devcarry/7s250b: `pack_frames.py pack` of a copy of
 # frames 250-499 with the intrinsics), unpacks them beside the first half and runs one
-# sweep with the peer in the same table (about 2-4 minutes on an H100).
+# sweep with the peers in the same table (about 3-5 minutes on an H100): the v0 geometric
+# defaults, the shipped networks with the overlay, the fresh run's file with it
+# (fresh39/refiner, the thirty-ninth session's reproduction; a candidate to ship); the
+# geometric initialiser with the same overlay (20.70 dB, nineteenth session) is left out
+# to keep the sweep inside one call.
 #   PART=a bash benchmarks/device_calls/t40a.sh   (carry .devcarry/whl7 .devcarry/7s250 [.devcarry/gsplat_so])
 #   PART=b bash benchmarks/device_calls/t40a.sh   (carry .devcarry/7s250b)
 D=/tmp/7s500
@@ -22,4 +26,4 @@ python3 benchmarks/pack_frames.py unpack .devcarry/7s250b $D || exit 1
 timeout 540 python3 benchmarks/sweep.py --device cuda --width 640 --height 480 --holdout-every 10 \
   --dataset 7scenes:$D --frames 0:500 --variant v0: \
   --variant net-mq:config=config/map_quality.yaml,initializer=network \
-  --variant geo-mq:config=config/map_quality.yaml 2>&1 | grep -v Warning | tee $OUT/sweep_0-499.txt
+  --variant fresh-mq:config=config/map_quality.yaml,initializer=network,network.weights=benchmarks/device_calls/fresh39/refiner/gs4_nets.pt 2>&1 | grep -v Warning | tee $OUT/sweep_0-499.txt
