@@ -4,7 +4,8 @@
 #   eval_bg WEIGHTS SEEDS VARIANTS JSON: `gs4 train eval` on held-out rooms (for
 #     benchmarks/eval_compare.py); its log beside JSON (JSON%.json.log), since in
 #     t39a three of four such evaluations started together with tokens_bg died unseen
-#     (their output went to /dev/null; the same three alone on the warm machine ran)
+#     (their output went to /dev/null; the same three, started together without the
+#     fourth and the token script on the warm machine, ran)
 #   eval_failures DIR: the tail of each log in DIR whose JSON is missing
 #   tokens_bg WEIGHTS...: token mIoU of each file on the 92 unseen rooms, written to
 #     /tmp/tokens_900-919.txt and /tmp/tokens_968-999,920-959.txt
