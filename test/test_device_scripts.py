@@ -80,3 +80,7 @@ def test_eval_failures_names_the_evaluations_that_left_no_json(tmp_path):
     assert "died.log (no JSON)" in got.stdout and "CUDA out of memory" in got.stdout
     assert "line 10\n" not in got.stdout   # the tail, not the whole log
     assert "ok.log" not in got.stdout
+    (tmp_path / "none").mkdir()   # no evaluation started: nothing to name
+    got = subprocess.run(["bash", "-c", f"source {CALLS / 'compare.sh'}; eval_failures {tmp_path / 'none'}"],
+                         capture_output=True, text=True, check=True)
+    assert got.stdout == "" and got.stderr == ""

@@ -16,6 +16,7 @@ eval_bg() {
 eval_failures() {
   local log
   for log in $1/*.log; do
+    [ -f "$log" ] || continue   # no logs at all: the glob stays literal
     [ -f "${log%.log}.json" ] || { echo "== $log (no JSON)"; tail -n 15 "$log"; }
   done
 }
