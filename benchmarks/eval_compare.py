@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Compare weights files (or settings) from `gs4 train eval --json` files on the rooms all
 of them hold: per variant, the mean of per-room map mIoU, the pooled mIoU (each class
-over all its pixels), pixel accuracy, held-out PSNR and Gaussians, then each file against
-the first room by room (mean difference, its standard error, rooms better / worse).
+over all its pixels), pixel accuracy, held-out PSNR, held-out depth L1 and Gaussians, then
+each file against the first room by room (mean difference, its standard error, rooms
+better / worse). Depth L1 is there because a fresh run of the recipe matched the shipped
+file's mIoU and PSNR here while its rendered depth was 0.37 cm worse in every one of 60
+rooms, which a table without it did not show (docs/results.md, fortieth session).
 
 Why: the card's three rooms hold 4-8 classes each, so one room's mIoU moves by tens of
 points with one misread class (room 902 between heads: 40 to 62%); twenty rooms and the
@@ -57,9 +60,10 @@ def main(argv=None):
     args = ap.parse_args(argv)
     files = [load(s) for s in args.files]
     variants = list(dict.fromkeys(r["variant"] for _, rows in files for r in rows))
-    print("| variant | file | rooms | mIoU % (mean of rooms) | mIoU % (pooled) | pixel acc % | ho PSNR dB | #G "
-          "| vs first: mIoU points (± s.e.), better / worse | vs first: ho PSNR dB |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| variant | file | rooms | mIoU % (mean of rooms) | mIoU % (pooled) | pixel acc % | ho PSNR dB "
+          "| ho depth L1 cm | #G | vs first: mIoU points (± s.e.), better / worse | vs first: ho PSNR dB "
+          "| vs first: ho depth L1 cm (± s.e.), lower / higher |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     lowest = []     # each file's weakest pooled classes, printed under the table
     for v in variants:
         # Only the rooms every file has, so each row is over the same rooms.
@@ -76,8 +80,10 @@ def main(argv=None):
             mm = f"{100 * np.mean(miou):.1f}" if miou else "-"
             pm, pa = ("-", "-") if pooled is None else (f"{100 * pooled['miou']:.1f}",
                                                          f"{100 * pooled['pixel_accuracy']:.1f}")
+            l1 = [r["heldout_depth_l1_cm"] for r in ms if r.get("heldout_depth_l1_cm") is not None]
             line = (f"| {v} | {name} | {len(ms)} | {mm} | {pm} | {pa} | "
-                    f"{np.nanmean([r['heldout_psnr'] for r in ms]):.2f} | {np.mean([r['num_gaussians'] for r in ms]):.0f} |")
+                    f"{np.nanmean([r['heldout_psnr'] for r in ms]):.2f} | "
+                    f"{f'{np.nanmean(l1):.2f}' if l1 else '-'} | {np.mean([r['num_gaussians'] for r in ms]):.0f} |")
             if pooled is not None:
                 worst = classes_lowest_first(pooled)[:6]
                 lowest.append(f"{v}, {name}: lowest pooled IoU % " + ", ".join(f"{n} {100 * x:.0f}" for n, x in worst))
@@ -87,10 +93,16 @@ def main(argv=None):
                               if "miou" in mine[k] and "miou" in ref[k]])
                 dp = np.array([mine[k]["heldout_psnr"] - ref[k]["heldout_psnr"] for k in both])
                 se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+                dl = np.array([mine[k]["heldout_depth_l1_cm"] - ref[k]["heldout_depth_l1_cm"] for k in both
+                               if mine[k].get("heldout_depth_l1_cm") is not None
+                               and ref[k].get("heldout_depth_l1_cm") is not None])
+                sel = dl.std(ddof=1) / np.sqrt(len(dl)) if len(dl) > 1 else float("nan")
                 line += (f" {d.mean():+.1f} (± {se:.1f}) over {len(d)}, {int((d > 0.05).sum())} / "
                          f"{int((d < -0.05).sum())} |" if len(d) else " - |") + f" {dp.mean():+.2f} |"
+                line += (f" {dl.mean():+.2f} (± {sel:.2f}), {int((dl < -0.005).sum())} / {int((dl > 0.005).sum())} |"
+                         if len(dl) else " - |")
             else:
-                line += " - | - |"
+                line += " - | - | - |"
             print(line)
     if lowest:
         print("\n".join(lowest))
