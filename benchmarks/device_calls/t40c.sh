@@ -11,10 +11,10 @@
 #     files' JSONs of the same command on an H100 (fresh39/gpu_*_900-919.json.gz).
 #   EVAL=0 bash benchmarks/device_calls/t40c.sh   (the stage only, ~4 min with its setup)
 # On the CPU since (fortieth session, benchmarks/refiner_swap.py): over rooms 900-909 the
-# head-stage file is already +0.26 cm above the shipped file and the fresh predictor with
-# the shipped file's refinement side +0.21, against +0.36 for the fresh file, so the
-# refiner stage adds about a third of the gap; this call says whether that third, and the
-# stage's colour / depth balance, move from one run of the stage to the next.
+# fresh predictor alone (`prediction`, no refiner) is already +0.29 cm above the shipped
+# file, the head-stage file +0.26 and the fresh file +0.36 (`+pruning`), so the refiner
+# stage adds about 0.1 cm; this call says whether that share, and the stage's colour /
+# depth balance, move from one run of the stage to the next.
 # Not run yet: the fortieth session got no machine (thirteen refused starts).
 # Carry: .devcarry/whl7 .devcarry/7s250 .devcarry/gsplat_so
 WHL=.devcarry/whl7 source benchmarks/device_calls/setup.sh
