@@ -15,7 +15,7 @@
 # file, the head-stage file +0.26 and the fresh file +0.36 (`+pruning`), so the refiner
 # stage adds about 0.1 cm; this call says whether that share, and the stage's colour /
 # depth balance, move from one run of the stage to the next.
-# Not run yet: the fortieth session got no machine (thirteen refused starts).
+# Not run yet: the fortieth session got no machine (fourteen refused starts).
 # Carry: .devcarry/whl7 .devcarry/7s250 .devcarry/gsplat_so
 WHL=.devcarry/whl7 source benchmarks/device_calls/setup.sh
 python3 benchmarks/pack_frames.py unpack .devcarry/7s250 /tmp/7s > /dev/null || exit 1
