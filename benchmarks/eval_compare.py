@@ -49,6 +49,12 @@ def load(spec: str):
     return name, rows
 
 
+def _finite(x) -> bool:
+    """A room without a held-out depth figure (missing, or NaN where no held-out pixel had
+    depth) is left out of the depth columns rather than turning their mean into NaN."""
+    return x is not None and bool(np.isfinite(x))
+
+
 def by_room(rows, variant):
     return {r["source"]: r for r in rows if r.get("variant") == variant}
 
@@ -80,7 +86,7 @@ def main(argv=None):
             mm = f"{100 * np.mean(miou):.1f}" if miou else "-"
             pm, pa = ("-", "-") if pooled is None else (f"{100 * pooled['miou']:.1f}",
                                                          f"{100 * pooled['pixel_accuracy']:.1f}")
-            l1 = [r["heldout_depth_l1_cm"] for r in ms if r.get("heldout_depth_l1_cm") is not None]
+            l1 = [r["heldout_depth_l1_cm"] for r in ms if _finite(r.get("heldout_depth_l1_cm"))]
             line = (f"| {v} | {name} | {len(ms)} | {mm} | {pm} | {pa} | "
                     f"{np.nanmean([r['heldout_psnr'] for r in ms]):.2f} | "
                     f"{f'{np.nanmean(l1):.2f}' if l1 else '-'} | {np.mean([r['num_gaussians'] for r in ms]):.0f} |")
@@ -94,8 +100,8 @@ def main(argv=None):
                 dp = np.array([mine[k]["heldout_psnr"] - ref[k]["heldout_psnr"] for k in both])
                 se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
                 dl = np.array([mine[k]["heldout_depth_l1_cm"] - ref[k]["heldout_depth_l1_cm"] for k in both
-                               if mine[k].get("heldout_depth_l1_cm") is not None
-                               and ref[k].get("heldout_depth_l1_cm") is not None])
+                               if _finite(mine[k].get("heldout_depth_l1_cm"))
+                               and _finite(ref[k].get("heldout_depth_l1_cm"))])
                 sel = dl.std(ddof=1) / np.sqrt(len(dl)) if len(dl) > 1 else float("nan")
                 line += (f" {d.mean():+.1f} (± {se:.1f}) over {len(d)}, {int((d > 0.05).sum())} / "
                          f"{int((d < -0.05).sum())} |" if len(d) else " - |") + f" {dp.mean():+.2f} |"

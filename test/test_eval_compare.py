@@ -57,6 +57,16 @@ def test_records_without_depth_still_compare(tmp_path, capsys):
     assert fresh[10].strip().startswith("+5.0")
 
 
+def test_a_room_without_held_out_depth_is_left_out_of_the_depth_columns(tmp_path, capsys):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(_rows([0.6, 0.7], 26.0, [2.0, 3.0])))
+    b.write_text(json.dumps(_rows([0.6, 0.7], 26.0, [2.5, float("nan")])))
+    _module().main([f"a={a}", f"b={b}"])
+    fresh = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| +pruning | b")][0].split("|")
+    assert fresh[8].strip() == "2.50"
+    assert fresh[12].strip() == "+0.50 (± nan), 0 / 1"
+
+
 def test_a_spec_without_a_name_is_refused(tmp_path):
     with pytest.raises(SystemExit):
         _module().load(str(tmp_path / "a.json"))
