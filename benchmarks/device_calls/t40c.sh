@@ -21,10 +21,10 @@ WHL=.devcarry/whl7 source benchmarks/device_calls/setup.sh
 python3 benchmarks/pack_frames.py unpack .devcarry/7s250 /tmp/7s > /dev/null || exit 1
 H=benchmarks/device_calls/fresh39/head/gs4_nets.pt
 [ -f $H ] || { echo "no head-stage file at $H"; exit 1; }
-timeout 260 python3 -m gs4_ros.cli train fit --init-weights $H --device cuda --refine-fraction 1.0 \
-  --clip-lengths 8 --minutes 2.0 --data-minutes 0.8 --stream-data --workers 15 --seeds 300 --frames 16 \
-  --step 5 --fill-holes --blend --real /tmp/7s --real-frames 0:250:2 --ckpt /tmp/r2/ckpt.pt \
-  --out /tmp/r2/gs4_nets.pt 2>&1 | grep -v Warning | grep -E "refiner clip|wrote|Error|error" | tail -8
+# The stage's own arguments from recipe.yaml (stage_args.py, as t36a.sh), not a copy here.
+A=$(python3 benchmarks/device_calls/stage_args.py refiner 2.0 0.8 /tmp/7s) || exit 1
+timeout 260 python3 -m gs4_ros.cli train $A --init-weights $H --ckpt /tmp/r2/ckpt.pt --out /tmp/r2/gs4_nets.pt \
+  2>&1 | grep -v Warning | grep -E "refiner clip|wrote|Error|error" | tail -8
 [ -f /tmp/r2/gs4_nets.pt ] || { echo "no refiner output"; exit 1; }
 mkdir -p $OUT/r2 $OUT/ev && cp /tmp/r2/gs4_nets.pt /tmp/r2/gs4_nets.json $OUT/r2/
 [ "${EVAL:-1}" = 0 ] && exit 0   # EVAL=0: the training only (the evaluations on the CPU here)
