@@ -111,6 +111,21 @@ def register(sub):
     m.add_argument("--out", required=True, help="weights file to write (a .json and MODEL_CARD.md go beside it)")
     m.set_defaults(func=cmd_ensemble)
 
+    c = tsub.add_parser("calibrate", help="scale the predicted Gaussians by the factor that maps validation rooms "
+                        "best (lowest held-out depth L1 without losing held-out PSNR), folded into the weights")
+    c.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="networks file to calibrate")
+    c.add_argument("--out", required=True, help="calibrated networks file to write (its .json beside it)")
+    c.add_argument("--seeds", default="960-967", help="validation rooms (960-999), e.g. 960-967")
+    c.add_argument("--factors", default="1,0.94,0.88,0.82", help="scale factors to try (1 is always tried)")
+    c.add_argument("--frames", type=int, default=40)
+    c.add_argument("--device", default="auto")
+    c.add_argument("--workdir", default="", help="each factor's rows, reused by a later call (default: beside --out)")
+    c.add_argument("--factor", type=float, default=0.0,
+                   help="write --out scaled by this factor, choosing nothing (to evaluate one factor)")
+    c.add_argument("--score-only", action="store_true",
+                   help="score just these factors into --workdir and write no file (a share of the grid)")
+    c.set_defaults(func=cmd_calibrate)
+
     from ..core.nets.segmenter import DEFAULT_SEGMENTER
     from ..train.segmenter import SegmenterOptions
 
@@ -282,6 +297,31 @@ def cmd_ensemble(args) -> int:
 
     summary = build_ensemble(args.weights, args.out, command=_command_line(args))
     print(f"wrote {args.out}: {summary['ensemble']['heads']} semantic heads on one backbone")
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from ..io.synthetic.seeds import seed_list
+    from ..train.calibrate import calibrate
+
+    if args.factor:
+        from ..train.calibrate import write_scaled
+
+        write_scaled(args.weights, args.out, args.factor, {"factor": args.factor, "command": _command_line(args),
+                                                           "rule": "given on the command line"})
+        print(f"wrote {args.out} (scales x{args.factor:g} of {args.weights})")
+        return 0
+    factors = [float(f) for f in args.factors.split(",") if f.strip()]
+    rec = calibrate(args.weights, args.out, seed_list(args.seeds), factors, args.frames, args.device,
+                    args.workdir or None, command=_command_line(args), score_only=args.score_only)
+    print("| scale factor | held-out PSNR dB | held-out depth L1 cm | map mIoU % | #G | ATE cm |")
+    print("|---|---|---|---|---|---|")
+    for f, s in rec["grid"].items():
+        mark = " (chosen)" if rec["factor"] is not None and float(f) == rec["factor"] else ""
+        print(f"| {f}{mark} | {s['heldout_psnr']:.3f} | {s['heldout_depth_l1_cm']:.3f} | {100 * s['miou']:.1f} | "
+              f"{s['num_gaussians']:.0f} | {s['ate_rmse_cm']:.2f} |")
+    if rec["factor"] is not None:
+        print(f"wrote {args.out} (scales x{rec['factor']:g}, {len(rec['seeds'])} validation rooms)")
     return 0
 
 

@@ -1,0 +1,82 @@
+"""`gs4 train calibrate` (train/calibrate): one factor on every predicted scale, chosen by
+mapping validation rooms and folded into the Gaussian head's bias."""
+import json
+import math
+
+import pytest
+import torch
+
+from gs4_ros.core.config import MappingConfig
+from gs4_ros.core.nets import load_networks
+from gs4_ros.core.nets.predictor import LOG_SCALE_MAX, LOG_SCALE_MIN
+from gs4_ros.core.nets.weights import DEFAULT_WEIGHTS
+from gs4_ros.train.calibrate import calibrate, choose, write_scaled
+from gs4_ros.train.data import synthetic_sequences
+
+
+def _predict(path, seq):
+    pred, _, _ = load_networks(path)
+    with torch.no_grad():
+        return pred(seq.rgb[:1].float() / 255, seq.depth[:1], seq.K, MappingConfig())
+
+
+def test_the_factor_is_exact_in_the_weights(tmp_path):
+    """Every predicted scale of the written file is the factor times the source file's
+    (short of the clamp); nothing else the predictor outputs moves."""
+    seq = synthetic_sequences([961], 1, 5, 128, 96, "cpu", workers=0, targets=False)[0]
+    out = write_scaled(DEFAULT_WEIGHTS, tmp_path / "s.pt", 0.8, {"factor": 0.8})
+    a, b = _predict(DEFAULT_WEIGHTS, seq), _predict(out, seq)
+    inside = (a.log_scales + math.log(0.8) > LOG_SCALE_MIN + 1e-4) & (a.log_scales < LOG_SCALE_MAX)
+    assert inside.float().mean() > 0.9
+    torch.testing.assert_close(b.log_scales[inside], a.log_scales[inside] + math.log(0.8), atol=1e-5, rtol=0)
+    assert not torch.allclose(a.log_scales, b.log_scales)
+    for f in ("means", "quats", "opacity_logits", "colors", "features", "sem_logits"):
+        assert torch.equal(getattr(a, f), getattr(b, f)), f
+    # The record travels in the file and beside it; the training history stays.
+    _, _, info = load_networks(out)
+    summary = json.loads(info["meta"]["summary"])
+    assert summary["scale_calibration"] == {"factor": 0.8} and summary["chunks"]
+    assert json.loads(out.with_suffix(".json").read_text()) == summary
+
+
+def test_choose_keeps_colour_and_then_lowers_depth():
+    s = lambda psnr, depth: {"heldout_psnr": psnr, "heldout_depth_l1_cm": depth}   # noqa: E731
+    assert choose({1.0: s(25.0, 3.0), 0.9: s(25.1, 2.8), 0.8: s(24.9, 2.5)}) == 0.9   # 0.8 loses colour
+    assert choose({1.0: s(25.0, 3.0), 0.9: s(24.0, 2.0)}) == 1.0
+    with pytest.raises(ValueError, match="1.0"):
+        choose({0.9: s(25.0, 2.0)})
+    with pytest.raises(ValueError, match="held-out"):   # too few frames to hold any out
+        choose({1.0: s(float("nan"), float("nan")), 0.9: s(float("nan"), float("nan"))})
+
+
+def test_calibrate_scores_the_grid_on_validation_rooms_only(tmp_path):
+    with pytest.raises(ValueError, match="not validation rooms"):
+        calibrate(DEFAULT_WEIGHTS, tmp_path / "c.pt", [900], [0.9], frames=3, device="cpu")
+    work = tmp_path / "work"
+    rec = calibrate(DEFAULT_WEIGHTS, tmp_path / "c.pt", [960], [0.5], frames=12, device="cpu", workdir=work,
+                    width=96, height=72, command="test")
+    assert set(rec["grid"]) == {"1", "0.5"} and rec["factor"] in (1.0, 0.5)
+    assert all(g["rooms"] == 1 and math.isfinite(g["heldout_psnr"]) for g in rec["grid"].values())
+    # Halving every Gaussian changes what the map renders.
+    assert rec["grid"]["1"]["heldout_depth_l1_cm"] != rec["grid"]["0.5"]["heldout_depth_l1_cm"]
+    _, _, info = load_networks(tmp_path / "c.pt")
+    assert json.loads(info["meta"]["summary"])["scale_calibration"]["factor"] == rec["factor"]
+    # A second call reuses each factor's rows instead of mapping the rooms again.
+    stamps = {p.name: p.stat().st_mtime_ns for p in work.glob("rows_*.json")}
+    assert len(stamps) == 2
+    rec2 = calibrate(DEFAULT_WEIGHTS, tmp_path / "c2.pt", [960], [0.5], frames=12, device="cpu", workdir=work,
+                     width=96, height=72)
+    assert {p.name: p.stat().st_mtime_ns for p in work.glob("rows_*.json")} == stamps
+    assert rec2["grid"] == rec["grid"]
+
+
+def test_cli_writes_one_given_factor(tmp_path):
+    from gs4_ros.cli.main import main
+
+    out = tmp_path / "x.pt"
+    assert main(["train", "calibrate", "--factor", "0.9", "--out", str(out)]) == 0
+    rec = json.loads(out.with_suffix(".json").read_text())["scale_calibration"]
+    assert rec["factor"] == 0.9 and "--factor 0.9" in rec["command"]
+    a, b = (torch.load(p, weights_only=True)["predictor"]["gauss_head.2.bias"] for p in (DEFAULT_WEIGHTS, out))
+    torch.testing.assert_close(b[6:9] - a[6:9], torch.full((3,), math.log(0.9)))
+    assert torch.equal(a[:6], b[:6]) and torch.equal(a[9:], b[9:])
