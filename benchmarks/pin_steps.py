@@ -71,7 +71,8 @@ def main(argv):
     stages = pin(load_recipe(src), json.loads(Path(rec).read_text()))
     head = (f"# {Path(src).name} with each network stage pinned to the steps recorded in {rec}\n"
             f"# (benchmarks/pin_steps.py); written, not edited by hand.\n")
-    body = yaml.safe_dump({"stages": [{"name": s.name, "args": s.args} for s in stages]},
+    body = yaml.safe_dump({"stages": [dict({"name": s.name}, **({"minutes": s.plan} if s.plan else {}), args=s.args)
+                                      for s in stages]},
                           sort_keys=False, width=120, default_flow_style=None)
     Path(dst).write_text(head + body)
     for s in stages:

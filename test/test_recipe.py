@@ -10,6 +10,7 @@ import torch
 import yaml
 
 from gs4_ros.cli.main import build_parser, main
+from gs4_ros.io.synthetic.seeds import seed_list
 from gs4_ros.core.nets import load_networks
 from gs4_ros.core.nets.segmenter import load_segmenter
 from gs4_ros.train.recipe import DEFAULT_RECIPE, MARGIN_MIN, STATE, Stage, load_recipe, run_recipe, stage_argv
@@ -28,6 +29,10 @@ def _tiny_recipe(path, first_steps=1):
         {"name": "second", "args": ["fit", "--steps", "1", "--minutes", "3", "--init-weights", "{dir}/first/n.pt"]
          + TINY_FIT
          + ["--ckpt", "{dir}/second/ck.pt", "--out", "{dir}/second/n.pt"]},
+        {"name": "cal", "minutes": 1, "args": ["calibrate", "--weights", "{dir}/second/n.pt", "--out", "{dir}/cal/n.pt",
+                                               "--device", "{device}", "--seeds", "960", "--factors", "1,0.5",
+                                               "--frames", "11", "--width", "64", "--height", "48",
+                                               "--workdir", "{dir}/cal/work"]},
         {"name": "seg", "args": ["segmenter", "--device", "{device}", "--steps", "2", "--minutes", "2", "--seeds", "2",
                                  "--min-rooms", "2", "--first-seed", "1000", "--frames", "2", "--step", "3",
                                  "--width", "96", "--height", "64", "--batch", "2", "--workers", "0",
@@ -51,17 +56,21 @@ def test_shipped_recipe_stages_are_valid_commands():
             if outs:
                 assert args.init_weights == outs[-1]
             outs.append(args.out)
+        if st.args[0] == "calibrate":   # the last network stage's file, on validation rooms only
+            assert args.weights == outs[-1] and all(960 <= s < 1000 for s in seed_list(args.seeds))
     assert len(outs) >= 2 and stages[-1].args[0] == "segmenter"
+    assert [st.args[0] for st in stages][-2:] == ["calibrate", "segmenter"]
     # All the chunks of the chain fit in under an hour of one GPU (what issue 3 asks).
     assert sum(st.minutes() for st in stages) < 55
     # Each stage fits a 10-minute device call with its margin (the segmenter's 8.9 minutes
     # ran as a 555 s call); the network stages train while their rooms are made, and the
     # whole chain with its margins takes at most two sessions' device time (2 x 30
-    # minutes, less each session's machine start and evaluation): the run folder carries it.
+    # minutes, less each session's machine start, about 5, and evaluation, about 2): the
+    # run folder carries it.
     assert all(st.minutes() + MARGIN_MIN <= 9.5 for st in stages)
     nets = [st for st in stages if st.args[0] == "fit"]
     assert all("--stream-data" in st.args for st in nets)
-    assert sum(st.minutes() + MARGIN_MIN for st in stages) <= 45
+    assert sum(st.minutes() + MARGIN_MIN for st in stages) <= 46
 
 
 def test_stage_arguments_fill_placeholders_and_scale_time():
@@ -106,10 +115,13 @@ def test_recipe_runs_in_calls_and_chains_the_weights(tmp_path, capsys):
     rc = main(["train", "recipe", "--dir", str(run), "--recipe", str(recipe), "--device", "cpu"])
     assert rc == 0
     out = capsys.readouterr().out
-    assert "recipe: 3 of 3 stages done" in out and "finished" in out
+    assert "recipe: 4 of 4 stages done" in out and "finished" in out
     assert "segmenter: 2 steps on 4 frames of 2 rooms" in out and " -> " in out
     state = json.loads((run / STATE).read_text())
-    assert [d["name"] for d in state["stages"]] == ["first", "second", "seg"]
+    assert [d["name"] for d in state["stages"]] == ["first", "second", "cal", "seg"]
+    # The calibration stage wrote the second stage's networks with its factor on the scales.
+    cal = json.loads((run / "cal" / "n.json").read_text())["scale_calibration"]
+    assert cal["factor"] in (1.0, 0.5) and set(cal["grid"]) == {"1", "0.5"} and len(cal["seeds"]) == 1
     hist = json.loads((run / "second" / "n.json").read_text())
     assert len(hist["chunks"]) == 2
     # Each chunk records the stage command that ran it (not the recipe call), so the card
@@ -129,11 +141,11 @@ def test_recipe_runs_in_calls_and_chains_the_weights(tmp_path, capsys):
         run_recipe(run, load_recipe(recipe), "cpu", runner=runner)
     # --list shows the stages as done, and who ran a stage put into the folder by hand
     # (a device script that ran the stage's arguments itself records "ran_by").
-    state["stages"][2]["ran_by"] = "a device script"
+    state["stages"][3]["ran_by"] = "a device script"
     (run / STATE).write_text(json.dumps(state))
     assert main(["train", "recipe", "--dir", str(run), "--recipe", str(recipe), "--list"]) == 0
     listing = capsys.readouterr().out
-    assert listing.count("done in") == 2 and listing.startswith("first        ran otherwise")
+    assert listing.count("done in") == 3 and listing.startswith("first        ran otherwise")
     assert listing.count("ran by") == 1 and "ran by a device script: gs4 train segmenter" in listing
 
 

@@ -27,25 +27,29 @@ MARGIN_MIN = 0.5        # a stage's wall time past its --minutes (loading, the f
 class Stage:
     name: str
     args: List[str]     # `gs4 train` arguments with {dir}, {device}, {real} placeholders
+    plan: float = 0.0   # the recipe's `minutes:` for a stage without a time box (calibrate)
 
     def minutes(self) -> float:
-        """The stage's time box (its --minutes), 0 when it has none (ensemble)."""
-        return float(self.args[self.args.index("--minutes") + 1]) if "--minutes" in self.args else 0.0
+        """The stage's time box (its --minutes), else the recipe's planning figure (0 for
+        an ensemble)."""
+        return float(self.args[self.args.index("--minutes") + 1]) if "--minutes" in self.args else self.plan
 
 
 def load_recipe(path=DEFAULT_RECIPE) -> List[Stage]:
     import yaml
 
     doc = yaml.safe_load(Path(path).read_text())
-    stages = [Stage(str(s["name"]), [str(a) for a in s["args"]]) for s in (doc or {}).get("stages", [])]
+    stages = [Stage(str(s["name"]), [str(a) for a in s["args"]], float(s.get("minutes", 0.0)))
+              for s in (doc or {}).get("stages", [])]
     if not stages:
         raise ValueError(f"{path}: no stages")
     names = [s.name for s in stages]
     if len(set(names)) != len(names):
         raise ValueError(f"{path}: stage names repeat: {names}")
     for s in stages:
-        if not s.args or s.args[0] not in ("fit", "segmenter", "ensemble"):
-            raise ValueError(f"{path}: stage {s.name} must start with fit, segmenter or ensemble, got {s.args[:1]}")
+        if not s.args or s.args[0] not in ("fit", "segmenter", "ensemble", "calibrate"):
+            raise ValueError(f"{path}: stage {s.name} must start with fit, segmenter, ensemble or calibrate, "
+                             f"got {s.args[:1]}")
     return stages
 
 
