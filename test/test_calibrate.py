@@ -80,3 +80,23 @@ def test_cli_writes_one_given_factor(tmp_path):
     a, b = (torch.load(p, weights_only=True)["predictor"]["gauss_head.2.bias"] for p in (DEFAULT_WEIGHTS, out))
     torch.testing.assert_close(b[6:9] - a[6:9], torch.full((3,), math.log(0.9)))
     assert torch.equal(a[:6], b[:6]) and torch.equal(a[9:], b[9:])
+
+
+def test_the_model_card_says_how_the_file_was_calibrated(tmp_path):
+    from gs4_ros.train.card import write_card
+
+    out = tmp_path / "c.pt"
+    grid = {"1": {"heldout_psnr": 25.0, "heldout_depth_l1_cm": 3.0, "miou": 0.7, "num_gaussians": 5000,
+                  "ate_rmse_cm": 0.2},
+            "0.9": {"heldout_psnr": 25.1, "heldout_depth_l1_cm": 2.8, "miou": 0.7, "num_gaussians": 5100,
+                    "ate_rmse_cm": 0.2}}
+    write_scaled(DEFAULT_WEIGHTS, out, 0.9, {"factor": 0.9, "command": "gs4 train calibrate --seeds 960-961",
+                                              "rule": "lowest depth", "variant": "+pruning", "seeds": [960, 961],
+                                              "frames": 40, "device": "cpu", "grid": grid})
+    card = tmp_path / "MODEL_CARD.md"
+    write_card(card, json.loads(out.with_suffix(".json").read_text()), out)
+    txt = card.read_text()
+    assert "every predicted Gaussian scale x0.9" in txt and "`gs4 train calibrate --seeds 960-961`" in txt
+    assert "validation rooms 960-961" in txt and "x0.9: held-out PSNR 25.100 dB, depth L1 2.800 cm" in txt
+    # The training history is still there: the card lists the shipped file's chunks.
+    assert "| 5 | 120 | 0 | 0 | 199 |" in txt

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 EVAL_MARK = "## Evaluation"
 
@@ -57,6 +57,22 @@ def _split_at_eval(txt: str) -> Tuple[str, str]:
     i = txt.index(EVAL_MARK)
     nxt = txt.find("\n## ", i + len(EVAL_MARK))
     return txt[:i], ("" if nxt < 0 else txt[nxt + 1:])
+
+
+def _calibration(cal: Optional[dict]) -> List[str]:
+    """The card's lines for `gs4 train calibrate` (train/calibrate.py): the factor and the
+    grid it was chosen from."""
+    if not cal:
+        return []
+    out = [f"- Scale calibration: every predicted Gaussian scale x{cal['factor']:g} (folded into the Gaussian "
+           f"head's bias), by `{cal.get('command') or 'gs4 train calibrate'}`"]
+    if cal.get("grid"):
+        out[0] += (f": {cal['rule']}, the networks' `{cal['variant']}` path on validation rooms "
+                   f"{_seed_span(cal['seeds'])} ({cal['frames']} frames each, {cal.get('device')}):")
+        out += [f"  - x{f}: held-out PSNR {g['heldout_psnr']:.3f} dB, depth L1 {g['heldout_depth_l1_cm']:.3f} cm, "
+                f"map mIoU {100 * g['miou']:.1f}%, {g['num_gaussians']:.0f} Gaussians, ATE {g['ate_rmse_cm']:.2f} cm"
+                for f, g in cal["grid"].items()]
+    return out
 
 
 def write_card(path, summary: dict, weights_path=None):
@@ -134,6 +150,7 @@ def write_card(path, summary: dict, weights_path=None):
                   f"backbone, made by `{ens.get('command') or 'gs4 train ensemble'}` from these weights files (the "
                   "first kept whole, the others' semantic parts added):"]
         lines += _ensemble_members(ens, "  ")
+    lines += _calibration(summary.get("scale_calibration"))
     lines += [
         "",
         "| chunk | s | predictor steps | semantic steps | refiner clips | predictor (semantic-only chunks: "
