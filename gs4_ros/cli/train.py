@@ -112,7 +112,7 @@ def register(sub):
     m.set_defaults(func=cmd_ensemble)
 
     c = tsub.add_parser("calibrate", help="scale the predicted Gaussians by the factor that maps validation rooms "
-                        "best (lowest held-out depth L1 without losing held-out PSNR), folded into the weights")
+                        "best (held-out PSNR of the whole network path), folded into the weights")
     c.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="networks file to calibrate")
     c.add_argument("--out", required=True, help="calibrated networks file to write (its .json beside it)")
     c.add_argument("--seeds", default="960-967", help="validation rooms (960-999), e.g. 960-967")

@@ -10,8 +10,11 @@ sessions, docs/results.md). Shrinking both files by 6% lowered held-out depth er
 and raised held-out PSNR. The quantity that decides is the fused map's rendering, which no
 per-frame loss sees, so the factor is picked by running the mapping path (`gs4 train
 eval`'s rows) on validation rooms (960-999, never the held-out 900-959) over a small
-grid: the lowest held-out depth L1 among the factors whose held-out PSNR is no lower
-than the file's own. A grid, not a gradient: each point is a whole SLAM run.
+grid, and the factor with the best held-out PSNR is kept (the figure the issue judges;
+depth falls with it). A first rule, the lowest depth that keeps the file's own PSNR, went
+to the grid's edge (x0.82: depth -17%, PSNR +0.02 dB, but 4% more Gaussians and -0.4
+mIoU points on rooms 960-967) and was replaced before any held-out room was run. A
+grid, not a gradient: each point is a whole SLAM run.
 
 The factor is exact in the weights: predicted log-scales are the prior's plus the head's
 raw outputs 6-8 (predictor.scale_residual, whose third axis is the minimum of the three
@@ -40,6 +43,7 @@ SCALE_OUTPUTS = slice(6, 9)     # the Gaussian head's raw log-scale residuals (p
 HEAD_BIAS = "gauss_head.2.bias"
 DEFAULT_FACTORS = (1.0, 0.94, 0.88, 0.82)
 VALIDATION_SEEDS = range(960, 1000)   # the validation rooms every stage picks by (recipe.yaml)
+PSNR_TIE = 0.005                # dB: closer than this, the lower depth error decides
 VARIANT = "+pruning"            # the networks' whole path: prediction, refiner, one joint step, pruning
 
 
@@ -92,15 +96,16 @@ def _score(rows: List[dict]) -> dict:
 
 
 def choose(scores: Dict[float, dict]) -> float:
-    """The factor with the lowest held-out depth L1 among those whose held-out PSNR is at
-    least the unscaled file's (1.0 must be in the grid)."""
+    """The factor with the best held-out PSNR; within PSNR_TIE of it, the lower held-out
+    depth L1 (1.0, the file as it is, must be in the grid)."""
     if 1.0 not in scores:
         raise ValueError("the grid must hold 1.0, the file as it is")
-    base = scores[1.0]["heldout_psnr"]
-    ok = [f for f, s in scores.items() if s["heldout_psnr"] >= base and np.isfinite(s["heldout_depth_l1_cm"])]
-    if not np.isfinite(base) or not ok:
+    ok = [f for f, s in scores.items() if np.isfinite(s["heldout_psnr"]) and np.isfinite(s["heldout_depth_l1_cm"])]
+    if 1.0 not in ok:
         raise ValueError("no held-out figures to choose by (every 10th frame is held out: give at least 11 frames)")
-    return min(ok, key=lambda f: (scores[f]["heldout_depth_l1_cm"], abs(math.log(f))))
+    top = max(scores[f]["heldout_psnr"] for f in ok)
+    near = [f for f in ok if scores[f]["heldout_psnr"] >= top - PSNR_TIE]
+    return min(near, key=lambda f: (scores[f]["heldout_depth_l1_cm"], abs(math.log(f))))
 
 
 def calibrate(weights, out, seeds: List[int], factors=DEFAULT_FACTORS, frames: int = 40, device: str = "auto",
@@ -142,7 +147,7 @@ def calibrate(weights, out, seeds: List[int], factors=DEFAULT_FACTORS, frames: i
                                          for f, s in scores.items()}, "seeds": list(seeds)}
     best = choose(scores)
     record = {"factor": best, "command": command, "variant": VARIANT, "seeds": list(seeds), "frames": frames,
-              "rule": "lowest held-out depth L1 with held-out PSNR at least the unscaled file's",
+              "rule": "best held-out PSNR (within 0.005 dB: lower held-out depth L1)",
               "grid": {f"{f:g}": {k: v for k, v in s.items() if k != "per_room"} for f, s in scores.items()},
               "device": str(device), "seconds": round(time.time() - t0, 1)}
     write_scaled(weights, out, best, record)
