@@ -35,7 +35,7 @@ def test_the_factor_is_exact_in_the_weights(tmp_path):
     # The record travels in the file and beside it; the training history stays.
     _, _, info = load_networks(out)
     summary = json.loads(info["meta"]["summary"])
-    assert summary["scale_calibration"] == {"factor": 0.8} and summary["chunks"]
+    assert summary["scale_calibration"]["factor"] == 0.8 and summary["chunks"]
     assert json.loads(out.with_suffix(".json").read_text()) == summary
 
 
@@ -103,3 +103,27 @@ def test_the_model_card_says_how_the_file_was_calibrated(tmp_path):
     assert "validation rooms 960-961" in txt and "x0.9: held-out PSNR 25.100 dB, depth L1 2.800 cm" in txt
     # The training history is still there: the card lists the shipped file's chunks.
     assert "| 5 | 120 | 0 | 0 | 199 |" in txt
+
+
+def test_undo_gives_back_the_parent(tmp_path):
+    """A calibrated file without its factor is its parent again (to float precision),
+    with the parent's record: a later calibration starts from it, not from a second
+    copy of the networks kept in the tree."""
+    from gs4_ros.cli.main import main
+
+    from gs4_ros.core.nets import GaussianPredictor, GaussianRefiner, save_networks
+
+    base, a, b, c = tmp_path / "base.pt", tmp_path / "a.pt", tmp_path / "b.pt", tmp_path / "c.pt"
+    torch.manual_seed(0)
+    save_networks(base, GaussianPredictor(width=32, feature_dim=8), GaussianRefiner(feature_dim=8, hidden=32),
+                  [f"c{i}" for i in range(20)], meta={"summary": json.dumps({"chunks": []})})
+    write_scaled(base, a, 0.9, {"factor": 0.9})
+    write_scaled(a, b, 0.8, {"factor": 0.8})
+    assert main(["train", "calibrate", "--undo", "--weights", str(b), "--out", str(c)]) == 0
+    pa, pc = (torch.load(p, weights_only=True) for p in (a, c))
+    for k, v in pa["predictor"].items():
+        torch.testing.assert_close(pc["predictor"][k], v, atol=1e-6, rtol=0)
+    assert json.loads(c.with_suffix(".json").read_text())["scale_calibration"] == {"factor": 0.9}
+    assert main(["train", "calibrate", "--undo", "--weights", str(c), "--out", str(tmp_path / "d.pt")]) == 0
+    assert json.loads((tmp_path / "d.json").read_text()) == {"chunks": []}
+    assert main(["train", "calibrate", "--undo", "--weights", str(tmp_path / "d.pt"), "--out", str(a)]) == 2

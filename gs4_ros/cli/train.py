@@ -124,6 +124,8 @@ def register(sub):
     c.add_argument("--workdir", default="", help="each factor's rows, reused by a later call (default: beside --out)")
     c.add_argument("--factor", type=float, default=0.0,
                    help="write --out scaled by this factor, choosing nothing (to evaluate one factor)")
+    c.add_argument("--undo", action="store_true",
+                   help="write --out as the file --weights was calibrated from (its recorded factor divided out)")
     c.add_argument("--score-only", action="store_true",
                    help="score just these factors into --workdir and write no file (a share of the grid)")
     c.set_defaults(func=cmd_calibrate)
@@ -306,6 +308,12 @@ def cmd_calibrate(args) -> int:
     from ..io.synthetic.seeds import seed_list
     from ..train.calibrate import calibrate
 
+    if args.undo:
+        from ..train.calibrate import undo
+
+        f = undo(args.weights, args.out)
+        print(f"wrote {args.out} ({args.weights} without its scale factor x{f:g})")
+        return 0
     if args.factor:
         from ..train.calibrate import write_scaled
 

@@ -82,6 +82,30 @@ def write_scaled(src, dst, factor: float, record: Optional[dict] = None) -> Path
     return dst
 
 
+def undo(src, dst) -> float:
+    """The file src was calibrated from (its recorded factor divided out, the record before
+    it restored): the parent a later calibration or comparison starts from, without
+    keeping two copies of the networks in the tree. Returns the factor removed."""
+    blob = _load_blob(src)
+    raw = blob.get("meta", {}).get("summary")
+    summary = json.loads(raw) if isinstance(raw, str) else dict(raw or {})
+    rec = summary.get("scale_calibration")
+    if not rec:
+        raise ValueError(f"{src} holds no scale calibration to undo")
+    factor = float(rec["factor"])
+    write_scaled(src, dst, 1.0 / factor)
+    prev = rec.get("previous")
+    if prev:
+        summary["scale_calibration"] = prev
+    else:
+        summary.pop("scale_calibration")
+    out = _load_blob(dst)
+    out["meta"] = dict(out.get("meta", {}), summary=json.dumps(summary))
+    save_atomically(out, dst)
+    Path(dst).with_suffix(".json").write_text(json.dumps(summary, indent=1))
+    return factor
+
+
 def _score(rows: List[dict]) -> dict:
     syn = [r for r in rows if r["source"].startswith("synthetic:") and "mean" not in r["source"]]
 
