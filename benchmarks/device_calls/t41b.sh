@@ -1,6 +1,8 @@
 # The recipe's new calibrate stage (gs4 train calibrate: one factor on the predicted
 # scales, chosen on validation rooms 960-967 by the `+pruning` path) on the GPU, for the
-# shipped file and the fresh recipe file (fresh39/refiner), then both calibrated files
+# shipped file's parent (the shipped file was calibrated on the CPU in the forty-first
+# session; --undo gives back its parent) and the fresh recipe file (fresh39/refiner),
+# then both calibrated files
 # by the head (`+pruning`) and after the default end pass (`+segmenter+head`) over the
 # held-out rooms 900-919, beside the same command's H100 records of the uncalibrated
 # files (fresh39/gpu_*_900-919.json.gz, gpu_*_seg.json.gz). Question: does the fresh
@@ -16,7 +18,10 @@ cal() {   # weights, out folder
   python3 -m gs4_ros.cli train calibrate --weights $1 --out $2/gs4_nets.pt --device cuda --seeds 960-967 \
     --factors 1,0.94,0.88,0.82 --frames 40 --workdir /tmp/cal_$(basename $2) > $2/calibrate.log 2>&1
 }
-cal gs4_ros/weights/gs4_nets.pt $OUT/ship_cal &
+# The shipped file's parent: the shipped file without its own calibration (calibrate --undo).
+python3 -m gs4_ros.cli train calibrate --undo --weights gs4_ros/weights/gs4_nets.pt --out /tmp/parent.pt \
+  || cp gs4_ros/weights/gs4_nets.pt /tmp/parent.pt
+cal /tmp/parent.pt $OUT/ship_cal &
 cal $F $OUT/fresh_cal &
 wait
 tail -n 8 $OUT/ship_cal/calibrate.log $OUT/fresh_cal/calibrate.log
