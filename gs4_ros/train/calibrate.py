@@ -78,7 +78,7 @@ def write_scaled(src, dst, factor: float, record: Optional[dict] = None) -> Path
     dst = Path(dst)
     save_atomically(blob, dst)
     if record is not None:
-        dst.with_suffix(".json").write_text(json.dumps(summary, indent=1))
+        dst.with_suffix(".json").write_text(json.dumps(summary, indent=2))
     return dst
 
 
@@ -102,7 +102,7 @@ def undo(src, dst) -> float:
     out = _load_blob(dst)
     out["meta"] = dict(out.get("meta", {}), summary=json.dumps(summary))
     save_atomically(out, dst)
-    Path(dst).with_suffix(".json").write_text(json.dumps(summary, indent=1))
+    Path(dst).with_suffix(".json").write_text(json.dumps(summary, indent=2))
     return factor
 
 
