@@ -2,6 +2,7 @@
 predictor reproducing the v0 geometric initialiser, the refiner leaving positions alone and
 respecting freezing and pruning, weights round trips, and the pipeline with
 `initializer: network`."""
+import json
 import logging
 
 import numpy as np
@@ -410,6 +411,10 @@ def test_shipped_weights_load_and_predict_on_the_cpu():
     assert (members > 0) == ("- Semantic head: the mean log-probability of" in card)
     if members:
         assert f"of {members + 1} heads on one backbone" in card
+    # A calibrated file's card gives its factor (gs4 train calibrate writes both).
+    cal = json.loads(info["meta"].get("summary") or "{}").get("scale_calibration")
+    if cal:
+        assert f"every predicted Gaussian scale x{cal['factor']:g}" in card
     seq = SyntheticSequence(seed=4, n_frames=2, width=96, height=72)
     f = seq[0]
     with torch.no_grad():
