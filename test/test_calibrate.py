@@ -127,3 +127,16 @@ def test_undo_gives_back_the_parent(tmp_path):
     assert main(["train", "calibrate", "--undo", "--weights", str(c), "--out", str(tmp_path / "d.pt")]) == 0
     assert json.loads((tmp_path / "d.json").read_text()) == {"chunks": []}
     assert main(["train", "calibrate", "--undo", "--weights", str(tmp_path / "d.pt"), "--out", str(a)]) == 2
+
+
+def test_rows_of_a_replaced_file_are_not_reused(tmp_path):
+    """The cache is keyed by the file's bytes: another file at the same path maps again."""
+    w, work = tmp_path / "w.pt", tmp_path / "work"
+    write_scaled(DEFAULT_WEIGHTS, w, 1.0)
+    calibrate(w, tmp_path / "c.pt", [960], [1.0], frames=11, device="cpu", workdir=work, width=64, height=48,
+              score_only=True)
+    before = (work / "rows_1.0000.json").stat().st_mtime_ns
+    write_scaled(DEFAULT_WEIGHTS, w, 0.7)
+    calibrate(w, tmp_path / "c.pt", [960], [1.0], frames=11, device="cpu", workdir=work, width=64, height=48,
+              score_only=True)
+    assert (work / "rows_1.0000.json").stat().st_mtime_ns != before

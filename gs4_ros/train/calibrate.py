@@ -24,6 +24,7 @@ format and loads anywhere the old one did.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -114,9 +115,11 @@ def _score(rows: List[dict]) -> dict:
         return float(np.mean(v)) if v else float("nan")
 
     return {"rooms": len(syn), "heldout_psnr": mean("heldout_psnr"), "heldout_depth_l1_cm": mean("heldout_depth_l1_cm"),
-            "miou": mean("miou"), "num_gaussians": mean("num_gaussians"), "ate_rmse_cm": mean("ate_rmse_cm"),
-            "per_room": {r["source"]: {k: r.get(k) for k in ("heldout_psnr", "heldout_depth_l1_cm", "miou")}
-                         for r in syn}}
+            "miou": mean("miou"), "num_gaussians": mean("num_gaussians"), "ate_rmse_cm": mean("ate_rmse_cm")}
+
+
+def _grid(scores: Dict[float, dict]) -> dict:
+    return {f"{f:g}": s for f, s in scores.items()}
 
 
 def choose(scores: Dict[float, dict]) -> float:
@@ -150,9 +153,11 @@ def calibrate(weights, out, seeds: List[int], factors=DEFAULT_FACTORS, frames: i
     work = Path(workdir or Path(out).parent / "calibration")
     work.mkdir(parents=True, exist_ok=True)
     scores, t0 = {}, time.time()
+    digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
     for f in factors:
         rows_path = work / f"rows_{f:.4f}.json"
-        key = {"weights": str(weights), "seeds": list(seeds), "frames": frames, "width": width, "height": height}
+        # The file's bytes, not its path: a path whose file was replaced must not reuse rows.
+        key = {"weights_sha256": digest, "seeds": list(seeds), "frames": frames, "width": width, "height": height}
         if rows_path.is_file():
             cached = json.loads(rows_path.read_text())
             if cached.get("key") == key:
@@ -167,12 +172,11 @@ def calibrate(weights, out, seeds: List[int], factors=DEFAULT_FACTORS, frames: i
         log.info("scale x%.3f: held-out PSNR %.3f dB, depth L1 %.3f cm over %d rooms", f,
                  scores[f]["heldout_psnr"], scores[f]["heldout_depth_l1_cm"], scores[f]["rooms"])
     if score_only:
-        return {"factor": None, "grid": {f"{f:g}": {k: v for k, v in s.items() if k != "per_room"}
-                                         for f, s in scores.items()}, "seeds": list(seeds)}
+        return {"factor": None, "grid": _grid(scores), "seeds": list(seeds)}
     best = choose(scores)
     record = {"factor": best, "command": command, "variant": VARIANT, "seeds": list(seeds), "frames": frames,
-              "rule": "best held-out PSNR (within 0.005 dB: lower held-out depth L1)",
-              "grid": {f"{f:g}": {k: v for k, v in s.items() if k != "per_room"} for f, s in scores.items()},
+              "rule": f"best held-out PSNR (within {PSNR_TIE:g} dB: lower held-out depth L1)",
+              "grid": _grid(scores),
               "device": str(device), "seconds": round(time.time() - t0, 1)}
     write_scaled(weights, out, best, record)
     return record
