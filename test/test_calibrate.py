@@ -140,3 +140,25 @@ def test_rows_of_a_replaced_file_are_not_reused(tmp_path):
     calibrate(w, tmp_path / "c.pt", [960], [1.0], frames=11, device="cpu", workdir=work, width=64, height=48,
               score_only=True)
     assert (work / "rows_1.0000.json").stat().st_mtime_ns != before
+
+
+def test_the_grid_goes_on_past_its_edge_while_the_best_sits_there():
+    from gs4_ros.train.calibrate import extend_grid
+
+    def s(f):   # held-out PSNR peaks at x0.7, depth falls with the width
+        return {"heldout_psnr": 27.0 - 10 * (f - 0.7) ** 2, "heldout_depth_l1_cm": 2.0 * f}
+
+    asked = []
+
+    def score(f):
+        asked.append(f)
+        return s(f)
+
+    scores = {f: s(f) for f in (1.0, 0.94, 0.88, 0.82)}
+    assert extend_grid(scores, score, extend=3) == 0.712 and asked == [0.7641, 0.712, 0.6635]
+    asked.clear()
+    scores = {f: s(f) for f in (1.0, 0.94, 0.88, 0.82)}
+    assert extend_grid(scores, score, extend=1) == 0.7641 and asked == [0.7641]   # capped
+    asked.clear()
+    inner = {f: {"heldout_psnr": -abs(f - 0.94), "heldout_depth_l1_cm": f} for f in (1.0, 0.94, 0.88)}
+    assert extend_grid(inner, score) == 0.94 and asked == []                        # best inside: no more

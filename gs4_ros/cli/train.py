@@ -117,6 +117,8 @@ def register(sub):
     c.add_argument("--out", required=True, help="calibrated networks file to write (its .json beside it)")
     c.add_argument("--seeds", default="960-967", help="validation rooms (960-999), e.g. 960-967")
     c.add_argument("--factors", default="1,0.94,0.88,0.82", help="scale factors to try (1 is always tried)")
+    c.add_argument("--extend", type=int, default=3,
+                   help="factors tried past the grid's small edge while the best sits on it")
     c.add_argument("--frames", type=int, default=40)
     c.add_argument("--width", type=int, default=640)
     c.add_argument("--height", type=int, default=480)
@@ -324,7 +326,7 @@ def cmd_calibrate(args) -> int:
     factors = [float(f) for f in args.factors.split(",") if f.strip()]
     rec = calibrate(args.weights, args.out, seed_list(args.seeds), factors, args.frames, args.device,
                     args.workdir or None, args.width, args.height, command=_command_line(args),
-                    score_only=args.score_only)
+                    score_only=args.score_only, extend=args.extend)
     print("| scale factor | held-out PSNR dB | held-out depth L1 cm | map mIoU % | #G | ATE cm |")
     print("|---|---|---|---|---|---|")
     for f, s in rec["grid"].items():

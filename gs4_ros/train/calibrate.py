@@ -30,7 +30,7 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -135,14 +135,32 @@ def choose(scores: Dict[float, dict]) -> float:
     return min(near, key=lambda f: (scores[f]["heldout_depth_l1_cm"], abs(math.log(f))))
 
 
+def extend_grid(scores: Dict[float, dict], score: Callable[[float], dict], extend: int = 3) -> float:
+    """choose() over the grid, which goes on past its small edge by its last ratio while the
+    best sits on that edge (the optimum may lie beyond: the fresh recipe file's PSNR still
+    rose at x0.82, the first grid's edge, forty-first session), at most `extend` more
+    factors. Adds them to scores; returns the choice."""
+    best = choose(scores)
+    grid = sorted(scores, reverse=True)
+    ratio = grid[-1] / grid[-2] if len(grid) > 1 else 0.94
+    for _ in range(extend):
+        if best != min(scores):
+            break
+        f = round(min(scores) * ratio, 4)
+        scores[f] = score(f)
+        best = choose(scores)
+    return best
+
+
 def calibrate(weights, out, seeds: List[int], factors=DEFAULT_FACTORS, frames: int = 40, device: str = "auto",
               workdir=None, width: int = 640, height: int = 480, command: str = "",
-              score_only: bool = False) -> dict:
+              score_only: bool = False, extend: int = 3) -> dict:
     """Score each factor on the validation rooms, write the chosen file to out. Each
     factor's rows are kept in workdir (default: out's folder) and reused, so a call cut
     short (a 10-minute GPU call) or several calls on disjoint factors continue;
     score_only scores just the factors given (no 1.0 added) and writes no file, for
-    such a share of the grid."""
+    such a share of the grid; extend: factors tried past the grid's small edge while the
+    best sits on it."""
     from .ablation import ablation
 
     other = sorted(set(seeds) - set(VALIDATION_SEEDS))
@@ -154,26 +172,30 @@ def calibrate(weights, out, seeds: List[int], factors=DEFAULT_FACTORS, frames: i
     work.mkdir(parents=True, exist_ok=True)
     scores, t0 = {}, time.time()
     digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
-    for f in factors:
+
+    def score(f: float) -> dict:
         rows_path = work / f"rows_{f:.4f}.json"
         # The file's bytes, not its path: a path whose file was replaced must not reuse rows.
         key = {"weights_sha256": digest, "seeds": list(seeds), "frames": frames, "width": width, "height": height}
         if rows_path.is_file():
             cached = json.loads(rows_path.read_text())
             if cached.get("key") == key:
-                scores[f] = _score(cached["rows"])
-                continue
+                return _score(cached["rows"])
         tmp = work / f"scaled_{f:.4f}.pt"
         write_scaled(weights, tmp, f)
         rows = ablation(str(tmp), list(seeds), frames, width, height, device, only=[VARIANT])
         tmp.unlink()
         rows_path.write_text(json.dumps({"key": key, "rows": rows}, default=str))
-        scores[f] = _score(rows)
+        out = _score(rows)
         log.info("scale x%.3f: held-out PSNR %.3f dB, depth L1 %.3f cm over %d rooms", f,
-                 scores[f]["heldout_psnr"], scores[f]["heldout_depth_l1_cm"], scores[f]["rooms"])
+                 out["heldout_psnr"], out["heldout_depth_l1_cm"], out["rooms"])
+        return out
+
+    for f in factors:
+        scores[f] = score(f)
     if score_only:
         return {"factor": None, "grid": _grid(scores), "seeds": list(seeds)}
-    best = choose(scores)
+    best = extend_grid(scores, score, extend)
     record = {"factor": best, "command": command, "variant": VARIANT, "seeds": list(seeds), "frames": frames,
               "rule": f"best held-out PSNR (within {PSNR_TIE:g} dB: lower held-out depth L1)",
               "grid": _grid(scores),
