@@ -1,5 +1,6 @@
-"""Shared test fixtures: the repository on sys.path (tests run from a plain clone) and a
-random, fully populated Gaussian map."""
+"""Shared test fixtures: the repository on sys.path (tests run from a plain clone), a
+random, fully populated Gaussian map, and scripts imported by path."""
+import importlib.util
 import os
 import sys
 
@@ -9,6 +10,19 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from gs4_ros.core.gaussian_map import GaussianMap  # noqa: E402
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_script(rel: str):
+    """A file of the repository that is a script, not a package module (benchmarks/*.py,
+    launch/*.py), imported by its path relative to the repository."""
+    path = os.path.join(REPO, rel)
+    spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(rel))[0].replace(".", "_"), path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def make_random_map(n=50, num_classes=20, feature_dim=8, seed=0) -> GaussianMap:

@@ -1,20 +1,13 @@
 """benchmarks/eval_compare.py: the paired room-by-room comparison the networks' records are
 read with, from plain and gzipped `gs4 train eval --json` files."""
 import gzip
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
+from conftest import load_script
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "eval_compare.py"
+eval_compare = load_script("benchmarks/eval_compare.py")
 
-
-def _module():
-    spec = importlib.util.spec_from_file_location("eval_compare", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _rows(mious, psnr, l1=None):
@@ -32,7 +25,7 @@ def test_gzipped_record_compares_room_by_room(tmp_path, capsys):
     new = tmp_path / "fresh.json"
     # Room 902 is missing from the new file: the rows are over the two rooms both hold.
     new.write_text(json.dumps(_rows([0.65, 0.60], 26.5, [2.5, 3.3])))
-    _module().main([f"shipped={ref}", f"fresh={new}"])
+    eval_compare.main([f"shipped={ref}", f"fresh={new}"])
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| +pruning")]
     assert len(lines) == 2
     shipped, fresh = (ln.split("|") for ln in lines)
@@ -51,7 +44,7 @@ def test_records_without_depth_still_compare(tmp_path, capsys):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     a.write_text(json.dumps(_rows([0.6, 0.7], 26.0)))
     b.write_text(json.dumps(_rows([0.6, 0.8], 26.0)))
-    _module().main([f"a={a}", f"b={b}"])
+    eval_compare.main([f"a={a}", f"b={b}"])
     fresh = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| +pruning | b")][0].split("|")
     assert fresh[8].strip() == "-" and fresh[12].strip() == "-"
     assert fresh[10].strip().startswith("+5.0")
@@ -61,7 +54,7 @@ def test_a_room_without_held_out_depth_is_left_out_of_the_depth_columns(tmp_path
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     a.write_text(json.dumps(_rows([0.6, 0.7], 26.0, [2.0, 3.0])))
     b.write_text(json.dumps(_rows([0.6, 0.7], 26.0, [2.5, float("nan")])))
-    _module().main([f"a={a}", f"b={b}"])
+    eval_compare.main([f"a={a}", f"b={b}"])
     fresh = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| +pruning | b")][0].split("|")
     assert fresh[8].strip() == "2.50"
     assert fresh[12].strip() == "+0.50 (± nan), 0 / 1"
@@ -69,4 +62,4 @@ def test_a_room_without_held_out_depth_is_left_out_of_the_depth_columns(tmp_path
 
 def test_a_spec_without_a_name_is_refused(tmp_path):
     with pytest.raises(SystemExit):
-        _module().load(str(tmp_path / "a.json"))
+        eval_compare.load(str(tmp_path / "a.json"))

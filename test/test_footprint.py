@@ -1,18 +1,11 @@
 """benchmarks/footprint.py: the predicted Gaussians' size per networks file."""
-import importlib.util
-from pathlib import Path
-
+from conftest import load_script
 from gs4_ros.core.nets.weights import DEFAULT_WEIGHTS
 from gs4_ros.train.calibrate import write_scaled
 from gs4_ros.train.data import synthetic_sequences
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "footprint.py"
-
-
 def test_a_file_scaled_by_half_has_half_the_footprint(tmp_path):
-    spec = importlib.util.spec_from_file_location("footprint", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("benchmarks/footprint.py")
     seqs = synthetic_sequences([961], 2, 5, 128, 96, "cpu", workers=0, targets=False)
     half = write_scaled(DEFAULT_WEIGHTS, tmp_path / "h.pt", 0.5)
     a, b = mod.footprint(DEFAULT_WEIGHTS, seqs), mod.footprint(half, seqs)

@@ -1,6 +1,5 @@
 """benchmarks/pin_steps.py: a recipe copy whose network stages run the step counts a
 finished run recorded, so a rerun trains exactly as much as the shipped file did."""
-import importlib.util
 import json
 import shlex
 from pathlib import Path
@@ -10,16 +9,11 @@ import yaml
 
 from gs4_ros.cli.main import build_parser
 from gs4_ros.train.recipe import DEFAULT_RECIPE, load_recipe, stage_argv
+from conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "pin_steps.py"
+pin_steps = load_script("benchmarks/pin_steps.py")
 
-
-def _module():
-    spec = importlib.util.spec_from_file_location("pin_steps", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _record(stages, counts):
@@ -39,7 +33,7 @@ def test_stages_get_the_recorded_counts(tmp_path):
     rec = tmp_path / "rec.json"
     rec.write_text(json.dumps(_record(stages, counts)))
     out = tmp_path / "pinned.yaml"
-    _module().main([str(DEFAULT_RECIPE), str(rec), str(out)])
+    pin_steps.main([str(DEFAULT_RECIPE), str(rec), str(out)])
     pinned = {s.name: s for s in load_recipe(out)}
     parser = build_parser()
     got = []
@@ -57,15 +51,15 @@ def test_a_record_of_other_options_is_refused(tmp_path):
     rec = _record(stages, [(1, 0, 1)] * 6)
     rec["chunks"][2]["command"] = rec["chunks"][2]["command"].replace("--step 5", "--step 7")
     with pytest.raises(ValueError, match="blend.*--step"):
-        _module().pin(load_recipe(DEFAULT_RECIPE), rec)
+        pin_steps.pin(load_recipe(DEFAULT_RECIPE), rec)
     with pytest.raises(ValueError, match="6 fit stages but 5 chunks"):
-        _module().pin(load_recipe(DEFAULT_RECIPE), {"chunks": rec["chunks"][:5]})
+        pin_steps.pin(load_recipe(DEFAULT_RECIPE), {"chunks": rec["chunks"][:5]})
 
 
 def test_committed_pinned_recipe_is_what_the_script_writes(tmp_path):
     """pinned41.yaml (t41a.sh's recipe) is the shipped record's counts on today's recipe:
     a change to either shows here, not as a run folder that refuses to continue."""
     out = tmp_path / "p.yaml"
-    _module().main([str(DEFAULT_RECIPE), str(ROOT / "gs4_ros/weights/gs4_nets.json"), str(out)])
+    pin_steps.main([str(DEFAULT_RECIPE), str(ROOT / "gs4_ros/weights/gs4_nets.json"), str(out)])
     committed = yaml.safe_load((ROOT / "benchmarks/device_calls/pinned41.yaml").read_text())
     assert yaml.safe_load(out.read_text()) == committed

@@ -1,22 +1,15 @@
 """benchmarks/refiner_swap.py: the diagnostic file that puts one run's refinement side on
 another run's predictor (which stage carries a difference between two training runs)."""
-import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
 
 from gs4_ros.core.nets import GaussianPredictor, GaussianRefiner, load_networks, save_networks
+from conftest import load_script
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "refiner_swap.py"
+refiner_swap = load_script("benchmarks/refiner_swap.py")
 CLASSES = [f"c{i}" for i in range(20)]
 
-
-def _module():
-    spec = importlib.util.spec_from_file_location("refiner_swap", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _file(path, seed, width=32):
@@ -29,7 +22,7 @@ def _file(path, seed, width=32):
 def test_predictor_from_one_file_refiner_side_from_the_other(tmp_path):
     pa, _ = _file(tmp_path / "a.pt", 1)
     pb, rb = _file(tmp_path / "b.pt", 2)
-    n = _module().swap(str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), str(tmp_path / "mix.pt"))
+    n = refiner_swap.swap(str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), str(tmp_path / "mix.pt"))
     pm, rm, _ = load_networks(tmp_path / "mix.pt")
     assert n == sum(1 for k in pa.state_dict() if k.startswith("feat_head."))
     sa, sb, sm = pa.state_dict(), pb.state_dict(), pm.state_dict()
@@ -46,5 +39,5 @@ def test_files_of_different_architectures_are_refused(tmp_path):
     _file(tmp_path / "a.pt", 1, width=32)
     _file(tmp_path / "b.pt", 2, width=16)
     with pytest.raises(SystemExit):
-        _module().swap(str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), str(tmp_path / "mix.pt"))
+        refiner_swap.swap(str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), str(tmp_path / "mix.pt"))
     assert not (tmp_path / "mix.pt").exists()

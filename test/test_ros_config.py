@@ -4,7 +4,6 @@ The parameter files are loaded into a real in-process gs4_node (rclpy), so a mis
 key, a wrong type (1 where a double is declared) or an unknown pipeline key fails here
 rather than on a robot.
 """
-import importlib.util
 import os
 import py_compile
 import sys
@@ -20,17 +19,12 @@ rclpy = pytest.importorskip("rclpy")
 
 from gs4_ros.core.config import load_config  # noqa: E402
 from gs4_ros.ros.params import NODE_PARAMS, declared_names, markdown_table  # noqa: E402
+from conftest import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "config").glob("*.yaml"))
 LAUNCH = REPO / "launch" / "gs4.launch.py"
 
-
-def load_launch_module():
-    spec = importlib.util.spec_from_file_location("gs4_launch", LAUNCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def flat(d, prefix=""):
@@ -139,7 +133,7 @@ def test_integers_are_accepted_for_float_settings():
 
 def test_launch_file_compiles_and_resolves_arguments():
     py_compile.compile(str(LAUNCH), doraise=True)
-    mod = load_launch_module()
+    mod = load_script(str(LAUNCH.relative_to(REPO)))
     r = mod.resolve({}, "/share")
     assert r["config"] == "/share/config/gs4.yaml" and r["use_sim_time"] is False
     assert ("color/image_raw", "/camera/color/image_raw") in r["remappings"]
@@ -173,7 +167,7 @@ def test_launch_description_builds_when_launch_is_installed():
         import launch_ros  # noqa: F401
     except ImportError:
         pytest.skip("launch / launch_ros are not installed (not on PyPI)")
-    ld = load_launch_module().generate_launch_description()
+    ld = load_script(str(LAUNCH.relative_to(REPO))).generate_launch_description()
     names = {a.name for a in ld.entities if hasattr(a, "name") and hasattr(a, "default_value")}
     assert {"config", "use_sim_time", "rviz", "bag", "color_topic", "depth_topic",
             "camera_info_topic"} <= names
