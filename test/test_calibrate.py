@@ -80,6 +80,8 @@ def test_cli_writes_one_given_factor(tmp_path):
     assert main(["train", "calibrate", "--factor", "0.9", "--out", str(out)]) == 0
     rec = json.loads(out.with_suffix(".json").read_text())["scale_calibration"]
     assert rec["factor"] == 0.9 and "--factor 0.9" in rec["command"]
+    # As `fit` does, the command leaves a model card beside the file it writes.
+    assert "every predicted Gaussian scale x0.9 " in (tmp_path / "MODEL_CARD.md").read_text()
     a, b = (torch.load(p, weights_only=True)["predictor"]["gauss_head.2.bias"] for p in (DEFAULT_WEIGHTS, out))
     torch.testing.assert_close(b[6:9] - a[6:9], torch.full((3,), math.log(0.9)))
     assert torch.equal(a[:6], b[:6]) and torch.equal(a[9:], b[9:])

@@ -321,6 +321,7 @@ def cmd_calibrate(args) -> int:
 
         write_scaled(args.weights, args.out, args.factor, {"factor": args.factor, "command": _command_line(args),
                                                            "rule": "given on the command line"})
+        _card_beside(args.out)
         print(f"wrote {args.out} (scales x{args.factor:g} of {args.weights})")
         return 0
     factors = [float(f) for f in args.factors.split(",") if f.strip()]
@@ -334,8 +335,23 @@ def cmd_calibrate(args) -> int:
         print(f"| {f}{mark} | {s['heldout_psnr']:.3f} | {s['heldout_depth_l1_cm']:.3f} | {100 * s['miou']:.1f} | "
               f"{s['num_gaussians']:.0f} | {s['ate_rmse_cm']:.2f} |")
     if rec["factor"] is not None:
+        _card_beside(args.out)
         print(f"wrote {args.out} (scales x{rec['factor']:g}, {len(rec['seeds'])} validation rooms)")
     return 0
+
+
+def _card_beside(weights):
+    """A model card beside a calibrated file, as `fit` writes one beside its weights (the
+    training record and the factor; the evaluation section empty until `gs4 train eval
+    --card` fills it), for a file whose record holds its training chunks."""
+    import json
+    from pathlib import Path
+
+    from ..train.card import write_card
+
+    summary = json.loads(Path(weights).with_suffix(".json").read_text())
+    if summary.get("chunks"):
+        write_card(Path(weights).parent / "MODEL_CARD.md", summary, weights)
 
 
 def cmd_eval(args) -> int:
