@@ -18,22 +18,19 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gs4_ros.core.nets.weights import FORMAT, load_networks, save_atomically  # noqa: E402
+from gs4_ros.core.nets.weights import load_blob, load_networks, save_atomically  # noqa: E402
 
 REFINER_SIDE = ("feat_head.",)      # predictor parameters the refiner stage trains
 
 
 def swap(predictor_file: str, refiner_file: str, out: str) -> int:
     """Write the mixed file; returns how many predictor tensors came from refiner_file."""
-    a = torch.load(predictor_file, map_location="cpu", weights_only=True)
-    b = torch.load(refiner_file, map_location="cpu", weights_only=True)
-    for name, blob in ((predictor_file, a), (refiner_file, b)):
-        if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-            raise SystemExit(f"{name} is not a gs4 networks file")
+    try:
+        a, b = load_blob(predictor_file), load_blob(refiner_file)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     if a["predictor_arch"] != b["predictor_arch"] or a["refiner_arch"] != b["refiner_arch"]:
         raise SystemExit("the two files' architectures differ: their parts do not fit together")
     pred = dict(a["predictor"])

@@ -33,10 +33,9 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
-import torch
 
 from ..core.nets.predictor import N_GAUSS_OUT
-from ..core.nets.weights import FORMAT, save_atomically
+from ..core.nets.weights import load_blob, save_atomically
 
 log = logging.getLogger(__name__)
 
@@ -49,38 +48,47 @@ VARIANT = "+pruning"            # the networks' whole path: prediction, refiner,
 
 
 def _load_blob(path) -> dict:
-    blob = torch.load(Path(path), map_location="cpu", weights_only=True)
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a gs4 networks file (format {FORMAT})")
+    blob = load_blob(path)
     bias = blob["predictor"].get(HEAD_BIAS)
     if bias is None or tuple(bias.shape) != (N_GAUSS_OUT,):
         raise ValueError(f"{path}: no Gaussian head bias {HEAD_BIAS} of {N_GAUSS_OUT} outputs")
     return blob
 
 
-def write_scaled(src, dst, factor: float, record: Optional[dict] = None) -> Path:
-    """A copy of the networks file src whose predicted scales are `factor` times src's.
-    The record (how the factor was chosen) goes into the file's summary and its .json."""
+def _summary(blob: dict) -> dict:
+    """The file's training summary (fit.py stores it as a JSON string in meta)."""
+    raw = blob.get("meta", {}).get("summary")
+    return json.loads(raw) if isinstance(raw, str) else dict(raw or {})
+
+
+def _save(blob: dict, factor: float, dst, summary: Optional[dict]) -> Path:
+    """blob with its scales times factor to dst; a given summary replaces the file's and
+    is written beside it as the .json."""
     if not factor > 0:
         raise ValueError(f"scale factor must be positive, got {factor}")
-    blob = _load_blob(src)
     b = blob["predictor"][HEAD_BIAS].clone()
     b[SCALE_OUTPUTS] += math.log(factor)
     blob["predictor"][HEAD_BIAS] = b
-    meta = dict(blob.get("meta", {}))
-    raw = meta.get("summary")   # the training summary, a JSON string (fit.py)
-    summary = json.loads(raw) if isinstance(raw, str) else dict(raw or {})
+    if summary is not None:
+        blob["meta"] = dict(blob.get("meta", {}), summary=json.dumps(summary))
+    dst = Path(dst)
+    save_atomically(blob, dst)
+    if summary is not None:
+        dst.with_suffix(".json").write_text(json.dumps(summary, indent=2))
+    return dst
+
+
+def write_scaled(src, dst, factor: float, record: Optional[dict] = None) -> Path:
+    """A copy of the networks file src whose predicted scales are `factor` times src's.
+    The record (how the factor was chosen) goes into the file's summary and its .json."""
+    blob = _load_blob(src)
+    summary = None
     if record is not None:
+        summary = _summary(blob)
         prev = summary.get("scale_calibration")
         # A file calibrated twice carries the product; each record says its own factor.
         summary["scale_calibration"] = dict(record, previous=prev) if prev else dict(record)
-        meta["summary"] = json.dumps(summary)
-    blob["meta"] = meta
-    dst = Path(dst)
-    save_atomically(blob, dst)
-    if record is not None:
-        dst.with_suffix(".json").write_text(json.dumps(summary, indent=2))
-    return dst
+    return _save(blob, factor, dst, summary)
 
 
 def undo(src, dst) -> float:
@@ -88,22 +96,14 @@ def undo(src, dst) -> float:
     it restored): the parent a later calibration or comparison starts from, without
     keeping two copies of the networks in the tree. Returns the factor removed."""
     blob = _load_blob(src)
-    raw = blob.get("meta", {}).get("summary")
-    summary = json.loads(raw) if isinstance(raw, str) else dict(raw or {})
-    rec = summary.get("scale_calibration")
+    summary = _summary(blob)
+    rec = summary.pop("scale_calibration", None)
     if not rec:
         raise ValueError(f"{src} holds no scale calibration to undo")
+    if rec.get("previous"):
+        summary["scale_calibration"] = rec["previous"]
     factor = float(rec["factor"])
-    write_scaled(src, dst, 1.0 / factor)
-    prev = rec.get("previous")
-    if prev:
-        summary["scale_calibration"] = prev
-    else:
-        summary.pop("scale_calibration")
-    out = _load_blob(dst)
-    out["meta"] = dict(out.get("meta", {}), summary=json.dumps(summary))
-    save_atomically(out, dst)
-    Path(dst).with_suffix(".json").write_text(json.dumps(summary, indent=2))
+    _save(blob, 1.0 / factor, dst, summary)
     return factor
 
 
@@ -171,12 +171,12 @@ def calibrate(weights, out, seeds: List[int], factors=DEFAULT_FACTORS, frames: i
     work = Path(workdir or Path(out).parent / "calibration")
     work.mkdir(parents=True, exist_ok=True)
     scores, t0 = {}, time.time()
-    digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
+    # The file's bytes, not its path: a path whose file was replaced must not reuse rows.
+    key = {"weights_sha256": hashlib.sha256(Path(weights).read_bytes()).hexdigest(), "seeds": list(seeds),
+           "frames": frames, "width": width, "height": height}
 
     def score(f: float) -> dict:
         rows_path = work / f"rows_{f:.4f}.json"
-        # The file's bytes, not its path: a path whose file was replaced must not reuse rows.
-        key = {"weights_sha256": digest, "seeds": list(seeds), "frames": frames, "width": width, "height": height}
         if rows_path.is_file():
             cached = json.loads(rows_path.read_text())
             if cached.get("key") == key:

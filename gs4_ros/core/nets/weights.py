@@ -37,11 +37,18 @@ def save_atomically(blob: dict, path):
     tmp.replace(path)
 
 
-def load_networks(path, device="cpu") -> Tuple[GaussianPredictor, GaussianRefiner, dict]:
-    """(predictor, refiner, info) in eval mode on device; info has class_names and meta."""
+def load_blob(path) -> dict:
+    """The file's raw dict (state dicts, architecture, meta), for tools that edit a networks
+    file without building the networks (train/calibrate, benchmarks/refiner_swap)."""
     blob = torch.load(Path(path), map_location="cpu", weights_only=True)
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ValueError(f"{path} is not a gs4 networks file (format {FORMAT})")
+    return blob
+
+
+def load_networks(path, device="cpu") -> Tuple[GaussianPredictor, GaussianRefiner, dict]:
+    """(predictor, refiner, info) in eval mode on device; info has class_names and meta."""
+    blob = load_blob(path)
     pred = GaussianPredictor(**blob["predictor_arch"])
     pred.load_state_dict(blob["predictor"])
     ref = GaussianRefiner(**blob["refiner_arch"])
