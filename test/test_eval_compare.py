@@ -9,7 +9,6 @@ from conftest import load_script
 eval_compare = load_script("benchmarks/eval_compare.py")
 
 
-
 def _rows(mious, psnr, l1=None):
     rows = [{"source": f"synthetic:{900 + i}", "variant": "+pruning", "miou": m, "heldout_psnr": psnr,
              "num_gaussians": 5000, **({"heldout_depth_l1_cm": l1[i]} if l1 else {})}

@@ -15,7 +15,6 @@ ROOT = Path(__file__).resolve().parents[1]
 pin_steps = load_script("benchmarks/pin_steps.py")
 
 
-
 def _record(stages, counts):
     """A weights record as `gs4 train fit` writes it: one chunk per fit stage, its command
     with the machine's own paths (which must not matter)."""

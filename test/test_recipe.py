@@ -10,9 +10,9 @@ import torch
 import yaml
 
 from gs4_ros.cli.main import build_parser, main
-from gs4_ros.io.synthetic.seeds import seed_list
 from gs4_ros.core.nets import load_networks
 from gs4_ros.core.nets.segmenter import load_segmenter
+from gs4_ros.io.synthetic.seeds import seed_list
 from gs4_ros.train.recipe import DEFAULT_RECIPE, MARGIN_MIN, STATE, Stage, load_recipe, run_recipe, stage_argv
 
 TINY_FIT = ["--device", "{device}", "--refine-steps", "1", "--width", "64", "--height", "48", "--seeds", "2",

@@ -11,7 +11,6 @@ refiner_swap = load_script("benchmarks/refiner_swap.py")
 CLASSES = [f"c{i}" for i in range(20)]
 
 
-
 def _file(path, seed, width=32):
     torch.manual_seed(seed)
     p, r = GaussianPredictor(width=width, feature_dim=8), GaussianRefiner(feature_dim=8, hidden=32)

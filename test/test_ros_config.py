@@ -26,7 +26,6 @@ CONFIGS = sorted((REPO / "config").glob("*.yaml"))
 LAUNCH = REPO / "launch" / "gs4.launch.py"
 
 
-
 def flat(d, prefix=""):
     out = {}
     for k, v in d.items():
