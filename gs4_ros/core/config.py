@@ -84,6 +84,12 @@ class TrackingConfig:
     # frame.meta["odom_camera_pose"], set by the node from its odom_prior topic) when this
     # frame and the previous one both carry it; the motion model otherwise.
     use_motion_prior: bool = True
+    # Weight of a prior that holds the pose at the prediction, relative to the data's own
+    # information (each of the translation and rotation blocks' mean diagonal): directions
+    # the view does not constrain (a plane of stripes says nothing about motion along
+    # them) then keep the motion model's step instead of drifting, while constrained ones
+    # move as before (a damped, degeneracy-aware Gauss-Newton step). 0 = off.
+    prediction_prior: float = 0.0
     # On CUDA, solve each Gauss-Newton step on the GPU (fixed iteration counts, one graph
     # per level, one host round trip per frame) instead of on the host (early stopping).
     device_solver: bool = True

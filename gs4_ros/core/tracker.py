@@ -141,6 +141,22 @@ def solve_spd6(A: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return M[:, n]
 
 
+def add_prediction_prior(H: torch.Tensor, g: torch.Tensor, T: torch.Tensor, weight: float):
+    """(H, g) of the Gauss-Newton system plus a prior holding T (reference-from-current,
+    identity at the prediction) in place: 0.5 (xi + dx)^T L (xi + dx), xi the small-angle
+    twist of T (translation, then rotation, as dx), L diagonal at `weight` times the mean
+    diagonal of H's translation and rotation blocks. Scaled to the data so it only decides
+    directions whose information is a small fraction of the rest: the degenerate ones.
+    Closed form with no host sync, so the device step keeps it inside its CUDA graph."""
+    if weight <= 0:
+        return H, g
+    d = H.diagonal()
+    lam = torch.cat([d[:3].mean().expand(3), d[3:].mean().expand(3)]) * weight
+    w = torch.stack([T[2, 1] - T[1, 2], T[0, 2] - T[2, 0], T[1, 0] - T[0, 1]]) * 0.5
+    xi = torch.cat([T[:3, 3], w]).to(H.dtype)
+    return H + torch.diag(lam), g + lam * xi
+
+
 class _LevelProblem:
     """Static buffers and the normal-equation computation of one pyramid level."""
 
@@ -279,7 +295,8 @@ class _LevelProblem:
         o = self.out.double()
         Hd = o[:36].reshape(6, 6)
         Hd = Hd + torch.eye(6, dtype=Hd.dtype, device=Hd.device) * (1e-9 * Hd.diagonal().sum().clamp(min=1e-12))
-        dx = -solve_spd6(Hd, o[36:42])
+        Hd, gd = add_prediction_prior(Hd, o[36:42], self.T64, self.cfg.prediction_prior)
+        dx = -solve_spd6(Hd, gd)
         good = (o[42] >= self.min_inliers) & torch.isfinite(dx).all()
         dx = torch.where(good, dx, torch.zeros_like(dx))
         self.T64.copy_(se3.se3_exp(dx) @ self.T64)
@@ -487,6 +504,9 @@ class RGBDTracker:
                     break
                 Hd, gd = out[:36].reshape(6, 6), out[36:42]
                 Hd = Hd + np.eye(6) * 1e-9 * max(np.trace(Hd), 1e-12)
+                if c.prediction_prior > 0:
+                    Ht, gt = add_prediction_prior(torch.from_numpy(Hd), torch.from_numpy(gd), T, c.prediction_prior)
+                    Hd, gd = Ht.numpy(), gt.numpy()
                 try:
                     dx = -np.linalg.solve(Hd, gd)
                 except np.linalg.LinAlgError:
