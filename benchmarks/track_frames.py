@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     dev = str(pipe.device)
     print(f"data: {args.dataset}{' ' + args.frames if args.frames else ''}, {args.width}x{args.height}; "
           f"initializer {cfg.initializer}; device {dev} ({platform.processor() or platform.machine()})")
-    print(" frame  err cm  kf  Gaussians  inliers  rms depth cm  rms photo  iters  from prediction")
+    print(" frame  err cm  kf  Gaussians  inliers  rms depth cm  rms photo  iters  from prediction      weakest")
     errs = []
     for i in range(len(ds)):
         f = ds[i]
@@ -59,6 +59,7 @@ def main(argv=None) -> int:
         if "inlier_fraction" in h:
             line += (f"  {h['inlier_fraction']:7.2f}  {100 * h['rms_depth_m']:12.2f}  {h['rms_photo']:9.3f}"
                      f"  {h['iterations']:5d}  {100 * h['step_m']:5.1f} cm {math.degrees(h['step_rad']):5.2f} deg"
+                     f"  {h['weakest_constraint']:7.4f}"
                      f"{'' if r.ok else '  LOST'}")
         print(line, flush=True)
     e = np.array(errs) * 100

@@ -38,7 +38,7 @@ from .map_compaction import compact
 from .host_threads import limit_host_blas
 from .initializer import block_gaussians, labels_to_logits, to_world
 from .render import blend_surface_colour, make_rasterizer, render_views
-from .tracker import RGBDTracker, TrackResult
+from .tracker import RGBDTracker, TrackResult, weakest_constraint
 from .backend import Backend, JointOptimizer, JointResult, JointView
 from .open_vocab import QueryResult, VocabBank, assign_bank_ids, load_encoder, query_map
 
@@ -334,7 +334,8 @@ class SLAMPipeline:
             health = {"inlier_fraction": track.inlier_fraction, "rms_depth_m": track.rms_depth,
                       "rms_photo": track.rms_photo, "iterations": track.iterations,
                       "step_m": track.delta_from_prediction[0],
-                      "step_rad": track.delta_from_prediction[1]}
+                      "step_rad": track.delta_from_prediction[1],
+                      "weakest_constraint": weakest_constraint(track.information)}
         if self.backend is not None:
             health["loop_closures"] = self.backend.stats.loop_closures
         res = FrameResult(frame.index, frame.timestamp, pose_np, track is None or track.ok, is_kf,

@@ -157,6 +157,19 @@ def add_prediction_prior(H: torch.Tensor, g: torch.Tensor, T: torch.Tensor, weig
     return H + torch.diag(lam), g + lam * xi
 
 
+def weakest_constraint(info: np.ndarray) -> float:
+    """Smallest eigenvalue of the Gauss-Newton information with its translation and
+    rotation blocks each scaled to a mean diagonal of 1 (eigenvalues average 1): near 0 the
+    view leaves a direction of motion open (a plain wall, a corridor), whatever the image
+    size or units. NaN for an empty or non-finite system."""
+    d = np.diag(info)
+    m = np.concatenate([np.full(3, d[:3].mean()), np.full(3, d[3:].mean())])
+    if not np.isfinite(info).all() or (m <= 0).any():
+        return float("nan")
+    s = 1.0 / np.sqrt(m)
+    return float(np.linalg.eigvalsh(info * s[:, None] * s[None, :])[0])
+
+
 class _LevelProblem:
     """Static buffers and the normal-equation computation of one pyramid level."""
 
