@@ -336,6 +336,9 @@ def test_rendered_images_and_diagnostics(live):
     assert int(diag["frames_processed"]) + int(diag["frames_dropped"]) <= int(diag["frames_synced"])
     assert int(diag["frames_processed"]) >= 2 and int(diag["gaussians"]) > 0
     assert diag["worker_alive"] == "true" and diag["sync"] == "builtin"
+    # the last tracked frame's health: a room's view constrains every direction somewhat
+    assert 0.2 < float(diag["tracking_inlier_fraction"]) <= 1.0
+    assert 0.0 < float(diag["tracking_weakest_constraint"]) < 1.0
 
 
 def test_services_save_reset_load(live):

@@ -3,7 +3,8 @@
 # factor (x0.82, `gs4 train calibrate --factor 0.82`), by the head (`+pruning`) and after
 # the default end pass (`+segmenter+head`), beside the same command's H100 records of the
 # uncalibrated files (fresh39/gpu_*_900-919.json.gz, gpu_*_seg.json.gz). The shorter
-# form of t41b.sh (which calibrates on the GPU too) for the device time left that session.
+# form of t41b.sh (which calibrated on the GPU too; t42a.sh carries it since) for the
+# device time left that session.
 # Carry: .devcarry/whl7 .devcarry/gsplat_so
 WHL=.devcarry/whl7 source benchmarks/device_calls/setup.sh
 source benchmarks/device_calls/compare.sh

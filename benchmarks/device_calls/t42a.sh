@@ -17,10 +17,6 @@
 #     18.01 with 20084; #3 asks +2 dB over v0 with no more Gaussians, at most 150k per 500
 #     frames). Frames 0-249 come with this call (.devcarry/7s250), 250-499 with t42b.sh,
 #     which unpacks them and marks /tmp/7s500.done; the sweep here starts then.
-#  4. tracking.prediction_prior (new: a prior holding the pose at the motion model's
-#     prediction in the directions the view leaves open; room 918's striped wall on the
-#     CPU: geometric 3.10 -> 0.25 cm at 0.1, networks 20.04 -> 0.22 cm at 0.03) on the GPU's
-#     device solver over rooms 900-919 and 7-Scenes 0-499, 0 / 0.03 / 0.1.
 # Everything starts at once in the background (the GPU and 16 cores have room for it).
 #   JOB=benchmarks/device_calls/t42a.sh bash benchmarks/device_calls/bg.sh
 #   (carry .devcarry/whl7 .devcarry/gsplat_so .devcarry/7s250), then t42b.sh, then bg.sh
@@ -48,20 +44,9 @@ sevens() {
   until [ -f /tmp/7s500.done ] || [ $t -gt 900 ]; do sleep 5; t=$((t + 5)); done
   [ "$(ls /tmp/7s500/frame-*.depth.png 2> /dev/null | wc -l)" = 500 ] || { echo "7-Scenes: no 500 frames"; return; }
   timeout 900 python3 benchmarks/sweep.py --device cuda --width 640 --height 480 --holdout-every 10 \
-    --dataset 7scenes:/tmp/7s500 --frames 0:500 --variant v0: --variant v0-p03:tracking.prediction_prior=0.03 \
-    --variant v0-p1:tracking.prediction_prior=0.1 --variant net:initializer=network \
+    --dataset 7scenes:/tmp/7s500 --frames 0:500 --variant v0: --variant net:initializer=network \
     --variant net-mq:config=config/map_quality.yaml,initializer=network 2>&1 | grep -v Warning > $OUT/sweep_7s_0-499.txt
 }
-prior() {   # first last: tracking.prediction_prior (new this session) on the GPU's device solver
-  timeout 1500 python3 benchmarks/sweep.py --device cuda --width 640 --height 480 --holdout-every 10 \
-    $(for s in $(seq $1 $2); do echo --dataset synthetic:seed=$s,frames=40; done) \
-    --variant geo: --variant geo-p03:tracking.prediction_prior=0.03 --variant geo-p1:tracking.prediction_prior=0.1 \
-    --variant net:initializer=network --variant net-p03:initializer=network,tracking.prediction_prior=0.03 \
-    --variant net-p1:initializer=network,tracking.prediction_prior=0.1 2>&1 | grep -v Warning > $OUT/prior/sweep_prior_$1-$2.txt
-}
-mkdir -p $OUT/prior
-prior 900 909 &
-prior 910 919 &
 sevens &
 mq 900 929 &
 mq 930 959 &
@@ -82,4 +67,4 @@ eval_failures $OUT/ev
 for f in $OUT/ev/*.json; do gzip -f $f; done
 # the calibrated networks files themselves stay here (sha256 in their records); only the records travel
 rm -f $OUT/ship_cal/gs4_nets.pt $OUT/fresh_cal/gs4_nets.pt
-tail -n 30 $OUT/prior/*.txt $OUT/mq/*.txt $OUT/sweep_7s_0-499.txt
+tail -n 30 $OUT/mq/*.txt $OUT/sweep_7s_0-499.txt

@@ -84,11 +84,15 @@ class TrackingConfig:
     # frame.meta["odom_camera_pose"], set by the node from its odom_prior topic) when this
     # frame and the previous one both carry it; the motion model otherwise.
     use_motion_prior: bool = True
-    # Weight of a prior that holds the pose at the prediction, relative to the data's own
-    # information (each of the translation and rotation blocks' mean diagonal): directions
-    # the view does not constrain (a plane of stripes says nothing about motion along
-    # them) then keep the motion model's step instead of drifting, while constrained ones
-    # move as before (a damped, degeneracy-aware Gauss-Newton step). 0 = off.
+    # Weight of a prior that holds the pose at the motion model's prediction, relative to
+    # the data's own information (the mean diagonal of its translation and of its rotation
+    # block), so it decides the directions a view constrains weakly. Room 918's close
+    # striped wall (640x480, CPU, held out every 10th frame): ATE 3.24 -> 0.86 cm at 0.03,
+    # 0.22 at 0.1; the networks' 20.04 -> 0.22 cm at 0.03. But every indoor view has a
+    # weak slide-and-tilt direction (about 2% of the mean information, room 918's as
+    # much), where the prediction then outweighs true small corrections: the other 19
+    # held-out rooms 0.354 -> 0.420 cm (16 of 20 worse), 7-Scenes 0-499 2.13 -> 2.28 cm
+    # (2.44 at 0.1). So 0 (off) by default (docs/results.md, "A prior at the prediction").
     prediction_prior: float = 0.0
     # On CUDA, solve each Gauss-Newton step on the GPU (fixed iteration counts, one graph
     # per level, one host round trip per frame) instead of on the host (early stopping).

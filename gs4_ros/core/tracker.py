@@ -145,9 +145,10 @@ def add_prediction_prior(H: torch.Tensor, g: torch.Tensor, T: torch.Tensor, weig
     """(H, g) of the Gauss-Newton system plus a prior holding T (reference-from-current,
     identity at the prediction) in place: 0.5 (xi + dx)^T L (xi + dx), xi the small-angle
     twist of T (translation, then rotation, as dx), L diagonal at `weight` times the mean
-    diagonal of H's translation and rotation blocks. Scaled to the data so it only decides
-    directions whose information is a small fraction of the rest: the degenerate ones.
-    Closed form with no host sync, so the device step keeps it inside its CUDA graph."""
+    diagonal of H's translation and rotation blocks. Scaled to the data so that it decides
+    only directions whose information is a small fraction of the rest (units and image
+    size drop out). Closed form with no host sync, so the device step keeps it inside its
+    CUDA graph."""
     if weight <= 0:
         return H, g
     d = H.diagonal()

@@ -975,6 +975,12 @@ class GS4Node(Node):
         kv["frames_paused"] = st.paused_skipped
         kv["sync_evicted"] = self._sync.evicted if self._sync is not None else "n/a"
         kv["tracking_lost"] = st.tracking_lost
+        last = self.pipe.last_result
+        if last is not None and "inlier_fraction" in last.health:
+            # The last tracked frame's health: a weakest_constraint near 0 means the view
+            # leaves a direction of motion open (plain wall, corridor); see tracking.prediction_prior.
+            kv["tracking_inlier_fraction"] = f"{last.health['inlier_fraction']:.3f}"
+            kv["tracking_weakest_constraint"] = f"{last.health['weakest_constraint']:.4f}"
         kv["keyframes"] = st.keyframes
         kv["gaussians"] = len(self.pipe.map)
         kv["vocab_entries"] = len(self.pipe.map.vocab) if self.pipe.map.vocab is not None else 0
