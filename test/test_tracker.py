@@ -10,7 +10,7 @@ from gs4_ros.core import se3
 from gs4_ros.core.config import PipelineConfig
 from gs4_ros.core.pipeline import SLAMPipeline
 from gs4_ros.core.render import render_views
-from gs4_ros.core.tracker import RGBDTracker, add_prediction_prior, solve_spd6
+from gs4_ros.core.tracker import RGBDTracker, add_prediction_prior, solve_spd6, weakest_constraint
 from gs4_ros.io.synthetic import SyntheticSequence
 
 W, H = 160, 120
@@ -108,7 +108,6 @@ def test_prediction_prior_still_recovers_an_observed_pose(scene, offset):
     curl, refl, pred, gt = _problem(seq, pipe, 2, offset)
     err0 = se3.pose_distance(pred.double(), gt.double())
     base = RGBDTracker(pipe.cfg.tracking, device_solver=False).track(curl, refl, pred)
-    from gs4_ros.core.tracker import weakest_constraint
     assert 0.005 < weakest_constraint(base.information) < 0.1
     cfg = type(pipe.cfg.tracking)(**{**pipe.cfg.tracking.__dict__, "prediction_prior": 0.03})
     poses = {}
@@ -126,7 +125,6 @@ def test_prediction_prior_still_recovers_an_observed_pose(scene, offset):
 def test_weakest_constraint_names_an_open_direction():
     """A system that pins five directions and not the sixth reads near 0; an even one 1;
     units (metres or millimetres) do not change it."""
-    from gs4_ros.core.tracker import weakest_constraint
     even = np.diag([4e4, 4e4, 4e4, 3e3, 3e3, 3e3])
     assert weakest_constraint(even) == pytest.approx(1.0)
     open_y = np.diag([4e4, 1e-3, 4e4, 3e3, 3e3, 3e3])

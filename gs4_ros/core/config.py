@@ -91,7 +91,7 @@ class TrackingConfig:
     # 0.22 at 0.1; the networks' 20.04 -> 0.22 cm at 0.03. But every indoor view has a
     # weak slide-and-tilt direction (about 2% of the mean information, room 918's as
     # much), where the prediction then outweighs true small corrections: the other 19
-    # held-out rooms 0.354 -> 0.420 cm (16 of 20 worse), 7-Scenes 0-499 2.13 -> 2.28 cm
+    # held-out rooms 0.354 -> 0.420 cm (16 of the 19 worse), 7-Scenes 0-499 2.13 -> 2.28 cm
     # (2.44 at 0.1). So 0 (off) by default (docs/results.md, "A prior at the prediction").
     prediction_prior: float = 0.0
     # On CUDA, solve each Gauss-Newton step on the GPU (fixed iteration counts, one graph
