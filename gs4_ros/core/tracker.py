@@ -141,6 +141,14 @@ def solve_spd6(A: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return M[:, n]
 
 
+def _block_means(H: torch.Tensor) -> torch.Tensor:
+    """[6] the mean diagonal of H's translation block, then of its rotation block, each
+    repeated 3 times: the scale in which the prediction prior is weighted and
+    weakest_constraint reads the information, so the two speak of the same fractions."""
+    d = H.diagonal()
+    return torch.cat([d[:3].mean().expand(3), d[3:].mean().expand(3)])
+
+
 def add_prediction_prior(H: torch.Tensor, g: torch.Tensor, T: torch.Tensor, weight: float):
     """(H, g) of the Gauss-Newton system plus a prior holding T (reference-from-current,
     identity at the prediction) in place: 0.5 (xi + dx)^T L (xi + dx), xi the small-angle
@@ -151,8 +159,7 @@ def add_prediction_prior(H: torch.Tensor, g: torch.Tensor, T: torch.Tensor, weig
     CUDA graph."""
     if weight <= 0:
         return H, g
-    d = H.diagonal()
-    lam = torch.cat([d[:3].mean().expand(3), d[3:].mean().expand(3)]) * weight
+    lam = _block_means(H) * weight
     w = torch.stack([T[2, 1] - T[1, 2], T[0, 2] - T[2, 0], T[1, 0] - T[0, 1]]) * 0.5
     xi = torch.cat([T[:3, 3], w]).to(H.dtype)
     return H + torch.diag(lam), g + lam * xi
@@ -163,12 +170,12 @@ def weakest_constraint(info: np.ndarray) -> float:
     rotation blocks each scaled to a mean diagonal of 1 (eigenvalues average 1): near 0 the
     view leaves a direction of motion open (a plain wall, a corridor), whatever the image
     size or units. NaN for an empty or non-finite system."""
-    d = np.diag(info)
-    m = np.concatenate([np.full(3, d[:3].mean()), np.full(3, d[3:].mean())])
-    if not np.isfinite(info).all() or (m <= 0).any():
+    H = torch.as_tensor(info, dtype=torch.float64)
+    m = _block_means(H)
+    if not torch.isfinite(H).all() or (m <= 0).any():
         return float("nan")
-    s = 1.0 / np.sqrt(m)
-    return float(np.linalg.eigvalsh(info * s[:, None] * s[None, :])[0])
+    s = m.rsqrt()
+    return float(torch.linalg.eigvalsh(H * s[:, None] * s[None, :])[0])
 
 
 class _LevelProblem:
